@@ -1,0 +1,75 @@
+/*
+ * Implementation of base/log.h. A whole line is formatted first and written
+ * with one write(2) so that lines from several threads never interleave.
+ */
+#include "base/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *log_program = "shoji";
+static _Atomic int log_threshold = LOG_LEVEL_INFO;
+
+static const char *const level_names[] = {
+	[LOG_LEVEL_ERROR] = "error",
+	[LOG_LEVEL_WARN] = "warn",
+	[LOG_LEVEL_INFO] = "info",
+	[LOG_LEVEL_DEBUG] = "debug",
+};
+
+void log_init(const char *program_name, enum log_level level)
+{
+	log_program = program_name;
+	log_set_level(level);
+}
+
+void log_set_level(enum log_level level)
+{
+	atomic_store(&log_threshold, (int)level);
+}
+
+enum log_level log_get_level(void)
+{
+	return (enum log_level)atomic_load(&log_threshold);
+}
+
+bool log_level_parse(const char *name, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if ((int)level > atomic_load(&log_threshold))
+		return;
+
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "%s: %s: ", log_program, level_names[level]);
+	if (n < 0)
+		return;
+	size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
+	va_end(ap);
+	if (m > 0)
+		used += (size_t)m < sizeof(line) - used ? (size_t)m : sizeof(line) - used - 1;
+
+	/* Keep one message on one line even when the text was truncated. */
+	if (used >= sizeof(line) - 1)
+		used = sizeof(line) - 2;
+	line[used++] = '\n';
+
+	ssize_t w = write(STDERR_FILENO, line, used);
+	(void)w;
+}

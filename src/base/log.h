@@ -1,0 +1,32 @@
+/*
+ * Logging for every shoji program: one line per message on stderr, prefixed
+ * with the program name and level. Messages about guest misbehaviour go at
+ * debug or warn level and are rate-limited by their callers (a guest must not
+ * be able to flood the host's log).
+ */
+#ifndef SHOJI_BASE_LOG_H
+#define SHOJI_BASE_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+void log_init(const char *program_name, enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+bool log_level_parse(const char *name, enum log_level *out);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,428 @@
+/*
+ * Machine assembly and the vCPU run loop (see machine.h).
+ *
+ * Threads: the caller's thread waits for a stop (signal or guest event) and
+ * tears down; each vCPU has a thread that loops on KVM_RUN and dispatches
+ * port I/O and MMIO exits to the buses; the console has its own thread.
+ * Stopping is one-way: the first reason recorded wins, every vCPU is kicked
+ * out of KVM_RUN (immediate_exit plus a signal), and threads are joined.
+ */
+#include "vmm/machine.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "dev/bus.h"
+#include "dev/i8042.h"
+#include "dev/pm.h"
+#include "dev/reset.h"
+#include "dev/rtc.h"
+#include "dev/serial.h"
+#include "hv/acpi.h"
+#include "hv/kvm.h"
+#include "hv/layout.h"
+#include "hv/vcpu.h"
+#include "vmm/console.h"
+#include "vmm/exit.h"
+
+#define KICK_SIGNAL SIGUSR1
+
+struct machine;
+
+struct vcpu_slot {
+	struct machine *m;
+	struct vcpu vcpu;
+	pthread_t thread;
+	bool created;
+	bool started;
+};
+
+struct machine {
+	const struct machine_config *cfg;
+	struct kvm_vm vm;
+	bool vm_created;
+	unsigned ncpus;
+	struct vcpu_slot *slots;
+
+	struct bus pio;
+	struct bus mmio;
+	struct serial *serial;
+	struct rtc *rtc;
+	struct pm *pm;
+	struct reset_ctl reset;
+	struct i8042 kbc;
+	struct console *console;
+
+	int done_fd;
+	/* Held while vCPU threads are created, so a stop kicks every one of them. */
+	pthread_mutex_t start_lock;
+	atomic_bool stopping;
+	atomic_int exit_code;
+	atomic_uint_fast8_t port_logged[65536 / 8];
+};
+
+static void machine_stop(struct machine *m, enum vmm_exit code)
+{
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&m->stopping, &expected, true))
+		return;
+	atomic_store(&m->exit_code, (int)code);
+	/* A vCPU blocked on a full console must not hold up the stop. */
+	if (m->serial)
+		serial_shutdown(m->serial);
+	pthread_mutex_lock(&m->start_lock);
+	for (unsigned i = 0; m->slots && i < m->ncpus; i++) {
+		struct vcpu_slot *s = &m->slots[i];
+		if (!s->started)
+			continue;
+		s->vcpu.run->immediate_exit = 1;
+		pthread_kill(s->thread, KICK_SIGNAL);
+	}
+	pthread_mutex_unlock(&m->start_lock);
+	uint64_t one = 1;
+	ssize_t w = write(m->done_fd, &one, sizeof(one));
+	(void)w;
+}
+
+static void machine_power_request(void *ctx, enum power_event ev, const char *source)
+{
+	struct machine *m = ctx;
+	if (ev == POWER_OFF) {
+		log_info("guest powered off (%s)", source);
+		machine_stop(m, VMM_EXIT_POWEROFF);
+	} else {
+		log_info("guest rebooted (%s)", source);
+		machine_stop(m, VMM_EXIT_REBOOT);
+	}
+}
+
+static void machine_set_irq(void *ctx, unsigned gsi, int level)
+{
+	struct machine *m = ctx;
+	kvm_vm_set_irq_line(&m->vm, gsi, level);
+}
+
+static void machine_console_quit(void *ctx)
+{
+	log_info("stopping the VM (Ctrl-a x on the console)");
+	machine_stop(ctx, VMM_EXIT_STOPPED);
+}
+
+/* Logs the first access to each unclaimed port; a guest probing is normal. */
+static void machine_note_unclaimed_port(struct machine *m, uint16_t port, bool write)
+{
+	uint_fast8_t bit = (uint_fast8_t)(1u << (port % 8));
+	uint_fast8_t old = atomic_fetch_or(&m->port_logged[port / 8], bit);
+	if (!(old & bit))
+		log_debug("guest %s unclaimed I/O port 0x%x", write ? "wrote" : "read", port);
+}
+
+static void machine_handle_io(struct machine *m, struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint64_t size = run->io.size, count = run->io.count;
+	if (size < 1 || size > 4 || count == 0 ||
+	    !range_within(run->io.data_offset, size * count, (uint64_t)v->run_size)) {
+		log_warn("vCPU %u: malformed port I/O exit from KVM ignored", v->index);
+		return;
+	}
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool write = run->io.direction == KVM_EXIT_IO_OUT;
+	for (uint64_t i = 0; i < count; i++, data += size) {
+		bool claimed = write ? bus_write(&m->pio, run->io.port, data, (unsigned)size)
+				     : bus_read(&m->pio, run->io.port, data, (unsigned)size);
+		if (!claimed)
+			machine_note_unclaimed_port(m, run->io.port, write);
+	}
+}
+
+static void machine_handle_mmio(struct machine *m, struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	unsigned len = run->mmio.len;
+	if (len < 1 || len > 8) {
+		log_warn("vCPU %u: malformed MMIO exit from KVM ignored", v->index);
+		return;
+	}
+	bool claimed = run->mmio.is_write
+			       ? bus_write(&m->mmio, run->mmio.phys_addr, run->mmio.data, len)
+			       : bus_read(&m->mmio, run->mmio.phys_addr, run->mmio.data, len);
+	if (!claimed)
+		log_debug("guest %s unclaimed MMIO at 0x%llx", run->mmio.is_write ? "wrote" : "read",
+			  (unsigned long long)run->mmio.phys_addr);
+}
+
+static void machine_vcpu_crashed(struct machine *m, struct vcpu *v, const char *what)
+{
+	log_error("vCPU %u: %s at RIP 0x%llx; stopping the VM", v->index, what,
+		  (unsigned long long)vcpu_rip(v));
+	machine_stop(m, VMM_EXIT_CRASH);
+}
+
+static void machine_handle_system_event(struct machine *m, struct vcpu *v)
+{
+	switch (v->run->system_event.type) {
+	case KVM_SYSTEM_EVENT_SHUTDOWN:
+		machine_power_request(m, POWER_OFF, "system event");
+		break;
+	case KVM_SYSTEM_EVENT_RESET:
+		machine_power_request(m, POWER_RESET, "system event");
+		break;
+	default:
+		machine_vcpu_crashed(m, v, "KVM system event (crash)");
+		break;
+	}
+}
+
+static void machine_handle_shutdown(struct machine *m, struct vcpu *v)
+{
+	if (vcpu_idt_empty(v)) {
+		log_info("guest rebooted (triple fault with an empty IDT)");
+		machine_stop(m, VMM_EXIT_REBOOT);
+	} else {
+		machine_vcpu_crashed(m, v, "triple fault (KVM_EXIT_SHUTDOWN)");
+	}
+}
+
+/* Handles one exit; false when this vCPU must not run again. */
+static bool machine_handle_exit(struct machine *m, struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	char what[96];
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		machine_handle_io(m, v);
+		return true;
+	case KVM_EXIT_MMIO:
+		machine_handle_mmio(m, v);
+		return true;
+	case KVM_EXIT_HLT:
+	case KVM_EXIT_INTR:
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		machine_handle_shutdown(m, v);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		machine_handle_system_event(m, v);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(what, sizeof(what), "KVM internal error (suberror %u)", run->internal.suberror);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(what, sizeof(what), "VM entry failed (hardware reason 0x%llx)",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	default:
+		snprintf(what, sizeof(what), "unexpected KVM exit reason %u", run->exit_reason);
+		break;
+	}
+	machine_vcpu_crashed(m, v, what);
+	return false;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig; /* only there to make KVM_RUN return -EINTR */
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu_slot *s = arg;
+	struct machine *m = s->m;
+	sigset_t kick;
+	sigemptyset(&kick);
+	sigaddset(&kick, KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+	while (!atomic_load(&m->stopping)) {
+		int rc = vcpu_run(&s->vcpu);
+		if (rc == -EINTR || rc == -EAGAIN)
+			continue;
+		if (rc < 0) {
+			log_error("vCPU %u: KVM_RUN failed: %s", s->vcpu.index, strerror(-rc));
+			machine_stop(m, VMM_EXIT_CRASH);
+			break;
+		}
+		if (!machine_handle_exit(m, &s->vcpu))
+			break;
+	}
+	return NULL;
+}
+
+void machine_block_signals(void)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	sigemptyset(&sa.sa_mask);
+	sigaction(KICK_SIGNAL, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static bool machine_load_guest(struct machine *m)
+{
+	const struct machine_config *cfg = m->cfg;
+	uint8_t *acpi = guest_mem_ptr(&m->vm.mem, LAYOUT_ACPI_ADDR, LAYOUT_ACPI_MAX);
+	struct acpi_tables tables;
+	if (!acpi || !acpi_build(acpi, LAYOUT_ACPI_MAX, LAYOUT_ACPI_ADDR, m->ncpus, &tables)) {
+		log_error("cannot build the ACPI tables for %u vCPUs", m->ncpus);
+		return false;
+	}
+	if (!boot_load(&m->vm.mem, cfg->kernel_info, cfg->kernel, cfg->kernel_size, cfg->initrd,
+		       cfg->plan, cfg->opts->cmdline, tables.rsdp_gpa)) {
+		log_error("cannot place the kernel in guest memory");
+		return false;
+	}
+	return true;
+}
+
+static bool machine_add_devices(struct machine *m)
+{
+	struct power_sink power = { machine_power_request, m };
+	m->serial = serial_create((struct irq_line){ machine_set_irq, m, IRQ_COM1 }, 0);
+	m->rtc = rtc_create(NULL);
+	m->pm = pm_create((struct irq_line){ machine_set_irq, m, IRQ_SCI }, power);
+	m->reset.power = power;
+	m->kbc.power = power;
+	if (!m->serial || !m->rtc || !m->pm) {
+		log_error("out of memory creating devices");
+		return false;
+	}
+	return bus_add(&m->pio, PORT_COM1, SERIAL_PORT_COUNT, &serial_io_ops, m->serial, "COM1") &&
+	       bus_add(&m->pio, PORT_RTC, RTC_PORT_COUNT, &rtc_io_ops, m->rtc, "CMOS RTC") &&
+	       bus_add(&m->pio, PORT_PM1A_EVT, PM_PORT_COUNT, &pm_io_ops, m->pm, "ACPI PM1a") &&
+	       bus_add(&m->pio, PORT_RESET, 1, &reset_io_ops, &m->reset, "reset control") &&
+	       bus_add(&m->pio, PORT_I8042_DATA, I8042_PORT_COUNT, &i8042_io_ops, &m->kbc, "i8042");
+}
+
+static bool machine_create_vcpus(struct machine *m)
+{
+	m->slots = calloc(m->ncpus, sizeof(*m->slots));
+	if (!m->slots)
+		return false;
+	for (unsigned i = 0; i < m->ncpus; i++) {
+		m->slots[i].m = m;
+		if (!vcpu_create(&m->slots[i].vcpu, &m->vm, i, m->ncpus))
+			return false;
+		m->slots[i].created = true;
+	}
+	return vcpu_setup_boot(&m->slots[0].vcpu, m->cfg->kernel_info->entry);
+}
+
+static bool machine_start_vcpus(struct machine *m)
+{
+	bool ok = true;
+	pthread_mutex_lock(&m->start_lock);
+	for (unsigned i = 0; ok && i < m->ncpus; i++) {
+		struct vcpu_slot *s = &m->slots[i];
+		int rc = pthread_create(&s->thread, NULL, vcpu_thread, s);
+		if (rc != 0) {
+			log_error("cannot start the thread of vCPU %u: %s", i, strerror(rc));
+			ok = false;
+		}
+		s->started = ok;
+	}
+	pthread_mutex_unlock(&m->start_lock);
+	return ok;
+}
+
+static bool machine_setup(struct machine *m)
+{
+	const struct vmm_options *o = m->cfg->opts;
+	if (!kvm_vm_create(&m->vm, o->memory))
+		return false;
+	m->vm_created = true;
+	if (m->ncpus > kvm_vm_max_vcpus(&m->vm)) {
+		log_error("--cpus %u: this host's KVM allows at most %u vCPUs", m->ncpus,
+			  kvm_vm_max_vcpus(&m->vm));
+		machine_stop(m, VMM_EXIT_USAGE);
+		return false;
+	}
+	if (!machine_load_guest(m) || !machine_add_devices(m) || !machine_create_vcpus(m))
+		return false;
+	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
+	return m->console && console_start(m->console) && machine_start_vcpus(m);
+}
+
+/* Waits for a guest event or a stop signal. */
+static void machine_wait(struct machine *m)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	struct pollfd fds[2] = { { .fd = m->done_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+	while (!atomic_load(&m->stopping)) {
+		if (poll(fds, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			break;
+		struct signalfd_siginfo si;
+		if (sfd >= 0 && (fds[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			log_info("received %s, stopping the VM", strsignal((int)si.ssi_signo));
+			machine_stop(m, VMM_EXIT_STOPPED);
+		}
+	}
+	if (sfd >= 0)
+		close(sfd);
+}
+
+static void machine_teardown(struct machine *m)
+{
+	machine_stop(m, VMM_EXIT_FAILURE); /* no-op if a reason was recorded */
+	for (unsigned i = 0; m->slots && i < m->ncpus; i++)
+		if (m->slots[i].started)
+			pthread_join(m->slots[i].thread, NULL);
+	console_close(m->console);
+	for (unsigned i = 0; m->slots && i < m->ncpus; i++)
+		if (m->slots[i].created)
+			vcpu_destroy(&m->slots[i].vcpu);
+	free(m->slots);
+	serial_destroy(m->serial);
+	rtc_destroy(m->rtc);
+	pm_destroy(m->pm);
+	if (m->vm_created)
+		kvm_vm_destroy(&m->vm);
+	if (m->done_fd >= 0)
+		close(m->done_fd);
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+	struct machine *m = calloc(1, sizeof(*m));
+	if (!m) {
+		log_error("out of memory");
+		return VMM_EXIT_FAILURE;
+	}
+	m->cfg = cfg;
+	m->ncpus = cfg->opts->cpus;
+	bus_init(&m->pio, "I/O port");
+	bus_init(&m->mmio, "MMIO");
+	pthread_mutex_init(&m->start_lock, NULL);
+	m->done_fd = eventfd(0, EFD_CLOEXEC);
+	if (m->done_fd >= 0 && machine_setup(m))
+		machine_wait(m);
+	machine_teardown(m);
+	int code = atomic_load(&m->exit_code);
+	pthread_mutex_destroy(&m->start_lock);
+	free(m);
+	return code;
+}

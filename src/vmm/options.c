@@ -1,0 +1,212 @@
+/*
+ * Command-line parsing for shoji-vmm (see options.h). Each error message
+ * names the flag and the value it got, and says what would be accepted.
+ */
+#include "vmm/options.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "hv/acpi.h"
+
+const char options_usage[] =
+	"Usage: shoji-vmm --kernel PATH [options]\n"
+	"\n"
+	"Runs one x86_64 virtual machine on /dev/kvm and exits when it stops.\n"
+	"\n"
+	"Options:\n"
+	"  --kernel PATH         Linux bzImage or ELF vmlinux to boot (required)\n"
+	"  --initrd PATH         initial ramdisk\n"
+	"  --cmdline STRING      kernel command line (default \"" VMM_DEFAULT_CMDLINE "\")\n"
+	"  --cpus N              number of vCPUs, 1 to 254 (default 1)\n"
+	"  --memory SIZE         guest RAM, e.g. 512M or 2G; a bare number is MiB\n"
+	"                        (default 512M, at least 32M)\n"
+	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
+	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
+	"  --log-level LEVEL     error, warn, info (default) or debug\n"
+	"  -h, --help            print this help and exit\n"
+	"  -V, --version         print the version and exit\n"
+	"\n"
+	"On a terminal, type Ctrl-a x to stop the VM and Ctrl-a Ctrl-a to send Ctrl-a.\n"
+	"\n"
+	"Exit status:\n"
+	"  0  the guest powered off        3  the guest rebooted\n"
+	"  1  the VMM failed               4  a vCPU crashed (triple fault, internal error)\n"
+	"  2  bad usage or input file      5  the guest kernel panicked\n"
+	"                                  6  stopped by a signal or Ctrl-a x\n";
+
+enum option_id {
+	OPT_KERNEL = 1000,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_CPUS,
+	OPT_MEMORY,
+	OPT_SERIAL,
+	OPT_LOG_LEVEL,
+	OPT_HELP = 'h',
+	OPT_VERSION = 'V',
+};
+
+static const struct option long_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "serial", required_argument, NULL, OPT_SERIAL },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static bool check_input_file(const char *flag, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (path[0] == '\0')
+		return fail(err, errlen, "%s needs a file path", flag);
+	if (stat(path, &st) < 0)
+		return fail(err, errlen, "%s %s: %m", flag, path);
+	if (!S_ISREG(st.st_mode))
+		return fail(err, errlen, "%s %s: not a regular file", flag, path);
+	if (access(path, R_OK) < 0)
+		return fail(err, errlen, "%s %s: %m", flag, path);
+	return true;
+}
+
+static bool parse_memory(const char *text, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t bytes, mib;
+	if (parse_uint(text, 0, UINT64_MAX >> 20, &mib))
+		bytes = mib << 20;   /* a bare number is MiB, as in QEMU and kvmtool */
+	else if (!parse_size(text, &bytes))
+		return fail(err, errlen, "--memory %s: not a size (use e.g. 512M or 2G)", text);
+	if (bytes < VMM_MIN_MEMORY)
+		return fail(err, errlen, "--memory %s: too small, the minimum is 32M", text);
+	if (bytes % MiB)
+		return fail(err, errlen, "--memory %s: must be a whole number of MiB", text);
+	long pages = sysconf(_SC_PHYS_PAGES);
+	long page_size = sysconf(_SC_PAGESIZE);
+	uint64_t host = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : VMM_MAX_MEMORY;
+	if (bytes > VMM_MAX_MEMORY || bytes > host)
+		return fail(err, errlen, "--memory %s: more than this host's %llu MiB of RAM", text,
+			    (unsigned long long)(host >> 20));
+	*out = bytes;
+	return true;
+}
+
+static bool parse_serial(const char *text, struct console_config *out, char *err, size_t errlen)
+{
+	if (strcmp(text, "tty") == 0) {
+		*out = (struct console_config){ CONSOLE_TTY, NULL };
+	} else if (strcmp(text, "off") == 0) {
+		*out = (struct console_config){ CONSOLE_OFF, NULL };
+	} else if (strncmp(text, "file=", 5) == 0 && text[5]) {
+		*out = (struct console_config){ CONSOLE_FILE, text + 5 };
+	} else if (strncmp(text, "socket=", 7) == 0 && text[7]) {
+		*out = (struct console_config){ CONSOLE_SOCKET, text + 7 };
+		if (strlen(out->path) >= 108)
+			return fail(err, errlen, "--serial %s: socket path longer than 107 bytes", text);
+	} else {
+		return fail(err, errlen, "--serial %s: use tty, off, file=PATH or socket=PATH", text);
+	}
+	return true;
+}
+
+static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err, size_t errlen)
+{
+	uint64_t n;
+	switch (id) {
+	case OPT_KERNEL:
+		o->kernel = arg;
+		return check_input_file("--kernel", arg, err, errlen);
+	case OPT_INITRD:
+		o->initrd = arg;
+		return check_input_file("--initrd", arg, err, errlen);
+	case OPT_CMDLINE:
+		o->cmdline = arg;
+		return true;
+	case OPT_CPUS:
+		if (!parse_uint(arg, 1, ACPI_MAX_CPUS, &n))
+			return fail(err, errlen, "--cpus %s: must be a number from 1 to %d", arg, ACPI_MAX_CPUS);
+		o->cpus = (unsigned)n;
+		return true;
+	case OPT_MEMORY:
+		return parse_memory(arg, &o->memory, err, errlen);
+	case OPT_SERIAL:
+		return parse_serial(arg, &o->serial, err, errlen);
+	case OPT_LOG_LEVEL:
+		if (!log_level_parse(arg, &o->log_level))
+			return fail(err, errlen, "--log-level %s: use error, warn, info or debug", arg);
+		return true;
+	case OPT_HELP:
+		o->help = true;
+		return true;
+	case OPT_VERSION:
+		o->version = true;
+		return true;
+	default:
+		return fail(err, errlen, "internal error: option %d", id);
+	}
+}
+
+static const char *option_name(int id)
+{
+	for (const struct option *opt = long_options; opt->name; opt++)
+		if (opt->val == id)
+			return opt->name;
+	return "?";
+}
+
+bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size_t errlen)
+{
+	*o = (struct vmm_options){
+		.cmdline = VMM_DEFAULT_CMDLINE,
+		.cpus = 1,
+		.memory = VMM_DEFAULT_MEMORY,
+		.serial = { CONSOLE_TTY, NULL },
+		.log_level = LOG_LEVEL_INFO,
+	};
+	bool seen[OPT_LOG_LEVEL - OPT_KERNEL + 1] = { false };
+
+	opterr = 0; /* our messages, not getopt's */
+	optind = 1;
+	int id;
+	while ((id = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+		const char *bad = argv[optind - 1];
+		if (id == '?')
+			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
+		if (id == ':')
+			return fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
+		if (id >= OPT_KERNEL && id <= OPT_LOG_LEVEL) {
+			if (seen[id - OPT_KERNEL])
+				return fail(err, errlen, "--%s given twice; give it once", option_name(id));
+			seen[id - OPT_KERNEL] = true;
+		}
+		if (!parse_one(id, optarg, o, err, errlen))
+			return false;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s' (options start with --; see shoji-vmm --help)",
+			    argv[optind]);
+	if (!o->help && !o->version && !o->kernel)
+		return fail(err, errlen, "--kernel is required (see shoji-vmm --help)");
+	return true;
+}

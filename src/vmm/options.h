@@ -1,0 +1,52 @@
+/*
+ * shoji-vmm's command line: parsed and validated before any resource is
+ * taken, so a user's mistake costs one line on stderr and exit status 2.
+ */
+#ifndef SHOJI_VMM_OPTIONS_H
+#define SHOJI_VMM_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/log.h"
+
+#define VMM_DEFAULT_MEMORY   (512ull << 20)
+#define VMM_MIN_MEMORY       (32ull << 20)
+#define VMM_MAX_MEMORY       (1ull << 40)
+#define VMM_DEFAULT_CMDLINE  "console=ttyS0"
+
+enum console_kind {
+	CONSOLE_TTY,
+	CONSOLE_FILE,
+	CONSOLE_SOCKET,
+	CONSOLE_OFF,
+};
+
+struct console_config {
+	enum console_kind kind;
+	const char *path; /* file= or socket= */
+};
+
+struct vmm_options {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned cpus;
+	uint64_t memory;
+	struct console_config serial;
+	enum log_level log_level;
+	bool help;
+	bool version;
+};
+
+/*
+ * Fills `opts` from argv. Returns false with a one-line message in `err`
+ * (naming the bad input and what to do) on any mistake.
+ */
+bool options_parse(int argc, char **argv, struct vmm_options *opts, char *err, size_t errlen);
+
+/* The --help text. */
+extern const char options_usage[];
+
+#endif
