@@ -1,0 +1,290 @@
+/*
+ * The format-independent half of the block layer: the driver table, opening
+ * by explicit format (never probing), backing-chain loop and depth checks,
+ * and the bounds-checking wrappers that every caller goes through.
+ */
+#include "block/block.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "block/driver.h"
+
+static const struct block_driver *const drivers[] = {
+	&block_driver_raw,
+	&block_driver_qcow2,
+};
+
+/* One member of the backing chain being opened, for loop detection. */
+struct block_chain {
+	dev_t dev;
+	ino_t ino;
+	const struct block_chain *next;
+};
+
+static const struct block_driver *find_driver(const char *format)
+{
+	for (size_t i = 0; format && i < ARRAY_SIZE(drivers); i++)
+		if (strcmp(drivers[i]->name, format) == 0)
+			return drivers[i];
+	return NULL;
+}
+
+bool block_format_known(const char *format)
+{
+	return find_driver(format) != NULL;
+}
+
+int block_open(struct block_dev **out, const char *path, const char *format,
+	       const struct block_open_opts *opts)
+{
+	struct block_open_opts o = opts ? *opts : (struct block_open_opts){ 0 };
+	const struct block_driver *drv = find_driver(format);
+	if (!drv) {
+		log_error("%s: unknown image format '%s' (use raw or qcow2)", path,
+			  format ? format : "(none)");
+		return -EINVAL;
+	}
+	if (o.depth > BLOCK_MAX_CHAIN_DEPTH) {
+		log_error("%s: backing chain deeper than %d images", path, BLOCK_MAX_CHAIN_DEPTH);
+		return -ELOOP;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		int err = -errno;
+		log_error("%s: cannot open: %s", path, strerror(errno));
+		return err;
+	}
+	for (const struct block_chain *c = o.chain; c; c = c->next) {
+		if (c->dev == st.st_dev && c->ino == st.st_ino) {
+			log_error("%s: backing chain loops back to this file", path);
+			return -ELOOP;
+		}
+	}
+	struct block_chain self = { st.st_dev, st.st_ino, o.chain };
+	o.chain = &self;
+	return drv->open(out, path, &o);
+}
+
+int block_open_backing(struct block_dev **out, const char *overlay, const char *path,
+		       const char *format, const struct block_open_opts *opts)
+{
+	struct block_open_opts o = *opts;
+	o.depth++;
+	o.read_only = true; /* a backing file is never written through its overlay */
+	if (!format) {
+		log_error("%s: backing file '%s' has no recorded format; record it with "
+			  "'shoji-img rebase -u -b %s -F raw|qcow2'", overlay, path, path);
+		return -EINVAL;
+	}
+	char *full = block_backing_path(overlay, path);
+	if (!full)
+		return -ENOMEM;
+	int r = block_open(out, full, format, &o);
+	free(full);
+	return r;
+}
+
+char *block_backing_path(const char *overlay, const char *path)
+{
+	if (path[0] == '/')
+		return strdup(path);
+	/* Relative names are relative to the overlay's directory, as in QEMU. */
+	const char *slash = strrchr(overlay, '/');
+	size_t dirlen = slash ? (size_t)(slash - overlay) + 1 : 0;
+	char *full = malloc(dirlen + strlen(path) + 1);
+	if (!full)
+		return NULL;
+	memcpy(full, overlay, dirlen);
+	strcpy(full + dirlen, path);
+	return full;
+}
+
+void block_close(struct block_dev *bd)
+{
+	if (bd)
+		bd->ops->close(bd);
+}
+
+uint64_t block_get_size(const struct block_dev *bd)
+{
+	return bd->size;
+}
+
+int64_t block_iov_len(const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	uint64_t total = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > INT64_MAX - total)
+			return -EINVAL;
+		total += iov[i].iov_len;
+	}
+	return (int64_t)total;
+}
+
+int block_read(struct block_dev *bd, void *buf, uint64_t len, uint64_t off)
+{
+	if (!range_within(off, len, bd->size))
+		return -EINVAL;
+	return len ? bd->ops->read(bd, buf, len, off) : 0;
+}
+
+int block_write(struct block_dev *bd, const void *buf, uint64_t len, uint64_t off)
+{
+	if (bd->read_only)
+		return -EROFS;
+	if (!range_within(off, len, bd->size))
+		return -EINVAL;
+	return len ? bd->ops->write(bd, buf, len, off) : 0;
+}
+
+int block_readv(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	int64_t len = block_iov_len(iov, iovcnt);
+	if (len < 0)
+		return (int)len;
+	if (!range_within(off, (uint64_t)len, bd->size))
+		return -EINVAL;
+	if (bd->ops->readv)
+		return bd->ops->readv(bd, iov, iovcnt, off);
+	for (int i = 0; i < iovcnt; i++) {
+		int r = iov[i].iov_len ? bd->ops->read(bd, iov[i].iov_base, iov[i].iov_len, off) : 0;
+		if (r < 0)
+			return r;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+int block_writev(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	if (bd->read_only)
+		return -EROFS;
+	int64_t len = block_iov_len(iov, iovcnt);
+	if (len < 0)
+		return (int)len;
+	if (!range_within(off, (uint64_t)len, bd->size))
+		return -EINVAL;
+	if (bd->ops->writev)
+		return bd->ops->writev(bd, iov, iovcnt, off);
+	for (int i = 0; i < iovcnt; i++) {
+		int r = iov[i].iov_len ? bd->ops->write(bd, iov[i].iov_base, iov[i].iov_len, off) : 0;
+		if (r < 0)
+			return r;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
+int block_flush(struct block_dev *bd)
+{
+	return bd->ops->flush ? bd->ops->flush(bd) : 0;
+}
+
+int block_discard(struct block_dev *bd, uint64_t off, uint64_t len)
+{
+	if (bd->read_only)
+		return -EROFS;
+	if (!range_within(off, len, bd->size))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	return bd->ops->discard ? bd->ops->discard(bd, off, len) : -EOPNOTSUPP;
+}
+
+int block_write_zeroes(struct block_dev *bd, uint64_t off, uint64_t len)
+{
+	if (bd->read_only)
+		return -EROFS;
+	if (!range_within(off, len, bd->size))
+		return -EINVAL;
+	if (!len)
+		return 0;
+	return bd->ops->write_zeroes ? bd->ops->write_zeroes(bd, off, len) : -EOPNOTSUPP;
+}
+
+int block_truncate(struct block_dev *bd, uint64_t size)
+{
+	if (bd->read_only)
+		return -EROFS;
+	return bd->ops->truncate ? bd->ops->truncate(bd, size) : -EOPNOTSUPP;
+}
+
+int block_get_status(struct block_dev *bd, uint64_t off, uint64_t len, struct block_status *st)
+{
+	if (!range_within(off, len, bd->size) || len == 0)
+		return -EINVAL;
+	if (!bd->ops->block_status) {
+		*st = (struct block_status){ .state = BLOCK_DATA, .len = len, .host_off = off };
+		return 0;
+	}
+	return bd->ops->block_status(bd, off, len, st);
+}
+
+int block_read_padded(struct block_dev *bd, void *buf, uint64_t len, uint64_t off)
+{
+	uint64_t size = bd->size;
+	uint64_t avail = off >= size ? 0 : (size - off < len ? size - off : len);
+	if (avail) {
+		int r = block_read(bd, buf, avail, off);
+		if (r < 0)
+			return r;
+	}
+	memset((char *)buf + avail, 0, len - avail);
+	return 0;
+}
+
+int block_write_compressed(struct block_dev *bd, const void *buf, uint64_t off)
+{
+	if (bd->read_only)
+		return -EROFS;
+	if (!bd->ops->write_compressed)
+		return -ENOTSUP;
+	return bd->ops->write_compressed(bd, buf, off);
+}
+
+int block_info(struct block_dev *bd, struct block_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	return bd->ops->info ? bd->ops->info(bd, info) : 0;
+}
+
+int block_check(struct block_dev *bd, struct block_check *res, int repair)
+{
+	memset(res, 0, sizeof(*res));
+	if (repair && bd->read_only)
+		return -EROFS;
+	return bd->ops->check ? bd->ops->check(bd, res, repair) : -ENOTSUP;
+}
+
+int block_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name)
+{
+	if (bd->read_only)
+		return -EROFS;
+	return bd->ops->snapshot ? bd->ops->snapshot(bd, op, name) : -ENOTSUP;
+}
+
+int block_set_backing(struct block_dev *bd, const char *file, const char *format)
+{
+	if (bd->read_only)
+		return -EROFS;
+	return bd->ops->set_backing ? bd->ops->set_backing(bd, file, format) : -ENOTSUP;
+}
+
+int block_create(const char *path, const char *format, const struct block_create_opts *opts)
+{
+	const struct block_driver *drv = find_driver(format);
+	if (!drv) {
+		log_error("%s: unknown image format '%s' (use raw or qcow2)", path,
+			  format ? format : "(none)");
+		return -EINVAL;
+	}
+	return drv->create(path, opts);
+}

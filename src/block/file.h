@@ -1,0 +1,37 @@
+/*
+ * Host-file I/O for the block backends: full-length pread/pwrite that retry
+ * on short transfers and EINTR, and, for files opened with O_DIRECT (cache
+ * mode "none"), transparent bounce buffering of requests that are not
+ * aligned to the device's block size. Reads beyond the end of the file return
+ * zeros, like a hole: a hostile image cannot make us read outside the file.
+ */
+#ifndef SHOJI_BLOCK_FILE_H
+#define SHOJI_BLOCK_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct bfile {
+	int fd;
+	bool direct;
+	bool read_only;
+	uint32_t align;  /* O_DIRECT alignment of offsets, lengths and buffers */
+	uint64_t size;   /* current file size, kept up to date by our writes */
+};
+
+int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct);
+void bfile_close(struct bfile *f);
+int bfile_pread(struct bfile *f, void *buf, size_t len, uint64_t off);
+int bfile_pwrite(struct bfile *f, const void *buf, size_t len, uint64_t off);
+int bfile_preadv(struct bfile *f, const struct iovec *iov, int iovcnt, uint64_t off);
+int bfile_pwritev(struct bfile *f, const struct iovec *iov, int iovcnt, uint64_t off);
+int bfile_sync(struct bfile *f);
+int bfile_truncate(struct bfile *f, uint64_t size);
+/* Makes [off, off+len) read as zeros; punch=true also frees the space. */
+int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch);
+/* Allocates a buffer aligned for O_DIRECT; free with free(). */
+void *bfile_alloc(size_t len);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * shoji-img verbs that move data between images: convert (any format to
+ * any, flattening a backing chain, optionally compressing), commit (top
+ * image into its backing file), rebase (safe and -u), compare and map.
+ * All go through the block layer; none looks at a format's internals.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "cli/shoji-img.h"
+
+#define COPY_CHUNK (1u << 20)
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* True when [off, off+len) of bd reads as zeros without reading data. */
+static bool known_zero(struct block_dev *bd, uint64_t off, uint64_t len)
+{
+	while (len) {
+		struct block_status st;
+		if (block_get_status(bd, off, len, &st) < 0)
+			return false;
+		if (!(st.state == BLOCK_ZERO || (st.state == BLOCK_UNALLOCATED && !bd->backing)))
+			return false;
+		if (st.len == 0 || st.len > len)
+			return false;
+		off += st.len;
+		len -= st.len;
+	}
+	return true;
+}
+
+static int copy_chunk(struct block_dev *src, struct block_dev *dst, uint8_t *buf, uint64_t off,
+		      uint64_t n, bool compress, uint64_t cluster)
+{
+	if (known_zero(src, off, n))
+		return 0;
+	int r = block_read(src, buf, n, off);
+	if (r < 0)
+		return r;
+	if (!compress) {
+		for (uint64_t p = 0; p < n && r == 0; p += 65536) {
+			uint64_t m = n - p < 65536 ? n - p : 65536;
+			if (!all_zero(buf + p, m))
+				r = block_write(dst, buf + p, m, off + p);
+		}
+		return r;
+	}
+	for (uint64_t p = 0; p < n && r == 0; p += cluster) {
+		uint64_t m = n - p < cluster ? n - p : cluster;
+		if (all_zero(buf + p, m))
+			continue;
+		if (m == cluster)
+			r = block_write_compressed(dst, buf + p, off + p);
+		else
+			r = block_write(dst, buf + p, m, off + p);
+	}
+	return r;
+}
+
+int img_convert(int argc, char **argv)
+{
+	const char *fmt = NULL, *ofmt = "raw";
+	struct block_create_opts o = { 0 };
+	enum block_cache tcache = BLOCK_CACHE_WRITEBACK, scache = BLOCK_CACHE_WRITEBACK;
+	bool compress = false;
+	int c;
+	while ((c = getopt(argc, argv, "f:O:co:t:T:pqWm:U")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'O': ofmt = optarg; break;
+		case 'c': compress = true; break;
+		case 'o': if (!img_parse_create_opts(optarg, &o)) return 1; break;
+		case 't': if (!img_parse_cache(optarg, &tcache)) return 1; break;
+		case 'T': if (!img_parse_cache(optarg, &scache)) return 1; break;
+		case 'p': case 'q': case 'W': case 'm': case 'U': break;
+		default: return img_usage_error("convert"), 1;
+		}
+	}
+	if (optind != argc - 2)
+		return img_usage_error("convert"), 1;
+	if (compress && strcmp(ofmt, "qcow2") != 0)
+		return log_error("compression (-c) needs -O qcow2"), 1;
+	struct block_dev *src = img_open(argv[optind], fmt, false, scache, false);
+	if (!src)
+		return 1;
+	o.size = block_get_size(src);
+	struct block_dev *dst = NULL;
+	struct block_open_opts oo = { .cache = tcache };
+	int r = block_create(argv[optind + 1], ofmt, &o);
+	if (r == 0)
+		r = block_open(&dst, argv[optind + 1], ofmt, &oo);
+	uint8_t *buf = malloc(COPY_CHUNK);
+	struct block_info in;
+	if (r == 0 && !buf)
+		r = -ENOMEM;
+	if (r == 0)
+		r = block_info(dst, &in);
+	uint64_t cl = in.cluster_size ? in.cluster_size : 65536;
+	for (uint64_t off = 0; r == 0 && off < o.size; off += COPY_CHUNK) {
+		uint64_t n = o.size - off < COPY_CHUNK ? o.size - off : COPY_CHUNK;
+		r = copy_chunk(src, dst, buf, off, n, compress, cl);
+	}
+	if (r == 0)
+		r = block_flush(dst);
+	if (r < 0)
+		log_error("convert failed: %s", strerror(-r));
+	free(buf);
+	block_close(dst);
+	block_close(src);
+	return r < 0 ? 1 : 0;
+}
+
+static bool top_allocated(struct block_dev *bd, uint64_t off, uint64_t len, uint64_t *n)
+{
+	struct block_status st;
+	if (block_get_status(bd, off, len, &st) < 0) {
+		*n = len;
+		return true;
+	}
+	*n = st.len ? st.len : len;
+	return st.state != BLOCK_UNALLOCATED;
+}
+
+int img_commit(int argc, char **argv)
+{
+	const char *fmt = NULL;
+	enum block_cache cache = BLOCK_CACHE_WRITEBACK;
+	int c;
+	while ((c = getopt(argc, argv, "f:t:qdpb:")) != -1) {
+		if (c == 'f')
+			fmt = optarg;
+		else if (c == 't' && !img_parse_cache(optarg, &cache))
+			return 1;
+		else if (c == '?')
+			return img_usage_error("commit"), 1;
+	}
+	if (optind != argc - 1)
+		return img_usage_error("commit"), 1;
+	const char *path = argv[optind];
+	struct block_dev *top = img_open(path, fmt, false, cache, true);
+	if (!top)
+		return 1;
+	struct block_info in;
+	int r = block_info(top, &in);
+	struct block_dev *base = NULL;
+	if (r == 0 && !in.backing_file)
+		r = (log_error("%s: image has no backing file to commit to", path), -EINVAL);
+	char *bpath = r == 0 ? block_backing_path(path, in.backing_file) : NULL;
+	if (r == 0 && !(base = img_open(bpath, in.backing_format, true, cache, false)))
+		r = -EIO;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	uint64_t size = block_get_size(top);
+	if (r == 0 && size > block_get_size(base))
+		r = block_truncate(base, size);
+	for (uint64_t off = 0, n; r == 0 && buf && off < size; off += n) {
+		uint64_t want = size - off < COPY_CHUNK ? size - off : COPY_CHUNK;
+		if (!top_allocated(top, off, want, &n))
+			continue;
+		r = block_read(top, buf, n, off);
+		if (r == 0)
+			r = all_zero(buf, n) ? block_write_zeroes(base, off, n) : block_write(base, buf, n, off);
+	}
+	if (r == 0)
+		r = block_flush(base);
+	if (r < 0)
+		log_error("commit failed: %s", strerror(-r));
+	else
+		printf("Image committed.\n");
+	free(buf);
+	free(bpath);
+	block_close(base);
+	block_close(top);
+	return r < 0 ? 1 : 0;
+}
+
+/* Copies into top every unallocated range where the old backing chain and
+ * the new backing file differ, so the guest sees the same disk after. */
+static int rebase_copy(struct block_dev *top, struct block_dev *nb)
+{
+	uint8_t *a = malloc(COPY_CHUNK), *b = malloc(COPY_CHUNK);
+	int r = a && b ? 0 : -ENOMEM;
+	uint64_t size = block_get_size(top);
+	for (uint64_t off = 0, n; r == 0 && off < size; off += n) {
+		uint64_t want = size - off < COPY_CHUNK ? size - off : COPY_CHUNK;
+		if (top_allocated(top, off, want, &n))
+			continue;
+		r = block_read(top, a, n, off);
+		if (r == 0)
+			r = nb ? block_read_padded(nb, b, n, off) : (memset(b, 0, n), 0);
+		if (r == 0 && memcmp(a, b, n) != 0)
+			r = block_write(top, a, n, off);
+	}
+	free(a);
+	free(b);
+	return r;
+}
+
+int img_rebase(int argc, char **argv)
+{
+	const char *fmt = NULL, *backing = NULL, *bfmt = NULL;
+	bool unsafe = false;
+	int c;
+	while ((c = getopt(argc, argv, "f:b:F:uqpt:T:")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': backing = optarg; break;
+		case 'F': bfmt = optarg; break;
+		case 'u': unsafe = true; break;
+		case 'q': case 'p': case 't': case 'T': break;
+		default: return img_usage_error("rebase"), 1;
+		}
+	}
+	if (optind != argc - 1 || !backing)
+		return img_usage_error("rebase"), 1;
+	const char *path = argv[optind];
+	if (backing[0] == '\0')
+		backing = NULL;
+	if (backing && !bfmt)
+		return log_error("-b needs the backing file's format with -F raw|qcow2"), 1;
+	struct block_dev *top = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, unsafe);
+	if (!top)
+		return 1;
+	int r = 0;
+	if (!unsafe) {
+		struct block_dev *nb = NULL;
+		char *full = backing ? block_backing_path(path, backing) : NULL;
+		if (backing && !(nb = img_open(full, bfmt, false, BLOCK_CACHE_WRITEBACK, false)))
+			r = -EIO;
+		if (r == 0)
+			r = rebase_copy(top, nb);
+		block_close(nb);
+		free(full);
+	}
+	if (r == 0)
+		r = block_set_backing(top, backing, bfmt);
+	if (r < 0 && r != -EIO)
+		log_error("rebase failed: %s", strerror(-r));
+	block_close(top);
+	return r < 0 ? 1 : 0;
+}
+
+int img_compare(int argc, char **argv)
+{
+	const char *f1 = NULL, *f2 = NULL;
+	bool strict = false;
+	int c;
+	while ((c = getopt(argc, argv, "f:F:sqpU")) != -1) {
+		if (c == 'f')
+			f1 = optarg;
+		else if (c == 'F')
+			f2 = optarg;
+		else if (c == 's')
+			strict = true;
+		else if (c == '?')
+			return img_usage_error("compare"), 2;
+	}
+	if (optind != argc - 2)
+		return img_usage_error("compare"), 2;
+	struct block_dev *a = img_open(argv[optind], f1, false, BLOCK_CACHE_WRITEBACK, false);
+	struct block_dev *b = a ? img_open(argv[optind + 1], f2 ? f2 : f1, false,
+					   BLOCK_CACHE_WRITEBACK, false) : NULL;
+	if (!a || !b) {
+		block_close(a);
+		return 2;
+	}
+	uint64_t sa = block_get_size(a), sb = block_get_size(b), size = sa > sb ? sa : sb;
+	int rc = 0;
+	if (strict && sa != sb) {
+		printf("Strict mode: Image size mismatch!\n");
+		rc = 1;
+	}
+	uint8_t *x = malloc(COPY_CHUNK), *y = malloc(COPY_CHUNK);
+	if (!x || !y)
+		rc = 2;
+	for (uint64_t off = 0; rc == 0 && off < size; off += COPY_CHUNK) {
+		uint64_t n = size - off < COPY_CHUNK ? size - off : COPY_CHUNK;
+		if (block_read_padded(a, x, n, off) < 0 || block_read_padded(b, y, n, off) < 0) {
+			log_error("error while reading at offset %llu", (unsigned long long)off);
+			rc = 2;
+			break;
+		}
+		if (memcmp(x, y, n) == 0)
+			continue;
+		uint64_t i = 0;
+		while (x[i] == y[i])
+			i++;
+		printf("Content mismatch at offset %llu!\n", (unsigned long long)(off + (i & ~511ULL)));
+		rc = 1;
+	}
+	if (rc == 0)
+		printf("Images are identical.\n");
+	free(x);
+	free(y);
+	block_close(a);
+	block_close(b);
+	return rc;
+}
+
+/* Resolves a range down the backing chain: the image that decides it. */
+static int map_one(struct block_dev *top, uint64_t off, uint64_t len, struct block_status *st,
+		   int *depth, struct block_dev **where)
+{
+	struct block_dev *bd = top;
+	*depth = 0;
+	for (;;) {
+		uint64_t avail = off < bd->size ? bd->size - off : 0;
+		if (avail == 0) {
+			*st = (struct block_status){ BLOCK_ZERO, len, 0 };
+			break;
+		}
+		int r = block_get_status(bd, off, len < avail ? len : avail, st);
+		if (r < 0)
+			return r;
+		len = st->len;
+		if (st->state != BLOCK_UNALLOCATED || !bd->backing)
+			break;
+		bd = bd->backing;
+		(*depth)++;
+	}
+	*where = bd;
+	return 0;
+}
+
+int img_map(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
+	const char *fmt = NULL, *output = "human";
+	int c;
+	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
+		if (c == 'f')
+			fmt = optarg;
+		else if (c == 'O')
+			output = optarg;
+		else if (c != 'U')
+			return img_usage_error("map"), 1;
+	}
+	if (optind != argc - 1)
+		return img_usage_error("map"), 1;
+	bool json = strcmp(output, "json") == 0;
+	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, false);
+	if (!bd)
+		return 1;
+	if (json)
+		printf("[");
+	else
+		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+	int r = 0;
+	bool first = true;
+	for (uint64_t off = 0; off < bd->size;) {
+		struct block_status st;
+		struct block_dev *where;
+		int depth;
+		if ((r = map_one(bd, off, bd->size - off, &st, &depth, &where)) < 0)
+			break;
+		bool data = st.state == BLOCK_DATA || st.state == BLOCK_COMPRESSED;
+		bool zero = st.state == BLOCK_ZERO || st.state == BLOCK_UNALLOCATED;
+		if (json) {
+			printf("%s{ \"start\": %llu, \"length\": %llu, \"depth\": %d, \"present\": %s, "
+			       "\"zero\": %s, \"data\": %s", first ? "" : ",\n", (unsigned long long)off,
+			       (unsigned long long)st.len, depth,
+			       st.state == BLOCK_UNALLOCATED ? "false" : "true", zero ? "true" : "false",
+			       data ? "true" : "false");
+			if (st.state == BLOCK_DATA)
+				printf(", \"offset\": %llu", (unsigned long long)st.host_off);
+			printf("}");
+		} else if (st.state == BLOCK_DATA) {
+			printf("0x%-14llx0x%-14llx0x%-14llx%s\n", (unsigned long long)off,
+			       (unsigned long long)st.len, (unsigned long long)st.host_off, where->filename);
+		}
+		first = false;
+		off += st.len;
+	}
+	if (json)
+		printf("]\n");
+	block_close(bd);
+	return r < 0 ? 1 : 0;
+}
