@@ -80,7 +80,9 @@ static int snap_create(struct qcow2 *q, const char *name)
 		return log_error("%s: snapshot '%s' already exists", q->bd.filename, name), -EEXIST;
 	if (strlen(name) > 1024 || q->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
 		return -EINVAL;
-	int r = qcow2_tree_refs(q, q->l1, q->l1_size, 1);
+	int r = qcow2_tree_refs(q, q->l1, q->l1_size, 0);
+	if (r == 0)
+		r = qcow2_tree_refs(q, q->l1, q->l1_size, 1);
 	if (r == 0)
 		r = qcow2_fix_copied(q); /* everything is shared now */
 	uint64_t n = align_up((uint64_t)q->l1_size * 8, q->cluster_size) >> q->cluster_bits;
@@ -119,7 +121,9 @@ static int snap_apply(struct qcow2 *q, int idx)
 	int r = qcow2_read_l1(q, sn->l1_offset, sn->l1_size, &sl1);
 	if (r < 0)
 		return r;
-	r = qcow2_tree_refs(q, sl1, sn->l1_size, 1);
+	r = qcow2_tree_refs(q, sl1, sn->l1_size, 0);
+	if (r == 0)
+		r = qcow2_tree_refs(q, sl1, sn->l1_size, 1);
 	if (r == 0)
 		r = qcow2_grow_l1(q, sn->l1_size);
 	if (r == 0 && !(old = malloc((size_t)q->l1_size * 8 + 8)))

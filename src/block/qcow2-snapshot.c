@@ -120,17 +120,31 @@ int qcow2_read_l1(struct qcow2 *q, uint64_t off, uint32_t n, uint64_t **out)
 	return 0;
 }
 
+/* Before adding references: every count reachable from one tree at most
+ * doubles, so refuse while anything is above half the maximum. */
+static int ref_room(struct qcow2 *q, uint64_t cluster)
+{
+	uint64_t rc;
+	int r = qcow2_get_refcount(q, cluster, &rc);
+	if (r == 0 && rc > q->refcount_max / 2)
+		r = (log_error("%s: refcounts of %u bits cannot count another snapshot",
+			       q->bd.filename, 1u << q->refcount_order), -ERANGE);
+	return r;
+}
+
 static int ref_entry(struct qcow2 *q, uint64_t e, int delta)
 {
 	if (!(e & QCOW2_OFLAG_COMPRESSED) && !(e & QCOW2_OFFSET_MASK))
 		return 0;
+	if (delta == 0 && !(e & QCOW2_OFLAG_COMPRESSED))
+		return ref_room(q, (e & QCOW2_OFFSET_MASK) >> q->cluster_bits);
 	if (delta < 0)
 		return qcow2_free_entry_later(q, e);
 	if (e & QCOW2_OFLAG_COMPRESSED) {
 		uint64_t off, len;
 		qcow2_compressed_range(q, e, &off, &len);
 		for (uint64_t c = off >> q->cluster_bits; c <= (off + len - 1) >> q->cluster_bits; c++) {
-			int r = qcow2_update_refcount(q, c, 1);
+			int r = delta ? qcow2_update_refcount(q, c, 1) : ref_room(q, c);
 			if (r < 0)
 				return r;
 		}
@@ -140,7 +154,8 @@ static int ref_entry(struct qcow2 *q, uint64_t e, int delta)
 }
 
 /* Adds (+1, at once) or removes (-1, queued until durable) one reference to
- * every L2 table and data cluster reachable from the L1 table l1. */
+ * every L2 table and data cluster reachable from the L1 table l1; delta 0
+ * only checks that +1 cannot overflow, so a refused snapshot changes nothing. */
 int qcow2_tree_refs(struct qcow2 *q, const uint64_t *l1, uint32_t l1_size, int delta)
 {
 	for (uint32_t i = 0; i < l1_size; i++) {
@@ -150,15 +165,16 @@ int qcow2_tree_refs(struct qcow2 *q, const uint64_t *l1, uint32_t l1_size, int d
 		if ((l2 & (q->cluster_size - 1)) || !range_within(l2, q->cluster_size, qcow2_file_end(q)))
 			return qcow2_mark_corrupt(q, "L2 table 0x%llx is misplaced",
 						  (unsigned long long)l2);
-		uint8_t *t;
+		uint8_t *t = NULL;
 		int r = qcow2_cache_get(q, &q->l2c, l2, true, &t);
 		for (uint64_t j = 0; r == 0 && j < q->l2_entries; j++)
 			r = ref_entry(q, qcow2_l2_get(t, j), delta);
-		if (r == 0)
+		if (t)
 			qcow2_cache_put(&q->l2c, t);
 		if (r == 0)
 			r = delta < 0 ? qcow2_free_later(q, l2)
-				      : qcow2_update_refcount(q, l2 >> q->cluster_bits, 1);
+				      : delta ? qcow2_update_refcount(q, l2 >> q->cluster_bits, 1)
+					      : ref_room(q, l2 >> q->cluster_bits);
 		if (r < 0)
 			return r;
 	}
