@@ -1,0 +1,153 @@
+#!/bin/sh
+# Interchangeability with qemu-img in both directions:
+#  - images written by QEMU (cluster sizes 512 B..2 MiB, v2 and v3, zero
+#    clusters, discards, zlib and zstd compression, internal snapshots, a
+#    chain of three overlays over a raw base with relative names) must read
+#    byte-identically through shoji's block layer (shoji-img convert -O raw
+#    against qemu-img convert -O raw);
+#  - images written by shoji-img (create, convert, convert -c, snapshot,
+#    resize, rebase, commit) must pass qemu-img check and compare equal.
+# usage: interop.sh SHOJI_IMG
+set -u
+S=$1
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null ||
+	{ echo "SKIP: qemu-img/qemu-io not installed"; exit 77; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$dir"
+fails=0
+pass() { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# same_read IMG FMT [qemu-img convert options]: shoji reads what QEMU reads
+same_read() {
+	img=$1 fmt=$2; shift 2
+	rm -f s.raw q.raw
+	if ! "$S" convert -f "$fmt" -O raw "$img" s.raw; then fail "shoji cannot read $img"; return; fi
+	qemu-img convert -f "$fmt" -O raw "$@" "$img" q.raw
+	if cmp -s s.raw q.raw; then pass "read $img $*"; else fail "content differs: $img"; fi
+}
+
+qcheck() {
+	if qemu-img check -f qcow2 "$1" >check.log 2>&1; then pass "qemu-img check $1"
+	else cat check.log; fail "qemu-img check $1"; fi
+}
+
+qio_writes() {
+	qemu-io -f qcow2 -c "write -P 0x11 0 100k" -c "write -P 0x22 3M 64k" \
+		-c "write -P 0x33 5000k 1537k" -c "write -z 3M 4k" -c "discard 0 8k" \
+		-c "write -P 0x44 31M 1M" "$1" >/dev/null
+}
+
+# 1. QEMU-written images, several cluster sizes, v3 and v2
+for cs in 512 4K 64K 2M; do
+	qemu-img create -q -f qcow2 -o cluster_size=$cs img-$cs.qcow2 32M
+	qio_writes img-$cs.qcow2
+	same_read img-$cs.qcow2 qcow2
+done
+qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 32M
+qio_writes v2.qcow2
+same_read v2.qcow2 qcow2
+
+# 2. compressed clusters, zlib and zstd
+for ct in zlib zstd; do
+	qemu-img convert -c -O qcow2 -o compression_type=$ct img-64K.qcow2 c-$ct.qcow2
+	same_read c-$ct.qcow2 qcow2
+done
+
+# 3. internal snapshots: current state and each snapshot's content
+qemu-img create -q -f qcow2 snap.qcow2 32M
+qemu-io -f qcow2 -c "write -P 0x55 0 2M" snap.qcow2 >/dev/null
+qemu-img snapshot -c one snap.qcow2
+qemu-io -f qcow2 -c "write -P 0x66 1M 2M" snap.qcow2 >/dev/null
+qemu-img snapshot -c two snap.qcow2
+qemu-io -f qcow2 -c "write -P 0x77 512k 64k" snap.qcow2 >/dev/null
+same_read snap.qcow2 qcow2
+for sn in one two; do
+	cp snap.qcow2 snap-$sn.qcow2
+	"$S" snapshot -a $sn snap-$sn.qcow2 || fail "shoji snapshot -a $sn"
+	qcheck snap-$sn.qcow2
+	rm -f q.raw s.raw
+	qemu-img convert -f qcow2 -O raw -l snapshot.name=$sn snap.qcow2 q.raw
+	"$S" convert -f qcow2 -O raw snap-$sn.qcow2 s.raw
+	cmp -s q.raw s.raw && pass "apply snapshot $sn" || fail "snapshot $sn content"
+done
+
+# 4. a chain of three overlays over a raw base, relative backing names
+mkdir -p chain/sub
+qemu-img create -q -f raw chain/base.raw 32M
+qemu-io -f raw -c "write -P 0x01 0 32M" chain/base.raw >/dev/null
+qemu-img create -q -f qcow2 -b base.raw -F raw chain/l1.qcow2
+qemu-io -f qcow2 -c "write -P 0x02 1M 1M" chain/l1.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b ../l1.qcow2 -F qcow2 chain/sub/l2.qcow2
+qemu-io -f qcow2 -c "write -P 0x03 1536k 1M" -c "write -z 8M 64k" chain/sub/l2.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b l2.qcow2 -F qcow2 chain/sub/l3.qcow2 40M
+qemu-io -f qcow2 -c "write -P 0x04 2M 100k" -c "write -P 0x05 39M 64k" chain/sub/l3.qcow2 >/dev/null
+same_read chain/sub/l3.qcow2 qcow2
+
+# 5. shoji-written images pass qemu-img check and compare equal
+"$S" create -f qcow2 new.qcow2 64M >/dev/null && qcheck new.qcow2
+for cs in 512 64K 2M; do
+	"$S" convert -f qcow2 -O qcow2 -o cluster_size=$cs chain/sub/l3.qcow2 flat-$cs.qcow2 &&
+		qcheck flat-$cs.qcow2
+	qemu-img compare -q flat-$cs.qcow2 chain/sub/l3.qcow2 && pass "flatten $cs" || fail "flatten $cs"
+done
+for ct in zlib zstd; do
+	"$S" convert -c -f qcow2 -O qcow2 -o compression_type=$ct img-64K.qcow2 sc-$ct.qcow2 &&
+		qcheck sc-$ct.qcow2
+	qemu-img compare -q sc-$ct.qcow2 img-64K.qcow2 && pass "convert -c $ct" || fail "convert -c $ct"
+	qemu-img info sc-$ct.qcow2 | grep -q "compression type: $ct" || fail "compression type $ct"
+done
+"$S" convert -f qcow2 -O raw img-4K.qcow2 out.raw && qemu-img compare -q -f raw -F qcow2 out.raw img-4K.qcow2 &&
+	pass "convert to raw" || fail "convert to raw"
+
+# 6. resize, rebase (safe and -u), commit
+cp img-64K.qcow2 rs.qcow2
+"$S" resize rs.qcow2 +16M >/dev/null && qcheck rs.qcow2
+[ "$(qemu-img info --output json rs.qcow2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = 50331648 ] &&
+	pass "resize grow" || fail "resize grow"
+"$S" resize --shrink rs.qcow2 4M >/dev/null && qcheck rs.qcow2
+"$S" resize rs.qcow2 32M >/dev/null
+qemu-img convert -O raw rs.qcow2 rs.raw
+qemu-img convert -O raw img-64K.qcow2 ref.raw
+truncate -s 4M ref.raw && truncate -s 32M ref.raw
+cmp -s rs.raw ref.raw && pass "shrink then grow reads zeros" || fail "shrink then grow"
+
+cp -r chain chain2
+qemu-img convert -O raw chain2/sub/l3.qcow2 before.raw
+"$S" rebase -b ../base.raw -F raw chain2/sub/l3.qcow2 && qcheck chain2/sub/l3.qcow2
+qemu-img info chain2/sub/l3.qcow2 | grep -q "backing file: ../base.raw" || fail "rebase name"
+qemu-img compare -q -F raw chain2/sub/l3.qcow2 before.raw && pass "safe rebase keeps content" ||
+	fail "safe rebase content"
+"$S" rebase -u -b l2.qcow2 -F qcow2 chain2/sub/l3.qcow2 &&
+	qemu-img info chain2/sub/l3.qcow2 | grep -q "backing file: l2.qcow2" && pass "rebase -u" || fail "rebase -u"
+
+cp -r chain chain3
+qemu-img convert -O raw chain3/sub/l3.qcow2 top.raw
+"$S" commit chain3/sub/l3.qcow2 >/dev/null && qcheck chain3/sub/l2.qcow2
+qemu-img compare -q -F raw chain3/sub/l2.qcow2 top.raw && pass "commit" || fail "commit content"
+
+# 7. snapshots made by shoji, read back by QEMU
+cp img-64K.qcow2 ss.qcow2
+"$S" snapshot -c base ss.qcow2 && qemu-io -f qcow2 -c "write -P 0x99 0 4M" ss.qcow2 >/dev/null
+qcheck ss.qcow2
+qemu-img snapshot -l ss.qcow2 | grep -q base && pass "snapshot listed by qemu" || fail "snapshot list"
+qemu-img convert -O raw -l snapshot.name=base ss.qcow2 snap.raw
+qemu-img compare -q -F qcow2 snap.raw img-64K.qcow2 && pass "shoji snapshot read by qemu" ||
+	fail "snapshot content"
+"$S" snapshot -d base ss.qcow2 && qcheck ss.qcow2
+
+# 8. compare and info
+"$S" compare -f qcow2 -F qcow2 flat-64K.qcow2 chain/sub/l3.qcow2 >/dev/null; [ $? = 0 ] || fail "compare equal"
+"$S" compare -f qcow2 -F qcow2 img-64K.qcow2 img-4K.qcow2 >/dev/null; rc=$?
+qemu-io -f qcow2 -c "write -P 0x12 7M 512" img-4K.qcow2 >/dev/null
+"$S" compare -f qcow2 -F qcow2 img-64K.qcow2 img-4K.qcow2 >/dev/null; [ $? = 1 ] && pass "compare differs" || fail "compare differs"
+"$S" info --output json chain/sub/l3.qcow2 | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["format"] == "qcow2" and j["virtual-size"] == 41943040, j
+assert j["backing-filename"] == "l2.qcow2" and j["backing-filename-format"] == "qcow2", j
+' && pass "info json" || fail "info json"
+
+echo "$fails failures"
+[ $fails = 0 ]
