@@ -153,6 +153,14 @@ static int compare(struct chk *c, int repair)
 		}
 		if (i < covered) {
 			int r = qcow2_get_refcount(q, i, &stored);
+			if (r == -EIO && i % q->rb_entries == 0) {
+				/* the block itself is bad: counted once, skipped */
+				fprintf(stderr, "ERROR refcount block %llu is unusable\n",
+					(unsigned long long)(i / q->rb_entries));
+				c->res->corruptions++;
+				i += q->rb_entries - 1;
+				continue;
+			}
 			if (r < 0)
 				return r;
 		}
