@@ -40,6 +40,61 @@ static time_t rtc_default_clock(void)
 	return time(NULL);
 }
 
+/*
+ * Civil date <-> days since 1970-01-01 in the proleptic Gregorian calendar
+ * (the era-based method described by Howard Hinnant). Pure arithmetic: libc's
+ * gmtime_r/timegm may open time zone files, which the sandbox forbids.
+ */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static void seconds_to_tm(int64_t t, struct tm *tm)
+{
+	int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+	int64_t secs = t - days * 86400;
+	int64_t y;
+	unsigned m, d;
+	civil_from_days(days, &y, &m, &d);
+	memset(tm, 0, sizeof(*tm));
+	tm->tm_year = (int)(y - 1900);
+	tm->tm_mon = (int)m - 1;
+	tm->tm_mday = (int)d;
+	tm->tm_hour = (int)(secs / 3600);
+	tm->tm_min = (int)(secs / 60 % 60);
+	tm->tm_sec = (int)(secs % 60);
+	tm->tm_wday = (int)((days % 7 + 11) % 7); /* 1970-01-01 was a Thursday */
+}
+
+/* Out-of-range fields (a guest may write any byte) are carried, not refused. */
+static int64_t tm_to_seconds(const struct tm *tm)
+{
+	int64_t months = (int64_t)tm->tm_year * 12 + tm->tm_mon;
+	int64_t y = 1900 + (months >= 0 ? months / 12 : (months - 11) / 12);
+	unsigned m = (unsigned)(months - (y - 1900) * 12) + 1;
+	int64_t days = days_from_civil(y, m, 1) + tm->tm_mday - 1;
+	return days * 86400 + (int64_t)tm->tm_hour * 3600 + (int64_t)tm->tm_min * 60 + tm->tm_sec;
+}
+
 static uint8_t to_bcd(unsigned v) { return (uint8_t)(((v / 10) << 4) | (v % 10)); }
 static unsigned from_bcd(uint8_t v) { return (v >> 4) * 10 + (v & 0x0f); }
 
@@ -59,8 +114,7 @@ static void rtc_guest_tm(const struct rtc *rtc, struct tm *tm)
 		*tm = rtc->staged;
 		return;
 	}
-	time_t now = rtc->clock() + (time_t)rtc->offset;
-	gmtime_r(&now, tm);
+	seconds_to_tm((int64_t)rtc->clock() + rtc->offset, tm);
 }
 
 static uint8_t rtc_encode_hour(const struct rtc *rtc, int hour)
@@ -143,10 +197,7 @@ static void rtc_write_b(struct rtc *rtc, uint8_t v)
 		rtc_guest_tm(rtc, &rtc->staged);
 	rtc->cmos[REG_B] = v;
 	if (was_set && !now_set) {
-		/* timegm() normalises out-of-range fields the guest may have written. */
-		time_t t = timegm(&rtc->staged);
-		if (t != (time_t)-1)
-			rtc->offset = (int64_t)t - (int64_t)rtc->clock();
+		rtc->offset = tm_to_seconds(&rtc->staged) - (int64_t)rtc->clock();
 	}
 }
 

@@ -36,6 +36,7 @@
 #include "hv/vcpu.h"
 #include "vmm/console.h"
 #include "vmm/exit.h"
+#include "vmm/sandbox.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -66,6 +67,7 @@ struct machine {
 	struct console *console;
 
 	int done_fd;
+	int signal_fd;
 	/* Held while vCPU threads are created, so a stop kicks every one of them. */
 	pthread_mutex_t start_lock;
 	atomic_bool stopping;
@@ -359,30 +361,38 @@ static bool machine_setup(struct machine *m)
 	if (!machine_load_guest(m) || !machine_add_devices(m) || !machine_create_vcpus(m))
 		return false;
 	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
-	return m->console && console_start(m->console) && machine_start_vcpus(m);
+	/* From here on, only the system calls of a running VMM (vmm/sandbox.c). */
+	return m->console && (!o->seccomp || sandbox_enter()) && console_start(m->console) &&
+	       machine_start_vcpus(m);
 }
 
-/* Waits for a guest event or a stop signal. */
-static void machine_wait(struct machine *m)
+/* The stop signals, as a descriptor: created before the sandbox goes in. */
+static int machine_open_signalfd(void)
 {
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
-	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	struct pollfd fds[2] = { { .fd = m->done_fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+	return signalfd(-1, &set, SFD_CLOEXEC);
+}
+
+/* Waits for a guest event or a stop signal. */
+static void machine_wait(struct machine *m)
+{
+	struct pollfd fds[2] = {
+		{ .fd = m->done_fd, .events = POLLIN },
+		{ .fd = m->signal_fd, .events = POLLIN },
+	};
 	while (!atomic_load(&m->stopping)) {
-		if (poll(fds, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
 			break;
 		struct signalfd_siginfo si;
-		if (sfd >= 0 && (fds[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		if ((fds[1].revents & POLLIN) && read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 			log_info("received %s, stopping the VM", strsignal((int)si.ssi_signo));
 			machine_stop(m, VMM_EXIT_STOPPED);
 		}
 	}
-	if (sfd >= 0)
-		close(sfd);
 }
 
 static void machine_teardown(struct machine *m)
@@ -403,6 +413,8 @@ static void machine_teardown(struct machine *m)
 		kvm_vm_destroy(&m->vm);
 	if (m->done_fd >= 0)
 		close(m->done_fd);
+	if (m->signal_fd >= 0)
+		close(m->signal_fd);
 }
 
 int machine_run(const struct machine_config *cfg)
@@ -418,7 +430,10 @@ int machine_run(const struct machine_config *cfg)
 	bus_init(&m->mmio, "MMIO");
 	pthread_mutex_init(&m->start_lock, NULL);
 	m->done_fd = eventfd(0, EFD_CLOEXEC);
-	if (m->done_fd >= 0 && machine_setup(m))
+	m->signal_fd = machine_open_signalfd();
+	if (m->done_fd < 0 || m->signal_fd < 0)
+		log_error("cannot create the VMM's eventfd or signalfd: %m");
+	else if (machine_setup(m))
 		machine_wait(m);
 	machine_teardown(m);
 	int code = atomic_load(&m->exit_code);

@@ -29,6 +29,8 @@ const char options_usage[] =
 	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
+	"  --seccomp on|off      system call allowlist (default on; off only for\n"
+	"                        debugging tools such as valgrind)\n"
 	"  -h, --help            print this help and exit\n"
 	"  -V, --version         print the version and exit\n"
 	"\n"
@@ -48,6 +50,7 @@ enum option_id {
 	OPT_MEMORY,
 	OPT_SERIAL,
 	OPT_LOG_LEVEL,
+	OPT_SECCOMP,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -60,6 +63,7 @@ static const struct option long_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -156,6 +160,11 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		if (!log_level_parse(arg, &o->log_level))
 			return fail(err, errlen, "--log-level %s: use error, warn, info or debug", arg);
 		return true;
+	case OPT_SECCOMP:
+		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+			return fail(err, errlen, "--seccomp %s: use on or off", arg);
+		o->seccomp = strcmp(arg, "on") == 0;
+		return true;
 	case OPT_HELP:
 		o->help = true;
 		return true;
@@ -183,8 +192,9 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.memory = VMM_DEFAULT_MEMORY,
 		.serial = { CONSOLE_TTY, NULL },
 		.log_level = LOG_LEVEL_INFO,
+		.seccomp = true,
 	};
-	bool seen[OPT_LOG_LEVEL - OPT_KERNEL + 1] = { false };
+	bool seen[OPT_SECCOMP - OPT_KERNEL + 1] = { false };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 1;
@@ -195,7 +205,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')
 			return fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
-		if (id >= OPT_KERNEL && id <= OPT_LOG_LEVEL) {
+		if (id >= OPT_KERNEL && id <= OPT_SECCOMP) {
 			if (seen[id - OPT_KERNEL])
 				return fail(err, errlen, "--%s given twice; give it once", option_name(id));
 			seen[id - OPT_KERNEL] = true;

@@ -36,6 +36,7 @@ struct vmm_options {
 	uint64_t memory;
 	struct console_config serial;
 	enum log_level log_level;
+	bool seccomp;
 	bool help;
 	bool version;
 };

@@ -1,0 +1,131 @@
+/*
+ * seccomp allowlist (see sandbox.h). Each entry says why the running VMM
+ * needs it; anything needed only while setting up is done before the
+ * filter goes in and is not listed.
+ */
+#include "vmm/sandbox.h"
+
+#include <asm/ioctls.h>
+#include <errno.h>
+#include <linux/kvm.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "vmm/exit.h"
+
+struct allowed_syscall {
+	int nr;
+	const char *why;
+};
+
+#define ALLOW(name, reason) { SCMP_SYS(name), reason }
+
+static const struct allowed_syscall allowed[] = {
+	ALLOW(read, "console input, eventfds, signalfd"),
+	ALLOW(write, "console output, eventfds, log lines"),
+	ALLOW(close, "teardown; console clients"),
+	ALLOW(epoll_wait, "console thread event loop"),
+	ALLOW(epoll_pwait, "console thread event loop (newer libc)"),
+	ALLOW(epoll_ctl, "console thread: input and output back-pressure"),
+	ALLOW(poll, "main thread waits for a stop"),
+	ALLOW(ppoll, "main thread waits for a stop (newer libc)"),
+	ALLOW(futex, "mutexes, condition variables, thread joins"),
+	ALLOW(clone, "starting vCPU and console threads"),
+	ALLOW(clone3, "starting threads (glibc 2.34+)"),
+	ALLOW(set_robust_list, "set up by glibc in each new thread"),
+	ALLOW(rseq, "registered by glibc in each new thread"),
+	ALLOW(mmap, "thread stacks, malloc arenas"),
+	ALLOW(munmap, "thread stacks, malloc, teardown of guest RAM"),
+	ALLOW(mprotect, "thread stack guard pages"),
+	ALLOW(madvise, "malloc returning memory; thread stacks at exit"),
+	ALLOW(brk, "malloc"),
+	ALLOW(rt_sigprocmask, "vCPU threads unblock the kick signal"),
+	ALLOW(rt_sigreturn, "return from the kick signal handler"),
+	ALLOW(rt_sigaction, "glibc installs its thread-cancellation handler at the first pthread_create"),
+	ALLOW(tgkill, "kicking a vCPU thread out of KVM_RUN"),
+	ALLOW(getpid, "pthread_kill"),
+	ALLOW(gettid, "pthread_kill"),
+	ALLOW(fcntl, "console: restoring the terminal's file flags"),
+	ALLOW(accept4, "console socket: accepting a client"),
+	ALLOW(dup, "console socket: one descriptor per direction"),
+	ALLOW(unlink, "removing the console socket at exit"),
+	ALLOW(clock_gettime, "console flush deadline (when the vDSO is not used)"),
+	ALLOW(clock_nanosleep, "sleeping in libc"),
+	ALLOW(nanosleep, "sleeping in libc"),
+	ALLOW(sched_yield, "libc spin loops"),
+	ALLOW(restart_syscall, "interrupted sleeps resume"),
+	ALLOW(exit, "thread exit"),
+	ALLOW(exit_group, "process exit"),
+};
+
+/* ioctl is allowed only with these requests. */
+static const struct {
+	unsigned long request;
+	const char *why;
+} allowed_ioctls[] = {
+	{ KVM_RUN, "running a vCPU" },
+	{ KVM_IRQ_LINE, "device interrupts" },
+	{ KVM_GET_REGS, "RIP for a crash report" },
+	{ KVM_GET_SREGS, "telling a reset triple fault from a crash" },
+	{ TCSETS, "restoring the terminal" },
+};
+
+static void sandbox_report(int sig, siginfo_t *info, void *uctx)
+{
+	(void)sig;
+	(void)uctx;
+	/* Only async-signal-safe calls here: format the number by hand. */
+	char msg[96] = "shoji-vmm: error: seccomp: blocked system call ";
+	size_t len = strlen(msg);
+	char digits[12];
+	int n = 0;
+	unsigned nr = (unsigned)info->si_syscall;
+	do {
+		digits[n++] = (char)('0' + nr % 10);
+		nr /= 10;
+	} while (nr && n < (int)sizeof(digits));
+	while (n > 0 && len < sizeof(msg) - 2)
+		msg[len++] = digits[--n];
+	msg[len++] = '\n';
+	ssize_t w = write(STDERR_FILENO, msg, len);
+	(void)w;
+	_exit(VMM_EXIT_FAILURE);
+}
+
+static bool sandbox_install_reporter(void)
+{
+	struct sigaction sa = { .sa_sigaction = sandbox_report, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGSYS, &sa, NULL) == 0;
+}
+
+bool sandbox_enter(void)
+{
+	if (!sandbox_install_reporter()) {
+		log_error("seccomp: cannot install the SIGSYS handler: %m");
+		return false;
+	}
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+	if (!ctx) {
+		log_error("seccomp: cannot create a filter");
+		return false;
+	}
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(allowed); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i].nr, 0);
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(allowed_ioctls); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_EQ, allowed_ioctls[i].request));
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc != 0) {
+		log_error("seccomp: cannot load the filter: %s", strerror(-rc));
+		return false;
+	}
+	return true;
+}

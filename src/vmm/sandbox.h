@@ -1,0 +1,15 @@
+/*
+ * The seccomp allowlist of a running VMM. It is installed once the machine
+ * is built (files opened, guest RAM mapped, vCPUs created) and before any
+ * thread starts, so every thread inherits it. A system call outside the
+ * list is a bug or an exploit: the process reports the call's number and
+ * exits with status 1.
+ */
+#ifndef SHOJI_VMM_SANDBOX_H
+#define SHOJI_VMM_SANDBOX_H
+
+#include <stdbool.h>
+
+bool sandbox_enter(void);
+
+#endif
