@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the initramfs of the L2 guest (the one shoji-vmm boots): a static
+# busybox with its applet links and scripts/guest-init.sh as /init.
+#
+# Usage: scripts/guest-initramfs.sh OUT.cpio.gz [CACHE]
+#   CACHE is where scripts/fetch-guest.sh put busybox
+#   (default ${SHOJI_CACHE:-<repo>/.cache}).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=${1:?usage: guest-initramfs.sh OUT.cpio.gz [CACHE]}
+cache=${2:-${SHOJI_CACHE:-$here/../.cache}}
+
+die() { echo "guest-initramfs: $*" >&2; exit 1; }
+
+# Lays out a busybox root in DIR: /bin/busybox plus one symlink per applet,
+# made now rather than at boot so /init starts without any setup.
+populate_busybox() {
+    local dir=$1 busybox=$2 applet
+    mkdir -p "$dir/bin" "$dir/sbin" "$dir/proc" "$dir/sys" "$dir/dev" "$dir/tmp" "$dir/root"
+    install -m 0755 "$busybox" "$dir/bin/busybox"
+    for applet in $("$busybox" --list); do
+        [[ $applet == busybox ]] || ln -sf busybox "$dir/bin/$applet"
+    done
+}
+
+# Writes the newc archive of DIR to OUT, owned by root whoever runs this.
+pack() {
+    local dir=$1 out=$2
+    (cd "$dir" && find . -print0 | LC_ALL=C sort -z |
+        cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+main() {
+    [[ -x $cache/busybox ]] || die "no $cache/busybox: run scripts/fetch-guest.sh first"
+    local root
+    root=$(mktemp -d "${TMPDIR:-/tmp}/shoji-l2root.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: root is local
+    trap "rm -rf '$root'" EXIT
+    populate_busybox "$root" "$cache/busybox"
+    install -m 0755 "$here/guest-init.sh" "$root/init"
+    mkdir -p "$(dirname "$out")"
+    pack "$root" "$out"
+}
+
+main "$@"

@@ -1,0 +1,165 @@
+# shellcheck shell=bash
+# Host-side helpers to run a VMM on a stock Linux guest when the host's KVM
+# cannot (see shared/notes/kvm-testing.md): build an L1 initramfs holding
+# KVM's modules, the L2 VMM with its shared libraries, the L2 kernel/initrd
+# and a job script, then boot it under QEMU's software CPU (TCG), which
+# emulates AMD SVM so that KVM works inside L1.
+# Sourced by scripts/run-demo.sh, tests/e2e/run.sh and bench/boot-nested.sh.
+
+NESTED_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# True when this host's KVM can run a stock guest itself: the CPU advertises
+# hardware virtualisation and /dev/kvm opens for reading and writing.
+nested_native_kvm_ok() {
+    grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null &&
+        [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] &&
+        { : <>/dev/kvm; } 2>/dev/null
+}
+
+# nested_l1_cpus [MIN]: how many vCPUs L1 gets. TCG's multi-threaded mode
+# runs one host thread per vCPU, so follow the host (2 to 4), but never fewer
+# than MIN, the most vCPUs any L2 guest gets: measured with QEMU 7.2, an L2
+# with more vCPUs than L1 has hangs L1 for good (not even its timers run).
+# SHOJI_L1_CPUS overrides.
+nested_l1_cpus() {
+    local n min=${1:-0}
+    n=$(nproc)
+    ((n < 2)) && n=2
+    ((n > 4)) && n=4
+    ((n < min)) && n=$min
+    echo "${SHOJI_L1_CPUS:-$n}"
+}
+
+# nested_copy_exe ROOT SRC DEST: copies executable SRC to ROOT/DEST and every
+# shared library ldd names (the dynamic loader included) at its own absolute
+# path, so the binary runs unchanged inside L1. Works for sanitizer builds
+# too, whose libasan/libubsan ldd lists like any other library.
+nested_copy_exe() {
+    local root=$1 src=$2 dest=$3 lib
+    [[ -x $src ]] || { echo "nested: $src is not an executable" >&2; return 1; }
+    mkdir -p "$root/$(dirname "$dest")"
+    cp -L "$src" "$root/$dest"
+    # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and
+    # "/lib64/ld-linux-x86-64.so.2 (0x...)"; vdso has no file.
+    while read -r lib; do
+        [[ -e $root/$lib ]] && continue
+        mkdir -p "$root/$(dirname "$lib")"
+        cp -L "$lib" "$root/$lib"
+    done < <(ldd "$src" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+}
+
+# nested_add_qemu ROOT: QEMU as an L2 VMM inside L1 (the stand-in and the
+# benchmark's reference), with the firmware files microvm loads.
+nested_add_qemu() {
+    local root=$1 qemu share f
+    qemu=$(command -v qemu-system-x86_64) || { echo "nested: qemu-system-x86_64 not found" >&2; return 1; }
+    nested_copy_exe "$root" "$qemu" /usr/bin/qemu-system-x86_64
+    share=$(dirname "$qemu")/../share/qemu
+    mkdir -p "$root/usr/share/qemu"
+    for f in bios-microvm.bin linuxboot_dma.bin kvmvapic.bin; do
+        [[ -e $share/$f ]] && cp -L "$share/$f" "$root/usr/share/qemu/"
+    done
+    install -m 0755 "$NESTED_SCRIPTS/nested-qemu-standin.sh" "$root/bin/qemu-standin"
+}
+
+# nested_build_l1 OUT CACHE JOB ENV [EXE SRC:DEST | FILE SRC:DEST | QEMU]...
+# Writes the L1 initramfs OUT (uncompressed newc: TCG would spend seconds
+# inflating it, and most of it is the already compressed L2 kernel).
+# JOB is the shell script L1 sources to do its work; ENV is a file of
+# "export VAR=..." lines it sources first (L2_VMM at least).
+nested_build_l1() {
+    local out=$1 cache=$2 job=$3 env=$4 root kmod applet spec
+    shift 4
+    root=$(mktemp -d "${TMPDIR:-/tmp}/shoji-l1root.XXXXXX")
+    mkdir -p "$root"/{bin,sbin,proc,sys,dev,tmp,root,lib/shoji,lib/shoji-kvm}
+    install -m 0755 "$cache/busybox" "$root/bin/busybox"
+    for applet in $("$cache/busybox" --list); do
+        [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
+    done
+    for kmod in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+        cp "$cache/modules/kernel/$kmod" "$root/lib/shoji-kvm/" ||
+            { echo "nested: $cache/modules lacks $kmod" >&2; rm -rf "$root"; return 1; }
+    done
+    install -m 0755 "$NESTED_SCRIPTS/nested-init.sh" "$root/init"
+    cp "$NESTED_SCRIPTS/nested-runner.sh" "$root/lib/shoji/"
+    cp "$job" "$root/lib/shoji/job.sh"
+    cp "$env" "$root/lib/shoji/job-env.sh"
+    while (($#)); do
+        case $1 in
+            EXE) spec=$2; nested_copy_exe "$root" "${spec%%:*}" "${spec#*:}" || { rm -rf "$root"; return 1; }; shift 2 ;;
+            FILE) spec=$2; mkdir -p "$root/$(dirname "${spec#*:}")"; cp -L "${spec%%:*}" "$root/${spec#*:}"; shift 2 ;;
+            QEMU) nested_add_qemu "$root" || { rm -rf "$root"; return 1; }; shift ;;
+            *) echo "nested_build_l1: unknown item $1" >&2; rm -rf "$root"; return 1 ;;
+        esac
+    done
+    mkdir -p "$(dirname "$out")"
+    (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) >"$out.tmp"
+    mv "$out.tmp" "$out"
+    rm -rf "$root"
+}
+
+# nested_qemu_l1 CACHE CPIO CPUS QEMU-ARGS...: runs L1 with CPUS vCPUs.
+# -no-reboot turns any L1 reboot (panic=-1 included) into an exit, so a broken
+# L1 never loops. SHOJI_L1_MEMORY (MiB) and SHOJI_L1_APPEND tune it.
+nested_qemu_l1() {
+    local cache=$1 cpio=$2 cpus=$3
+    shift 3
+    qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
+        -smp "$cpus" -m "${SHOJI_L1_MEMORY:-2048}" \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -kernel "$cache/vmlinuz" -initrd "$cpio" \
+        -append "console=ttyS0 panic=-1 quiet ${SHOJI_L1_APPEND:-}" "$@"
+}
+
+# nested_run_batch CACHE CPIO CPUS CONSOLE RESULTS BOOT_S STEP...
+# Boots L1 without input, its console into CONSOLE and the results stream
+# (its ttyS1) into RESULTS, and watches it: L1 must report ready (@@L1-READY)
+# within BOOT_S seconds, then each further record (@@END, @@BOOTTIME) within
+# the seconds of the matching STEP ("SECONDS:what it is"), then power off
+# within 60 s. An L1 that misses a deadline is hung (under TCG that happens,
+# and then nothing inside L1 runs any more, its own watchdogs included): it is
+# killed, one line on stderr says what it was waiting for, and the status is
+# 124. Otherwise the status is QEMU's (0 when L1 powered off).
+nested_run_batch() {
+    local cache=$1 cpio=$2 cpus=$3 console=$4 results=$5 limit=$6
+    shift 6
+    local -a steps=("$@")
+    local qpid seen=-1 n deadline what
+    : >"$console"
+    : >"$results"
+    nested_qemu_l1 "$cache" "$cpio" "$cpus" \
+        -serial "file:$console" -serial "file:$results" </dev/null &
+    qpid=$!
+    while kill -0 "$qpid" 2>/dev/null; do
+        n=$(grep -a -c -E '^@@(L1-READY|END|BOOTTIME|FATAL)' "$results" || true)
+        if [[ $n != "$seen" ]]; then
+            seen=$n
+            if ((n == 0)); then
+                what="L1 to boot and load KVM"
+            elif grep -a -q '^@@FATAL' "$results" || ((n > ${#steps[@]})); then
+                limit=60 what="L1 to power off"
+            else
+                limit=${steps[n-1]%%:*} what=${steps[n-1]#*:}
+            fi
+            deadline=$((SECONDS + limit))
+        fi
+        if ((SECONDS > deadline)); then
+            echo "nested: L1 hung: waited ${limit} s for $what; killing QEMU" >&2
+            kill -TERM "$qpid" 2>/dev/null
+            sleep 3
+            kill -KILL "$qpid" 2>/dev/null
+            wait "$qpid" 2>/dev/null
+            return 124
+        fi
+        sleep 1
+    done
+    wait "$qpid"
+}
+
+# nested_run_interactive CACHE CPIO CPUS: boots L1 with its console on this
+# terminal. signal=off and no QEMU multiplexer: every key, Ctrl-C and Ctrl-A
+# included, goes through to L1 and on to the VMM inside it, so the keys are
+# those of the VMM run natively.
+nested_run_interactive() {
+    nested_qemu_l1 "$1" "$2" "$3" -chardev stdio,id=l1con,signal=off -serial chardev:l1con
+}

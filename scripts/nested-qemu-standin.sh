@@ -1,0 +1,40 @@
+#!/bin/sh
+# Runs QEMU (KVM, microvm machine) with shoji-vmm's command line, so QEMU can
+# stand in for shoji-vmm wherever a script runs "$L2_VMM": to validate the
+# nested recipe before shoji-vmm boots kernels, and as the reference VMM of
+# the boot-time benchmark. Plain POSIX sh: it also runs in L1's busybox.
+#
+# Only the flags the tests and the demo use are translated. QEMU exits 0 both
+# on power-off and (with -no-reboot) on reboot, so it cannot report exit
+# status 3 the way shoji-vmm does.
+set -eu
+
+kernel='' initrd='' cmdline='' cpus=1 memory=512M serial=tty
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) kernel=$2; shift 2 ;;
+        --initrd) initrd=$2; shift 2 ;;
+        --cmdline) cmdline=$2; shift 2 ;;
+        --cpus) cpus=$2; shift 2 ;;
+        --memory) memory=$2; shift 2 ;;
+        --serial) serial=$2; shift 2 ;;
+        --log-level) shift 2 ;;
+        *) echo "qemu-standin: unsupported option $1" >&2; exit 2 ;;
+    esac
+done
+[ -n "$kernel" ] || { echo "qemu-standin: --kernel is required" >&2; exit 2; }
+
+case $serial in
+    tty) chardev=stdio ;;
+    file=*) chardev="file,path=${serial#file=}" ;;
+    socket=*) chardev="socket,path=${serial#socket=},server=on,wait=off" ;;
+    off) chardev=null ;;
+    *) echo "qemu-standin: bad --serial $serial" >&2; exit 2 ;;
+esac
+
+set -- -M microvm -enable-kvm -cpu host -smp "$cpus" -m "$memory" \
+    -nodefaults -no-user-config -display none -no-reboot \
+    -chardev "$chardev,id=con0" -serial chardev:con0 \
+    -kernel "$kernel" -append "$cmdline"
+[ -z "$initrd" ] || set -- "$@" -initrd "$initrd"
+exec qemu-system-x86_64 "$@"

@@ -1,0 +1,114 @@
+# shellcheck shell=sh
+# Functions that run L2 guests and write what happened to a results stream.
+# Sourced by L1's /init (busybox ash) in nested mode, and by bash on the host
+# in native mode, so it is plain POSIX sh. The host parses the stream
+# (format below) and makes every assertion there; this file only records.
+#
+# Inputs (environment):
+#   L2_VMM      the VMM command (shoji-vmm, or the QEMU stand-in); takes
+#               shoji-vmm's flags
+#   RESULTS     where the stream goes (L1: /dev/ttyS1; native: a file)
+#   RUNNER_WORK scratch folder for per-case logs
+#
+# Stream format, one record per case:
+#   @@CASE <name>
+#   out|<a line the guest wrote on its serial console>
+#   err|<a line the VMM wrote on stderr>
+#   @@END <name> rc=<exit status> ms=<wall ms> timedout=<0|1>
+# and for boot-time measurements:
+#   @@BOOTTIME <name> ms=<exec to marker, or -1> rc=<exit status> timedout=<0|1>
+
+: "${RESULTS:=/dev/stdout}"
+: "${RUNNER_WORK:=/tmp}"
+
+emit() { printf '%s\n' "$*" >>"$RESULTS"; }
+
+# Milliseconds since boot. /proc/uptime has 10 ms resolution, which is fine
+# for boots that take seconds, and it exists in L1 (busybox's date has no %N).
+now_ms() {
+    awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime
+}
+
+# watchdog PID SECONDS FLAGFILE: after SECONDS, mark FLAGFILE and stop PID,
+# first politely (SIGTERM: shoji-vmm exits 6) then with SIGKILL. Run it in the
+# background and kill it with SIGTERM once PID has ended.
+watchdog() {
+    wd_pid=$1 wd_limit=$2 wd_flag=$3
+    trap 'kill "$wd_sleep" 2>/dev/null; exit 0' TERM
+    sleep "$wd_limit" &
+    wd_sleep=$!
+    wait "$wd_sleep"
+    if kill -0 "$wd_pid" 2>/dev/null; then
+        : >"$wd_flag"
+        kill -TERM "$wd_pid" 2>/dev/null
+        sleep 5
+        kill -KILL "$wd_pid" 2>/dev/null
+    fi
+    exit 0
+}
+
+# Copies FILE into the stream, each line prefixed with TAG|.
+emit_file() {
+    [ -f "$2" ] || return 0
+    awk -v tag="$1" '{ print tag "|" $0 }' "$2" >>"$RESULTS"
+}
+
+# run_case NAME TIMEOUT_S VMM-ARGS...: boots one guest with no input and
+# records its console, the VMM's stderr and its exit status.
+run_case() {
+    rc_name=$1 rc_limit=$2
+    shift 2
+    rc_out=$RUNNER_WORK/$rc_name.out rc_err=$RUNNER_WORK/$rc_name.err
+    rc_flag=$RUNNER_WORK/$rc_name.timedout
+    rm -f "$rc_out" "$rc_err" "$rc_flag"
+    echo "runner: case $rc_name: $L2_VMM $*" >&2
+    rc_t0=$(now_ms)
+    # shellcheck disable=SC2086 # L2_VMM may carry its own arguments
+    $L2_VMM "$@" </dev/null >"$rc_out" 2>"$rc_err" &
+    rc_pid=$!
+    watchdog "$rc_pid" "$rc_limit" "$rc_flag" &
+    rc_wd=$!
+    wait "$rc_pid"
+    rc_status=$?
+    kill -TERM "$rc_wd" 2>/dev/null
+    wait "$rc_wd" 2>/dev/null
+    rc_ms=$(( $(now_ms) - rc_t0 ))
+    rc_to=0
+    [ -e "$rc_flag" ] && rc_to=1
+    echo "runner: case $rc_name: exit $rc_status after ${rc_ms} ms$([ $rc_to = 1 ] && echo ', TIMED OUT')" >&2
+    emit "@@CASE $rc_name"
+    emit_file out "$rc_out"
+    emit_file err "$rc_err"
+    emit "@@END $rc_name rc=$rc_status ms=$rc_ms timedout=$rc_to"
+}
+
+# time_boot NAME TIMEOUT_S MARKER COMMAND...: time from starting COMMAND (a
+# VMM with its serial console on stdout) to the first console line holding
+# MARKER. The rest of the output is drained so the VMM runs to its end.
+time_boot() {
+    tb_name=$1 tb_limit=$2 tb_marker=$3
+    shift 3
+    tb_mark=$RUNNER_WORK/$tb_name.mark tb_fifo=$RUNNER_WORK/$tb_name.fifo
+    tb_flag=$RUNNER_WORK/$tb_name.timedout
+    rm -f "$tb_mark" "$tb_fifo" "$tb_flag"
+    mkfifo "$tb_fifo"
+    tb_t0=$(now_ms)
+    "$@" </dev/null >"$tb_fifo" 2>"$RUNNER_WORK/$tb_name.err" &
+    tb_pid=$!
+    watchdog "$tb_pid" "$tb_limit" "$tb_flag" &
+    tb_wd=$!
+    # grep stops at the first match; cat then drains the console so the VMM
+    # never blocks on a full pipe and runs to its own end.
+    { if grep -q -F "$tb_marker"; then now_ms >"$tb_mark"; fi; cat >/dev/null; } <"$tb_fifo"
+    wait "$tb_pid"
+    tb_status=$?
+    kill -TERM "$tb_wd" 2>/dev/null
+    wait "$tb_wd" 2>/dev/null
+    rm -f "$tb_fifo"
+    tb_ms=-1
+    [ -s "$tb_mark" ] && tb_ms=$(( $(cat "$tb_mark") - tb_t0 ))
+    tb_to=0
+    [ -e "$tb_flag" ] && tb_to=1
+    echo "runner: boot time $tb_name: ${tb_ms} ms (exit $tb_status)" >&2
+    emit "@@BOOTTIME $tb_name ms=$tb_ms rc=$tb_status timedout=$tb_to"
+}
