@@ -151,6 +151,13 @@ int bfile_pwrite(struct bfile *f, const void *buf, size_t len, uint64_t off)
 	return r;
 }
 
+int bfile_pwrite_within(struct bfile *f, const void *buf, size_t len, uint64_t off)
+{
+	if (f->read_only)
+		return -EROFS;
+	return raw_pwrite(f->fd, buf, len, off);
+}
+
 int bfile_preadv(struct bfile *f, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	for (int i = 0; i < iovcnt; i++) {

@@ -25,6 +25,9 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct);
 void bfile_close(struct bfile *f);
 int bfile_pread(struct bfile *f, void *buf, size_t len, uint64_t off);
 int bfile_pwrite(struct bfile *f, const void *buf, size_t len, uint64_t off);
+/* Like bfile_pwrite for a range known to lie inside the file and to be
+ * aligned; touches no shared state, so it may run without the caller's lock. */
+int bfile_pwrite_within(struct bfile *f, const void *buf, size_t len, uint64_t off);
 int bfile_preadv(struct bfile *f, const struct iovec *iov, int iovcnt, uint64_t off);
 int bfile_pwritev(struct bfile *f, const struct iovec *iov, int iovcnt, uint64_t off);
 int bfile_sync(struct bfile *f);

@@ -115,7 +115,7 @@ int qcow2_flush_metadata(struct qcow2 *q)
 	}
 	if (r == 0)
 		r = sync_if_needed(q);
-	if (r == 0 && q->n_pending) {
+	if (r == 0 && q->n_pending && q->inflight == 0) {
 		/* References are gone on disk: now the counts may go down. */
 		r = qcow2_apply_pending(q);
 		if (r == 0)

@@ -289,6 +289,7 @@ int qcow2_check(struct block_dev *bd, struct block_check *res, int repair)
 {
 	struct qcow2 *q = (struct qcow2 *)bd;
 	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
 	int r = check_locked(q, res, repair);
 	pthread_mutex_unlock(&q->lock);
 	return r;

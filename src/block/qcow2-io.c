@@ -153,6 +153,58 @@ static int read_cluster(struct qcow2 *q, uint64_t e, uint64_t vaddr, uint8_t *bu
 	return 0;
 }
 
+void qcow2_quiesce(struct qcow2 *q)
+{
+	while (q->inflight)
+		pthread_cond_wait(&q->idle, &q->lock);
+}
+
+/* True for an uncompressed, non-zero, allocated and valid data entry. */
+static bool plain_data(struct qcow2 *q, uint64_t e, uint64_t *host)
+{
+	if (e & QCOW2_OFLAG_COMPRESSED || entry_is_zero(q, e) || !(e & QCOW2_OFFSET_MASK))
+		return false;
+	return check_data_entry(q, e, host) == 0;
+}
+
+/* Extends a plain data run at vaddr (n bytes so far, host at host) over
+ * following clusters that are contiguous in the file, up to max bytes. */
+static uint64_t extend_run(struct qcow2 *q, uint64_t vaddr, uint64_t host, uint64_t n, uint64_t max)
+{
+	while (n < max) {
+		uint64_t e, h;
+		if (lookup(q, vaddr + n, &e) < 0 || !plain_data(q, e, &h) || h != host + n)
+			break;
+		n += max - n < q->cluster_size ? max - n : q->cluster_size;
+	}
+	return n;
+}
+
+/* Reads one run: file data and backing reads happen without the lock. */
+static int read_run(struct qcow2 *q, uint64_t off, uint8_t *p, uint64_t len, uint64_t *done)
+{
+	uint64_t in = qcow2_offset_into_cluster(q, off), n = q->cluster_size - in, e, host;
+	if (n > len)
+		n = len;
+	int r = lookup(q, off, &e);
+	if (r < 0)
+		return r;
+	if (plain_data(q, e, &host)) {
+		n = extend_run(q, off, host + in, n, len);
+		pthread_mutex_unlock(&q->lock);
+		r = bfile_pread(&q->file, p, n, host + in);
+		pthread_mutex_lock(&q->lock);
+	} else if (e == 0 && q->bd.backing) {
+		pthread_mutex_unlock(&q->lock);
+		r = block_read_padded(q->bd.backing, p, n, off);
+		pthread_mutex_lock(&q->lock);
+	} else {
+		r = read_cluster(q, e, off, p, n);
+	}
+	*done = n;
+	return r;
+}
+
 static int qcow2_read(struct block_dev *bd, void *buf, uint64_t len, uint64_t off)
 {
 	struct qcow2 *q = to_q(bd);
@@ -162,12 +214,8 @@ static int qcow2_read(struct block_dev *bd, void *buf, uint64_t len, uint64_t of
 	int r = 0;
 	uint8_t *p = buf;
 	while (len > 0 && r == 0) {
-		uint64_t n = q->cluster_size - qcow2_offset_into_cluster(q, off), e;
-		if (n > len)
-			n = len;
-		r = lookup(q, off, &e);
-		if (r == 0)
-			r = read_cluster(q, e, off, p, n);
+		uint64_t n;
+		r = read_run(q, off, p, len, &n);
 		p += n;
 		off += n;
 		len -= n;
@@ -187,6 +235,23 @@ static bool reads_as_zero(const struct qcow2 *q, uint64_t e)
 	return entry_is_zero(q, e) || (e == 0 && !q->bd.backing);
 }
 
+/* A write into a cluster this image owns: no metadata changes, so the
+ * transfer runs without the lock (counted in q->inflight) when it neither
+ * grows the file nor needs O_DIRECT read-modify-write. */
+static int write_in_place(struct qcow2 *q, const uint8_t *buf, uint64_t n, uint64_t host)
+{
+	uint64_t a = q->file.align;
+	if (host + n > q->file.size || (host | n | (uintptr_t)buf) & (a - 1))
+		return bfile_pwrite(&q->file, buf, n, host);
+	q->inflight++;
+	pthread_mutex_unlock(&q->lock);
+	int r = bfile_pwrite_within(&q->file, buf, n, host);
+	pthread_mutex_lock(&q->lock);
+	if (--q->inflight == 0)
+		pthread_cond_broadcast(&q->idle);
+	return r;
+}
+
 /* Writes n bytes at vaddr inside one cluster, allocating if needed. */
 static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, uint64_t n)
 {
@@ -200,9 +265,9 @@ static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, ui
 	if (owned && (r = check_data_entry(q, e, &host)) < 0)
 		goto out;
 	if (owned && host && !entry_is_zero(q, e)) {
-		r = bfile_pwrite(&q->file, buf, n, host + in); /* in place */
 		q->unsynced = true;
-		goto out;
+		qcow2_cache_put(&q->l2c, t);
+		return write_in_place(q, buf, n, host + in);
 	}
 	bool fresh = false;
 	if (!host) { /* a preallocated zero cluster we own is reused as is */
@@ -371,6 +436,7 @@ static int qcow2_flush(struct block_dev *bd)
 	if (bd->read_only)
 		return 0;
 	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
 	int r = qcow2_flush_locked(q);
 	pthread_mutex_unlock(&q->lock);
 	return r;
@@ -435,6 +501,7 @@ static int qcow2_truncate(struct block_dev *bd, uint64_t size)
 	if (size > INT64_MAX / 2 || need > QCOW2_MAX_L1_BYTES / 8)
 		return log_error("%s: size too large for this cluster size", bd->filename), -EFBIG;
 	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
 	uint64_t old = bd->size;
 	int r = qcow2_grow_l1(q, need);
 	if (r == 0 && size < old)

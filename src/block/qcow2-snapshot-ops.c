@@ -191,6 +191,7 @@ int qcow2_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name
 	if (bd->read_only)
 		return -EROFS;
 	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
 	int r = qcow2_flush_locked(q);
 	int idx = op == BLOCK_SNAP_CREATE ? 0 : find(q, name);
 	if (r == 0 && idx < 0) {

@@ -403,6 +403,7 @@ static void qcow2_destroy(struct qcow2 *q)
 	free(q->tmp);
 	free(q->bd.filename);
 	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->idle);
 	free(q);
 }
 
@@ -411,6 +412,7 @@ void qcow2_close(struct block_dev *bd)
 	struct qcow2 *q = (struct qcow2 *)bd;
 	if (!bd->read_only) {
 		pthread_mutex_lock(&q->lock);
+		qcow2_quiesce(q);
 		int r = qcow2_flush_locked(q);
 		pthread_mutex_unlock(&q->lock);
 		if (r < 0)
@@ -425,6 +427,7 @@ static int qcow2_open(struct block_dev **out, const char *path, const struct blo
 	if (!q)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->idle, NULL);
 	q->opts = *opts;
 	q->bd = (struct block_dev){ .ops = &qcow2_ops, .read_only = opts->read_only,
 				    .format = "qcow2", .filename = strdup(path) };
@@ -495,6 +498,7 @@ int qcow2_set_backing(struct block_dev *bd, const char *file, const char *format
 	if ((file && strlen(file) > QCOW2_MAX_BACKING_NAME) || (file && !format))
 		return -EINVAL;
 	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
 	char *nf = file ? strdup(file) : NULL, *nfmt = file ? strdup(format) : NULL;
 	int r = (file && (!nf || !nfmt)) ? -ENOMEM : qcow2_flush_locked(q);
 	if (r == 0) {

@@ -4,8 +4,14 @@
  * files. Nothing outside src/block includes this; everyone else sees a
  * struct block_dev.
  *
- * Locking: q->lock is held by every operation for its whole duration, so
- * the functions here assume they are called with it held.
+ * Locking: q->lock protects all metadata, and the functions here assume it
+ * is held. Only plain data transfers to clusters that are already allocated
+ * drop it (qcow2-io.c), so requests run in parallel on the file. Writes in
+ * flight without the lock are counted (q->inflight): queued refcount
+ * decrements are applied only when none is in flight, so a cluster can
+ * never be freed and reused under a write that is still landing in it, and
+ * verbs that change ownership wholesale (snapshots, resize, check) first
+ * wait for the count to reach zero (qcow2_quiesce).
  *
  * Crash consistency (see docs/qcow2.md): a refcount never drops below the
  * number of references the file holds on disk. New references are created
@@ -95,6 +101,8 @@ struct qcow2 {
 	struct block_dev bd;
 	struct bfile file;
 	pthread_mutex_t lock;
+	pthread_cond_t idle;     /* signalled when inflight drops to zero */
+	unsigned inflight;       /* in-place writes running without the lock */
 	struct block_open_opts opts;
 
 	uint32_t version;
@@ -194,6 +202,7 @@ void qcow2_rb_set(const struct qcow2 *q, uint8_t *rb, uint64_t i, uint64_t v);
 void qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off, uint64_t *len);
 
 /* qcow2-io.c */
+void qcow2_quiesce(struct qcow2 *q);
 extern const struct block_ops qcow2_ops;
 int qcow2_get_l2(struct qcow2 *q, uint64_t vaddr, bool alloc, uint8_t **table);
 int qcow2_grow_l1(struct qcow2 *q, uint64_t min_size);
