@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -335,6 +336,80 @@ static void test_backing_chains(void **unused)
 	assert_true(try_open("missing.qcow2", false) < 0);
 }
 
+/* --- several threads on one device: disjoint regions stay intact --- */
+
+#define PAR_THREADS 8
+#define PAR_REGION (1u << 20)
+
+struct par_arg {
+	struct block_dev *bd;
+	int id;
+	uint8_t model[PAR_REGION];
+	int err;
+};
+
+static void *par_worker(void *p)
+{
+	struct par_arg *a = p;
+	uint64_t seed = (uint64_t)a->id * 7919 + 1;
+	uint8_t buf[3 * 4096 + 100];
+	uint64_t base = (uint64_t)a->id * PAR_REGION;
+	for (int i = 0; i < 400 && !a->err; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint64_t off = (seed >> 33) % (PAR_REGION - sizeof(buf));
+		uint64_t len = 1 + (seed >> 17) % sizeof(buf);
+		int kind = (int)((seed >> 7) % 10);
+		if (kind == 0) {
+			a->err = block_discard(a->bd, base + off, len);
+			memset(a->model + off, 0, len);
+		} else if (kind == 1) {
+			a->err = block_flush(a->bd);
+		} else {
+			memset(buf, (int)(seed >> 40) | 1, len);
+			a->err = block_write(a->bd, buf, len, base + off);
+			memcpy(a->model + off, buf, len);
+		}
+		if (!a->err && kind == 2) {
+			a->err = block_read(a->bd, buf, len, base + off);
+			if (!a->err && memcmp(buf, a->model + off, len))
+				a->err = -EILSEQ;
+		}
+	}
+	return NULL;
+}
+
+static void test_parallel(void **unused)
+{
+	(void)unused;
+	make_qcow2("par.qcow2", PAR_THREADS * PAR_REGION, 4096);
+	struct block_dev *bd = NULL;
+	struct block_open_opts o = { .l2_cache_size = 16384 }; /* force evictions */
+	assert_int_equal(block_open(&bd, path_of("par.qcow2"), "qcow2", &o), 0);
+	static struct par_arg args[PAR_THREADS];
+	pthread_t th[PAR_THREADS];
+	for (int i = 0; i < PAR_THREADS; i++) {
+		memset(&args[i], 0, sizeof(args[i]));
+		args[i].bd = bd;
+		args[i].id = i;
+		assert_int_equal(pthread_create(&th[i], NULL, par_worker, &args[i]), 0);
+	}
+	for (int i = 0; i < PAR_THREADS; i++)
+		pthread_join(th[i], NULL);
+	block_close(bd);
+	bd = open_ok("par.qcow2", "qcow2", false);
+	uint8_t *buf = malloc(PAR_REGION);
+	for (int i = 0; i < PAR_THREADS; i++) {
+		assert_int_equal(args[i].err, 0);
+		assert_int_equal(block_read(bd, buf, PAR_REGION, (uint64_t)i * PAR_REGION), 0);
+		assert_memory_equal(buf, args[i].model, PAR_REGION);
+	}
+	struct block_check res;
+	assert_int_equal(block_check(bd, &res, 0), 0);
+	assert_int_equal(res.corruptions, 0);
+	free(buf);
+	block_close(bd);
+}
+
 int main(void)
 {
 	log_init("test-block", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -349,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_headers),
 		cmocka_unit_test(test_hostile_metadata),
 		cmocka_unit_test(test_backing_chains),
+		cmocka_unit_test(test_parallel),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[PATH_MAX + 16];
