@@ -9,7 +9,7 @@
 #    resize, rebase, commit) must pass qemu-img check and compare equal.
 # usage: interop.sh SHOJI_IMG
 set -u
-S=$1
+S=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 command -v qemu-img >/dev/null && command -v qemu-io >/dev/null ||
 	{ echo "SKIP: qemu-img/qemu-io not installed"; exit 77; }
 dir=$(mktemp -d)
@@ -148,6 +148,37 @@ j = json.load(sys.stdin)
 assert j["format"] == "qcow2" and j["virtual-size"] == 41943040, j
 assert j["backing-filename"] == "l2.qcow2" and j["backing-filename-format"] == "qcow2", j
 ' && pass "info json" || fail "info json"
+
+# 9. check: a refcount that is too low is found (exit 2) and -r all fixes it;
+#    a leak is found (exit 3) and -r leaks fixes it
+"$S" convert -f qcow2 -O qcow2 img-64K.qcow2 rc.qcow2
+python3 - rc.qcow2 <<'PY'
+import json, struct, subprocess, sys
+p = sys.argv[1]
+m = json.loads(subprocess.run(["qemu-img", "map", "--output=json", p], capture_output=True, text=True).stdout)
+data = [e["offset"] for e in m if e.get("data") and "offset" in e][0]
+with open(p, "r+b") as f:
+    f.seek(48); rt = struct.unpack(">Q", f.read(8))[0]
+    f.seek(rt); rb = struct.unpack(">Q", f.read(8))[0]
+    f.seek(rb + 2 * (data >> 16)); f.write(struct.pack(">H", 0))      # too low
+    f.seek(0, 2); end = f.tell()
+    f.seek(rb + 2 * ((end >> 16) + 3)); f.write(struct.pack(">H", 1)) # leak past the end
+PY
+"$S" check -f qcow2 rc.qcow2 >/dev/null 2>&1; [ $? = 2 ] && pass "check finds low refcount" || fail "check exit code"
+"$S" check -f qcow2 -r all rc.qcow2 >/dev/null 2>&1 && qcheck rc.qcow2
+cp img-64K.qcow2 lk.qcow2
+python3 - lk.qcow2 <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(48); rt = struct.unpack(">Q", f.read(8))[0]
+    f.seek(rt); rb = struct.unpack(">Q", f.read(8))[0]
+    f.seek(0, 2); end = f.tell()
+    f.truncate(end + 3 * 65536)  # qemu-img only counts leaks inside the file
+    f.seek(rb + 2 * ((end >> 16) + 1)); f.write(struct.pack(">H", 1))
+PY
+"$S" check -f qcow2 lk.qcow2 >/dev/null 2>&1; [ $? = 3 ] && pass "check finds leak" || fail "leak exit code"
+qemu-img check lk.qcow2 >/dev/null 2>&1; [ $? = 3 ] || fail "qemu-img sees the leak too"
+"$S" check -f qcow2 -r leaks lk.qcow2 >/dev/null 2>&1 && qcheck lk.qcow2
 
 echo "$fails failures"
 [ $fails = 0 ]
