@@ -278,6 +278,13 @@ int block_set_backing(struct block_dev *bd, const char *file, const char *format
 	return bd->ops->set_backing ? bd->ops->set_backing(bd, file, format) : -ENOTSUP;
 }
 
+int block_make_empty(struct block_dev *bd)
+{
+	if (bd->read_only)
+		return -EROFS;
+	return bd->ops->make_empty ? bd->ops->make_empty(bd) : -ENOTSUP;
+}
+
 int block_create(const char *path, const char *format, const struct block_create_opts *opts)
 {
 	const struct block_driver *drv = find_driver(format);

@@ -94,6 +94,8 @@ struct block_ops {
 	int (*check)(struct block_dev *bd, struct block_check *res, int repair);
 	int (*snapshot)(struct block_dev *bd, enum block_snap_op op, const char *name);
 	int (*set_backing)(struct block_dev *bd, const char *file, const char *format);
+	/* Drops all data so every range falls through to the backing file. */
+	int (*make_empty)(struct block_dev *bd);
 };
 
 struct block_dev {
@@ -167,6 +169,7 @@ int block_info(struct block_dev *bd, struct block_info *info);
 int block_check(struct block_dev *bd, struct block_check *res, int repair);
 int block_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name);
 int block_set_backing(struct block_dev *bd, const char *file, const char *format);
+int block_make_empty(struct block_dev *bd);
 
 int block_create(const char *path, const char *format, const struct block_create_opts *opts);
 

@@ -324,15 +324,15 @@ static int qcow2_write(struct block_dev *bd, const void *buf, uint64_t len, uint
 	return r;
 }
 
-/* Makes a whole cluster read as zeros and releases its host cluster. */
-static int zero_cluster(struct qcow2 *q, uint64_t vaddr)
+/* Sets a whole cluster's entry to want (0: falls through to the backing
+ * file; ZERO: reads as zeros) and releases its host cluster. */
+static int set_cluster(struct qcow2 *q, uint64_t vaddr, uint64_t want)
 {
 	uint64_t e;
 	int r = lookup(q, vaddr, &e);
 	if (r < 0)
 		return r;
-	uint64_t want = q->bd.backing ? QCOW2_OFLAG_ZERO : 0;
-	if (e == want || (entry_is_zero(q, e) && !(e & QCOW2_OFFSET_MASK)))
+	if (e == want || (want && entry_is_zero(q, e) && !(e & QCOW2_OFFSET_MASK)))
 		return 0;
 	uint8_t *t;
 	r = qcow2_get_l2(q, vaddr, true, &t);
@@ -357,7 +357,7 @@ static int zero_range(struct qcow2 *q, uint64_t off, uint64_t len)
 		if (n > len)
 			n = len;
 		if (n == q->cluster_size) {
-			r = zero_cluster(q, off);
+			r = set_cluster(q, off, q->bd.backing ? QCOW2_OFLAG_ZERO : 0);
 		} else {
 			r = lookup(q, off, &e);
 			if (r == 0 && !reads_as_zero(q, e))
@@ -378,6 +378,24 @@ static int qcow2_write_zeroes(struct block_dev *bd, uint64_t off, uint64_t len)
 		return -EINVAL;
 	pthread_mutex_lock(&q->lock);
 	int r = zero_range(q, off, len);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+/* Empties the image (qemu-img commit does this after committing): every
+ * cluster falls through to the backing file again. */
+static int qcow2_make_empty(struct block_dev *bd)
+{
+	struct qcow2 *q = to_q(bd);
+	if (bd->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&q->lock);
+	qcow2_quiesce(q);
+	int r = 0;
+	for (uint64_t off = 0; off < bd->size && r == 0; off += q->cluster_size)
+		r = set_cluster(q, off, 0);
+	if (r == 0)
+		r = qcow2_flush_locked(q);
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }
@@ -542,6 +560,7 @@ const struct block_ops qcow2_ops = {
 	.check = qcow2_check,
 	.snapshot = qcow2_snapshot,
 	.set_backing = qcow2_set_backing,
+	.make_empty = qcow2_make_empty,
 };
 
 void qcow2_close(struct block_dev *bd);

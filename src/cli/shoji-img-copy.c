@@ -137,10 +137,13 @@ int img_commit(int argc, char **argv)
 {
 	const char *fmt = NULL;
 	enum block_cache cache = BLOCK_CACHE_WRITEBACK;
+	bool keep = false;
 	int c;
 	while ((c = getopt(argc, argv, "f:t:qdpb:")) != -1) {
 		if (c == 'f')
 			fmt = optarg;
+		else if (c == 'd')
+			keep = true;
 		else if (c == 't' && !img_parse_cache(optarg, &cache))
 			return 1;
 		else if (c == '?')
@@ -149,7 +152,7 @@ int img_commit(int argc, char **argv)
 	if (optind != argc - 1)
 		return img_usage_error("commit"), 1;
 	const char *path = argv[optind];
-	struct block_dev *top = img_open(path, fmt, false, cache, true);
+	struct block_dev *top = img_open(path, fmt, !keep, cache, true);
 	if (!top)
 		return 1;
 	struct block_info in;
@@ -174,6 +177,11 @@ int img_commit(int argc, char **argv)
 	}
 	if (r == 0)
 		r = block_flush(base);
+	if (r == 0 && !keep) { /* like qemu-img: the top now adds nothing */
+		r = block_make_empty(top);
+		if (r == -ENOTSUP)
+			r = 0;
+	}
 	if (r < 0)
 		log_error("commit failed: %s", strerror(-r));
 	else

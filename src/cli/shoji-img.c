@@ -482,7 +482,7 @@ static const struct img_verb verbs[] = {
 	{ "check", img_check, "check [-f fmt] [-r leaks|all] [--output human|json] file" },
 	{ "convert", img_convert, "convert [-f fmt] [-O output_fmt] [-c] [-o options] [-t cache] "
 				  "[-T src_cache] src dst" },
-	{ "commit", img_commit, "commit [-f fmt] [-t cache] file" },
+	{ "commit", img_commit, "commit [-f fmt] [-t cache] [-d] file" },
 	{ "rebase", img_rebase, "rebase [-f fmt] [-u] -b backing [-F backing_fmt] file" },
 	{ "resize", img_resize, "resize [-f fmt] [--shrink] file [+|-]size" },
 	{ "snapshot", img_snapshot, "snapshot [-f fmt] -l | -c name | -a name | -d name file" },

@@ -126,6 +126,10 @@ cp -r chain chain3
 qemu-img convert -O raw chain3/sub/l3.qcow2 top.raw
 "$S" commit chain3/sub/l3.qcow2 >/dev/null && qcheck chain3/sub/l2.qcow2
 qemu-img compare -q -F raw chain3/sub/l2.qcow2 top.raw && pass "commit" || fail "commit content"
+qcheck chain3/sub/l3.qcow2
+qemu-img compare -q -F raw chain3/sub/l3.qcow2 top.raw && pass "top after commit" || fail "top after commit"
+[ "$(qemu-img map --output=json chain3/sub/l3.qcow2 | grep -c '"depth": 0')" = 0 ] &&
+	pass "commit empties the top" || fail "commit left data in the top"
 
 # 7. snapshots made by shoji, read back by QEMU
 cp img-64K.qcow2 ss.qcow2
