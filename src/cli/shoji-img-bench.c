@@ -67,8 +67,7 @@ static bool bench_parse(int argc, char **argv, struct bench_args *a)
 {
 	static const struct option longopts[] = {
 		{ "pattern", required_argument, NULL, 'P' },
-		{ "flush-interval", required_argument, NULL, 'F' },
-		{ "no-drain", no_argument, NULL, 'N' }, { NULL, 0, NULL, 0 } };
+		{ "flush-interval", required_argument, NULL, 'F' }, { NULL, 0, NULL, 0 } };
 	*a = (struct bench_args){ .count = 75000, .depth = 64, .bufsize = 4096, .pattern = 0 };
 	int c;
 	while ((c = getopt_long(argc, argv, "c:d:f:ni:o:qs:S:t:wU", longopts, NULL)) != -1) {
@@ -85,7 +84,7 @@ static bool bench_parse(int argc, char **argv, struct bench_args *a)
 		case 'w': a->write = true; break;
 		case 'P': ok = parse_uint(optarg, 0, 255, &v); a->pattern = (int)v; break;
 		case 'F': ok = parse_uint(optarg, 0, UINT32_MAX, &a->flush_interval); break;
-		case 'n': case 'i': case 'q': case 'U': case 'N': break;
+		case 'n': case 'i': case 'q': case 'U': break;
 		default: ok = false;
 		}
 		if (!ok) {

@@ -124,8 +124,10 @@ static int img_create(int argc, char **argv)
 	if (optind >= argc || argc - optind > 2)
 		return img_usage_error("create"), 1;
 	const char *path = argv[optind];
-	if (!fmt)
-		fmt = "raw"; /* qemu-img's default output format */
+	if (!fmt) { /* by name as everywhere else; otherwise qemu-img's default */
+		const char *dot = strrchr(path, '.');
+		fmt = dot && strcmp(dot, ".qcow2") == 0 ? "qcow2" : "raw";
+	}
 	if (!block_format_known(fmt))
 		return log_error("unknown format '%s' (use raw or qcow2)", fmt), 1;
 	if (optind + 1 < argc) {
@@ -286,8 +288,7 @@ static void info_json(const char *path, struct block_dev *bd, const struct block
 static int img_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' }, { "format", required_argument, NULL, 'f' },
-		{ "force-share", no_argument, NULL, 'U' }, { NULL, 0, NULL, 0 } };
+		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL, *output = "human";
 	int c;
 	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
@@ -352,8 +353,7 @@ static void print_check(const struct block_check *res, bool json, const char *pa
 static int img_check(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' }, { "repair", required_argument, NULL, 'r' },
-		{ NULL, 0, NULL, 0 } };
+		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL, *output = "human";
 	int c, repair = 0;
 	while ((c = getopt_long(argc, argv, "f:r:qU", longopts, NULL)) != -1) {
@@ -489,7 +489,7 @@ static const struct img_verb verbs[] = {
 	{ "map", img_map, "map [-f fmt] [--output human|json] file" },
 	{ "compare", img_compare, "compare [-f fmt] [-F fmt] [-s] file1 file2" },
 	{ "bench", img_bench, "bench [-c count] [-d depth] [-s size] [-w] [-t cache] [-f fmt] "
-			      "[-o offset] [-S step] [--pattern=N] file" },
+			      "[-o offset] [-S step] [--pattern=N] [--flush-interval=N] file" },
 };
 
 static const struct img_verb *find_verb(const char *name)
@@ -505,6 +505,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: shoji-img <command> [options]\ncommands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
 		fprintf(f, "  %s\n", verbs[i].usage);
+	fprintf(f, "  --help | --version\n"
+		   "Images are opened with the format -f names, else by file name: .qcow2 is\n"
+		   "qcow2; .raw, .img and .iso are raw. Content is never probed.\n");
 }
 
 int main(int argc, char **argv)
