@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -54,6 +55,7 @@ struct machine {
 	const struct machine_config *cfg;
 	struct kvm_vm vm;
 	bool vm_created;
+	bool images_released;
 	unsigned ncpus;
 	struct vcpu_slot *slots;
 
@@ -279,6 +281,18 @@ void machine_block_signals(void)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* The images are in guest RAM now (or never will be): let them go. */
+static void machine_release_images(struct machine *m)
+{
+	if (m->images_released)
+		return;
+	m->images_released = true;
+	if (m->cfg->kernel)
+		munmap(m->cfg->kernel, m->cfg->kernel_size);
+	if (m->cfg->initrd)
+		munmap(m->cfg->initrd, m->cfg->initrd_size);
+}
+
 static bool machine_load_guest(struct machine *m)
 {
 	const struct machine_config *cfg = m->cfg;
@@ -288,12 +302,12 @@ static bool machine_load_guest(struct machine *m)
 		log_error("cannot build the ACPI tables for %u vCPUs", m->ncpus);
 		return false;
 	}
-	if (!boot_load(&m->vm.mem, cfg->kernel_info, cfg->kernel, cfg->kernel_size, cfg->initrd,
-		       cfg->plan, cfg->opts->cmdline, tables.rsdp_gpa)) {
+	bool loaded = boot_load(&m->vm.mem, cfg->kernel_info, cfg->kernel, cfg->kernel_size,
+				cfg->initrd, cfg->plan, cfg->opts->cmdline, tables.rsdp_gpa);
+	machine_release_images(m);
+	if (!loaded)
 		log_error("cannot place the kernel in guest memory");
-		return false;
-	}
-	return true;
+	return loaded;
 }
 
 static bool machine_add_devices(struct machine *m)
@@ -397,6 +411,7 @@ static void machine_wait(struct machine *m)
 
 static void machine_teardown(struct machine *m)
 {
+	machine_release_images(m);
 	machine_stop(m, VMM_EXIT_FAILURE); /* no-op if a reason was recorded */
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++)
 		if (m->slots[i].started)

@@ -14,12 +14,18 @@
 #include "hv/boot.h"
 #include "vmm/options.h"
 
+/*
+ * The kernel and initrd are mmap()ed images: machine_run() takes them over
+ * and unmaps them as soon as they are copied into guest RAM, so that they
+ * do not count against the VMM's own memory while the guest runs.
+ */
 struct machine_config {
 	const struct vmm_options *opts;
-	const uint8_t *kernel;
+	uint8_t *kernel;
 	size_t kernel_size;
 	const struct kernel_info *kernel_info;
-	const uint8_t *initrd;
+	uint8_t *initrd;
+	size_t initrd_size;
 	const struct boot_plan *plan;
 };
 

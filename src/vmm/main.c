@@ -108,9 +108,10 @@ int main(int argc, char **argv)
 			.kernel_size = kernel.size,
 			.kernel_info = &ki,
 			.initrd = initrd.data,
+			.initrd_size = initrd.size,
 			.plan = &plan,
 		};
-		code = machine_run(&cfg);
+		return machine_run(&cfg); /* it unmaps the images */
 	}
 	unmap_file(&kernel);
 	unmap_file(&initrd);
