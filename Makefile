@@ -25,5 +25,9 @@ check-asan: $(BUILD_ASAN)/build.ninja
 	ninja -C $(BUILD_ASAN)
 	scripts/run-tests.sh $(BUILD_ASAN)
 
+# Benchmarks (not tests): see bench/README.md.
+bench: all
+	bench/boot.sh
+
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
