@@ -5,6 +5,7 @@
 #   shoji.action=report    print CPUs online, MemTotal and /proc/cmdline, power off
 #   shoji.action=reboot    print a marker, then reboot -f
 #   shoji.action=poweroff  power off at once (boot-time benchmark)
+#   shoji.ttysize=ROWSxCOLS size of the terminal behind the console (demo)
 # Every line meant for a harness starts with "SHOJI-" so it can be found among
 # kernel messages.
 
@@ -19,11 +20,13 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
 mount -t tmpfs tmpfs /tmp
 
 action=shell
+ttysize=
 read -r cmdline </proc/cmdline
 # Word splitting is wanted here: one kernel parameter per word.
 for word in $cmdline; do
     case $word in
         shoji.action=*) action=${word#shoji.action=} ;;
+        shoji.ttysize=*) ttysize=${word#shoji.ttysize=} ;;
     esac
 done
 
@@ -43,6 +46,8 @@ BANNER
     echo "  kernel $(uname -r), $(nproc) CPUs online, $(awk '/^MemTotal:/ { print $2 / 1024 }' /proc/meminfo) MiB RAM"
     echo "  Type 'exit' or press Ctrl-D to power the guest off."
     echo
+    # A serial console cannot tell its size; the demo passes the host's.
+    [ -n "$ttysize" ] && stty rows "${ttysize%x*}" cols "${ttysize#*x}" 2>/dev/null
     # cttyhack gives the shell a controlling tty, so job control and Ctrl-C
     # work on the serial console.
     setsid cttyhack sh -l

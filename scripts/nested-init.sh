@@ -5,6 +5,7 @@
 # this initramfs) with nested-runner.sh's functions available, and powers off.
 # Lines starting "L1:" on the console say where it is; /dev/ttyS1, when QEMU
 # provides it, carries the results stream.
+# shellcheck source-path=SCRIPTDIR
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
 
@@ -41,12 +42,13 @@ fi
 
 export RUNNER_WORK=/tmp/runner
 mkdir -p "$RUNNER_WORK"
-# ttyS1 exists only when QEMU was given a second -serial; stty fails on the
-# placeholder device otherwise.
+# ttyS1 exists only when QEMU was given a second -serial (batch runs, whose
+# host script reads it); stty fails on the placeholder device otherwise, and
+# then (the interactive demo) nobody reads results.
 if stty -F /dev/ttyS1 raw -echo 2>/dev/null; then
     export RESULTS=/dev/ttyS1
 else
-    export RESULTS=/dev/console
+    export RESULTS=/dev/null
 fi
 # shellcheck source=nested-runner.sh
 . /lib/shoji/nested-runner.sh

@@ -13,11 +13,12 @@
 # SHOJI_E2E_VMM=qemu swaps shoji-vmm for QEMU (microvm) to check the harness
 # itself; QEMU cannot report a reboot, so that case is then not run.
 # Generated files go to BUILD_DIR/e2e, the guest to ${SHOJI_CACHE:-.cache}.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-# shellcheck source=scripts/nested-lib.sh
+# shellcheck source=../../scripts/nested-lib.sh
 source "$repo/scripts/nested-lib.sh"
 
 build=${1:?usage: tests/e2e/run.sh BUILD_DIR}
