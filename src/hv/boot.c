@@ -154,9 +154,12 @@ bool boot_plan_make(const struct kernel_info *ki, uint64_t mem_size, uint64_t in
 {
 	memset(plan, 0, sizeof(*plan));
 	plan->mem_size = mem_size;
-	if (cmdline_len > ki->cmdline_max)
-		return fail(why, whylen, "command line is %zu bytes, the kernel accepts at most %llu",
-			    cmdline_len, (unsigned long long)ki->cmdline_max);
+	/* The kernel's own limit, and the room at LAYOUT_CMDLINE_ADDR, whichever is less. */
+	uint64_t cmdline_max = ki->cmdline_max < LAYOUT_CMDLINE_MAX - 1 ? ki->cmdline_max
+								       : LAYOUT_CMDLINE_MAX - 1;
+	if (cmdline_len > cmdline_max)
+		return fail(why, whylen, "command line is %zu bytes, at most %llu fit",
+			    cmdline_len, (unsigned long long)cmdline_max);
 	plan->cmdline_len = cmdline_len;
 
 	uint64_t low_end = mem_size < LAYOUT_MMIO_HOLE_START ? mem_size : LAYOUT_MMIO_HOLE_START;

@@ -58,10 +58,12 @@ static void fixup_leaf1(struct kvm_cpuid_entry2 *e, const struct cpuid_topology 
 static void fixup_leaf4(struct kvm_cpuid_entry2 *e, const struct cpuid_topology *t)
 {
 	unsigned level = (e->eax >> 5) & 7;
-	uint32_t sharing = level >= 3 ? t->count - 1 : 0;
+	uint32_t sharing = level >= 3 ? (t->count - 1 > 0xfff ? 0xfff : t->count - 1) : 0;
 	e->eax &= 0x00003fffu;
 	e->eax |= (sharing & 0xfffu) << 14;
-	e->eax |= ((t->count - 1) & 0x3fu) << 26;
+	/* A 6-bit field: more than 64 cores saturates rather than wraps. */
+	uint32_t cores = t->count - 1 > 0x3f ? 0x3f : t->count - 1;
+	e->eax |= cores << 26;
 }
 
 /* Extended topology (0xB and 0x1F): SMT level then core level. */

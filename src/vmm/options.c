@@ -184,6 +184,23 @@ static const char *option_name(int id)
 	return "?";
 }
 
+/*
+ * The option getopt_long just refused. glibc says it three ways: optopt is a
+ * long option's value (missing argument), a short option's letter (which may
+ * sit inside a cluster such as "-xV", so argv cannot name it), or 0 for an
+ * unknown long option, which is then the last argument getopt looked at.
+ */
+static const char *offending_option(char **argv, char *buf, size_t len)
+{
+	if (optopt >= OPT_KERNEL)
+		snprintf(buf, len, "--%s", option_name(optopt));
+	else if (optopt > 0 && optopt < 256)
+		snprintf(buf, len, "-%c", optopt);
+	else
+		return argv[optind - 1];
+	return buf;
+}
+
 bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size_t errlen)
 {
 	*o = (struct vmm_options){
@@ -197,10 +214,11 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 	bool seen[OPT_SECCOMP - OPT_KERNEL + 1] = { false };
 
 	opterr = 0; /* our messages, not getopt's */
-	optind = 1;
+	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */
 	int id;
 	while ((id = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
-		const char *bad = argv[optind - 1];
+		char name[64];
+		const char *bad = offending_option(argv, name, sizeof(name));
 		if (id == '?')
 			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')

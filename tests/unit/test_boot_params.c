@@ -157,7 +157,7 @@ static void test_plan_cmdline(void **state)
  * A kernel may declare a huge cmdline_size; the command line must still fit
  * the area layout.h reserves for it (LAYOUT_CMDLINE_MAX with the NUL), or
  * boot_load writes it over whatever follows.
- * KNOWN BUG (reported, fails until fixed): boot_plan_make in src/hv/boot.c
+ * Regression test (bug found by this test, fixed): boot_plan_make in src/hv/boot.c
  * checks the length only against the kernel's cmdline_max.
  */
 static void test_plan_cmdline_area(void **state)

@@ -252,7 +252,7 @@ static void test_leaf4(void **state)
  * Leaf 4 EAX[31:26] is six bits: past 64 cores it must saturate at 63, not
  * wrap (65 vCPUs would otherwise claim one core per package). --cpus and
  * the MADT allow up to 254.
- * KNOWN BUG (reported, fails until fixed): fixup_leaf4 in src/hv/cpuid.c
+ * Regression test (bug found by this test, fixed): fixup_leaf4 in src/hv/cpuid.c
  * stores (count - 1) & 0x3f.
  */
 static void test_leaf4_many_cpus(void **state)

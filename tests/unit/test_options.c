@@ -339,7 +339,7 @@ static void child_check(bool ok, const char *what, const char *err)
 
 /*
  * An unknown short option in a cluster ("-xV") is the one named.
- * KNOWN BUG (reported, fails until fixed): options_parse names
+ * Regression test (bug found by this test, fixed): options_parse names
  * argv[optind - 1], which inside a cluster is the previous argument.
  */
 static void cluster_names_option(void)
@@ -360,7 +360,7 @@ static void test_cluster_unknown(void **state)
 
 /*
  * A refused command line does not change how the next one parses.
- * KNOWN BUG (reported, fails until fixed): options_parse resets getopt with
+ * Regression test (bug found by this test, fixed): options_parse resets getopt with
  * optind = 1, which keeps glibc's position inside the old "-xV"; optind = 0
  * reinitializes it.
  */
