@@ -1,0 +1,32 @@
+#!/bin/sh
+# Builds one libFuzzer target with clang (whatever compiler Meson uses) and
+# runs it for a bounded time on a copy of its seed corpus; any crash, leak
+# or timeout fails the test and is replayed with its stack trace.
+# usage: run.sh SOURCE_ROOT NAME SECONDS SOURCE...   (sources relative to SOURCE_ROOT)
+set -u
+root=$1 name=$2 secs=$3
+shift 3
+command -v clang >/dev/null || { echo "SKIP: clang is not installed"; exit 77; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+srcs=""
+for s in "$@"; do srcs="$srcs $root/$s"; done
+# shellcheck disable=SC2086
+if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" -lpthread 2>"$dir/build.log"; then
+	if grep -q "libclang_rt.fuzzer\|cannot find" "$dir/build.log"; then
+		echo "SKIP: clang has no libFuzzer runtime (libclang-rt-dev)"; exit 77
+	fi
+	cat "$dir/build.log"; exit 1
+fi
+mkdir "$dir/corpus"
+cp "$root/tests/fuzz/corpus/$name"/* "$dir/corpus/"
+cd "$dir" || exit 1
+./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -6
+for a in crash-* leak-* timeout-* oom-*; do
+	[ -e "$a" ] || continue
+	echo "FAIL: the fuzzer found $a; replaying:"
+	./fuzz "$a" 2>&1 | tail -40
+	exit 1
+done
+echo "$name: fuzzed for ${secs}s without findings"
