@@ -41,7 +41,13 @@ watchdog() {
     if kill -0 "$wd_pid" 2>/dev/null; then
         : >"$wd_flag"
         kill -TERM "$wd_pid" 2>/dev/null
-        sleep 5
+        # Up to 5 s of grace, in 1 s steps so that the TERM from the caller
+        # (once PID is gone) is acted on at once.
+        wd_i=0
+        while [ "$wd_i" -lt 5 ] && kill -0 "$wd_pid" 2>/dev/null; do
+            sleep 1
+            wd_i=$((wd_i + 1))
+        done
         kill -KILL "$wd_pid" 2>/dev/null
     fi
     exit 0

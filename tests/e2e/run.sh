@@ -188,6 +188,20 @@ count_cpulist() {
     echo "$n"
 }
 
+# The meaning of shoji-vmm's exit statuses, for failure messages.
+describe_status() {
+    case $1 in
+        0) echo "guest powered off" ;;
+        1) echo "VMM failure" ;;
+        2) echo "usage error" ;;
+        3) echo "guest reboot" ;;
+        4) echo "vCPU crash" ;;
+        5) echo "guest panic" ;;
+        6) echo "stopped by a signal" ;;
+        *) echo "unknown" ;;
+    esac
+}
+
 # check_case LINE: prints "ok" or "FAIL" with the reasons and the tails of
 # the guest console and the VMM's stderr.
 check_case() {
@@ -205,7 +219,11 @@ check_case() {
         why+=("no result: ${l1_problem:-the runner never finished this case}")
     else
         [[ $timedout == 1 ]] && why+=("timed out after $(case_timeout) s and was killed")
-        [[ $rc == "$expect" ]] || why+=("shoji-vmm exit status $rc, expected $expect")
+        if ((rc > 128)); then
+            why+=("shoji-vmm killed by signal $((rc - 128)) (exit status $rc), expected exit status $expect")
+        elif [[ $rc != "$expect" ]]; then
+            why+=("shoji-vmm exit status $rc ($(describe_status "$rc")), expected $expect ($(describe_status "$expect"))")
+        fi
     fi
     case $action in
         report)
