@@ -1,0 +1,100 @@
+/*
+ * virtio-blk (virtio 1.2, section 5.2): a disk image seen by the guest as a
+ * block device on one request queue. The transport (dev/virtio-pci.c) owns
+ * the queue and calls the device through virtio_blk_ops; this file only
+ * says how to make a device from a disk definition.
+ *
+ * Creating a device takes an OFD lock on the image (a write lock for a
+ * writable disk, a read lock for a read-only one), so that an image another
+ * VM has open for writing is refused instead of being corrupted by two
+ * writers.
+ */
+#ifndef SHOJI_DEV_VIRTIO_BLK_H
+#define SHOJI_DEV_VIRTIO_BLK_H
+
+#include <stdbool.h>
+
+#include "dev/virtio.h"
+#include "hv/mem.h"
+
+/* Length of the serial the driver reads with VIRTIO_BLK_T_GET_ID. */
+#define VIRTIO_BLK_ID_BYTES 20
+
+/* Feature bits (virtio 1.2, 5.2.3). */
+#define VIRTIO_BLK_F_SIZE_MAX     1
+#define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_GEOMETRY     4
+#define VIRTIO_BLK_F_RO           5
+#define VIRTIO_BLK_F_BLK_SIZE     6
+#define VIRTIO_BLK_F_FLUSH        9
+#define VIRTIO_BLK_F_TOPOLOGY     10
+#define VIRTIO_BLK_F_CONFIG_WCE   11
+#define VIRTIO_BLK_F_MQ           12
+#define VIRTIO_BLK_F_DISCARD      13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+/* Request types and status values (virtio 1.2, 5.2.6). */
+#define VIRTIO_BLK_T_IN           0
+#define VIRTIO_BLK_T_OUT          1
+#define VIRTIO_BLK_T_FLUSH        4
+#define VIRTIO_BLK_T_GET_ID       8
+#define VIRTIO_BLK_T_GET_LIFETIME 10
+#define VIRTIO_BLK_T_DISCARD      11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+#define VIRTIO_BLK_T_SECURE_ERASE 14
+
+#define VIRTIO_BLK_S_OK     0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1u
+
+#define VIRTIO_BLK_SECTOR_SIZE 512u
+#define VIRTIO_BLK_REQ_HDR_BYTES 16u
+#define VIRTIO_BLK_DISCARD_SEG_BYTES 16u
+
+/* What the device offers in its configuration space. */
+#define VIRTIO_BLK_SEG_MAX          (VQ_MAX_SEGS - 2)   /* header and status take two */
+#define VIRTIO_BLK_MAX_DISCARD_SEG  32u
+#define VIRTIO_BLK_MAX_DISCARD_SECTORS (1u << 22)       /* 2 GiB per segment */
+#define VIRTIO_BLK_DISCARD_ALIGNMENT 8u                 /* sectors: 4 KiB */
+#define VIRTIO_BLK_QUEUE_SIZE       256
+
+/* Offsets in the device configuration space (struct virtio_blk_config of
+ * the spec, up to write_zeroes_may_unmap). */
+#define VIRTIO_BLK_CFG_CAPACITY             0
+#define VIRTIO_BLK_CFG_SEG_MAX              12
+#define VIRTIO_BLK_CFG_BLK_SIZE             20
+#define VIRTIO_BLK_CFG_NUM_QUEUES           34
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS  36
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG      40
+#define VIRTIO_BLK_CFG_DISCARD_ALIGNMENT    44
+#define VIRTIO_BLK_CFG_MAX_WZ_SECTORS       48
+#define VIRTIO_BLK_CFG_MAX_WZ_SEG           52
+#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP         56
+#define VIRTIO_BLK_CONFIG_SIZE              60
+
+/* A disk as the user defined it (see vmm/disk-option.h). */
+struct virtio_blk_config {
+	const char *path;
+	const char *format;   /* "raw" or "qcow2"; never probed */
+	bool read_only;
+	const char *serial;   /* NULL or up to VIRTIO_BLK_ID_BYTES bytes */
+	bool direct;          /* O_DIRECT: bypass the host page cache */
+};
+
+struct virtio_blk;
+
+/* The ops table the transport drives; `dev` is a struct virtio_blk. */
+extern const struct virtio_device_ops virtio_blk_ops;
+
+/*
+ * Locks and opens the image. On failure logs one line naming the file and
+ * returns NULL.
+ */
+struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
+				     const struct guest_mem *mem);
+/* Flushes, closes and unlocks the image. Accepts NULL. */
+void virtio_blk_destroy(struct virtio_blk *blk);
+
+#endif
