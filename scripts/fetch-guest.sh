@@ -63,9 +63,17 @@ fetch_busybox() {
     rm -rf "$tmp"
 }
 
+have_guest() { [[ -f $cache/vmlinuz && -d $cache/modules && -x $cache/busybox ]]; }
+
 main() {
-    mkdir -p "$cache"
+    mkdir -p "$cache" || die "cannot create the cache folder $cache"
     local pkg
+    # Offline (or apt lists missing) with a complete cache: keep what is there
+    # rather than failing; only a new kernel version needs apt.
+    if ! pkg=$(resolve_kernel_pkg 2>/dev/null) && have_guest; then
+        echo "fetch-guest: apt cannot resolve linux-image-cloud-amd64; using the cached $(cat "$cache/kernel-package" 2>/dev/null || echo kernel)" >&2
+        return 0
+    fi
     pkg=$(resolve_kernel_pkg)
     if [[ -f $cache/vmlinuz && -d $cache/modules && "$(cat "$cache/kernel-package" 2>/dev/null)" == "$pkg" ]]; then
         : # up to date

@@ -18,8 +18,9 @@ nested_native_kvm_ok() {
 
 # nested_l1_cpus [MIN]: how many vCPUs L1 gets. TCG's multi-threaded mode
 # runs one host thread per vCPU, so follow the host (2 to 4), but never fewer
-# than MIN, the most vCPUs any L2 guest gets: measured with QEMU 7.2, an L2
-# with more vCPUs than L1 has hangs L1 for good (not even its timers run).
+# than MIN, the most vCPUs any L2 guest gets: once, with QEMU 7.2 as the L2
+# VMM, a 4-vCPU L2 in a 2-vCPU L1 hung L1 for good (not even its timers ran;
+# shoji-vmm in the same setup did not), and the extra L1 vCPUs cost little.
 # SHOJI_L1_CPUS overrides.
 nested_l1_cpus() {
     local n min=${1:-0}
@@ -118,8 +119,8 @@ nested_qemu_l1() {
 # the seconds of the matching STEP ("SECONDS:what it is"), then power off
 # within 60 s. An L1 that misses a deadline is hung (under TCG that happens,
 # and then nothing inside L1 runs any more, its own watchdogs included): it is
-# killed, one line on stderr says what it was waiting for, and the status is
-# 124. Otherwise the status is QEMU's (0 when L1 powered off).
+# killed, one line on stderr (and NESTED_HANG_REASON) says what it was
+# waiting for, and the status is 124. Otherwise the status is QEMU's (0 when L1 powered off).
 nested_run_batch() {
     local cache=$1 cpio=$2 cpus=$3 console=$4 results=$5 limit=$6
     shift 6
@@ -144,7 +145,8 @@ nested_run_batch() {
             deadline=$((SECONDS + limit))
         fi
         if ((SECONDS > deadline)); then
-            echo "nested: L1 hung: waited ${limit} s for $what; killing QEMU" >&2
+            NESTED_HANG_REASON="waited ${limit} s for $what"
+            echo "nested: L1 hung: $NESTED_HANG_REASON; killing QEMU" >&2
             kill -TERM "$qpid" 2>/dev/null
             sleep 3
             kill -KILL "$qpid" 2>/dev/null

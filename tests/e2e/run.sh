@@ -76,7 +76,7 @@ check_prerequisites() {
         command -v qemu-system-x86_64 >/dev/null ||
             skip "nested mode needs qemu-system-x86_64 (Debian package qemu-system-x86)"
     fi
-    for tool in cpio gzip apt-get dpkg-deb; do
+    for tool in cpio gzip; do
         command -v "$tool" >/dev/null || skip "$tool not installed"
     done
 }
@@ -150,11 +150,12 @@ run_nested() {
     nested_run_batch "$cache" "$cpio" "$(nested_l1_cpus "$(max_cpus)")" \
         "$work/l1-console.log" "$results" "${SHOJI_E2E_L1_BOOT_TIMEOUT:-180}" "${steps[@]}" || rc=$?
     local ready
-    ready=$(grep -a -m1 '^@@L1-READY' "$results" | sed 's/.*uptime=//' || true)
-    echo "e2e: L1 ran $((SECONDS - t0)) s (KVM ready at L1 uptime ${ready:-never} s), QEMU exit $rc"
+    ready=$(grep -a -m1 '^@@L1-READY' "$results" | sed 's/.*uptime=//' | tr -d '\r' || true)
+    ready=${ready:+KVM ready at L1 uptime $ready s}
+    echo "e2e: L1 ran $((SECONDS - t0)) s (${ready:-KVM never got ready}), QEMU exit $rc"
     if ((rc != 0)) || ! grep -a -q '^@@L1-DONE' "$results"; then
         l1_problem="L1 did not finish its job (QEMU exit $rc)"
-        ((rc == 124)) && l1_problem="L1 hung and was killed"
+        ((rc == 124)) && l1_problem="L1 hung and was killed (${NESTED_HANG_REASON:-no reason recorded})"
         grep -a '^@@FATAL' "$results" | sed 's/^@@FATAL /L1: /' || true
     fi
 }
@@ -216,7 +217,9 @@ check_case() {
     ms=$(end_field "$name" ms)
     timedout=$(end_field "$name" timedout)
     if [[ -z $rc ]]; then
-        why+=("no result: ${l1_problem:-the runner never finished this case}")
+        echo "FAIL $name (${cpus} vCPU, ${mem}M)"
+        echo "       - no result: ${l1_problem:-the runner never finished this case}"
+        return 1
     else
         [[ $timedout == 1 ]] && why+=("timed out after $(case_timeout) s and was killed")
         if ((rc > 128)); then
@@ -255,9 +258,9 @@ check_case() {
     echo "FAIL $name (${cpus} vCPU, ${mem}M)"
     printf '       - %s\n' "${why[@]}"
     echo "       --- guest console, last 25 lines ---"
-    section "$name" out | tail -n 25 | sed 's/^/       | /'
+    section "$name" out | tail -n 25 | sed 's/^/       | /' | grep . || echo "       (nothing)"
     echo "       --- shoji-vmm stderr, last 10 lines ---"
-    section "$name" err | tail -n 10 | sed 's/^/       | /'
+    section "$name" err | tail -n 10 | sed 's/^/       | /' | grep . || echo "       (nothing)"
     return 1
 }
 
