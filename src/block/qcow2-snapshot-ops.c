@@ -105,7 +105,8 @@ static int snap_create(struct qcow2 *q, const char *name)
 		free(snaps);
 		return r < 0 ? r : -ENOMEM;
 	}
-	memcpy(snaps, q->snaps, q->nb_snapshots * sizeof(*snaps));
+	if (q->nb_snapshots)
+		memcpy(snaps, q->snaps, q->nb_snapshots * sizeof(*snaps));
 	snaps[q->nb_snapshots] = (struct qcow2_snapshot){
 		.l1_offset = (uint64_t)l1off, .l1_size = q->l1_size, .id = strdup(id),
 		.name = strdup(name), .date_sec = (uint32_t)now.tv_sec,
