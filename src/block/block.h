@@ -115,6 +115,7 @@ struct block_open_opts {
 	bool read_only;
 	enum block_cache cache;
 	bool no_backing;        /* do not open the backing chain (info, rebase -u) */
+	bool repair;            /* allow writing to images marked dirty or corrupt */
 	uint64_t l2_cache_size; /* bytes of L2 tables cached; 0 = default 1 MiB */
 	unsigned depth;         /* internal: position in a backing chain */
 	const void *chain;      /* internal: files already in the chain (loops) */

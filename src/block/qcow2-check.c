@@ -279,6 +279,16 @@ static int check_locked(struct qcow2 *q, struct block_check *res, int repair)
 		r = check_copied(q, res, repair == BLOCK_REPAIR_ALL);
 	if (r == 0 && repair)
 		r = qcow2_flush_locked(q);
+	uint64_t bad = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
+	if (r == 0 && repair == BLOCK_REPAIR_ALL && !res->corruptions && (q->incompat & bad)) {
+		/* Refcounts are exact again: the image may be written normally. */
+		uint8_t be[8];
+		q->incompat &= ~bad;
+		qcow2_put64(be, q->incompat);
+		r = qcow2_write_header_field(q, 72, be, 8);
+		if (r == 0)
+			r = bfile_sync(&q->file);
+	}
 	res->total_clusters = (q->bd.size + q->cluster_size - 1) >> q->cluster_bits;
 	free(c.ref);
 	free(c.l2);

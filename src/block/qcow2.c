@@ -190,6 +190,8 @@ static int check_features(struct qcow2 *q)
 		return log_error("%s: extended L2 entries (subclusters) are not supported", fn), -ENOTSUP;
 	if (q->bd.read_only)
 		return 0;
+	if (q->opts.repair && q->version >= 3)
+		return 0; /* check -r: the repair is what clears those bits */
 	if (q->version < 3)
 		return log_error("%s: qcow2 version 2 images are read-only here; convert with "
 				 "'shoji-img convert -O qcow2'", fn), -ENOTSUP;

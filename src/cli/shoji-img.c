@@ -37,15 +37,18 @@ const char *img_format(const char *path, const char *fmt)
 	return NULL;
 }
 
+struct block_dev *img_open_opts(const char *path, const char *fmt, const struct block_open_opts *o)
+{
+	const char *f = img_format(path, fmt);
+	struct block_dev *bd;
+	return !f || block_open(&bd, path, f, o) < 0 ? NULL : bd;
+}
+
 struct block_dev *img_open(const char *path, const char *fmt, bool rw, enum block_cache cache,
 			   bool no_backing)
 {
-	const char *f = img_format(path, fmt);
-	if (!f)
-		return NULL;
-	struct block_dev *bd;
 	struct block_open_opts o = { .read_only = !rw, .cache = cache, .no_backing = no_backing };
-	return block_open(&bd, path, f, &o) < 0 ? NULL : bd;
+	return img_open_opts(path, fmt, &o);
 }
 
 bool img_parse_cache(const char *arg, enum block_cache *out)
@@ -371,7 +374,9 @@ static int img_check(int argc, char **argv)
 	if (optind != argc - 1)
 		return img_usage_error("check"), 1;
 	const char *path = argv[optind];
-	struct block_dev *bd = img_open(path, fmt, repair != 0, BLOCK_CACHE_WRITEBACK, true);
+	struct block_open_opts oo = { .read_only = !repair, .no_backing = true,
+				      .repair = repair == BLOCK_REPAIR_ALL };
+	struct block_dev *bd = img_open_opts(path, fmt, &oo);
 	if (!bd)
 		return 1;
 	struct block_check res;

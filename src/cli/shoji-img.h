@@ -23,6 +23,7 @@ struct img_verb {
 const char *img_format(const char *path, const char *fmt);
 struct block_dev *img_open(const char *path, const char *fmt, bool rw, enum block_cache cache,
 			   bool no_backing);
+struct block_dev *img_open_opts(const char *path, const char *fmt, const struct block_open_opts *o);
 bool img_parse_cache(const char *arg, enum block_cache *out);
 void img_usage_error(const char *verb);
 bool img_parse_create_opts(const char *arg, struct block_create_opts *o);

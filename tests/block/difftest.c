@@ -118,6 +118,22 @@ static int do_write(struct state *s)
 	return check_range(s, off, len);
 }
 
+/* A whole cluster stored compressed (what convert -c does). */
+static int do_compressed(struct state *s)
+{
+	if (s->cluster > (1u << 20) || s->size < s->cluster)
+		return 0;
+	uint64_t off = below(s->size / s->cluster) * s->cluster;
+	uint8_t v = (uint8_t)rnd();
+	for (uint64_t i = 0; i < s->cluster; i++)
+		s->buf[i] = (uint8_t)(v + i / 1024);
+	int r = block_write_compressed(s->bd, s->buf, off);
+	if (r < 0)
+		FAIL(s, "compressed write at %llu failed: %d", (unsigned long long)off, r);
+	memcpy(s->model + off, s->buf, s->cluster);
+	return check_range(s, off, s->cluster);
+}
+
 static int do_zero(struct state *s, bool discard)
 {
 	uint64_t off, len;
@@ -187,7 +203,8 @@ static int reopen(struct state *s)
 {
 	block_close(s->bd);
 	s->bd = NULL;
-	struct block_open_opts o = { .l2_cache_size = (1 + below(4)) * s->cluster * 2 };
+	struct block_open_opts o = { .l2_cache_size = (1 + below(4)) * s->cluster * 2,
+				     .cache = below(3) ? BLOCK_CACHE_WRITEBACK : BLOCK_CACHE_NONE };
 	if (block_open(&s->bd, s->img, "qcow2", &o) < 0)
 		FAIL(s, "reopen failed");
 	return 0;
@@ -196,8 +213,10 @@ static int reopen(struct state *s)
 static int step(struct state *s)
 {
 	uint64_t k = below(100);
-	if (k < 55)
+	if (k < 50)
 		return do_write(s);
+	if (k < 55)
+		return do_compressed(s);
 	if (k < 65)
 		return do_zero(s, false);
 	if (k < 75)

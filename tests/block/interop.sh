@@ -184,5 +184,15 @@ PY
 qemu-img check lk.qcow2 >/dev/null 2>&1; [ $? = 3 ] || fail "qemu-img sees the leak too"
 "$S" check -f qcow2 -r leaks lk.qcow2 >/dev/null 2>&1 && qcheck lk.qcow2
 
+# 10. an image left dirty (lazy refcounts) is refused for writing until
+#     check -r all has rebuilt its refcounts
+qemu-img create -q -f qcow2 -o lazy_refcounts=on lazy.qcow2 16M
+qemu-io -f qcow2 -c "write -P 0x21 0 1M" lazy.qcow2 >/dev/null
+printf '\001' | dd of=lazy.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null
+"$S" resize lazy.qcow2 32M >/dev/null 2>&1 && fail "dirty image opened for writing"
+"$S" check -r all lazy.qcow2 >/dev/null 2>&1 && qcheck lazy.qcow2
+qemu-img info lazy.qcow2 | grep -q "corrupt: false" && "$S" resize lazy.qcow2 32M >/dev/null &&
+	pass "check -r all clears the dirty bit" || fail "dirty bit"
+
 echo "$fails failures"
 [ $fails = 0 ]
