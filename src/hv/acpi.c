@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "hv/aml.h"
 #include "hv/layout.h"
 
 #define ACPI_OEM_ID        "SHOJI "
@@ -141,18 +142,50 @@ static void table_end(struct acpi_writer *w, struct acpi_tables *out, size_t sta
 			out->table[i].length = length;
 }
 
-/* DSDT: only \_S5 = Package { SLP_TYPa, SLP_TYPb, 0, 0 }, read by the OS for poweroff. */
+/*
+ * PCI0: the host bridge the OS must find in the namespace before it scans
+ * bus 0 (an ACPI OS does not probe for one). Its _CRS hands the OS the bus
+ * number, the config ports, the rest of the I/O space and the BAR window.
+ */
+static void dsdt_pci_root(struct aml *sb)
+{
+	struct aml crs = { .n = 0 }, body = { .n = 0 }, v = { .n = 0 };
+	aml_res_bus_numbers(&crs, 0, 0);
+	aml_res_io_fixed(&crs, PORT_PCI_CONFIG, 8);
+	aml_res_io_window(&crs, 0x0000, 0x0cf7);
+	aml_res_io_window(&crs, 0x0d00, 0xffff);
+	aml_res_mem32_window(&crs, (uint32_t)LAYOUT_PCI_MMIO_START,
+			     (uint32_t)(LAYOUT_PCI_MMIO_START + LAYOUT_PCI_MMIO_SIZE - 1));
+	aml_res_end(&crs);
+
+	aml_eisaid(&v, "PNP0A03");
+	aml_name(&body, "_HID", &v);
+	aml_name_integer(&body, "_SEG", 0);
+	aml_name_integer(&body, "_BBN", 0);
+	aml_name_integer(&body, "_UID", 0);
+	v.n = 0;
+	aml_buffer(&v, &crs);
+	aml_name(&body, "_CRS", &v);
+	aml_device(sb, "PCI0", &body);
+}
+
+/*
+ * DSDT: \_S5 = Package { SLP_TYPa, SLP_TYPb, 0, 0 }, read by the OS for
+ * poweroff, and the PCI root bridge under \_SB.
+ */
 static size_t build_dsdt(struct acpi_writer *w, struct acpi_tables *out)
 {
-	static const uint8_t aml_s5[] = {
-		0x08, '_', 'S', '5', '_',     /* NameOp "_S5_" */
-		0x12, 0x08, 0x04,             /* PackageOp, PkgLength 8, 4 elements */
-		0x0a, ACPI_SLP_TYP_S5,        /* BytePrefix SLP_TYPa */
-		0x0a, ACPI_SLP_TYP_S5,        /* BytePrefix SLP_TYPb */
-		0x00, 0x00,                   /* ZeroOp, ZeroOp (reserved) */
-	};
+	struct aml aml = { .n = 0 }, sb = { .n = 0 }, pkg = { .n = 0 };
+	const uint64_t s5[] = { ACPI_SLP_TYP_S5, ACPI_SLP_TYP_S5, 0, 0 };
+	aml_package_integers(&pkg, s5, 4);
+	aml_name(&aml, "_S5_", &pkg);
+	dsdt_pci_root(&sb);
+	aml_scope(&aml, "_SB_", &sb); /* at the root already: no "\\" prefix, as iasl writes it */
+
 	size_t start = table_begin(w, out, "DSDT", 2);
-	put_bytes(w, aml_s5, sizeof(aml_s5));
+	if (aml.overflow)
+		w->overflow = true;
+	put_bytes(w, aml.b, aml.n);
 	table_end(w, out, start);
 	return start;
 }
@@ -276,6 +309,20 @@ static size_t build_madt(struct acpi_writer *w, struct acpi_tables *out, unsigne
 	return start;
 }
 
+/* MCFG: ECAM for PCI segment 0, bus 0. */
+static size_t build_mcfg(struct acpi_writer *w, struct acpi_tables *out)
+{
+	size_t start = table_begin(w, out, "MCFG", 1);
+	put64(w, 0);                         /* reserved */
+	put64(w, LAYOUT_PCI_ECAM_ADDR);
+	put16(w, 0);                         /* segment group */
+	put8(w, 0);                          /* first bus */
+	put8(w, (uint8_t)(LAYOUT_PCI_ECAM_SIZE / (1 << 20) - 1)); /* last bus */
+	put32(w, 0);                         /* reserved */
+	table_end(w, out, start);
+	return start;
+}
+
 static size_t build_xsdt(struct acpi_writer *w, struct acpi_tables *out,
 			 const uint64_t *entries, unsigned n)
 {
@@ -317,8 +364,9 @@ bool acpi_build(uint8_t *buf, size_t cap, uint64_t base, unsigned ncpus, struct 
 	size_t facs = build_facs(&w, out);
 	size_t fadt = build_fadt(&w, out, base + facs, base + dsdt);
 	size_t madt = build_madt(&w, out, ncpus);
-	uint64_t entries[] = { base + fadt, base + madt };
-	size_t xsdt = build_xsdt(&w, out, entries, 2);
+	size_t mcfg = build_mcfg(&w, out);
+	uint64_t entries[] = { base + fadt, base + madt, base + mcfg };
+	size_t xsdt = build_xsdt(&w, out, entries, 3);
 	if (w.overflow)
 		return false;
 

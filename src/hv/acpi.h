@@ -1,7 +1,7 @@
 /*
  * ACPI tables for the machine, generated at start-up into the legacy BIOS
  * area where Linux (and any ACPI OS) finds the RSDP: RSDP -> XSDT -> FADT
- * (-> FACS, DSDT) and MADT. The FADT describes classic fixed hardware (PM1a
+ * (-> FACS, DSDT), MADT and MCFG (PCI ECAM). The FADT describes classic fixed hardware (PM1a
  * event and control blocks, SCI on IRQ 9, a reset register) implemented by
  * dev/pm.c; the DSDT holds the \_S5 sleep package that makes poweroff work.
  */

@@ -28,6 +28,8 @@ static bool kvm_check_caps(int kvm_fd)
 		{ KVM_CAP_USER_MEMORY, "user memory slots" },
 		{ KVM_CAP_EXT_CPUID, "KVM_GET_SUPPORTED_CPUID" },
 		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
+		{ KVM_CAP_SIGNAL_MSI, "MSI injection" },
+		{ KVM_CAP_IOEVENTFD, "ioeventfd" },
 	};
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0) {
@@ -163,6 +165,37 @@ bool kvm_vm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level)
 	struct kvm_irq_level irq = { .irq = gsi, .level = level };
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0) {
 		log_warn("KVM_IRQ_LINE gsi %u level %d failed: %m", gsi, level);
+		return false;
+	}
+	return true;
+}
+
+bool kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr,
+		.address_hi = (uint32_t)(addr >> 32),
+		.data = data,
+	};
+	/* 0 means the guest masked it at the LAPIC; only an error is worth a line. */
+	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0) {
+		log_debug("KVM_SIGNAL_MSI to 0x%llx failed: %m", (unsigned long long)addr);
+		return false;
+	}
+	return true;
+}
+
+bool kvm_vm_ioeventfd(struct kvm_vm *vm, uint64_t gpa, unsigned len, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.addr = gpa,
+		.len = len,
+		.fd = fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
+		log_warn("KVM_IOEVENTFD at 0x%llx (%s) failed: %m", (unsigned long long)gpa,
+			 assign ? "assign" : "deassign");
 		return false;
 	}
 	return true;

@@ -33,6 +33,15 @@ void kvm_vm_destroy(struct kvm_vm *vm);
 /* Sets an interrupt line of the in-kernel PIC/IOAPIC (level 0 or 1). */
 bool kvm_vm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level);
 
+/* Delivers one MSI (address/data as the guest programmed them). */
+bool kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
+
+/*
+ * Makes guest writes of `len` bytes to MMIO address `gpa` signal `fd`
+ * inside KVM, without an exit to the VMM (assign), or stops that.
+ */
+bool kvm_vm_ioeventfd(struct kvm_vm *vm, uint64_t gpa, unsigned len, int fd, bool assign);
+
 /* The maximum number of vCPUs KVM allows for this VM. */
 unsigned kvm_vm_max_vcpus(const struct kvm_vm *vm);
 

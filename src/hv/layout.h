@@ -11,7 +11,8 @@
  *   0x000e_0000  ACPI tables, RSDP first (inside the legacy BIOS scan area)
  *   0x0010_0000  protected-mode kernel (bzImage) / ELF segments
  *   ...          initrd, placed at the top of low RAM
- *   0xc000_0000  MMIO hole up to 4 GiB (PCI later, IOAPIC, local APIC)
+ *   0xc000_0000  MMIO hole up to 4 GiB: PCI BARs (0xc000_0000-0xdfff_ffff),
+ *                PCI ECAM (0xe000_0000, 1 MiB, bus 0), IOAPIC, local APIC
  *   4 GiB ...    RAM above the hole
  */
 #ifndef SHOJI_HV_LAYOUT_H
@@ -35,6 +36,11 @@
 #define LAYOUT_MMIO_HOLE_START UINT64_C(0xc0000000)
 #define LAYOUT_4GIB            UINT64_C(0x100000000)
 
+#define LAYOUT_PCI_MMIO_START  UINT64_C(0xc0000000)
+#define LAYOUT_PCI_MMIO_SIZE   UINT64_C(0x20000000)
+#define LAYOUT_PCI_ECAM_ADDR   UINT64_C(0xe0000000)
+#define LAYOUT_PCI_ECAM_SIZE   UINT64_C(0x100000)   /* bus 0 only */
+
 #define LAYOUT_IOAPIC_ADDR     UINT64_C(0xfec00000)
 #define LAYOUT_LAPIC_ADDR      UINT64_C(0xfee00000)
 /* KVM needs these on Intel (ignored on AMD); they sit in the hole. */
@@ -53,6 +59,7 @@
 #define PORT_I8042_CMD   0x64
 #define PORT_PM1A_EVT    0x600   /* 4 bytes: status, enable */
 #define PORT_PM1A_CNT    0x604   /* 2 bytes */
+#define PORT_PCI_CONFIG  0xcf8   /* 0xcf8 address, 0xcfc-0xcff data */
 #define PORT_RESET       0xcf9   /* also the FADT reset register */
 #define RESET_VALUE      0x06
 #define IRQ_SCI          9

@@ -108,6 +108,8 @@ unsigned guest_mem_e820(const struct guest_mem *mem, struct e820_entry_info *out
 	n = e820_add(out, n, max, LAYOUT_ACPI_ADDR, LAYOUT_ACPI_MAX, E820_RESERVED);
 	if (low_end > LAYOUT_HIGH_MEM_START)
 		n = e820_add(out, n, max, LAYOUT_HIGH_MEM_START, low_end - LAYOUT_HIGH_MEM_START, E820_RAM);
+	/* Linux uses ECAM only where the firmware reserved it (and the MCFG names it). */
+	n = e820_add(out, n, max, LAYOUT_PCI_ECAM_ADDR, LAYOUT_PCI_ECAM_SIZE, E820_RESERVED);
 	for (unsigned i = 1; i < mem->count; i++)
 		n = e820_add(out, n, max, mem->regions[i].gpa, mem->regions[i].size, E820_RAM);
 	return n;

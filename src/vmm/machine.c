@@ -27,17 +27,21 @@
 #include "base/util.h"
 #include "dev/bus.h"
 #include "dev/i8042.h"
+#include "dev/pci.h"
 #include "dev/pm.h"
 #include "dev/reset.h"
 #include "dev/rtc.h"
 #include "dev/serial.h"
+#include "dev/virtio-rng.h"
 #include "hv/acpi.h"
 #include "hv/kvm.h"
 #include "hv/layout.h"
 #include "hv/vcpu.h"
 #include "vmm/console.h"
 #include "vmm/exit.h"
+#include "vmm/iothread.h"
 #include "vmm/sandbox.h"
+#include "vmm/virtio-host.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -67,6 +71,11 @@ struct machine {
 	struct reset_ctl reset;
 	struct i8042 kbc;
 	struct console *console;
+	struct pci_bus pci;
+	bool pci_ready;
+	struct iothread *io;
+	struct virtio_host *virtio;
+	struct virtio_rng *rng;
 
 	int done_fd;
 	int signal_fd;
@@ -318,15 +327,33 @@ static bool machine_add_devices(struct machine *m)
 	m->pm = pm_create((struct irq_line){ machine_set_irq, m, IRQ_SCI }, power);
 	m->reset.power = power;
 	m->kbc.power = power;
-	if (!m->serial || !m->rtc || !m->pm) {
+	m->pci_ready = pci_bus_init(&m->pci);
+	if (!m->serial || !m->rtc || !m->pm || !m->pci_ready) {
 		log_error("out of memory creating devices");
 		return false;
 	}
+	/* The reset register at 0xcf9 is reached through the PCI config ports. */
 	return bus_add(&m->pio, PORT_COM1, SERIAL_PORT_COUNT, &serial_io_ops, m->serial, "COM1") &&
 	       bus_add(&m->pio, PORT_RTC, RTC_PORT_COUNT, &rtc_io_ops, m->rtc, "CMOS RTC") &&
 	       bus_add(&m->pio, PORT_PM1A_EVT, PM_PORT_COUNT, &pm_io_ops, m->pm, "ACPI PM1a") &&
-	       bus_add(&m->pio, PORT_RESET, 1, &reset_io_ops, &m->reset, "reset control") &&
-	       bus_add(&m->pio, PORT_I8042_DATA, I8042_PORT_COUNT, &i8042_io_ops, &m->kbc, "i8042");
+	       bus_add(&m->pio, PORT_I8042_DATA, I8042_PORT_COUNT, &i8042_io_ops, &m->kbc, "i8042") &&
+	       pci_bus_attach(&m->pci, &m->pio, &m->mmio, &reset_io_ops, &m->reset);
+}
+
+/* PCI devices: the virtio devices the options ask for. */
+static bool machine_add_pci_devices(struct machine *m)
+{
+	const struct vmm_options *o = m->cfg->opts;
+	m->io = iothread_create();
+	m->virtio = m->io ? virtio_host_create(&m->vm, &m->pci, m->io) : NULL;
+	if (!m->virtio)
+		return false;
+	if (o->rng) {
+		m->rng = virtio_rng_create();
+		if (!m->rng || !virtio_host_add(m->virtio, &virtio_rng_ops, m->rng))
+			return false;
+	}
+	return true;
 }
 
 static bool machine_create_vcpus(struct machine *m)
@@ -372,12 +399,13 @@ static bool machine_setup(struct machine *m)
 		machine_stop(m, VMM_EXIT_USAGE);
 		return false;
 	}
-	if (!machine_load_guest(m) || !machine_add_devices(m) || !machine_create_vcpus(m))
+	if (!machine_load_guest(m) || !machine_add_devices(m) || !machine_add_pci_devices(m) ||
+	    !machine_create_vcpus(m))
 		return false;
 	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
 	/* From here on, only the system calls of a running VMM (vmm/sandbox.c). */
 	return m->console && (!o->seccomp || sandbox_enter()) && console_start(m->console) &&
-	       machine_start_vcpus(m);
+	       iothread_start(m->io) && machine_start_vcpus(m);
 }
 
 /* The stop signals, as a descriptor: created before the sandbox goes in. */
@@ -417,6 +445,12 @@ static void machine_teardown(struct machine *m)
 		if (m->slots[i].started)
 			pthread_join(m->slots[i].thread, NULL);
 	console_close(m->console);
+	/* The I/O thread stops before the devices it calls into go away. */
+	iothread_destroy(m->io);
+	virtio_host_destroy(m->virtio);
+	virtio_rng_destroy(m->rng);
+	if (m->pci_ready)
+		pci_bus_destroy(&m->pci);
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++)
 		if (m->slots[i].created)
 			vcpu_destroy(&m->slots[i].vcpu);

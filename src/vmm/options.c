@@ -28,6 +28,7 @@ const char options_usage[] =
 	"                        (default 512M, at least 32M)\n"
 	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
+	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  --seccomp on|off      system call allowlist (default on; off only for\n"
 	"                        debugging tools such as valgrind)\n"
@@ -51,6 +52,7 @@ enum option_id {
 	OPT_SERIAL,
 	OPT_LOG_LEVEL,
 	OPT_SECCOMP,
+	OPT_RNG,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -64,6 +66,7 @@ static const struct option long_options[] = {
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -165,6 +168,9 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 			return fail(err, errlen, "--seccomp %s: use on or off", arg);
 		o->seccomp = strcmp(arg, "on") == 0;
 		return true;
+	case OPT_RNG:
+		o->rng = true;
+		return true;
 	case OPT_HELP:
 		o->help = true;
 		return true;
@@ -211,7 +217,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.log_level = LOG_LEVEL_INFO,
 		.seccomp = true,
 	};
-	bool seen[OPT_SECCOMP - OPT_KERNEL + 1] = { false };
+	bool seen[OPT_RNG - OPT_KERNEL + 1] = { false };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */
@@ -223,7 +229,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')
 			return fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
-		if (id >= OPT_KERNEL && id <= OPT_SECCOMP) {
+		if (id >= OPT_KERNEL && id <= OPT_RNG) {
 			if (seen[id - OPT_KERNEL])
 				return fail(err, errlen, "--%s given twice; give it once", option_name(id));
 			seen[id - OPT_KERNEL] = true;

@@ -37,6 +37,7 @@ struct vmm_options {
 	struct console_config serial;
 	enum log_level log_level;
 	bool seccomp;
+	bool rng;
 	bool help;
 	bool version;
 };

@@ -58,6 +58,7 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(nanosleep, "sleeping in libc"),
 	ALLOW(sched_yield, "libc spin loops"),
 	ALLOW(restart_syscall, "interrupted sleeps resume"),
+	ALLOW(getrandom, "virtio-rng"),
 	ALLOW(exit, "thread exit"),
 	ALLOW(exit_group, "process exit"),
 };
@@ -69,6 +70,8 @@ static const struct {
 } allowed_ioctls[] = {
 	{ KVM_RUN, "running a vCPU" },
 	{ KVM_IRQ_LINE, "device interrupts" },
+	{ KVM_SIGNAL_MSI, "virtio interrupts (MSI-X)" },
+	{ KVM_IOEVENTFD, "attaching and detaching virtqueue notifications" },
 	{ KVM_GET_REGS, "RIP for a crash report" },
 	{ KVM_GET_SREGS, "telling a reset triple fault from a crash" },
 	{ TCSETS, "restoring the terminal" },

@@ -26,8 +26,8 @@ import sys
 import tempfile
 
 CPU_COUNTS = (1, 4, 254)
-TABLES = ("XSDT", "FACP", "FACS", "DSDT", "APIC")
-CORRUPTIBLE = ("RSDP", "XSDT", "FACP", "DSDT", "APIC")  # FACS has no checksum
+TABLES = ("XSDT", "FACP", "FACS", "DSDT", "APIC", "MCFG")
+CORRUPTIBLE = ("RSDP", "XSDT", "FACP", "DSDT", "APIC", "MCFG")  # FACS has no checksum
 
 OUTPUT_PROBLEM = re.compile(r"(?i)\b(error|warning|remark)s?\b")
 # iasl's compile summary names the counters; zero of each is not a problem.

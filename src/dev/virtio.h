@@ -1,0 +1,80 @@
+/*
+ * What a virtio device model (virtio-blk, virtio-rng, ...) sees of its
+ * transport. A device is one file with a `struct virtio_device_ops` table;
+ * the transport (dev/virtio-pci.c) owns the common configuration, feature
+ * negotiation, the virtqueues and interrupts, and calls the device:
+ *
+ *   - config_read/config_write from vCPU threads, with the device's offset
+ *     and length already checked against config_size;
+ *   - activate() once the driver sets DRIVER_OK, with the negotiated
+ *     features (always a subset of what the device offered);
+ *   - queue_notify() on the I/O thread when the driver kicks a queue;
+ *   - reset() when the driver resets the device (status 0) or the machine
+ *     stops; afterwards no queue may be touched until the next activate().
+ *
+ * All callbacks of one device are serialised by the transport's lock, so a
+ * device needs no lock of its own for state shared with them.
+ *
+ * A device reports a broken driver with virtio_needs_reset(): the device
+ * then sets DEVICE_NEEDS_RESET, tells the driver, logs one line, and
+ * ignores its queues until reset. It never ends the VMM.
+ */
+#ifndef SHOJI_DEV_VIRTIO_H
+#define SHOJI_DEV_VIRTIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dev/virtqueue.h"
+
+/* Transport feature bits a device may offer (virtio 1.2, section 6). */
+#define VIRTIO_F_INDIRECT_DESC_BIT 28
+#define VIRTIO_F_EVENT_IDX_BIT     29
+#define VIRTIO_F_VERSION_1_BIT     32
+#define VIRTIO_FEATURE(bit)        (1ull << (bit))
+
+/* Device IDs (virtio 1.2, section 5). */
+#define VIRTIO_ID_NET     1
+#define VIRTIO_ID_BLOCK   2
+#define VIRTIO_ID_RNG     4
+#define VIRTIO_ID_VSOCK   19
+
+#define VIRTIO_MAX_QUEUES 16
+
+struct virtio_dev;
+
+struct virtio_device_ops {
+	const char *name;        /* for log lines: "virtio-blk" */
+	uint16_t device_id;
+	unsigned num_queues;     /* 1 .. VIRTIO_MAX_QUEUES */
+	uint16_t queue_max_size; /* power of two */
+	uint32_t config_size;    /* bytes of device-specific configuration */
+
+	/* Device features; VERSION_1 is added by the transport. */
+	uint64_t (*features)(void *dev);
+	void (*config_read)(void *dev, uint32_t offset, uint8_t *data, uint32_t len);
+	void (*config_write)(void *dev, uint32_t offset, const uint8_t *data, uint32_t len);
+	/* May refuse a feature combination; the transport then fails FEATURES_OK. */
+	bool (*features_ok)(void *dev, uint64_t features);
+	void (*activate)(void *dev, struct virtio_dev *vd, uint64_t features);
+	void (*queue_notify)(void *dev, struct virtio_dev *vd, unsigned queue);
+	void (*reset)(void *dev);
+};
+
+/* Queue `q` of the device (valid between activate and reset). */
+struct vq *virtio_queue(struct virtio_dev *vd, unsigned q);
+
+/*
+ * Interrupts the driver for queue `q` if it wants one for what was pushed
+ * since the last interrupt (vq_should_interrupt()).
+ */
+void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+
+/* The device configuration changed (e.g. disk resized). */
+void virtio_config_changed(struct virtio_dev *vd);
+
+/* Puts the device in DEVICE_NEEDS_RESET; logs `why` once. */
+void virtio_needs_reset(struct virtio_dev *vd, const char *why);
+
+#endif

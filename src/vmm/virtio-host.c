@@ -1,0 +1,108 @@
+/* Host glue of the virtio-pci devices (see virtio-host.h). */
+#include "vmm/virtio-host.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "dev/virtio-pci.h"
+
+struct kick_source {
+	struct virtio_dev *vd;
+	unsigned queue;
+	int fd;
+};
+
+struct host_device {
+	struct virtio_host *host;
+	struct virtio_dev *vd;
+	unsigned nqueues;
+	struct kick_source kick[VIRTIO_MAX_QUEUES];
+};
+
+struct virtio_host {
+	struct kvm_vm *vm;
+	struct pci_bus *bus;
+	struct iothread *io;
+	unsigned count;
+	struct host_device dev[VIRTIO_HOST_MAX_DEVICES];
+};
+
+static void host_send_msi(void *ctx, uint64_t addr, uint32_t data)
+{
+	struct host_device *hd = ctx;
+	kvm_vm_signal_msi(hd->host->vm, addr, data);
+}
+
+static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on)
+{
+	struct host_device *hd = ctx;
+	(void)vd;
+	if (queue >= hd->nqueues)
+		return false;
+	return kvm_vm_ioeventfd(hd->host->vm, gpa, 4, hd->kick[queue].fd, on);
+}
+
+static void host_kick(void *ctx)
+{
+	struct kick_source *k = ctx;
+	uint64_t n;
+	if (read(k->fd, &n, sizeof(n)) == sizeof(n))
+		virtio_pci_kick(k->vd, k->queue);
+}
+
+struct virtio_host *virtio_host_create(struct kvm_vm *vm, struct pci_bus *bus, struct iothread *io)
+{
+	struct virtio_host *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->vm = vm;
+	h->bus = bus;
+	h->io = io;
+	return h;
+}
+
+bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops, void *dev)
+{
+	if (h->count == VIRTIO_HOST_MAX_DEVICES) {
+		log_error("too many virtio devices (at most %d)", VIRTIO_HOST_MAX_DEVICES);
+		return false;
+	}
+	struct host_device *hd = &h->dev[h->count];
+	hd->host = h;
+	hd->nqueues = ops->num_queues;
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		hd->kick[q].fd = -1;
+	struct virtio_pci_host glue = { host_send_msi, host_set_ioeventfd, hd };
+	hd->vd = virtio_pci_create(h->bus, &h->vm->mem, ops, dev, &glue);
+	h->count++; /* counted now so that destroy releases what was made */
+	if (!hd->vd)
+		return false;
+	for (unsigned q = 0; q < hd->nqueues; q++) {
+		struct kick_source *k = &hd->kick[q];
+		k->vd = hd->vd;
+		k->queue = q;
+		k->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (k->fd < 0 || !iothread_add(h->io, k->fd, host_kick, k)) {
+			log_error("%s: cannot set up the notification of queue %u: %m", ops->name, q);
+			return false;
+		}
+	}
+	return true;
+}
+
+void virtio_host_destroy(struct virtio_host *h)
+{
+	if (!h)
+		return;
+	for (unsigned i = 0; i < h->count; i++) {
+		struct host_device *hd = &h->dev[i];
+		virtio_pci_destroy(hd->vd); /* detaches the ioeventfds first */
+		for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+			if (hd->kick[q].fd >= 0)
+				close(hd->kick[q].fd);
+	}
+	free(h);
+}
