@@ -32,6 +32,7 @@
 #include "dev/reset.h"
 #include "dev/rtc.h"
 #include "dev/serial.h"
+#include "dev/virtio-blk.h"
 #include "dev/virtio-rng.h"
 #include "hv/acpi.h"
 #include "hv/kvm.h"
@@ -76,6 +77,7 @@ struct machine {
 	struct iothread *io;
 	struct virtio_host *virtio;
 	struct virtio_rng *rng;
+	struct virtio_blk *blk[VMM_MAX_DISKS];
 
 	int done_fd;
 	int signal_fd;
@@ -348,6 +350,17 @@ static bool machine_add_pci_devices(struct machine *m)
 	m->virtio = m->io ? virtio_host_create(&m->vm, &m->pci, m->io) : NULL;
 	if (!m->virtio)
 		return false;
+	for (unsigned i = 0; i < o->ndisks; i++) {
+		struct virtio_blk_config cfg = disk_option_config(&o->disks[i]);
+		m->blk[i] = virtio_blk_create(&cfg, &m->vm.mem);
+		if (!m->blk[i]) {
+			/* The image is unusable (in use, corrupt, unreadable): the user's to fix. */
+			machine_stop(m, VMM_EXIT_USAGE);
+			return false;
+		}
+		if (!virtio_host_add(m->virtio, &virtio_blk_ops, m->blk[i]))
+			return false;
+	}
 	if (o->rng) {
 		m->rng = virtio_rng_create();
 		if (!m->rng || !virtio_host_add(m->virtio, &virtio_rng_ops, m->rng))
@@ -449,6 +462,8 @@ static void machine_teardown(struct machine *m)
 	iothread_destroy(m->io);
 	virtio_host_destroy(m->virtio);
 	virtio_rng_destroy(m->rng);
+	for (unsigned i = 0; i < VMM_MAX_DISKS; i++)
+		virtio_blk_destroy(m->blk[i]); /* flushes, closes and unlocks */
 	if (m->pci_ready)
 		pci_bus_destroy(&m->pci);
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++)

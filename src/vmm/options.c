@@ -28,6 +28,8 @@ const char options_usage[] =
 	"                        (default 512M, at least 32M)\n"
 	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
+	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on]\n"
+	"                        a virtio-blk disk (up to 8; raw unless format= says)\n"
 	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  --seccomp on|off      system call allowlist (default on; off only for\n"
@@ -53,6 +55,7 @@ enum option_id {
 	OPT_LOG_LEVEL,
 	OPT_SECCOMP,
 	OPT_RNG,
+	OPT_DISK,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -67,6 +70,7 @@ static const struct option long_options[] = {
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -171,6 +175,10 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 	case OPT_RNG:
 		o->rng = true;
 		return true;
+	case OPT_DISK:
+		if (o->ndisks == VMM_MAX_DISKS)
+			return fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
+		return disk_option_parse(arg, &o->disks[o->ndisks++], err, errlen);
 	case OPT_HELP:
 		o->help = true;
 		return true;
@@ -217,7 +225,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.log_level = LOG_LEVEL_INFO,
 		.seccomp = true,
 	};
-	bool seen[OPT_RNG - OPT_KERNEL + 1] = { false };
+	bool seen[OPT_RNG - OPT_KERNEL + 1] /* --disk may repeat */ = { false };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */

@@ -10,11 +10,13 @@
 #include <stdint.h>
 
 #include "base/log.h"
+#include "vmm/disk-option.h"
 
 #define VMM_DEFAULT_MEMORY   (512ull << 20)
 #define VMM_MIN_MEMORY       (32ull << 20)
 #define VMM_MAX_MEMORY       (1ull << 40)
 #define VMM_DEFAULT_CMDLINE  "console=ttyS0"
+#define VMM_MAX_DISKS        8
 
 enum console_kind {
 	CONSOLE_TTY,
@@ -38,6 +40,8 @@ struct vmm_options {
 	enum log_level log_level;
 	bool seccomp;
 	bool rng;
+	unsigned ndisks;
+	struct disk_option disks[VMM_MAX_DISKS];
 	bool help;
 	bool version;
 };
