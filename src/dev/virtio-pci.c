@@ -31,6 +31,7 @@ struct virtio_queue_state {
 	uint16_t msix_vector;
 	bool enabled;
 	bool eventfd_attached;
+	uint64_t eventfd_gpa;  /* where it was attached: the BAR may move later */
 };
 
 struct msix_entry {
@@ -147,7 +148,7 @@ static void detach_eventfds(struct virtio_dev *vd)
 {
 	for (unsigned q = 0; q < vd->ops->num_queues; q++) {
 		if (vd->q[q].eventfd_attached && vd->host.set_ioeventfd)
-			vd->host.set_ioeventfd(vd->host.ctx, vd, q, notify_gpa(vd, q), false);
+			vd->host.set_ioeventfd(vd->host.ctx, vd, q, vd->q[q].eventfd_gpa, false);
 		vd->q[q].eventfd_attached = false;
 	}
 }
@@ -188,9 +189,12 @@ static void virtio_activate(struct virtio_dev *vd)
 		struct vq *vq = &vd->q[q].vq;
 		vq->indirect = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_INDIRECT_DESC_BIT);
 		vq->event_idx = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX_BIT);
+		uint64_t gpa = notify_gpa(vd, q);
 		if (vd->q[q].enabled && vd->host.set_ioeventfd &&
-		    vd->host.set_ioeventfd(vd->host.ctx, vd, q, notify_gpa(vd, q), true))
+		    vd->host.set_ioeventfd(vd->host.ctx, vd, q, gpa, true)) {
 			vd->q[q].eventfd_attached = true;
+			vd->q[q].eventfd_gpa = gpa;
+		}
 	}
 	vd->ops->activate(vd->dev, vd, vd->driver_features);
 }
@@ -211,7 +215,8 @@ static void write_status(struct virtio_dev *vd, uint8_t v)
 		virtio_needs_reset(vd, "DRIVER_OK without FEATURES_OK");
 		next &= (uint8_t)~VIRTIO_CONFIG_S_DRIVER_OK;
 	}
-	vd->status = (uint8_t)(next | (old & VIRTIO_CONFIG_S_NEEDS_RESET));
+	/* Keep NEEDS_RESET whether it was set before or by the checks above. */
+	vd->status = (uint8_t)(next | (vd->status & VIRTIO_CONFIG_S_NEEDS_RESET));
 	if ((vd->status & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK) &&
 	    !(vd->status & VIRTIO_CONFIG_S_NEEDS_RESET))
 		virtio_activate(vd);

@@ -29,6 +29,7 @@
 #include "dev/i8042.h"
 #include "dev/pci.h"
 #include "dev/pm.h"
+#include "dev/pvpanic.h"
 #include "dev/reset.h"
 #include "dev/rtc.h"
 #include "dev/serial.h"
@@ -77,6 +78,10 @@ struct machine {
 	struct iothread *io;
 	struct virtio_host *virtio;
 	struct virtio_rng *rng;
+	struct pvpanic pvpanic;
+	/* --on-panic pause: vCPUs stop, the process waits for a signal, then exits 5. */
+	atomic_bool vcpus_halted;
+	atomic_bool panicked;
 	struct virtio_blk *blk[VMM_MAX_DISKS];
 
 	int done_fd;
@@ -88,15 +93,9 @@ struct machine {
 	atomic_uint_fast8_t port_logged[65536 / 8];
 };
 
-static void machine_stop(struct machine *m, enum vmm_exit code)
+/* Makes every running vCPU leave KVM_RUN and look at the machine's state. */
+static void machine_kick_vcpus(struct machine *m)
 {
-	bool expected = false;
-	if (!atomic_compare_exchange_strong(&m->stopping, &expected, true))
-		return;
-	atomic_store(&m->exit_code, (int)code);
-	/* A vCPU blocked on a full console must not hold up the stop. */
-	if (m->serial)
-		serial_shutdown(m->serial);
 	pthread_mutex_lock(&m->start_lock);
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++) {
 		struct vcpu_slot *s = &m->slots[i];
@@ -106,6 +105,18 @@ static void machine_stop(struct machine *m, enum vmm_exit code)
 		pthread_kill(s->thread, KICK_SIGNAL);
 	}
 	pthread_mutex_unlock(&m->start_lock);
+}
+
+static void machine_stop(struct machine *m, enum vmm_exit code)
+{
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&m->stopping, &expected, true))
+		return;
+	atomic_store(&m->exit_code, (int)code);
+	/* A vCPU blocked on a full console must not hold up the stop. */
+	if (m->serial)
+		serial_shutdown(m->serial);
+	machine_kick_vcpus(m);
 	uint64_t one = 1;
 	ssize_t w = write(m->done_fd, &one, sizeof(one));
 	(void)w;
@@ -127,6 +138,26 @@ static void machine_set_irq(void *ctx, unsigned gsi, int level)
 {
 	struct machine *m = ctx;
 	kvm_vm_set_irq_line(&m->vm, gsi, level);
+}
+
+static void machine_guest_panic(void *ctx, uint8_t events)
+{
+	struct machine *m = ctx;
+	if (!(events & PVPANIC_EVENT_PANICKED)) {
+		log_info("guest loaded a crash kernel (pvpanic)");
+		return;
+	}
+	if (atomic_exchange(&m->panicked, true))
+		return;
+	if (m->cfg->opts->on_panic_pause) {
+		log_error("guest kernel panicked (pvpanic); vCPUs stopped for inspection, "
+			  "send SIGTERM to end the VM");
+		atomic_store(&m->vcpus_halted, true);
+		machine_kick_vcpus(m);
+	} else {
+		log_error("guest kernel panicked (pvpanic)");
+		machine_stop(m, VMM_EXIT_PANIC);
+	}
 }
 
 static void machine_console_quit(void *ctx)
@@ -261,7 +292,7 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&kick, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
-	while (!atomic_load(&m->stopping)) {
+	while (!atomic_load(&m->stopping) && !atomic_load(&m->vcpus_halted)) {
 		int rc = vcpu_run(&s->vcpu);
 		if (rc == -EINTR || rc == -EAGAIN)
 			continue;
@@ -349,6 +380,9 @@ static bool machine_add_pci_devices(struct machine *m)
 	m->io = iothread_create();
 	m->virtio = m->io ? virtio_host_create(&m->vm, &m->pci, m->io) : NULL;
 	if (!m->virtio)
+		return false;
+	m->pvpanic = (struct pvpanic){ machine_guest_panic, m };
+	if (!pvpanic_attach(&m->pvpanic, &m->pci))
 		return false;
 	for (unsigned i = 0; i < o->ndisks; i++) {
 		struct virtio_blk_config cfg = disk_option_config(&o->disks[i]);
@@ -445,7 +479,7 @@ static void machine_wait(struct machine *m)
 		struct signalfd_siginfo si;
 		if ((fds[1].revents & POLLIN) && read(m->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 			log_info("received %s, stopping the VM", strsignal((int)si.ssi_signo));
-			machine_stop(m, VMM_EXIT_STOPPED);
+			machine_stop(m, atomic_load(&m->panicked) ? VMM_EXIT_PANIC : VMM_EXIT_STOPPED);
 		}
 	}
 }

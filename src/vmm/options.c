@@ -30,6 +30,8 @@ const char options_usage[] =
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
 	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on]\n"
 	"                        a virtio-blk disk (up to 8; raw unless format= says)\n"
+	"  --on-panic exit|pause when the guest kernel panics (pvpanic): exit with\n"
+	"                        status 5 (default), or stop the vCPUs and wait for a signal\n"
 	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  --seccomp on|off      system call allowlist (default on; off only for\n"
@@ -55,6 +57,7 @@ enum option_id {
 	OPT_LOG_LEVEL,
 	OPT_SECCOMP,
 	OPT_RNG,
+	OPT_ON_PANIC,
 	OPT_DISK,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
@@ -71,6 +74,7 @@ static const struct option long_options[] = {
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "on-panic", required_argument, NULL, OPT_ON_PANIC },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -175,6 +179,11 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 	case OPT_RNG:
 		o->rng = true;
 		return true;
+	case OPT_ON_PANIC:
+		if (strcmp(arg, "exit") != 0 && strcmp(arg, "pause") != 0)
+			return fail(err, errlen, "--on-panic %s: use exit or pause", arg);
+		o->on_panic_pause = strcmp(arg, "pause") == 0;
+		return true;
 	case OPT_DISK:
 		if (o->ndisks == VMM_MAX_DISKS)
 			return fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
@@ -225,7 +234,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.log_level = LOG_LEVEL_INFO,
 		.seccomp = true,
 	};
-	bool seen[OPT_RNG - OPT_KERNEL + 1] /* --disk may repeat */ = { false };
+	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* --disk may repeat */ = { false };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */
@@ -237,7 +246,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')
 			return fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
-		if (id >= OPT_KERNEL && id <= OPT_RNG) {
+		if (id >= OPT_KERNEL && id <= OPT_ON_PANIC) {
 			if (seen[id - OPT_KERNEL])
 				return fail(err, errlen, "--%s given twice; give it once", option_name(id));
 			seen[id - OPT_KERNEL] = true;

@@ -40,6 +40,7 @@ struct vmm_options {
 	enum log_level log_level;
 	bool seccomp;
 	bool rng;
+	bool on_panic_pause;
 	unsigned ndisks;
 	struct disk_option disks[VMM_MAX_DISKS];
 	bool help;
