@@ -70,5 +70,5 @@ int main(void)
 		cmocka_unit_test(test_event_byte),
 		cmocka_unit_test(test_on_the_bus),
 	};
-	return cmocka_run_tests(tests);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
