@@ -512,9 +512,10 @@ static void test_ids_through_cf8_and_ecam(void **state)
 	assert_int_equal(drv_cf8_read(VSLOT, PCI_VENDOR_ID + 1, 1), 0x1a);
 	assert_int_equal(drv_cf8_read(VSLOT, PCI_CLASS_DEVICE + 1, 1), 0x02);
 
-	/* 0xCF8 reads back what was written (reserved bits and low bits dropped). */
-	drv_port_write(PORT_PCI_CONFIG, drv_cf8_addr(0, VSLOT, 0, 0x10), 4);
+	/* 0xCF8 reads back what was written, reserved bits 24-30 and bits 0-1 as zero. */
+	drv_port_write(PORT_PCI_CONFIG, drv_cf8_addr(0, VSLOT, 0, 0x10) | 0x7f000003u, 4);
 	assert_int_equal(drv_port_read(PORT_PCI_CONFIG, 4), drv_cf8_addr(0, VSLOT, 0, 0x10));
+	assert_int_equal(drv_port_read(PORT_PCI_CONFIG + 4, 4), (uint32_t)LAYOUT_PCI_MMIO_START);
 
 	/* Absent: empty slots, functions 1-7, other buses, enable bit clear. */
 	for (unsigned slot = 2; slot < 32; slot += 5) {
@@ -1288,6 +1289,24 @@ static void test_cf9_through_config_ports(void **state)
 	assert_int_equal(pbus.config_address, drv_cf8_addr(0, VSLOT, 0, 0));
 }
 
+/* The bus holds 32 functions, host bridge included; the 33rd is refused. */
+static void test_bus_full(void **state)
+{
+	(void)state;
+	static const struct pci_device_info info = {
+		.vendor_id = 0x1b36, .device_id = 0x0011, .class_code = 0xff0000, .name = "filler",
+	};
+	for (unsigned slot = 2; slot < PCI_SLOTS; slot++) {
+		struct pci_device *pd = pci_add_device(&pbus, &info, NULL);
+		assert_non_null(pd);
+		assert_int_equal(pd->slot, slot);
+	}
+	assert_null(pci_add_device(&pbus, &info, NULL));
+	assert_int_equal(drv_cf8_read(PCI_SLOTS - 1, PCI_VENDOR_ID, 4), 0x00111b36);
+	assert_int_equal(drv_ecam_read(PCI_SLOTS - 1, 0, PCI_VENDOR_ID, 4), 0x00111b36);
+	assert_int_equal(drv_cf8_read(VSLOT, PCI_VENDOR_ID, 4), 0x10411af4);
+}
+
 /* virtio-rng over the same transport: a full request, random bytes delivered. */
 static void test_rng_request(void **state)
 {
@@ -1355,6 +1374,7 @@ int main(void)
 		T(test_reset_after_bar_move),
 		T(test_unnatural_widths),
 		T(test_cf9_through_config_ports),
+		T(test_bus_full),
 		T(test_rng_request),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
