@@ -68,6 +68,9 @@ write_job() {
     done
 }
 
+# good_ms WHO: the times of WHO's clean runs, from @@BOOTTIME records on stdin.
+good_ms() { awk -v who="$1" '$2 ~ "^" who "-" && / rc=0 / && $3 ~ /^ms=[0-9]+$/ { sub(/^ms=/, "", $3); print $3 }'; }
+
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print -1; else if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # Prints every run and the medians; fails if a run never reached /init.
@@ -83,13 +86,17 @@ summarise() {
         printf '%-10s %9s ms   %s\n' "$who" "$ms" "$rc"
         if [[ $ms == -1 || $rc != 0 ]]; then bad=1; fi
     done <<<"$records"
-    med_shoji=$(grep '^@@BOOTTIME shoji-' <<<"$records" | grep -o 'ms=[0-9]*' | cut -d= -f2 | median)
-    med_qemu=$(grep '^@@BOOTTIME qemu-' <<<"$records" | grep -o 'ms=[0-9]*' | cut -d= -f2 | median)
+    # Medians over the runs that reached /init and powered off cleanly.
+    med_shoji=$(good_ms shoji <<<"$records" | median)
+    med_qemu=$(good_ms qemu <<<"$records" | median)
     echo "median      shoji-vmm ${med_shoji} ms, qemu microvm ${med_qemu} ms ($mode, $cpus vCPU, $memory)"
     if ((med_shoji > 0 && med_qemu > 0)); then
         awk -v s="$med_shoji" -v q="$med_qemu" 'BEGIN { printf "ratio       shoji/qemu = %.2f\n", s / q }'
     fi
-    ((bad == 0)) || { echo "bench/boot-nested: some runs did not reach /init or did not power off cleanly" >&2; return 1; }
+    ((bad == 0)) && return 0
+    echo "bench/boot-nested: some runs did not reach /init or did not power off cleanly:" >&2
+    grep -a -E '^(out|err)-[a-z]+-[0-9]+\|' "$file" | tr -d '\r' | sed 's/^/    /' >&2
+    return 1
 }
 
 main() {

@@ -15,7 +15,8 @@
 #   out|<a line the guest wrote on its serial console>
 #   err|<a line the VMM wrote on stderr>
 #   @@END <name> rc=<exit status> ms=<wall ms> timedout=<0|1>
-# and for boot-time measurements:
+# and for boot-time measurements, after the console's last lines
+# (out-<name>|...) and stderr (err-<name>|...) when the run failed:
 #   @@BOOTTIME <name> ms=<exec to marker, or -1> rc=<exit status> timedout=<0|1>
 
 : "${RESULTS:=/dev/stdout}"
@@ -103,9 +104,11 @@ time_boot() {
     tb_pid=$!
     watchdog "$tb_pid" "$tb_limit" "$tb_flag" &
     tb_wd=$!
-    # grep stops at the first match; cat then drains the console so the VMM
-    # never blocks on a full pipe and runs to its own end.
-    { if grep -q -F "$tb_marker"; then now_ms >"$tb_mark"; fi; cat >/dev/null; } <"$tb_fifo"
+    # tee keeps the console for a failure report; grep stops at the first
+    # match, and cat then drains the rest so the VMM never blocks on a full
+    # pipe and runs to its own end.
+    tee "$RUNNER_WORK/$tb_name.out" <"$tb_fifo" |
+        { if grep -q -F "$tb_marker"; then now_ms >"$tb_mark"; fi; cat >/dev/null; }
     wait "$tb_pid"
     tb_status=$?
     kill -TERM "$tb_wd" 2>/dev/null
@@ -116,5 +119,11 @@ time_boot() {
     tb_to=0
     [ -e "$tb_flag" ] && tb_to=1
     echo "runner: boot time $tb_name: ${tb_ms} ms (exit $tb_status)" >&2
+    # A run that failed gets the end of its console and stderr, to say why.
+    if [ "$tb_ms" = -1 ] || [ "$tb_status" != 0 ]; then
+        tail -n 30 "$RUNNER_WORK/$tb_name.out" >"$RUNNER_WORK/$tb_name.tail"
+        emit_file "out-$tb_name" "$RUNNER_WORK/$tb_name.tail"
+        emit_file "err-$tb_name" "$RUNNER_WORK/$tb_name.err"
+    fi
     emit "@@BOOTTIME $tb_name ms=$tb_ms rc=$tb_status timedout=$tb_to"
 }
