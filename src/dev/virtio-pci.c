@@ -83,6 +83,8 @@ static void virtio_interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr
 	vd->isr |= isr_bit;
 	if (!vd->msix_enabled || vector == VIRTIO_MSI_NO_VECTOR || vector >= num_vectors(vd))
 		return; /* INTx is not modelled: the ISR bit is all the driver gets */
+	if (!pci_bus_master_enabled(vd->pci))
+		return; /* an MSI is a memory write: not without bus mastering */
 	if (vd->msix_function_masked || (vd->msix[vector].ctrl & MSIX_CTRL_MASKBIT))
 		vd->msix_pending |= 1u << vector;
 	else if (vd->host.send_msi)

@@ -170,6 +170,11 @@ bool kvm_vm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level)
 	return true;
 }
 
+bool kvm_vm_has_cap(const struct kvm_vm *vm, int cap)
+{
+	return ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap) > 0;
+}
+
 bool kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data)
 {
 	struct kvm_msi msi = {

@@ -33,6 +33,9 @@ void kvm_vm_destroy(struct kvm_vm *vm);
 /* Sets an interrupt line of the in-kernel PIC/IOAPIC (level 0 or 1). */
 bool kvm_vm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level);
 
+/* Whether KVM has capability `cap` (KVM_CAP_*) for this VM. */
+bool kvm_vm_has_cap(const struct kvm_vm *vm, int cap);
+
 /* Delivers one MSI (address/data as the guest programmed them). */
 bool kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data);
 

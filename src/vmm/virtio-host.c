@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <linux/kvm.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -26,6 +27,7 @@ struct virtio_host {
 	struct kvm_vm *vm;
 	struct pci_bus *bus;
 	struct iothread *io;
+	bool any_length_ioeventfd;
 	unsigned count;
 	struct host_device dev[VIRTIO_HOST_MAX_DEVICES];
 };
@@ -42,7 +44,12 @@ static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue,
 	(void)vd;
 	if (queue >= hd->nqueues)
 		return false;
-	return kvm_vm_ioeventfd(hd->host->vm, gpa, 4, hd->kick[queue].fd, on);
+	/*
+	 * Linux kicks with a 16-bit write (the queue index) and KVM matches an
+	 * ioeventfd's length exactly: match any width where KVM can, else 2.
+	 */
+	unsigned len = hd->host->any_length_ioeventfd ? 0 : 2;
+	return kvm_vm_ioeventfd(hd->host->vm, gpa, len, hd->kick[queue].fd, on);
 }
 
 static void host_kick(void *ctx)
@@ -61,6 +68,7 @@ struct virtio_host *virtio_host_create(struct kvm_vm *vm, struct pci_bus *bus, s
 	h->vm = vm;
 	h->bus = bus;
 	h->io = io;
+	h->any_length_ioeventfd = kvm_vm_has_cap(vm, KVM_CAP_IOEVENTFD_ANY_LENGTH);
 	return h;
 }
 
