@@ -235,18 +235,23 @@ static bool reads_as_zero(const struct qcow2 *q, uint64_t e)
 	return entry_is_zero(q, e) || (e == 0 && !q->bd.backing);
 }
 
-/* A write into a cluster this image owns: no metadata changes, so the
- * transfer runs without the lock (counted in q->inflight) when it neither
- * grows the file nor needs O_DIRECT read-modify-write. */
-static int write_in_place(struct qcow2 *q, const uint8_t *buf, uint64_t n, uint64_t host)
+/* A data transfer that needs no metadata change runs without the lock
+ * (counted in q->inflight) when O_DIRECT needs no read-modify-write for it:
+ * writes into clusters this image owns, and first writes into clusters
+ * freshly allocated beyond the end of the file (whose unwritten parts are
+ * holes, so a racing reader sees zeros, the old content, or the new data). */
+static int write_unlocked(struct qcow2 *q, const uint8_t *buf, uint64_t n, uint64_t host,
+			  bool may_grow)
 {
 	uint64_t a = q->file.align;
-	if (host + n > q->file.size || (host | n | (uintptr_t)buf) & (a - 1))
+	if ((!may_grow && host + n > q->file.size) || (host | n | (uintptr_t)buf) & (a - 1))
 		return bfile_pwrite(&q->file, buf, n, host);
 	q->inflight++;
 	pthread_mutex_unlock(&q->lock);
 	int r = bfile_pwrite_within(&q->file, buf, n, host);
 	pthread_mutex_lock(&q->lock);
+	if (r == 0 && host + n > q->file.size)
+		q->file.size = host + n;
 	if (--q->inflight == 0)
 		pthread_cond_broadcast(&q->idle);
 	return r;
@@ -267,7 +272,7 @@ static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, ui
 	if (owned && host && !entry_is_zero(q, e)) {
 		q->unsynced = true;
 		qcow2_cache_put(&q->l2c, t);
-		return write_in_place(q, buf, n, host + in);
+		return write_unlocked(q, buf, n, host + in, false);
 	}
 	bool fresh = false;
 	if (!host) { /* a preallocated zero cluster we own is reused as is */
@@ -279,8 +284,17 @@ static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, ui
 		host = (uint64_t)a;
 		fresh = host >= q->file.size;
 	}
-	if (n == q->cluster_size || (fresh && reads_as_zero(q, e))) {
-		r = bfile_pwrite(&q->file, buf, n, host + in); /* rest is a hole */
+	if (fresh && reads_as_zero(q, e)) {
+		/* Map it first; the rest of the cluster is a hole and reads zero. */
+		qcow2_l2_set(t, i, host | QCOW2_OFLAG_COPIED);
+		qcow2_cache_dirty(&q->l2c, t);
+		qcow2_cache_put(&q->l2c, t);
+		q->unsynced = true;
+		r = owned ? 0 : qcow2_free_entry_later(q, e);
+		return r < 0 ? r : write_unlocked(q, buf, n, host + in, true);
+	}
+	if (n == q->cluster_size) {
+		r = bfile_pwrite(&q->file, buf, n, host + in);
 	} else {
 		r = reads_as_zero(q, e) ? (memset(q->tmp, 0, q->cluster_size), 0)
 					: old_content(q, e, vaddr, q->tmp);
