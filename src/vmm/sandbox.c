@@ -88,6 +88,7 @@ static const struct {
 	{ KVM_GET_REGS, "RIP for a crash report" },
 	{ KVM_GET_SREGS, "telling a reset triple fault from a crash" },
 	{ TCSETS, "restoring the terminal" },
+	{ TCGETS, "glibc's tcsetattr reads the settings back to verify them" },
 };
 
 static void sandbox_report(int sig, siginfo_t *info, void *uctx)
@@ -121,6 +122,15 @@ static bool sandbox_install_reporter(void)
 
 bool sandbox_enter(void)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/*
+	 * Sanitizer test builds only: LeakSanitizer's check at exit stops the
+	 * threads with ptrace from a tracer thread, which no sensible filter
+	 * allows. Those builds check memory; the normal build checks the filter.
+	 */
+	log_debug("sanitizer build: the seccomp filter is not installed");
+	return true;
+#endif
 	if (!sandbox_install_reporter()) {
 		log_error("seccomp: cannot install the SIGSYS handler: %m");
 		return false;
