@@ -23,6 +23,24 @@ static inline bool range_within(uint64_t off, uint64_t len, uint64_t limit)
 	return off <= limit && len <= limit - off;
 }
 
+/*
+ * Little-endian values of `n` bytes (1..8) in byte arrays: guest memory,
+ * config space, image headers. Bytes past the eighth store as zero.
+ */
+static inline uint64_t le_load(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n && i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static inline void le_store(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = i < 8 ? (uint8_t)(v >> (8 * i)) : 0;
+}
+
 static inline uint64_t align_up(uint64_t v, uint64_t align)
 {
 	return (v + align - 1) & ~(align - 1);

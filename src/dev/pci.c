@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/util.h"
 #include "hv/layout.h"
 
 #define PCI_VENDOR_REDHAT        0x1b36
@@ -18,18 +19,6 @@
 #define PCI_CLASS_HOST_BRIDGE    0x060000
 #define CFG_ADDRESS_ENABLE       0x80000000u
 #define FIRST_CAPABILITY         0x40
-
-static void cfg_put(uint8_t *cfg, uint32_t off, uint32_t v, unsigned len)
-{
-	for (unsigned i = 0; i < len; i++)
-		cfg[off + i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t cfg_get32(const uint8_t *cfg, uint32_t off)
-{
-	return (uint32_t)cfg[off] | (uint32_t)cfg[off + 1] << 8 | (uint32_t)cfg[off + 2] << 16 |
-	       (uint32_t)cfg[off + 3] << 24;
-}
 
 static struct pci_device *pci_new_device(struct pci_bus *bus, const struct pci_device_info *info,
 					 void *dev)
@@ -44,15 +33,15 @@ static struct pci_device *pci_new_device(struct pci_bus *bus, const struct pci_d
 	pd->name = info->name;
 	pd->dev = dev;
 	pd->cap_end = FIRST_CAPABILITY;
-	cfg_put(pd->cfg, PCI_VENDOR_ID, info->vendor_id, 2);
-	cfg_put(pd->cfg, PCI_DEVICE_ID, info->device_id, 2);
-	cfg_put(pd->cfg, PCI_REVISION_ID, info->revision, 1);
-	cfg_put(pd->cfg, PCI_CLASS_PROG, info->class_code, 3);
-	cfg_put(pd->cfg, PCI_HEADER_TYPE, PCI_HEADER_TYPE_NORMAL, 1);
-	cfg_put(pd->cfg, PCI_SUBSYSTEM_VENDOR_ID, info->subsystem_vendor_id, 2);
-	cfg_put(pd->cfg, PCI_SUBSYSTEM_ID, info->subsystem_id, 2);
+	le_store(pd->cfg + PCI_VENDOR_ID, info->vendor_id, 2);
+	le_store(pd->cfg + PCI_DEVICE_ID, info->device_id, 2);
+	le_store(pd->cfg + PCI_REVISION_ID, info->revision, 1);
+	le_store(pd->cfg + PCI_CLASS_PROG, info->class_code, 3);
+	le_store(pd->cfg + PCI_HEADER_TYPE, PCI_HEADER_TYPE_NORMAL, 1);
+	le_store(pd->cfg + PCI_SUBSYSTEM_VENDOR_ID, info->subsystem_vendor_id, 2);
+	le_store(pd->cfg + PCI_SUBSYSTEM_ID, info->subsystem_id, 2);
 	/* The guest may switch I/O, memory decoding, bus mastering and INTx off. */
-	cfg_put(pd->wmask, PCI_COMMAND,
+	le_store(pd->wmask + PCI_COMMAND,
 		PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE, 2);
 	pd->wmask[PCI_INTERRUPT_LINE] = 0xff; /* scratch for the OS */
 	bus->slot[bus->count++] = pd;
@@ -113,8 +102,8 @@ bool pci_add_bar(struct pci_device *pd, unsigned index, uint64_t size,
 	bus->mmio_next = addr + size;
 	pd->bar[index] = (struct pci_bar){ addr, size, ops, dev };
 	uint32_t off = PCI_BASE_ADDRESS_0 + 4 * index;
-	cfg_put(pd->cfg, off, (uint32_t)addr | PCI_BASE_ADDRESS_MEM_TYPE_32, 4);
-	cfg_put(pd->wmask, off, (uint32_t)~(size - 1), 4);
+	le_store(pd->cfg + off, (uint32_t)addr | PCI_BASE_ADDRESS_MEM_TYPE_32, 4);
+	le_store(pd->wmask + off, (uint32_t)~(size - 1), 4);
 	return true;
 }
 
@@ -155,7 +144,7 @@ static void pci_update_bars(struct pci_device *pd)
 {
 	for (unsigned i = 0; i < PCI_NUM_BARS; i++)
 		if (pd->bar[i].size)
-			pd->bar[i].addr = cfg_get32(pd->cfg, PCI_BASE_ADDRESS_0 + 4 * i) &
+			pd->bar[i].addr = (uint32_t)le_load(pd->cfg + PCI_BASE_ADDRESS_0 + 4 * i, 4) &
 					  (uint32_t)PCI_BASE_ADDRESS_MEM_MASK;
 }
 
@@ -205,7 +194,7 @@ static void pci_port_read(void *opaque, uint64_t offset, uint8_t *data, unsigned
 		return;
 	}
 	if (offset == 0 && len == 4) {
-		cfg_put(data, 0, __atomic_load_n(&bus->config_address, __ATOMIC_RELAXED), 4);
+		le_store(data, __atomic_load_n(&bus->config_address, __ATOMIC_RELAXED), 4);
 		return;
 	}
 	uint32_t addr = __atomic_load_n(&bus->config_address, __ATOMIC_RELAXED);
@@ -227,8 +216,7 @@ static void pci_port_write(void *opaque, uint64_t offset, const uint8_t *data, u
 	if (offset < 4) {
 		/* Only a full dword at 0xCF8 sets the address (byte writes probe it). */
 		if (offset == 0 && len == 4) {
-			uint32_t v = (uint32_t)data[0] | (uint32_t)data[1] << 8 |
-				     (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
+			uint32_t v = (uint32_t)le_load(data, 4);
 			__atomic_store_n(&bus->config_address, v & 0x80fffffcu, __ATOMIC_RELAXED);
 		}
 		return;

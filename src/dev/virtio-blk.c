@@ -94,22 +94,6 @@ static void iov_skip(struct iovec **iov, unsigned *n, size_t skip)
 	}
 }
 
-static uint32_t le32_at(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64_at(const uint8_t *p)
-{
-	return (uint64_t)le32_at(p) | (uint64_t)le32_at(p + 4) << 32;
-}
-
-static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
-{
-	for (unsigned i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* ---- request handlers ---- */
 
 static void blk_warn(struct virtio_blk *blk, const char *what)
@@ -216,7 +200,8 @@ static uint8_t blk_parse_segs(struct virtio_blk *blk, const struct blk_req *req,
 	*nseg = (unsigned)(n / VIRTIO_BLK_DISCARD_SEG_BYTES);
 	for (unsigned i = 0; i < *nseg; i++) {
 		const uint8_t *p = raw + i * VIRTIO_BLK_DISCARD_SEG_BYTES;
-		segs[i] = (struct blk_seg){ le64_at(p), le32_at(p + 8), le32_at(p + 12) };
+		segs[i] = (struct blk_seg){ le_load(p, 8), (uint32_t)le_load(p + 8, 4),
+					    (uint32_t)le_load(p + 12, 4) };
 		/* 5.2.6.2: unknown flags, and unmap on a discard, are unsupported. */
 		uint32_t allowed = discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 		if (segs[i].flags & ~allowed)
@@ -317,8 +302,8 @@ static uint8_t blk_serve(struct virtio_blk *blk, struct vq_chain *c, struct blk_
 	}
 	uint8_t hdr[VIRTIO_BLK_REQ_HDR_BYTES] = { 0 };
 	iov_gather(req->rd, req->nrd, hdr, sizeof(hdr));
-	req->type = le32_at(hdr);
-	req->sector = le64_at(hdr + 8);
+	req->type = (uint32_t)le_load(hdr, 4);
+	req->sector = le_load(hdr + 8, 8);
 	iov_skip(&req->rd, &req->nrd, sizeof(hdr));
 	req->rd_len = c->readable_len - sizeof(hdr);
 	return blk_dispatch(blk, req);
@@ -467,15 +452,15 @@ static int blk_lock(const char *path, bool read_only)
 static void blk_fill_config(struct virtio_blk *blk)
 {
 	uint8_t *c = blk->config;
-	put_le(c + VIRTIO_BLK_CFG_CAPACITY, blk->capacity, 8);
-	put_le(c + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX, 4);
-	put_le(c + VIRTIO_BLK_CFG_BLK_SIZE, VIRTIO_BLK_SECTOR_SIZE, 4);
-	put_le(c + VIRTIO_BLK_CFG_NUM_QUEUES, 1, 2);
-	put_le(c + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, 4);
-	put_le(c + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, 4);
-	put_le(c + VIRTIO_BLK_CFG_DISCARD_ALIGNMENT, VIRTIO_BLK_DISCARD_ALIGNMENT, 4);
-	put_le(c + VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, 4);
-	put_le(c + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, 4);
+	le_store(c + VIRTIO_BLK_CFG_CAPACITY, blk->capacity, 8);
+	le_store(c + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX, 4);
+	le_store(c + VIRTIO_BLK_CFG_BLK_SIZE, VIRTIO_BLK_SECTOR_SIZE, 4);
+	le_store(c + VIRTIO_BLK_CFG_NUM_QUEUES, 1, 2);
+	le_store(c + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, 4);
+	le_store(c + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, 4);
+	le_store(c + VIRTIO_BLK_CFG_DISCARD_ALIGNMENT, VIRTIO_BLK_DISCARD_ALIGNMENT, 4);
+	le_store(c + VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, 4);
+	le_store(c + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, 4);
 	c[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
 }
 

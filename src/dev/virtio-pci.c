@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/util.h"
 
 #define VIRTIO_PCI_VENDOR       0x1af4
 #define VIRTIO_PCI_DEVICE_BASE  0x1040
@@ -397,20 +398,6 @@ static void virtio_pci_config_written(void *opaque, uint32_t offset, uint32_t le
 
 /* ---- BAR 0 ---- */
 
-static uint32_t le_value(const uint8_t *data, unsigned len)
-{
-	uint32_t v = 0;
-	for (unsigned i = 0; i < len && i < 4; i++)
-		v |= (uint32_t)data[i] << (8 * i);
-	return v;
-}
-
-static void put_le(uint8_t *data, uint32_t v, unsigned len)
-{
-	for (unsigned i = 0; i < len; i++)
-		data[i] = i < 4 ? (uint8_t)(v >> (8 * i)) : 0;
-}
-
 /* A kick counts only for an enabled queue of a running, unbroken device. */
 static void kick_locked(struct virtio_dev *vd, uint64_t q)
 {
@@ -435,14 +422,14 @@ static void bar_read_locked(struct virtio_dev *vd, uint64_t off, uint8_t *data, 
 		if (rel + len <= vd->ops->config_size && vd->ops->config_read)
 			vd->ops->config_read(vd->dev, (uint32_t)rel, data, len);
 	} else if (off >= VIRTIO_PCI_MSIX_OFF && off % 4 == 0 && len == 4) {
-		put_le(data, msix_read(vd, off), 4);
+		le_store(data, msix_read(vd, off), 4);
 	}
 }
 
 static void bar_write_locked(struct virtio_dev *vd, uint64_t off, const uint8_t *data, unsigned len)
 {
 	if (off < VIRTIO_PCI_ISR_OFF) {
-		common_write(vd, off, le_value(data, len), len);
+		common_write(vd, off, (uint32_t)le_load(data, len), len);
 	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off < VIRTIO_PCI_NOTIFY_OFF) {
 		uint64_t rel = off - VIRTIO_PCI_DEVICE_OFF;
 		if (rel + len <= vd->ops->config_size && vd->ops->config_write)
@@ -450,7 +437,7 @@ static void bar_write_locked(struct virtio_dev *vd, uint64_t off, const uint8_t 
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF && off < VIRTIO_PCI_MSIX_OFF) {
 		kick_locked(vd, (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT);
 	} else if (off >= VIRTIO_PCI_MSIX_OFF && off % 4 == 0 && len == 4) {
-		msix_write(vd, off, le_value(data, len));
+		msix_write(vd, off, (uint32_t)le_load(data, len));
 	}
 }
 
@@ -508,8 +495,8 @@ static bool add_msix_cap(struct virtio_dev *vd)
 	uint16_t table_size = (uint16_t)(num_vectors(vd) - 1);
 	cap[2] = (uint8_t)table_size;
 	cap[3] = (uint8_t)(table_size >> 8);
-	put_le(&cap[4], VIRTIO_PCI_MSIX_OFF | 0, 4); /* table in BAR 0 */
-	put_le(&cap[8], VIRTIO_PCI_PBA_OFF | 0, 4);  /* PBA in BAR 0 */
+	le_store(&cap[4], VIRTIO_PCI_MSIX_OFF | 0, 4); /* table in BAR 0 */
+	le_store(&cap[8], VIRTIO_PCI_PBA_OFF | 0, 4);  /* PBA in BAR 0 */
 	vd->msix_cap = pci_add_capability(vd->pci, cap, sizeof(cap));
 	if (!vd->msix_cap)
 		return false;

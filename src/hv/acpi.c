@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "base/util.h"
 #include "hv/aml.h"
 #include "hv/layout.h"
 
@@ -57,8 +58,7 @@ static void put_bytes(struct acpi_writer *w, const void *src, size_t n)
 static void put_le(struct acpi_writer *w, uint64_t v, unsigned bytes)
 {
 	uint8_t b[8];
-	for (unsigned i = 0; i < bytes; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	le_store(b, v, bytes);
 	put_bytes(w, b, bytes);
 }
 
@@ -84,8 +84,7 @@ static void patch_le(struct acpi_writer *w, size_t at, uint64_t v, unsigned byte
 {
 	if (w->overflow || at + bytes > w->len)
 		return;
-	for (unsigned i = 0; i < bytes; i++)
-		w->buf[at + i] = (uint8_t)(v >> (8 * i));
+	le_store(w->buf + at, v, bytes);
 }
 
 uint8_t acpi_checksum(const uint8_t *p, size_t len)

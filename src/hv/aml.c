@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "base/util.h"
+
 #define AML_ZERO       0x00
 #define AML_ONE        0x01
 #define AML_NAME_OP    0x08
@@ -34,8 +36,9 @@ static void aml_byte(struct aml *a, uint8_t v)
 
 static void aml_le(struct aml *a, uint64_t v, unsigned bytes)
 {
-	for (unsigned i = 0; i < bytes; i++)
-		aml_byte(a, (uint8_t)(v >> (8 * i)));
+	uint8_t b[8];
+	le_store(b, v, bytes);
+	aml_bytes(a, b, bytes);
 }
 
 void aml_append(struct aml *a, const struct aml *inner)

@@ -38,20 +38,18 @@ static bool fail(char *why, size_t whylen, const char *fmt, ...)
 	return false;
 }
 
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const uint8_t *p) { return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16; }
 
 static bool bzimage_parse(const uint8_t *img, size_t size, struct kernel_info *ki,
 			  char *why, size_t whylen)
 {
-	if (size < 0x270 || le16(img + BOOT_FLAG_OFFSET) != 0xaa55 || le32(img + HDRS_OFFSET) != HDRS_MAGIC)
+	if (size < 0x270 || (uint16_t)le_load(img + BOOT_FLAG_OFFSET, 2) != 0xaa55 || (uint32_t)le_load(img + HDRS_OFFSET, 4) != HDRS_MAGIC)
 		return fail(why, whylen, "not a bzImage or ELF kernel (no boot signature)");
 
-	uint16_t protocol = le16(img + 0x206);
+	uint16_t protocol = (uint16_t)le_load(img + 0x206, 2);
 	if (protocol < MIN_PROTOCOL)
 		return fail(why, whylen, "bzImage boot protocol %u.%02u is too old (need 2.12 or later)",
 			    protocol >> 8, protocol & 0xff);
-	uint16_t xloadflags = le16(img + 0x236);
+	uint16_t xloadflags = (uint16_t)le_load(img + 0x236, 2);
 	if (!(xloadflags & XLF_KERNEL_64))
 		return fail(why, whylen, "bzImage has no 64-bit entry point (not an x86_64 kernel)");
 	if (!(img[0x211] & LOADED_HIGH))
@@ -64,8 +62,8 @@ static bool bzimage_parse(const uint8_t *img, size_t size, struct kernel_info *k
 			    (unsigned long long)setup_size, size);
 
 	uint64_t payload = size - setup_size;
-	uint64_t pref_address = (uint64_t)le32(img + 0x258) | (uint64_t)le32(img + 0x25c) << 32;
-	uint64_t init_size = le32(img + 0x260);
+	uint64_t pref_address = (uint64_t)(uint32_t)le_load(img + 0x258, 4) | (uint64_t)(uint32_t)le_load(img + 0x25c, 4) << 32;
+	uint64_t init_size = (uint32_t)le_load(img + 0x260, 4);
 	uint64_t run_start = pref_address > LAYOUT_KERNEL_ADDR ? pref_address : LAYOUT_KERNEL_ADDR;
 
 	memset(ki, 0, sizeof(*ki));
@@ -75,8 +73,8 @@ static bool bzimage_parse(const uint8_t *img, size_t size, struct kernel_info *k
 	ki->mem_end = run_start + (init_size > payload ? init_size : payload);
 	if (ki->mem_end < LAYOUT_KERNEL_ADDR + payload)
 		ki->mem_end = LAYOUT_KERNEL_ADDR + payload;
-	ki->initrd_addr_max = le32(img + 0x22c);
-	ki->cmdline_max = le32(img + 0x238);
+	ki->initrd_addr_max = (uint32_t)le_load(img + 0x22c, 4);
+	ki->cmdline_max = (uint32_t)le_load(img + 0x238, 4);
 	ki->nseg = 1;
 	ki->seg[0] = (struct kernel_segment){ LAYOUT_KERNEL_ADDR, setup_size, payload, payload };
 	return true;
