@@ -307,6 +307,15 @@ static void *vcpu_thread(void *arg)
 	return NULL;
 }
 
+/* The signals that stop the VM (exit status 6, or 5 after a paused panic). */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
 void machine_block_signals(void)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
@@ -315,10 +324,7 @@ void machine_block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	stop_signals(&set);
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
@@ -459,10 +465,7 @@ static bool machine_setup(struct machine *m)
 static int machine_open_signalfd(void)
 {
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	stop_signals(&set);
 	return signalfd(-1, &set, SFD_CLOEXEC);
 }
 
