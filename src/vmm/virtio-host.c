@@ -52,8 +52,9 @@ static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue,
 	return kvm_vm_ioeventfd(hd->host->vm, gpa, len, hd->kick[queue].fd, on);
 }
 
-static void host_kick(void *ctx)
+static void host_kick(void *ctx, uint32_t events)
 {
+	(void)events;
 	struct kick_source *k = ctx;
 	uint64_t n;
 	if (read(k->fd, &n, sizeof(n)) == sizeof(n))
@@ -93,7 +94,7 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 		k->vd = hd->vd;
 		k->queue = q;
 		k->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (k->fd < 0 || !iothread_add(h->io, k->fd, host_kick, k)) {
+		if (k->fd < 0 || !iothread_watch(h->io, k->fd, EPOLLIN, host_kick, k)) {
 			log_error("%s: cannot set up the notification of queue %u: %m", ops->name, q);
 			return false;
 		}
