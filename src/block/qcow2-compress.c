@@ -96,12 +96,30 @@ int64_t qcow2_compress(int type, const uint8_t *in, uint64_t in_len, uint8_t *ou
 	return zr != Z_STREAM_END || n >= in_len ? 0 : (int64_t)n;
 }
 
+/* True when the host cluster being packed can take one more reference:
+ * with narrow refcounts (refcount_bits 1 or 2) a few compressed clusters
+ * (or a snapshot) already fill it, and then packing moves to a new cluster. */
+static int pack_cluster_has_room(struct qcow2 *q, uint64_t len, bool *room)
+{
+	*room = false;
+	if (!q->cpack_off || q->cpack_end - q->cpack_off < len)
+		return 0;
+	uint64_t rc;
+	int r = qcow2_get_refcount(q, (q->cpack_off - 1) >> q->cluster_bits, &rc);
+	*room = r == 0 && rc < q->refcount_max;
+	return r;
+}
+
 /* Finds room for len compressed bytes: the rest of the host cluster being
  * packed (which then counts one more reference) or a new cluster. */
 static int64_t pack_bytes(struct qcow2 *q, uint64_t len)
 {
-	if (q->cpack_off && q->cpack_end - q->cpack_off >= len) {
-		int r = qcow2_update_refcount(q, (q->cpack_off - 1) >> q->cluster_bits, 1);
+	bool room;
+	int r = pack_cluster_has_room(q, len, &room);
+	if (r < 0)
+		return r;
+	if (room) {
+		r = qcow2_update_refcount(q, (q->cpack_off - 1) >> q->cluster_bits, 1);
 		if (r < 0)
 			return r;
 	} else {

@@ -282,25 +282,28 @@ int main(int argc, char **argv)
 	rng_state = seed ? seed : 1;
 	printf("seed %llu\n", (unsigned long long)seed);
 	struct state s = { .model = calloc(1, MAX_SIZE), .buf = malloc(8u << 20) };
-	if (!s.model || !s.buf || setup(&s, argv[1], below(2)))
-		return 1;
-	for (s.op = 0; s.op < ops; s.op++) {
+	int r = !s.model || !s.buf || setup(&s, argv[1], below(2));
+	for (s.op = 0; r == 0 && s.op < ops; s.op++) {
 		if (step(&s) || (s.op % 500 == 499 && check_all(&s))) {
 			printf("FAILED: replay with: difftest DIR %llu %lu\n", (unsigned long long)seed, ops);
-			return 1;
+			r = 1;
 		}
 	}
-	int r = check_all(&s);
-	block_close(s.bd);
+	if (r == 0)
+		r = check_all(&s);
+	if (s.bd)
+		block_close(s.bd);
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/model.raw", argv[1]);
-	FILE *f = fopen(path, "wb");
-	if (!f || fwrite(s.model, 1, s.size, f) != s.size || fclose(f))
-		return 1;
+	FILE *f = r == 0 ? fopen(path, "wb") : NULL;
+	if (r == 0 && (!f || fwrite(s.model, 1, s.size, f) != s.size || fclose(f)))
+		r = 1;
+	/* freed on failure too, so a sanitizer run reports the failure, not a leak */
 	for (int i = 0; i < s.nsnaps; i++)
 		free(s.snaps[i].data);
 	free(s.model);
 	free(s.buf);
-	printf("%lu ops ok\n", ops);
+	if (r == 0)
+		printf("%lu ops ok\n", ops);
 	return r;
 }
