@@ -42,6 +42,7 @@
 #include "vmm/console.h"
 #include "vmm/exit.h"
 #include "vmm/iothread.h"
+#include "vmm/net-host.h"
 #include "vmm/sandbox.h"
 #include "vmm/virtio-host.h"
 
@@ -83,6 +84,7 @@ struct machine {
 	atomic_bool vcpus_halted;
 	atomic_bool panicked;
 	struct virtio_blk *blk[VMM_MAX_DISKS];
+	struct net_host *net;
 
 	int done_fd;
 	int signal_fd;
@@ -406,7 +408,21 @@ static bool machine_add_pci_devices(struct machine *m)
 		if (!m->rng || !virtio_host_add(m->virtio, &virtio_rng_ops, m->rng))
 			return false;
 	}
+	if (o->nnets && !net_host_create(o->nets, o->nnets, m->virtio, m->io, &m->vm.mem, &m->net)) {
+		/* A port in use, a tap that cannot be attached: the user's to fix. */
+		machine_stop(m, VMM_EXIT_USAGE);
+		return false;
+	}
 	return true;
+}
+
+/* What the sandbox must allow for this VM's back ends. */
+static unsigned machine_sandbox_needs(const struct vmm_options *o)
+{
+	unsigned needs = 0;
+	for (unsigned i = 0; i < o->nnets; i++)
+		needs |= o->nets[i].kind == NET_USER ? SANDBOX_NET_USER : SANDBOX_NET_TAP;
+	return needs;
 }
 
 static bool machine_create_vcpus(struct machine *m)
@@ -457,8 +473,9 @@ static bool machine_setup(struct machine *m)
 		return false;
 	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
 	/* From here on, only the system calls of a running VMM (vmm/sandbox.c). */
-	return m->console && (!o->seccomp || sandbox_enter()) && console_start(m->console) &&
-	       iothread_start(m->io) && machine_start_vcpus(m);
+	return m->console && (!o->seccomp || sandbox_enter_with(machine_sandbox_needs(o))) &&
+	       console_start(m->console) && iothread_start(m->io) && net_host_start(m->net) &&
+	       machine_start_vcpus(m);
 }
 
 /* The stop signals, as a descriptor: created before the sandbox goes in. */
@@ -498,6 +515,7 @@ static void machine_teardown(struct machine *m)
 	/* The I/O thread stops before the devices it calls into go away. */
 	iothread_destroy(m->io);
 	virtio_host_destroy(m->virtio);
+	net_host_destroy(m->net); /* after the NICs were reset, and the I/O thread's watches freed */
 	virtio_rng_destroy(m->rng);
 	for (unsigned i = 0; i < VMM_MAX_DISKS; i++)
 		virtio_blk_destroy(m->blk[i]); /* flushes, closes and unlocks */

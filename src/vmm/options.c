@@ -30,6 +30,10 @@ const char options_usage[] =
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
 	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on]\n"
 	"                        a virtio-blk disk (up to 8; raw unless format= says)\n"
+	"  --net user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,mac=M]\n"
+	"  --net tap=NAME[,mac=M]\n"
+	"                        a virtio-net NIC (up to 8): user-mode networking\n"
+	"                        (10.0.2.0/24, DHCP, DNS) or a host tap interface\n"
 	"  --on-panic exit|pause when the guest kernel panics (pvpanic): exit with\n"
 	"                        status 5 (default), or stop the vCPUs and wait for a signal\n"
 	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
@@ -59,6 +63,7 @@ enum option_id {
 	OPT_RNG,
 	OPT_ON_PANIC,
 	OPT_DISK,
+	OPT_NET,
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
@@ -74,6 +79,7 @@ static const struct option long_options[] = {
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "on-panic", required_argument, NULL, OPT_ON_PANIC },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -188,6 +194,11 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		if (o->ndisks == VMM_MAX_DISKS)
 			return fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
 		return disk_option_parse(arg, &o->disks[o->ndisks++], err, errlen);
+	case OPT_NET:
+		if (o->nnets == VMM_MAX_NETS)
+			return fail(err, errlen, "--net given more than %d times", VMM_MAX_NETS);
+		o->nnets++;
+		return net_option_parse(arg, o->nnets - 1, &o->nets[o->nnets - 1], err, errlen);
 	case OPT_HELP:
 		o->help = true;
 		return true;
@@ -234,7 +245,7 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.log_level = LOG_LEVEL_INFO,
 		.seccomp = true,
 	};
-	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* --disk may repeat */ = { false };
+	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* --disk and --net may repeat */ = { false };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */

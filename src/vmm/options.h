@@ -11,12 +11,14 @@
 
 #include "base/log.h"
 #include "vmm/disk-option.h"
+#include "vmm/net-option.h"
 
 #define VMM_DEFAULT_MEMORY   (512ull << 20)
 #define VMM_MIN_MEMORY       (32ull << 20)
 #define VMM_MAX_MEMORY       (1ull << 40)
 #define VMM_DEFAULT_CMDLINE  "console=ttyS0"
 #define VMM_MAX_DISKS        8
+#define VMM_MAX_NETS         8
 
 enum console_kind {
 	CONSOLE_TTY,
@@ -43,6 +45,8 @@ struct vmm_options {
 	bool on_panic_pause;
 	unsigned ndisks;
 	struct disk_option disks[VMM_MAX_DISKS];
+	unsigned nnets;
+	struct net_option nets[VMM_MAX_NETS];
 	bool help;
 	bool version;
 };

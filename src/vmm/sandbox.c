@@ -7,6 +7,8 @@
 
 #include <asm/ioctls.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -76,6 +78,34 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(exit_group, "process exit"),
 };
 
+/*
+ * --net user: libslirp turns the guest's TCP, UDP and ICMP into sockets of
+ * this process, on its own thread, at any time the guest asks.
+ */
+static const struct allowed_syscall allowed_net_user[] = {
+	ALLOW(socket, "slirp: a socket per guest connection, UDP flow, DNS query or ping"),
+	ALLOW(connect, "slirp: guest TCP connections and UDP flows to the outside"),
+	ALLOW(setsockopt, "slirp: SO_REUSEADDR, SO_OOBINLINE, buffer sizes on its sockets"),
+	ALLOW(getsockopt, "slirp: SO_ERROR when a non-blocking connect completes"),
+	ALLOW(getsockname, "slirp: local address of accepted host-forward connections"),
+	ALLOW(getpeername, "slirp: peer of a connection"),
+	ALLOW(sendto, "slirp: data to host sockets (send is sendto)"),
+	ALLOW(recvfrom, "slirp: data from host sockets (recv is recvfrom)"),
+	ALLOW(sendmsg, "slirp: UDP and ICMP datagrams"),
+	ALLOW(recvmsg, "slirp: UDP and ICMP datagrams, socket errors"),
+	ALLOW(readv, "slirp: TCP data from the host into its socket buffers"),
+	ALLOW(writev, "slirp: TCP data to the host"),
+	ALLOW(shutdown, "slirp: half-closing a connection the guest half-closed"),
+	ALLOW(accept, "slirp: a connection to a host forward"),
+	ALLOW(newfstatat, "slirp: checks whether /etc/resolv.conf changed (DNS forwarding)"),
+	ALLOW(statx, "slirp: the same check, newer libc"),
+};
+
+/* --net tap: frames to and from the tap descriptor opened at setup. */
+static const struct allowed_syscall allowed_net_tap[] = {
+	ALLOW(writev, "tap: a frame from guest memory, after the checked header copy"),
+};
+
 /* ioctl is allowed only with these requests. */
 static const struct {
 	unsigned long request;
@@ -120,7 +150,47 @@ static bool sandbox_install_reporter(void)
 	return sigaction(SIGSYS, &sa, NULL) == 0;
 }
 
+static int sandbox_add_list(scmp_filter_ctx ctx, const struct allowed_syscall *list, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, list[i].nr, 0);
+	return rc;
+}
+
+/* The rules the back ends of this VM need on top of the base list. */
+static int sandbox_add_needs(scmp_filter_ctx ctx, unsigned needs)
+{
+	int rc = 0;
+	if (needs & SANDBOX_NET_USER) {
+		rc = sandbox_add_list(ctx, allowed_net_user, ARRAY_SIZE(allowed_net_user));
+		/* slirp re-reads /etc/resolv.conf when it changes: read-only opens only. */
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+					      SCMP_A2(SCMP_CMP_MASKED_EQ,
+						      O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
+						      O_RDONLY));
+		/* slirp sizes a pending UDP datagram before receiving it. */
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					      SCMP_A1(SCMP_CMP_EQ, FIONREAD));
+	}
+	if (rc == 0 && (needs & SANDBOX_NET_TAP)) {
+		rc = sandbox_add_list(ctx, allowed_net_tap, ARRAY_SIZE(allowed_net_tap));
+		/* The guest's accepted receive offloads, set at each driver start and reset. */
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					      SCMP_A1(SCMP_CMP_EQ, TUNSETOFFLOAD));
+	}
+	return rc;
+}
+
 bool sandbox_enter(void)
+{
+	return sandbox_enter_with(0);
+}
+
+bool sandbox_enter_with(unsigned needs)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	/*
@@ -146,6 +216,8 @@ bool sandbox_enter(void)
 	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(allowed_ioctls); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				      SCMP_A1(SCMP_CMP_EQ, allowed_ioctls[i].request));
+	if (rc == 0)
+		rc = sandbox_add_needs(ctx, needs);
 	if (rc == 0)
 		rc = seccomp_load(ctx);
 	seccomp_release(ctx);
