@@ -118,8 +118,62 @@ static void fixup_amd_leaves(struct kvm_cpuid_entry2 *e, const struct cpuid_topo
 	}
 }
 
+/* Leaf 1 ECX: FMA, XSAVE, OSXSAVE, AVX, F16C. */
+#define CPUID_1_ECX_XSAVE_USERS  ((1u << 12) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 29))
+/* Leaf 7.0 EBX: AVX2 and the AVX-512 family. */
+#define CPUID_7_EBX_AVX          ((1u << 5) | (1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | \
+				  (1u << 27) | (1u << 28) | (1u << 30) | (1u << 31))
+/* Leaf 7.0 ECX: AVX512_VBMI, PKU, OSPKE, VBMI2, VAES, VPCLMULQDQ, VNNI, BITALG, VPOPCNTDQ. */
+#define CPUID_7_ECX_AVX_PKU      ((1u << 1) | (1u << 3) | (1u << 4) | (1u << 6) | (1u << 9) | \
+				  (1u << 10) | (1u << 11) | (1u << 12) | (1u << 14))
+/* Leaf 7.0 EDX: AVX512_4VNNIW, 4FMAPS, VP2INTERSECT, FP16. */
+#define CPUID_7_EDX_AVX          ((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23))
+/* Leaf 7.1 EAX: AVX_VNNI, AVX512_BF16. */
+#define CPUID_7_1_EAX_AVX        ((1u << 4) | (1u << 5))
+/* Leaf 0x80000001 ECX: XOP, FMA4. */
+#define CPUID_80000001_ECX_AVX   ((1u << 11) | (1u << 16))
+
+static void hide_xsave(struct kvm_cpuid_entry2 *e)
+{
+	if (e->function == 0x1) {
+		e->ecx &= ~CPUID_1_ECX_XSAVE_USERS;
+	} else if (e->function == 0x7 && e->index == 0) {
+		e->ebx &= ~CPUID_7_EBX_AVX;
+		e->ecx &= ~CPUID_7_ECX_AVX_PKU;
+		e->edx &= ~CPUID_7_EDX_AVX;
+	} else if (e->function == 0x7 && e->index == 1) {
+		e->eax &= ~CPUID_7_1_EAX_AVX;
+	} else if (e->function == 0xd) {
+		e->eax = e->ebx = e->ecx = e->edx = 0;
+	} else if (e->function == 0x80000001) {
+		e->ecx &= ~CPUID_80000001_ECX_AVX;
+	}
+}
+
+/* The CPUID of the CPU this process runs on (<cpuid.h> is shadowed by ours). */
+static void host_cpuid(uint32_t leaf, uint32_t *eax, uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
+{
+	__asm__ volatile("cpuid" : "=a"(*eax), "=b"(*ebx), "=c"(*ecx), "=d"(*edx) : "a"(leaf), "c"(0));
+}
+
+bool cpuid_host_loses_xsetbv(void)
+{
+	uint32_t eax, ebx, ecx, edx;
+	host_cpuid(1, &eax, &ebx, &ecx, &edx);
+	if (!(ecx & (1u << 31))) /* no hypervisor under us */
+		return false;
+	host_cpuid(0x40000000, &eax, &ebx, &ecx, &edx);
+	char sig[13] = { 0 };
+	memcpy(sig, &ebx, 4);
+	memcpy(sig + 4, &ecx, 4);
+	memcpy(sig + 8, &edx, 4);
+	return strcmp(sig, "TCGTCGTCGTCG") == 0;
+}
+
 void cpuid_fixup(struct kvm_cpuid2 *cpuid, const struct cpuid_topology *topo)
 {
+	for (uint32_t i = 0; topo->hide_xsave && i < cpuid->nent; i++)
+		hide_xsave(&cpuid->entries[i]);
 	for (uint32_t i = 0; i < cpuid->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
 		switch (e->function) {

@@ -3,6 +3,7 @@
  * irqchip must exist before vCPUs are created, the PIT after the irqchip.
  */
 #include "hv/kvm.h"
+#include "hv/cpuid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,6 +123,10 @@ static bool kvm_open(struct kvm_vm *vm)
 		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	vm->max_vcpus = max > 0 ? (unsigned)max : 1;
 	vm->supported_cpuid = kvm_get_supported_cpuid(vm->kvm_fd);
+	vm->hide_xsave = cpuid_host_loses_xsetbv();
+	if (vm->hide_xsave)
+		log_info("running on QEMU's emulated CPU, whose SVM hides a guest's XSETBV from KVM: "
+			 "XSAVE, AVX and PKU are not offered to the guest");
 	return vm->supported_cpuid != NULL;
 }
 

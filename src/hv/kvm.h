@@ -19,6 +19,7 @@ struct kvm_vm {
 	int vcpu_mmap_size;
 	unsigned max_vcpus;
 	struct kvm_cpuid2 *supported_cpuid;
+	bool hide_xsave; /* cpuid_host_loses_xsetbv(): decided once per VM */
 	struct guest_mem mem;
 };
 

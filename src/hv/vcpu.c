@@ -57,6 +57,7 @@ static bool vcpu_set_cpuid(struct vcpu *vcpu, struct kvm_vm *vm, unsigned count)
 		.index = vcpu->index,
 		.count = count,
 		.tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0,
+		.hide_xsave = vm->hide_xsave,
 	};
 	struct kvm_cpuid2 *cpuid = cpuid_for_vcpu(vm->supported_cpuid, &topo);
 	if (!cpuid) {

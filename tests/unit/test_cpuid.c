@@ -300,6 +300,32 @@ static void test_amx_removed(void **state)
 	free(c);
 }
 
+/* On QEMU's emulated CPU: no XSAVE, nothing that needs XCR0, no leaf 0xD; the rest as usual. */
+static void test_hide_xsave(void **state)
+{
+	(void)state;
+	struct kvm_cpuid2 *in = host_cpuid();
+	struct cpuid_topology topo = { .index = 1, .count = 2, .hide_xsave = true };
+	struct kvm_cpuid2 *c = cpuid_for_vcpu(in, &topo);
+	assert_non_null(c);
+	const struct kvm_cpuid_entry2 *l1 = leaf(c, 0x1, 0);
+	const uint32_t xsave = 1u << 26, osxsave = 1u << 27, avx = 1u << 28, fma = 1u << 12;
+	assert_true(host_leaf(0x1, 0)->ecx & (xsave | avx | fma)); /* the host has them */
+	assert_int_equal(l1->ecx & (xsave | osxsave | avx | fma), 0);
+	assert_true(l1->ecx & L1_ECX_HYPERVISOR);                  /* other fix-ups still apply */
+	assert_int_equal(l1->ebx >> 24, 1);                         /* APIC id */
+	const struct kvm_cpuid_entry2 *l7 = leaf(c, 0x7, 0);
+	assert_int_equal(l7->ebx & ((1u << 5) | (1u << 16)), 0);   /* AVX2, AVX512F */
+	assert_int_equal(l7->ecx & ((1u << 3) | (1u << 4)), 0);    /* PKU, OSPKE */
+	assert_int_equal(l7->ebx & 1u, host_leaf(0x7, 0)->ebx & 1u); /* FSGSBASE kept */
+	for (uint32_t sub = 0; sub <= 1; sub++) {
+		const struct kvm_cpuid_entry2 *d = leaf(c, 0xd, sub);
+		assert_int_equal(d->eax | d->ebx | d->ecx | d->edx, 0);
+	}
+	free(in);
+	free(c);
+}
+
 static void test_amd_leaves(void **state)
 {
 	(void)state;
@@ -388,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_leaf4),
 		cmocka_unit_test(test_leaf4_many_cpus),
 		cmocka_unit_test(test_amx_removed),
+		cmocka_unit_test(test_hide_xsave),
 		cmocka_unit_test(test_amd_leaves),
 		cmocka_unit_test(test_kvm_leaves_untouched),
 		cmocka_unit_test(test_input_not_modified),
