@@ -99,17 +99,20 @@ nested_build_l1() {
     rm -rf "$root"
 }
 
-# nested_qemu_l1 CACHE CPIO CPUS QEMU-ARGS...: runs L1 with CPUS vCPUs.
+# nested_qemu_l1_cmd CACHE CPIO CPUS: sets the array NESTED_QEMU_CMD to the
+# command that runs L1 with CPUS vCPUs (callers append their -serial
+# options). An array rather than a function, so that a caller that runs it
+# in the background gets QEMU's own pid in $! and can kill QEMU itself, not
+# a subshell that would leave QEMU running and holding the test's output.
 # -no-reboot turns any L1 reboot (panic=-1 included) into an exit, so a broken
 # L1 never loops. SHOJI_L1_MEMORY (MiB) and SHOJI_L1_APPEND tune it.
-nested_qemu_l1() {
+nested_qemu_l1_cmd() {
     local cache=$1 cpio=$2 cpus=$3
-    shift 3
-    qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
-        -smp "$cpus" -m "${SHOJI_L1_MEMORY:-2048}" \
-        -nodefaults -no-user-config -display none -no-reboot \
-        -kernel "$cache/vmlinuz" -initrd "$cpio" \
-        -append "console=ttyS0 panic=-1 quiet ${SHOJI_L1_APPEND:-}" "$@"
+    NESTED_QEMU_CMD=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max
+        -smp "$cpus" -m "${SHOJI_L1_MEMORY:-2048}"
+        -nodefaults -no-user-config -display none -no-reboot
+        -kernel "$cache/vmlinuz" -initrd "$cpio"
+        -append "console=ttyS0 panic=-1 quiet ${SHOJI_L1_APPEND:-}")
 }
 
 # nested_run_batch CACHE CPIO CPUS CONSOLE RESULTS BOOT_S STEP...
@@ -128,8 +131,10 @@ nested_run_batch() {
     local qpid seen=-1 n deadline what
     : >"$console"
     : >"$results"
-    nested_qemu_l1 "$cache" "$cpio" "$cpus" \
-        -serial "file:$console" -serial "file:$results" </dev/null &
+    : >"$console.qemu"
+    nested_qemu_l1_cmd "$cache" "$cpio" "$cpus"
+    "${NESTED_QEMU_CMD[@]}" -serial "file:$console" -serial "file:$results" \
+        </dev/null >>"$console.qemu" 2>&1 &
     qpid=$!
     while kill -0 "$qpid" 2>/dev/null; do
         n=$(grep -a -c -E '^@@(L1-READY|END|BOOTTIME|FATAL)' "$results" || true)
@@ -163,5 +168,6 @@ nested_run_batch() {
 # included, goes through to L1 and on to the VMM inside it, so the keys are
 # those of the VMM run natively.
 nested_run_interactive() {
-    nested_qemu_l1 "$1" "$2" "$3" -chardev stdio,id=l1con,signal=off -serial chardev:l1con
+    nested_qemu_l1_cmd "$1" "$2" "$3"
+    "${NESTED_QEMU_CMD[@]}" -chardev stdio,id=l1con,signal=off -serial chardev:l1con
 }
