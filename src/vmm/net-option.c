@@ -70,12 +70,12 @@ static bool parse_hostfwd(struct net_option *n, const char *value, char *err, si
 	if (*haddr && inet_pton(AF_INET, haddr, &f.host_addr) != 1)
 		return fail(err, errlen, "--net hostfwd=%s: host address '%s' is not an IPv4 address",
 			    value, haddr);
-	if (*gaddr && strcmp(gaddr, NET_SLIRP_GUEST) != 0)
-		return fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
-			    "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
 	if (!parse_port(hport, &f.host_port) || !parse_port(gport, &f.guest_port))
 		return fail(err, errlen, "--net hostfwd=%s: ports must be numbers from 1 to 65535",
 			    value);
+	if (*gaddr && strcmp(gaddr, NET_SLIRP_GUEST) != 0)
+		return fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
+			    "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
 	for (unsigned i = 0; i < n->slirp.nfwd; i++)
 		if (n->slirp.fwd[i].host_port == f.host_port && n->slirp.fwd[i].udp == f.udp)
 			return fail(err, errlen, "--net hostfwd=%s: host port %u is forwarded twice",
