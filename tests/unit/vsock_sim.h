@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "dev/virtio-pci.h"
 #include "dev/virtio-vsock.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
@@ -37,6 +38,7 @@
 
 struct virtio_dev {
 	pthread_mutex_t lock;
+	void *dev;               /* the struct virtio_vsock */
 	struct vq vq[3];
 	unsigned interrupts[3];
 	unsigned needs_reset;
@@ -63,6 +65,15 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	vd->needs_reset++;
 	snprintf(vd->why, sizeof(vd->why), "%s", why);
+}
+
+/* What vmm/vsock-host's wake() calls: a kick under the transport's lock. */
+void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
+{
+	pthread_mutex_lock(&vd->lock);
+	if (vd->dev && queue < 3 && vd->vq[queue].enabled)
+		virtio_vsock_ops.queue_notify(vd->dev, vd, queue);
+	pthread_mutex_unlock(&vd->lock);
 }
 
 /* ---- the simulated driver ---- */
@@ -116,9 +127,7 @@ static inline void sim_publish(struct sim *s, unsigned q, uint16_t head)
 
 static inline void sim_kick(struct sim *s, unsigned q)
 {
-	pthread_mutex_lock(&s->vd.lock);
-	virtio_vsock_ops.queue_notify(s->vs, &s->vd, q);
-	pthread_mutex_unlock(&s->vd.lock);
+	virtio_pci_kick(&s->vd, q);
 }
 
 /* What the VMM does for backend->wake(): a kick of the rx queue. */
@@ -166,6 +175,7 @@ static inline bool sim_init(struct sim *s, const struct vsock_backend *be)
 	s->vs = virtio_vsock_create(SIM_GUEST_CID, be);
 	if (!s->vs)
 		return false;
+	s->vd.dev = s->vs;
 	sim_start(s, virtio_vsock_ops.features(s->vs));
 	return true;
 }
@@ -251,8 +261,7 @@ static inline unsigned sim_rx_outstanding(struct sim *s)
 static inline bool sim_rx_next(struct sim *s, struct sim_pkt *p)
 {
 	uint16_t *used = sim_used(s, VIRTIO_VSOCK_QUEUE_RX);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (used[1] == s->rx_used_seen)
+	if (__atomic_load_n(&used[1], __ATOMIC_ACQUIRE) == s->rx_used_seen)
 		return false;
 	const uint32_t *ring = (const uint32_t *)(used + 2);
 	uint32_t id = ring[2 * (s->rx_used_seen % SIM_QSIZE)];

@@ -1,0 +1,415 @@
+/*
+ * virtio-vsock's host side on Unix sockets (see vsock-host.h).
+ *
+ * A host program's connection starts in the handshake: its command is read
+ * one byte at a time, so nothing after the newline is consumed before the
+ * guest accepted (those bytes are the stream's first), and a line longer
+ * than VSOCK_HOST_LINE_MAX is refused. At most VSOCK_HOST_MAX_HANDSHAKE
+ * handshakes are open at once. Then the connection belongs to the device,
+ * which reads and writes the descriptor through the backend callbacks and
+ * says which readiness it waits for; with nothing to wait for the watch is
+ * removed, because epoll reports a hang-up even to an empty event mask.
+ */
+#include "vmm/vsock-host.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "dev/virtio-pci.h"
+
+enum hc_state {
+	HC_HANDSHAKE,  /* reading "CONNECT <port>\n"; the host side's */
+	HC_DEVICE,     /* the device's, until backend close */
+	HC_DEAD,
+};
+
+struct host_conn {
+	struct vsock_host *h;
+	int fd;
+	struct io_watch *w;
+	atomic_uint id;           /* the device's connection id; 0 until known */
+	enum hc_state state;
+	char line[VSOCK_HOST_LINE_MAX];
+	unsigned line_len;
+	struct host_conn *prev, *next;
+};
+
+struct vsock_host {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;
+	struct io_watch *listen_w;
+	struct iothread *io;      /* NULL once the I/O thread is gone */
+	struct virtio_vsock *vs;
+	pthread_mutex_t lock;     /* the list and the handshake count */
+	struct host_conn *conns;
+	unsigned handshakes;
+};
+
+/* ---- connections ---- */
+
+static struct host_conn *hc_new(struct vsock_host *h, int fd, enum hc_state state)
+{
+	struct host_conn *hc = calloc(1, sizeof(*hc));
+	if (!hc) {
+		log_error("vsock: out of memory for a connection");
+		return NULL;
+	}
+	hc->h = h;
+	hc->fd = fd;
+	hc->state = state;
+	pthread_mutex_lock(&h->lock);
+	hc->next = h->conns;
+	if (h->conns)
+		h->conns->prev = hc;
+	h->conns = hc;
+	if (state == HC_HANDSHAKE)
+		h->handshakes++;
+	pthread_mutex_unlock(&h->lock);
+	return hc;
+}
+
+static void hc_free(void *ctx)
+{
+	struct host_conn *hc = ctx;
+	close(hc->fd);
+	free(hc);
+}
+
+/*
+ * Ends a connection: the host program sees EOF at once (shutdown), the
+ * descriptor is closed and the memory freed after any callback in progress.
+ */
+static void hc_release(struct host_conn *hc)
+{
+	struct vsock_host *h = hc->h;
+	if (h->io) /* otherwise the watches went with the I/O thread */
+		iothread_unwatch(hc->w);
+	hc->w = NULL;
+	shutdown(hc->fd, SHUT_RDWR);
+	pthread_mutex_lock(&h->lock);
+	if (hc->state == HC_HANDSHAKE)
+		h->handshakes--;
+	hc->state = HC_DEAD;
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		h->conns = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	pthread_mutex_unlock(&h->lock);
+	if (!h->io || !iothread_call(h->io, hc_free, hc))
+		hc_free(hc);
+}
+
+static void on_conn_event(void *ctx, uint32_t events)
+{
+	struct host_conn *hc = ctx;
+	unsigned ev = 0;
+	if (events & EPOLLIN)
+		ev |= VSOCK_EV_READ;
+	if (events & EPOLLOUT)
+		ev |= VSOCK_EV_WRITE;
+	if (events & (EPOLLHUP | EPOLLERR))
+		ev |= VSOCK_EV_HUP;
+	virtio_vsock_host_ready(hc->h->vs, atomic_load(&hc->id), ev);
+}
+
+/* ---- the handshake ---- */
+
+/* "CONNECT <port>" with a decimal port; false for anything else. */
+static bool parse_connect(const char *line, uint32_t *port)
+{
+	uint64_t v;
+	if (strncmp(line, "CONNECT ", 8) != 0 || !parse_uint(line + 8, 0, UINT32_MAX, &v))
+		return false;
+	*port = (uint32_t)v;
+	return true;
+}
+
+/* The line is complete: hand the connection to the device, or drop it. */
+static void handshake_done(struct host_conn *hc)
+{
+	struct vsock_host *h = hc->h;
+	uint32_t port;
+	if (!parse_connect(hc->line, &port)) {
+		log_debug("vsock: host program sent '%.*s', not CONNECT <port>; closing",
+			  VSOCK_HOST_LINE_MAX, hc->line);
+		hc_release(hc);
+		return;
+	}
+	iothread_unwatch(hc->w);
+	hc->w = NULL;
+	pthread_mutex_lock(&h->lock);
+	hc->state = HC_DEVICE;
+	h->handshakes--;
+	pthread_mutex_unlock(&h->lock);
+	uint32_t id = virtio_vsock_host_connect(h->vs, port, hc);
+	if (id == 0) {
+		log_debug("vsock: no guest driver or too many connections for port %u; closing", port);
+		hc_release(hc);
+		return;
+	}
+	atomic_store(&hc->id, id);
+}
+
+static void on_handshake(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct host_conn *hc = ctx;
+	for (;;) {
+		char c;
+		ssize_t n = recv(hc->fd, &c, 1, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0 || hc->line_len == VSOCK_HOST_LINE_MAX - 1) {
+			log_debug("vsock: host program closed or sent a long line before CONNECT; closing");
+			hc_release(hc);
+			return;
+		}
+		if (c == '\n') {
+			hc->line[hc->line_len] = '\0';
+			handshake_done(hc);
+			return;
+		}
+		hc->line[hc->line_len++] = c;
+	}
+}
+
+static void accept_one(struct vsock_host *h, int fd)
+{
+	pthread_mutex_lock(&h->lock);
+	bool full = h->handshakes >= VSOCK_HOST_MAX_HANDSHAKE;
+	pthread_mutex_unlock(&h->lock);
+	if (full) {
+		log_debug("vsock: %d host programs in the handshake already; closing a new one",
+			  VSOCK_HOST_MAX_HANDSHAKE);
+		close(fd);
+		return;
+	}
+	struct host_conn *hc = hc_new(h, fd, HC_HANDSHAKE);
+	if (!hc) {
+		close(fd);
+		return;
+	}
+	hc->w = iothread_watch(h->io, fd, EPOLLIN, on_handshake, hc);
+	if (!hc->w)
+		hc_release(hc);
+}
+
+static void on_accept(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct vsock_host *h = ctx;
+	/* A bounded batch, so a flood of clients cannot hold the I/O thread. */
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("vsock: accept on %s failed: %m", h->path);
+			return;
+		}
+		accept_one(h, fd);
+	}
+}
+
+/* ---- the device's callbacks ---- */
+
+static void *be_connect(void *ctx, uint32_t port, uint32_t id)
+{
+	struct vsock_host *h = ctx;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int len = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s_%u", h->path, port);
+	if (len < 0 || (size_t)len >= sizeof(addr.sun_path))
+		return NULL;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	/* Unix stream connects complete at once; a full backlog (EAGAIN) is a refusal. */
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		log_debug("vsock: guest connection to %s refused: %m", addr.sun_path);
+		close(fd);
+		return NULL;
+	}
+	struct host_conn *hc = hc_new(h, fd, HC_DEVICE);
+	if (!hc) {
+		close(fd);
+		return NULL;
+	}
+	atomic_store(&hc->id, id);
+	return hc;
+}
+
+static void be_established(void *ctx, void *conn, uint32_t local_port)
+{
+	(void)ctx;
+	struct host_conn *hc = conn;
+	char ok[24];
+	int n = snprintf(ok, sizeof(ok), "OK %u\n", local_port);
+	/* A few bytes into an empty socket buffer; a failure shows at the next read. */
+	ssize_t w = send(hc->fd, ok, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w;
+}
+
+static ssize_t be_send(void *ctx, void *conn, const struct iovec *iov, unsigned n)
+{
+	(void)ctx;
+	struct host_conn *hc = conn;
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
+	ssize_t r = sendmsg(hc->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t be_recv(void *ctx, void *conn, const struct iovec *iov, unsigned n)
+{
+	(void)ctx;
+	struct host_conn *hc = conn;
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
+	ssize_t r = recvmsg(hc->fd, &msg, MSG_DONTWAIT);
+	return r < 0 ? -errno : r;
+}
+
+static void be_want(void *ctx, void *conn, unsigned want)
+{
+	struct vsock_host *h = ctx;
+	struct host_conn *hc = conn;
+	uint32_t events = (want & VSOCK_WANT_READ ? EPOLLIN : 0) |
+			  (want & VSOCK_WANT_WRITE ? EPOLLOUT : 0);
+	if (!h->io)
+		return;
+	if (!events) {
+		iothread_unwatch(hc->w);
+		hc->w = NULL;
+	} else if (!hc->w) {
+		hc->w = iothread_watch(h->io, hc->fd, events, on_conn_event, hc);
+	} else {
+		iothread_watch_events(hc->w, events);
+	}
+}
+
+static void be_shutdown_write(void *ctx, void *conn)
+{
+	(void)ctx;
+	shutdown(((struct host_conn *)conn)->fd, SHUT_WR);
+}
+
+static void be_close(void *ctx, void *conn)
+{
+	(void)ctx;
+	hc_release(conn);
+}
+
+static void be_wake(void *ctx, struct virtio_dev *vd)
+{
+	(void)ctx;
+	virtio_pci_kick(vd, VIRTIO_VSOCK_QUEUE_RX);
+}
+
+struct vsock_backend vsock_host_backend(struct vsock_host *h)
+{
+	return (struct vsock_backend){
+		.connect = be_connect, .established = be_established, .send = be_send,
+		.recv = be_recv, .want = be_want, .shutdown_write = be_shutdown_write,
+		.close = be_close, .wake = be_wake, .ctx = h,
+	};
+}
+
+/* ---- lifecycle ---- */
+
+/* Removes a stale socket at path; false (logged) if something else is there. */
+static bool clear_path(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT || (log_error("vsock socket %s: %m", path), false);
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("vsock socket %s: exists and is not a socket; choose another path", path);
+		return false;
+	}
+	if (unlink(path) < 0) {
+		log_error("vsock socket %s: cannot remove the old socket: %m", path);
+		return false;
+	}
+	return true;
+}
+
+static int listen_at(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("vsock socket %s: %m", path);
+		return -1;
+	}
+	/* 0600 from the start: the mode of a socket's inode is what bind gives the file. */
+	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
+		log_error("vsock socket %s: %m", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
+{
+	if (strlen(path) > VSOCK_HOST_PATH_MAX) {
+		log_error("vsock socket %s: longer than %d bytes", path, VSOCK_HOST_PATH_MAX);
+		return NULL;
+	}
+	if (!clear_path(path))
+		return NULL;
+	struct vsock_host *h = calloc(1, sizeof(*h));
+	if (!h) {
+		log_error("vsock: out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	memcpy(h->path, path, strlen(path) + 1);
+	h->io = io;
+	h->listen_fd = listen_at(path);
+	if (h->listen_fd < 0) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+bool vsock_host_start(struct vsock_host *h, struct virtio_vsock *vs)
+{
+	h->vs = vs;
+	h->listen_w = iothread_watch(h->io, h->listen_fd, EPOLLIN, on_accept, h);
+	return h->listen_w != NULL;
+}
+
+void vsock_host_detach_io(struct vsock_host *h)
+{
+	if (h)
+		h->io = NULL;
+}
+
+void vsock_host_destroy(struct vsock_host *h)
+{
+	if (!h)
+		return;
+	if (h->io)
+		iothread_unwatch(h->listen_w);
+	close(h->listen_fd);
+	unlink(h->path);
+	/* Handshakes still open, or connections of a device that was never reset. */
+	while (h->conns)
+		hc_release(h->conns);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}

@@ -1,0 +1,51 @@
+/*
+ * The host side of virtio-vsock on Unix sockets, as Firecracker does it:
+ *
+ *   - host to guest: a program connects to the VM's socket PATH, writes
+ *     "CONNECT <port>\n" and, once the guest's listener on that port
+ *     accepted, reads "OK <local-port>\n" followed by the byte stream;
+ *   - guest to host: a guest connecting to CID 2 port P reaches a program
+ *     listening on the Unix socket "PATH_P".
+ * A bad command, no guest listener, no host listener: the host program's
+ * connection is closed (it sees EOF); the guest sees a reset.
+ *
+ * Everything runs on the VMM's I/O thread, except the device's callbacks,
+ * which may also come from a vCPU thread (a driver reset); they only touch
+ * one connection's descriptor and its watch, and a connection is freed
+ * through iothread_call(), after any of its callbacks in progress.
+ */
+#ifndef SHOJI_VMM_VSOCK_HOST_H
+#define SHOJI_VMM_VSOCK_HOST_H
+
+#include <stdbool.h>
+
+#include "dev/virtio-vsock.h"
+#include "vmm/iothread.h"
+
+/* The longest PATH: PATH_4294967295 must fit in sun_path (108 bytes). */
+#define VSOCK_HOST_PATH_MAX      (107 - 11)
+/* Host programs that connected but have not finished "CONNECT <port>\n". */
+#define VSOCK_HOST_MAX_HANDSHAKE 64
+#define VSOCK_HOST_LINE_MAX      32
+
+struct vsock_host;
+
+/*
+ * Creates the listening socket at `path` (mode 0600; a stale socket there is
+ * replaced, anything else is an error). NULL (logged) on failure.
+ */
+struct vsock_host *vsock_host_create(const char *path, struct iothread *io);
+/* The device's view of this host side (ctx is `h`). */
+struct vsock_backend vsock_host_backend(struct vsock_host *h);
+/* Connects the device and starts accepting host programs. */
+bool vsock_host_start(struct vsock_host *h, struct virtio_vsock *vs);
+/*
+ * The I/O thread is gone: from now on connections are freed at once.
+ * Call after iothread_destroy() and before the device is reset for the
+ * last time.
+ */
+void vsock_host_detach_io(struct vsock_host *h);
+/* Closes the listener (and removes PATH) and every connection still open. */
+void vsock_host_destroy(struct vsock_host *h);
+
+#endif

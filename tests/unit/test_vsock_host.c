@@ -1,0 +1,479 @@
+/*
+ * vmm/vsock-host natively: a real Unix socket PATH in a temporary
+ * directory, the real I/O thread and the real device model, with the
+ * guest played by the simulated driver of vsock_sim.h. Covers the
+ * CONNECT/OK handshake (bytes after the newline kept), bad commands, no
+ * guest listener, the PATH_P listener and its absence, EOF for every host
+ * peer on a device reset, 1000 concurrent connections, and back-pressure
+ * with bounded buffering in both directions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmm/iothread.h"
+#include "vmm/vsock-host.h"
+#include "vsock_sim.h"
+
+#define GUEST_PORT 5000u
+
+static char dir[64];
+static char path[128];
+static struct sim sim;
+static struct iothread *io;
+static struct vsock_host *host;
+
+/* ---- set-up ---- */
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(dir, sizeof(dir), "%.40s/vsock-XXXXXX", tmp);
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(path, sizeof(path), "%s/v.sock", dir);
+	io = iothread_create();
+	host = io ? vsock_host_create(path, io) : NULL;
+	if (!host)
+		return -1;
+	struct vsock_backend be = vsock_host_backend(host);
+	if (!sim_init(&sim, &be) || !vsock_host_start(host, sim.vs) || !iothread_start(io))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	iothread_destroy(io);
+	vsock_host_detach_io(host);
+	sim_fini(&sim);
+	vsock_host_destroy(host);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void msleep(unsigned ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* ---- the guest side, polled (the I/O thread fills the rx queue) ---- */
+
+static bool rx_poll(struct sim_pkt *p, unsigned timeout_ms)
+{
+	for (unsigned t = 0; t <= timeout_ms; t++) {
+		pthread_mutex_lock(&sim.vd.lock);
+		bool got = sim_rx_next(&sim, p);
+		pthread_mutex_unlock(&sim.vd.lock);
+		if (got)
+			return true;
+		msleep(1);
+	}
+	return false;
+}
+
+static struct sim_pkt rx_expect(uint16_t op)
+{
+	struct sim_pkt p;
+	assert_true(rx_poll(&p, 5000));
+	assert_int_equal(p.op, op);
+	return p;
+}
+
+/* Keeps at least n rx buffers posted. */
+static void rx_fill(unsigned n)
+{
+	pthread_mutex_lock(&sim.vd.lock);
+	unsigned out = sim_rx_outstanding(&sim);
+	pthread_mutex_unlock(&sim.vd.lock);
+	if (out < n)
+		sim_rx_post(&sim, n - out, 4096);
+}
+
+/* ---- the host side ---- */
+
+static int unix_connect(const char *p)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", p);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static int unix_listen(uint32_t port)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s_%u", path, port);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 2048), 0);
+	return fd;
+}
+
+/* Reads exactly len bytes (or up to EOF) within 5 s; returns the count. */
+static size_t read_full(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 5000) <= 0)
+			break;
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+/* True when the peer sees EOF (or a reset) within 5 s. */
+static bool sees_eof(int fd)
+{
+	char c;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	if (poll(&pfd, 1, 5000) <= 0)
+		return false;
+	ssize_t n = read(fd, &c, 1);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* A host program's connection to the guest's port, through the handshake. */
+static int host_to_guest(uint32_t port, uint32_t *local_port, const char *extra)
+{
+	int fd = unix_connect(path);
+	char cmd[64];
+	int n = snprintf(cmd, sizeof(cmd), "CONNECT %u\n%s", port, extra);
+	assert_int_equal(write(fd, cmd, (size_t)n), n);
+	rx_fill(4);
+	struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
+	assert_int_equal(p.dst_port, port);
+	*local_port = p.src_port;
+	sim_tx(&sim, port, p.src_port, VSOCK_OP_RESPONSE, 0, 1 << 20, 0, NULL, 0);
+	char ok[32] = { 0 };
+	int m = snprintf(cmd, sizeof(cmd), "OK %u\n", p.src_port);
+	assert_int_equal(read_full(fd, ok, (size_t)m), m);
+	assert_string_equal(ok, cmd);
+	return fd;
+}
+
+/* ---- tests ---- */
+
+static void test_socket_is_private(void **state)
+{
+	(void)state;
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_connect_ok_and_data(void **state)
+{
+	(void)state;
+	uint32_t local;
+	/* Bytes written right after the command are the stream's first. */
+	int fd = host_to_guest(GUEST_PORT, &local, "hello");
+	rx_fill(4);
+	struct sim_pkt p = rx_expect(VSOCK_OP_RW);
+	assert_int_equal(p.len, 5);
+	assert_memory_equal(p.data, "hello", 5);
+	assert_int_equal(p.src_port, local);
+	sim_tx(&sim, GUEST_PORT, local, VSOCK_OP_RW, 0, 1 << 20, 5, "world", 5);
+	char buf[8] = { 0 };
+	assert_int_equal(read_full(fd, buf, 5), 5);
+	assert_string_equal(buf, "world");
+	/* The host program closes: the guest gets SHUTDOWN(SEND). */
+	close(fd);
+	p = rx_expect(VSOCK_OP_SHUTDOWN);
+	assert_int_equal(p.flags, VSOCK_SHUTDOWN_SEND);
+}
+
+static void test_bad_commands_closed(void **state)
+{
+	(void)state;
+	const char *bad[] = { "HELLO\n", "CONNECT\n", "CONNECT x\n", "CONNECT 99999999999\n",
+			      "CONNECT -1\n", "connect 5\n", "CONNECT 5 \n",
+			      "CONNECT 123456789012345678901234567890\n" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		int fd = unix_connect(path);
+		assert_int_equal(write(fd, bad[i], strlen(bad[i])), (ssize_t)strlen(bad[i]));
+		assert_true(sees_eof(fd));
+		close(fd);
+	}
+	rx_fill(4);
+	struct sim_pkt p;
+	assert_false(rx_poll(&p, 50)); /* the guest heard nothing */
+}
+
+static void test_no_guest_listener(void **state)
+{
+	(void)state;
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONNECT 7\n", 10), 10);
+	rx_fill(4);
+	struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
+	sim_tx(&sim, 7, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
+	assert_true(sees_eof(fd));
+	close(fd);
+}
+
+static void test_guest_to_host_listener(void **state)
+{
+	(void)state;
+	int lfd = unix_listen(6000);
+	rx_fill(4);
+	sim_tx(&sim, 40000, 6000, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	struct sim_pkt p = rx_expect(VSOCK_OP_RESPONSE);
+	assert_int_equal(p.dst_port, 40000);
+	int fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	sim_tx(&sim, 40000, 6000, VSOCK_OP_RW, 0, 1 << 20, 0, "ping", 4);
+	char buf[8] = { 0 };
+	assert_int_equal(read_full(fd, buf, 4), 4);
+	assert_string_equal(buf, "ping");
+	assert_int_equal(write(fd, "pong", 4), 4);
+	p = rx_expect(VSOCK_OP_RW);
+	assert_memory_equal(p.data, "pong", 4);
+	/* The guest half-closes: the host program sees EOF, and can still answer. */
+	sim_tx(&sim, 40000, 6000, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND, 1 << 20, 4, NULL, 0);
+	assert_true(sees_eof(fd));
+	assert_int_equal(write(fd, "last", 4), 4);
+	rx_fill(4);
+	p = rx_expect(VSOCK_OP_RW);
+	assert_memory_equal(p.data, "last", 4);
+	close(fd);
+	rx_expect(VSOCK_OP_RST); /* both directions done */
+	close(lfd);
+}
+
+static void test_guest_to_host_no_listener(void **state)
+{
+	(void)state;
+	rx_fill(4);
+	sim_tx(&sim, 40001, 6001, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	struct sim_pkt p = rx_expect(VSOCK_OP_RST);
+	assert_int_equal(p.dst_port, 40001);
+}
+
+static void test_reset_gives_eof(void **state)
+{
+	(void)state;
+	int lfd = unix_listen(6002);
+	int fds[6];
+	for (int i = 0; i < 3; i++) {
+		uint32_t local;
+		fds[i] = host_to_guest(GUEST_PORT + (uint32_t)i, &local, "");
+		rx_fill(4);
+		sim_tx(&sim, 41000 + (uint32_t)i, 6002, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+		rx_expect(VSOCK_OP_RESPONSE);
+		fds[3 + i] = accept(lfd, NULL, NULL);
+		assert_true(fds[3 + i] >= 0);
+	}
+	sim_reset(&sim);
+	for (int i = 0; i < 6; i++) {
+		assert_true(sees_eof(fds[i]));
+		close(fds[i]);
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, 0);
+	/* Without a driver, a host program is closed at once. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONNECT 1\n", 10), 10);
+	assert_true(sees_eof(fd));
+	close(fd);
+	close(lfd);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < 4096) {
+		rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void test_thousand_connections(void **state)
+{
+	(void)state;
+	raise_fd_limit();
+	enum { N = 1000 };
+	int lfd = unix_listen(6003);
+	static int fds[N];
+	for (uint32_t i = 0; i < N; i++) {
+		rx_fill(8);
+		sim_tx(&sim, 20000 + i, 6003, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+		struct sim_pkt p = rx_expect(VSOCK_OP_RESPONSE);
+		assert_int_equal(p.dst_port, 20000 + i);
+		fds[i] = accept(lfd, NULL, NULL);
+		assert_true(fds[i] >= 0);
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, N);
+	/* Every connection carries its own bytes, both ways. */
+	for (uint32_t i = 0; i < N; i++) {
+		uint32_t v = i;
+		sim_tx(&sim, 20000 + i, 6003, VSOCK_OP_RW, 0, 1 << 20, 0, &v, 4);
+	}
+	for (uint32_t i = 0; i < N; i++) {
+		uint32_t v = 0;
+		assert_int_equal(read_full(fds[i], &v, 4), 4);
+		assert_int_equal(v, i);
+		assert_int_equal(write(fds[i], &v, 4), 4);
+	}
+	static bool seen[N];
+	for (uint32_t k = 0; k < N; k++) {
+		rx_fill(64);
+		struct sim_pkt p = rx_expect(VSOCK_OP_RW);
+		uint32_t v;
+		memcpy(&v, p.data, 4);
+		assert_int_equal(p.len, 4);
+		assert_int_equal(p.dst_port, 20000 + v);
+		assert_false(seen[v]);
+		seen[v] = true;
+	}
+	for (uint32_t i = 0; i < N; i++)
+		close(fds[i]);
+	close(lfd);
+}
+
+static void test_slow_host_reader_bounded(void **state)
+{
+	(void)state;
+	int lfd = unix_listen(6004);
+	rx_fill(8);
+	uint32_t buf_alloc = VSOCK_CONN_BUF, fwd = 0, sent = 0;
+	sim_tx(&sim, 42000, 6004, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	struct sim_pkt p = rx_expect(VSOCK_OP_RESPONSE);
+	buf_alloc = p.buf_alloc;
+	int fd = accept(lfd, NULL, NULL);
+	/* The guest sends what its credit allows, the host reads nothing. */
+	static uint8_t chunk[16384];
+	for (int round = 0; round < 200; round++) {
+		uint32_t credit = buf_alloc - (sent - fwd);
+		if (credit == 0) {
+			struct sim_pkt c;
+			if (!rx_poll(&c, 20))
+				break; /* the device holds the rest: the guest waits */
+			fwd = c.fwd_cnt;
+			continue;
+		}
+		uint32_t k = credit < sizeof(chunk) ? credit : sizeof(chunk);
+		memset(chunk, (uint8_t)sent, k);
+		sim_tx(&sim, 42000, 6004, VSOCK_OP_RW, 0, 1 << 20, 0, chunk, k);
+		sent += k;
+		rx_fill(8);
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_true(st.buffered <= VSOCK_CONN_BUF);
+	assert_true(st.buffered > 0);   /* the socket is full and the device holds the rest */
+	/* The reader catches up: everything arrives, the buffer empties. */
+	static uint8_t all[8 << 20];
+	assert_true(sent <= sizeof(all));
+	assert_int_equal(read_full(fd, all, sent), sent);
+	for (uint32_t i = 0; i < sent; i += sizeof(chunk))
+		assert_int_equal(all[i], (uint8_t)i);
+	for (int t = 0; t < 500; t++) {
+		virtio_vsock_get_stats(sim.vs, &st);
+		if (st.buffered == 0)
+			break;
+		msleep(2);
+	}
+	assert_int_equal(st.buffered, 0);
+	close(fd);
+	close(lfd);
+}
+
+static void test_slow_guest_reader_backpressure(void **state)
+{
+	(void)state;
+	uint32_t local;
+	int fd = host_to_guest(GUEST_PORT, &local, "");
+	/* The guest said buf_alloc 1 MiB at RESPONSE and never reads (never
+	 * raises fwd_cnt): the host writer must block once 1 MiB and the socket
+	 * buffers are full, with nothing buffered in the VMM. */
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	static uint8_t chunk[65536];
+	size_t written = 0;
+	for (int t = 0; t < 2000; t++) {
+		ssize_t n = write(fd, chunk, sizeof(chunk));
+		if (n > 0) {
+			written += (size_t)n;
+		} else {
+			rx_fill(256);
+			msleep(1);
+			struct pollfd pfd = { fd, POLLOUT, 0 };
+			if (t > 100 && poll(&pfd, 1, 50) == 0)
+				break;
+		}
+	}
+	assert_true(written < (16u << 20)); /* it did block */
+	uint64_t delivered = 0;
+	struct sim_pkt p;
+	for (;;) {
+		rx_fill(256);
+		if (!rx_poll(&p, 50))
+			break;
+		delivered += p.op == VSOCK_OP_RW ? p.len : 0;
+	}
+	assert_int_equal(delivered, 1u << 20); /* exactly the credit */
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.buffered, 0);
+	close(fd);
+}
+
+static void test_handshake_limit(void **state)
+{
+	(void)state;
+	/* Silent host programs hold handshake slots; one past the limit is closed. */
+	int fds[VSOCK_HOST_MAX_HANDSHAKE + 1];
+	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++) {
+		fds[i] = unix_connect(path);
+	}
+	assert_true(sees_eof(fds[VSOCK_HOST_MAX_HANDSHAKE]));
+	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++)
+		close(fds[i]);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_socket_is_private),
+		T(test_connect_ok_and_data),
+		T(test_bad_commands_closed),
+		T(test_no_guest_listener),
+		T(test_guest_to_host_listener),
+		T(test_guest_to_host_no_listener),
+		T(test_reset_gives_eof),
+		T(test_thousand_connections),
+		T(test_slow_host_reader_bounded),
+		T(test_slow_guest_reader_backpressure),
+		T(test_handshake_limit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
