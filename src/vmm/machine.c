@@ -35,6 +35,7 @@
 #include "dev/serial.h"
 #include "dev/virtio-blk.h"
 #include "dev/virtio-rng.h"
+#include "dev/virtio-vsock.h"
 #include "hv/acpi.h"
 #include "hv/kvm.h"
 #include "hv/layout.h"
@@ -45,6 +46,7 @@
 #include "vmm/net-host.h"
 #include "vmm/sandbox.h"
 #include "vmm/virtio-host.h"
+#include "vmm/vsock-host.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -85,6 +87,8 @@ struct machine {
 	atomic_bool panicked;
 	struct virtio_blk *blk[VMM_MAX_DISKS];
 	struct net_host *net;
+	struct virtio_vsock *vsock;
+	struct vsock_host *vsock_host;
 
 	int done_fd;
 	int signal_fd;
@@ -381,6 +385,21 @@ static bool machine_add_devices(struct machine *m)
 	       pci_bus_attach(&m->pci, &m->pio, &m->mmio, &reset_io_ops, &m->reset);
 }
 
+/* --vsock: the device and its host side on Unix sockets. */
+static bool machine_add_vsock(struct machine *m, const struct vsock_option *v)
+{
+	m->vsock_host = vsock_host_create(v->socket, m->io);
+	if (!m->vsock_host) {
+		/* A path that is taken or not writable: the user's to fix. */
+		machine_stop(m, VMM_EXIT_USAGE);
+		return false;
+	}
+	struct vsock_backend be = vsock_host_backend(m->vsock_host);
+	m->vsock = virtio_vsock_create(v->cid, &be);
+	return m->vsock && virtio_host_add(m->virtio, &virtio_vsock_ops, m->vsock) &&
+	       vsock_host_start(m->vsock_host, m->vsock);
+}
+
 /* PCI devices: the virtio devices the options ask for. */
 static bool machine_add_pci_devices(struct machine *m)
 {
@@ -408,6 +427,8 @@ static bool machine_add_pci_devices(struct machine *m)
 		if (!m->rng || !virtio_host_add(m->virtio, &virtio_rng_ops, m->rng))
 			return false;
 	}
+	if (o->vsock.enabled && !machine_add_vsock(m, &o->vsock))
+		return false;
 	if (o->nnets && !net_host_create(o->nets, o->nnets, m->virtio, m->io, &m->vm.mem, &m->net)) {
 		/* A port in use, a tap that cannot be attached: the user's to fix. */
 		machine_stop(m, VMM_EXIT_USAGE);
@@ -422,6 +443,8 @@ static unsigned machine_sandbox_needs(const struct vmm_options *o)
 	unsigned needs = 0;
 	for (unsigned i = 0; i < o->nnets; i++)
 		needs |= o->nets[i].kind == NET_USER ? SANDBOX_NET_USER : SANDBOX_NET_TAP;
+	if (o->vsock.enabled)
+		needs |= SANDBOX_VSOCK;
 	return needs;
 }
 
@@ -514,7 +537,10 @@ static void machine_teardown(struct machine *m)
 	console_close(m->console);
 	/* The I/O thread stops before the devices it calls into go away. */
 	iothread_destroy(m->io);
+	vsock_host_detach_io(m->vsock_host); /* its watches went with the I/O thread */
 	virtio_host_destroy(m->virtio);
+	virtio_vsock_destroy(m->vsock);      /* host programs see EOF */
+	vsock_host_destroy(m->vsock_host);   /* after the device: it names host connections */
 	net_host_destroy(m->net); /* after the NICs were reset, and the I/O thread's watches freed */
 	virtio_rng_destroy(m->rng);
 	for (unsigned i = 0; i < VMM_MAX_DISKS; i++)

@@ -37,6 +37,10 @@ const char options_usage[] =
 	"  --on-panic exit|pause when the guest kernel panics (pvpanic): exit with\n"
 	"                        status 5 (default), or stop the vCPUs and wait for a signal\n"
 	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
+	"  --vsock cid=N,socket=PATH\n"
+	"                        a virtio-vsock device, guest CID N (3 or more): host\n"
+	"                        programs reach guest port P by writing \"CONNECT P\\n\"\n"
+	"                        to the Unix socket PATH; the guest reaches PATH_P\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  --seccomp on|off      system call allowlist (default on; off only for\n"
 	"                        debugging tools such as valgrind)\n"
@@ -61,6 +65,7 @@ enum option_id {
 	OPT_LOG_LEVEL,
 	OPT_SECCOMP,
 	OPT_RNG,
+	OPT_VSOCK,
 	OPT_ON_PANIC,
 	OPT_DISK,
 	OPT_NET,
@@ -78,6 +83,7 @@ static const struct option long_options[] = {
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "on-panic", required_argument, NULL, OPT_ON_PANIC },
@@ -185,6 +191,8 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 	case OPT_RNG:
 		o->rng = true;
 		return true;
+	case OPT_VSOCK:
+		return vsock_option_parse(arg, &o->vsock, err, errlen);
 	case OPT_ON_PANIC:
 		if (strcmp(arg, "exit") != 0 && strcmp(arg, "pause") != 0)
 			return fail(err, errlen, "--on-panic %s: use exit or pause", arg);

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "vmm/disk-option.h"
 #include "vmm/net-option.h"
+#include "vmm/vsock-option.h"
 
 #define VMM_DEFAULT_MEMORY   (512ull << 20)
 #define VMM_MIN_MEMORY       (32ull << 20)
@@ -47,6 +48,7 @@ struct vmm_options {
 	struct disk_option disks[VMM_MAX_DISKS];
 	unsigned nnets;
 	struct net_option nets[VMM_MAX_NETS];
+	struct vsock_option vsock;
 	bool help;
 	bool version;
 };

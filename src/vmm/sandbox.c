@@ -12,6 +12,7 @@
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -106,6 +107,16 @@ static const struct allowed_syscall allowed_net_tap[] = {
 	ALLOW(writev, "tap: a frame from guest memory, after the checked header copy"),
 };
 
+/* --vsock: host programs' Unix-socket connections, made at any time. */
+static const struct allowed_syscall allowed_vsock[] = {
+	ALLOW(connect, "vsock: a guest connection to host port P reaches PATH_P"),
+	ALLOW(sendmsg, "vsock: guest bytes to a host program, from guest memory"),
+	ALLOW(recvmsg, "vsock: host bytes into the guest's rx buffers"),
+	ALLOW(sendto, "vsock: the OK line of the handshake (send is sendto)"),
+	ALLOW(recvfrom, "vsock: the CONNECT line, a byte at a time (recv is recvfrom)"),
+	ALLOW(shutdown, "vsock: EOF to a host program when the guest shuts down or resets"),
+};
+
 /* ioctl is allowed only with these requests. */
 static const struct {
 	unsigned long request;
@@ -174,6 +185,13 @@ static int sandbox_add_needs(scmp_filter_ctx ctx, unsigned needs)
 		if (rc == 0)
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 					      SCMP_A1(SCMP_CMP_EQ, FIONREAD));
+	}
+	if (rc == 0 && (needs & SANDBOX_VSOCK)) {
+		rc = sandbox_add_list(ctx, allowed_vsock, ARRAY_SIZE(allowed_vsock));
+		/* Only Unix sockets: a guest connection never becomes a network one. */
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+					      SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
 	}
 	if (rc == 0 && (needs & SANDBOX_NET_TAP)) {
 		rc = sandbox_add_list(ctx, allowed_net_tap, ARRAY_SIZE(allowed_net_tap));
