@@ -38,6 +38,7 @@
 
 struct virtio_dev {
 	pthread_mutex_t lock;
+	pthread_cond_t irq;      /* broadcast at every interrupt call */
 	void *dev;               /* the struct virtio_vsock */
 	struct vq vq[3];
 	unsigned interrupts[3];
@@ -54,6 +55,7 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 {
 	if (q < 3 && vq_should_interrupt(&vd->vq[q]))
 		vd->interrupts[q]++;
+	pthread_cond_broadcast(&vd->irq);
 }
 
 void virtio_config_changed(struct virtio_dev *vd)
@@ -170,6 +172,7 @@ static inline bool sim_init(struct sim *s, const struct vsock_backend *be)
 {
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->vd.lock, NULL);
+	pthread_cond_init(&s->vd.irq, NULL);
 	if (!guest_mem_alloc(&s->mem, SIM_RAM))
 		return false;
 	s->vs = virtio_vsock_create(SIM_GUEST_CID, be);
@@ -186,6 +189,7 @@ static inline void sim_fini(struct sim *s)
 	virtio_vsock_destroy(s->vs);
 	guest_mem_free(&s->mem);
 	pthread_mutex_destroy(&s->vd.lock);
+	pthread_cond_destroy(&s->vd.irq);
 }
 
 static inline void sim_hdr(uint8_t *h, uint64_t src_cid, uint64_t dst_cid, uint32_t src_port,
