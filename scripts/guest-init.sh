@@ -5,6 +5,16 @@
 #   shoji.action=report    print CPUs online, MemTotal and /proc/cmdline, power off
 #   shoji.action=reboot    print a marker, then reboot -f
 #   shoji.action=poweroff  power off at once (boot-time benchmark)
+#   shoji.action=storage   virtio-rng, then a filesystem on /dev/vda with a
+#                          64 MiB random file and its sha256; /dev/vdb must be
+#                          read-only (even when the kernel is told otherwise)
+#   shoji.action=diskroot  run a check script from the root filesystem on
+#                          /dev/vda (a qcow2 overlay on the host), in a chroot
+#   shoji.action=panic     load pvpanic and crash the kernel (sysrq c)
+#   shoji.action=net       DHCP on eth0, fetch http://10.0.2.2:8080/f.bin (the
+#                          host's loopback through the user-mode network), then
+#                          serve a CGI on port 8080 until the host fetched it
+#                          through its host forward (at most 150 s)
 #   shoji.ttysize=ROWSxCOLS size of the terminal behind the console (demo)
 # Every line meant for a harness starts with "SHOJI-" so it can be found among
 # kernel messages.
@@ -13,7 +23,7 @@
 # until this line appears on the console.
 echo "SHOJI-INIT-REACHED"
 
-mkdir -p /proc /sys /dev /tmp
+mkdir -p /proc /sys /dev /tmp /mnt
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
@@ -38,6 +48,93 @@ report() {
     echo "SHOJI-REPORT done"
 }
 
+# The virtio and pvpanic drivers are modules in Debian's kernel; the
+# initramfs carries them flat in /lib/modules, in dependency order.
+load_modules() {
+    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+             virtio_blk virtio-rng pvpanic pvpanic-pci failover net_failover virtio_net \
+             vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+        [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
+    done
+    mdev -s 2>/dev/null
+}
+
+# Waits up to 10 s for a device node (drivers probe asynchronously).
+wait_for() {
+    i=0
+    while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e "$1" ]
+}
+
+storage() {
+    load_modules
+    echo "SHOJI-REPORT rng-current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
+    echo "SHOJI-REPORT rng-bytes=$(dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)"
+    wait_for /dev/vda || { echo "SHOJI-ERROR no /dev/vda"; return; }
+    mke2fs -q -F /dev/vda >/dev/null && mount -t ext4 /dev/vda /mnt || { echo "SHOJI-ERROR mkfs/mount"; return; }
+    dd if=/dev/urandom of=/mnt/data.bin bs=1M count=64 2>/dev/null
+    sha256sum /mnt/data.bin | cut -d' ' -f1 >/mnt/data.sha256
+    echo "SHOJI-REPORT data-sha256=$(cat /mnt/data.sha256)"
+    umount /mnt && sync
+    wait_for /dev/vdb || { echo "SHOJI-ERROR no /dev/vdb"; return; }
+    echo "SHOJI-REPORT vdb-ro=$(cat /sys/block/vdb/ro)"
+    # Past the kernel's own read-only flag, so the device must refuse.
+    blockdev --setrw /dev/vdb 2>/dev/null
+    if dd if=/dev/zero of=/dev/vdb bs=4096 count=1 oflag=direct,sync 2>/dev/null; then
+        echo "SHOJI-REPORT vdb-write=accepted"
+    else
+        echo "SHOJI-REPORT vdb-write=refused"
+    fi
+    echo "SHOJI-REPORT done"
+}
+
+diskroot() {
+    load_modules
+    wait_for /dev/vda || { echo "SHOJI-ERROR no /dev/vda"; return; }
+    mount -t ext4 /dev/vda /mnt || { echo "SHOJI-ERROR cannot mount /dev/vda"; return; }
+    chroot /mnt /bin/sh /check.sh
+    umount /mnt && sync
+    echo "SHOJI-REPORT done"
+}
+
+net() {
+    load_modules
+    ip link set lo up
+    wait_for /sys/class/net/eth0 || { echo "SHOJI-ERROR no eth0"; return; }
+    ip link set eth0 up
+    cat >/tmp/udhcpc.sh <<'EOF'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/${mask:-24}" dev "$interface"
+ip route add default via "$router"
+EOF
+    chmod +x /tmp/udhcpc.sh
+    udhcpc -q -n -t 10 -i eth0 -s /tmp/udhcpc.sh >/dev/null 2>&1
+    echo "SHOJI-REPORT ip=$(ip -4 addr show eth0 | awk '/inet / { print $2 }')"
+    wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin
+    echo "SHOJI-REPORT fetched-sha256=$(sha256sum /tmp/f.bin 2>/dev/null | cut -d' ' -f1)"
+    # The host fetches this CGI through its forward; running it marks it done.
+    token=$(dd if=/dev/urandom bs=8 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+    mkdir -p /tmp/www/cgi-bin
+    printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "served-%s"\ntouch /tmp/served\n' "$token" \
+        >/tmp/www/cgi-bin/hello
+    chmod +x /tmp/www/cgi-bin/hello
+    httpd -p 8080 -h /tmp/www
+    echo "SHOJI-REPORT serve-token=served-$token"
+    i=0
+    while [ ! -e /tmp/served ] && [ $i -lt 1500 ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e /tmp/served ] && echo "SHOJI-REPORT hostfwd=served" || echo "SHOJI-REPORT hostfwd=timeout"
+    sleep 1
+    echo "SHOJI-REPORT done"
+}
+
+panic_now() {
+    load_modules
+    echo "SHOJI-REPORT pvpanic=$(ls /sys/bus/pci/drivers/pvpanic-pci 2>/dev/null | grep -c :)"
+    echo "SHOJI-PANICKING"
+    echo c >/proc/sysrq-trigger
+}
+
 shell() {
     cat <<'BANNER'
 
@@ -57,6 +154,10 @@ case $action in
     report)   report; sync; poweroff -f ;;
     reboot)   echo "SHOJI-REBOOTING"; reboot -f ;;
     poweroff) poweroff -f ;;
+    storage)  storage; sync; poweroff -f ;;
+    diskroot) diskroot; sync; poweroff -f ;;
+    panic)    panic_now ;;
+    net)      net; poweroff -f ;;
     *)        shell; echo "SHOJI-POWEROFF"; poweroff -f ;;
 esac
 # poweroff -f only returns if it failed; say so instead of letting the kernel

@@ -24,6 +24,28 @@ populate_busybox() {
     done
 }
 
+# The drivers of shoji's devices that Debian builds as modules (the init
+# loads them with insmod, in its own order).
+GUEST_MODULES=(
+    drivers/virtio/virtio.ko drivers/virtio/virtio_ring.ko
+    drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci_legacy_dev.ko
+    drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko
+    drivers/char/hw_random/virtio-rng.ko
+    drivers/misc/pvpanic/pvpanic.ko drivers/misc/pvpanic/pvpanic-pci.ko
+    net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko
+    net/vmw_vsock/vsock.ko net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
+    net/vmw_vsock/vmw_vsock_virtio_transport.ko
+)
+
+copy_modules() {
+    local dest=$1 tree=$2 m
+    mkdir -p "$dest"
+    for m in "${GUEST_MODULES[@]}"; do
+        [[ -f $tree/$m ]] || die "$tree lacks $m (re-run scripts/fetch-guest.sh)"
+        cp "$tree/$m" "$dest/"
+    done
+}
+
 # Writes the newc archive of DIR to OUT, owned by root whoever runs this.
 pack() {
     local dir=$1 out=$2
@@ -40,6 +62,7 @@ main() {
     trap "rm -rf '$root'" EXIT
     populate_busybox "$root" "$cache/busybox"
     install -m 0755 "$here/guest-init.sh" "$root/init"
+    copy_modules "$root/lib/modules" "$cache/modules/kernel"
     mkdir -p "$(dirname "$out")"
     pack "$root" "$out"
 }

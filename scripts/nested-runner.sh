@@ -89,6 +89,20 @@ run_case() {
     emit "@@END $rc_name rc=$rc_status ms=$rc_ms timedout=$rc_to"
 }
 
+# host_step NAME COMMANDS: runs shell COMMANDS where the VMM runs (L1, or
+# this host natively): preparing a case's images, and reading them back
+# afterwards. Its output is recorded like a case's console (out|), and its
+# status as rc, so a job line always yields exactly one @@END record.
+host_step() {
+    hs_name=$1 hs_cmds=$2
+    hs_t0=$(now_ms)
+    emit "@@CASE $hs_name"
+    (eval "$hs_cmds") >"$RUNNER_WORK/$hs_name.host" 2>&1
+    hs_status=$?
+    emit_file out "$RUNNER_WORK/$hs_name.host"
+    emit "@@END $hs_name rc=$hs_status ms=$(( $(now_ms) - hs_t0 )) timedout=0"
+}
+
 # time_boot NAME TIMEOUT_S MARKER COMMAND...: time from starting COMMAND (a
 # VMM with its serial console on stdout) to the first console line holding
 # MARKER. The rest of the output is drained so the VMM runs to its end.
