@@ -344,9 +344,7 @@ static uint64_t blk_features(void *dev)
 static void blk_config_read(void *dev, uint32_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_blk *blk = dev;
-	memset(data, 0, len);
-	if (offset < sizeof(blk->config) && len <= sizeof(blk->config) - offset)
-		memcpy(data, blk->config + offset, len);
+	virtio_config_copy(blk->config, sizeof(blk->config), offset, data, len);
 }
 
 static void blk_config_write(void *dev, uint32_t offset, const uint8_t *data, uint32_t len)

@@ -434,9 +434,7 @@ static bool net_features_ok(void *dev, uint64_t f)
 static void net_config_read(void *dev, uint32_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_net *net = dev;
-	memset(data, 0, len);
-	if (offset < sizeof(net->config) && len <= sizeof(net->config) - offset)
-		memcpy(data, net->config + offset, len);
+	virtio_config_copy(net->config, sizeof(net->config), offset, data, len);
 }
 
 static void net_config_write(void *dev, uint32_t offset, const uint8_t *data, uint32_t len)

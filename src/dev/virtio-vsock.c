@@ -815,9 +815,7 @@ static uint64_t vsock_features(void *dev)
 static void vsock_config_read(void *dev, uint32_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_vsock *vs = dev;
-	memset(data, 0, len);
-	if (offset < sizeof(vs->config) && len <= sizeof(vs->config) - offset)
-		memcpy(data, vs->config + offset, len);
+	virtio_config_copy(vs->config, sizeof(vs->config), offset, data, len);
 }
 
 static void vsock_config_write(void *dev, uint32_t offset, const uint8_t *data, uint32_t len)

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dev/virtqueue.h"
 
@@ -61,6 +62,18 @@ struct virtio_device_ops {
 	void (*queue_notify)(void *dev, struct virtio_dev *vd, unsigned queue);
 	void (*reset)(void *dev);
 };
+
+/*
+ * A config_read over a device's byte image of its configuration: the bytes
+ * asked for, zeros for any read the image cannot fully serve.
+ */
+static inline void virtio_config_copy(const uint8_t *config, size_t size, uint32_t offset,
+				      uint8_t *data, uint32_t len)
+{
+	memset(data, 0, len);
+	if (offset < size && len <= size - offset)
+		memcpy(data, config + offset, len);
+}
 
 /* Queue `q` of the device (valid between activate and reset). */
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q);
