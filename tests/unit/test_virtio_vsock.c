@@ -29,7 +29,7 @@ struct fconn {
 	uint32_t local_port;
 	unsigned want;
 	size_t accept;           /* bytes send() still takes before EAGAIN */
-	uint8_t sent[1 << 20];
+	uint8_t *sent;           /* FCONN_SENT_MAX bytes, allocated on first use */
 	size_t sent_len;
 	const uint8_t *src;      /* what recv() returns, then EAGAIN or EOF */
 	size_t src_len, src_off;
@@ -38,6 +38,12 @@ struct fconn {
 };
 
 #define MAX_FCONN (VSOCK_MAX_CONNS + 8)
+/*
+ * What one fake connection records of the guest's data. Allocated on the
+ * first send: a fixed array per connection would make setup() clear a
+ * gigabyte for every test (slow under MALLOC_PERTURB_, which meson sets).
+ */
+#define FCONN_SENT_MAX (1u << 20)
 static struct fconn *fconns;
 static bool refuse;
 static unsigned connects, closes, wakes;
@@ -93,7 +99,11 @@ static ssize_t fb_send(void *ctx, void *conn, const struct iovec *iov, unsigned 
 	size_t done = 0;
 	for (unsigned i = 0; i < n && f->accept > 0; i++) {
 		size_t k = iov[i].iov_len < f->accept ? iov[i].iov_len : f->accept;
-		assert_true(f->sent_len + k <= sizeof(f->sent));
+		assert_true(f->sent_len + k <= FCONN_SENT_MAX);
+		if (!f->sent) {
+			f->sent = malloc(FCONN_SENT_MAX);
+			assert_non_null(f->sent);
+		}
 		memcpy(f->sent + f->sent_len, iov[i].iov_base, k);
 		f->sent_len += k;
 		f->accept -= k;
@@ -173,6 +183,8 @@ static int teardown(void **state)
 {
 	(void)state;
 	sim_fini(&sim);
+	for (unsigned i = 0; i < MAX_FCONN; i++)
+		free(fconns[i].sent);
 	free(fconns);
 	return 0;
 }
