@@ -1,0 +1,82 @@
+/*
+ * VM definitions: what one VM is allowed to have (kernel, memory, vCPUs,
+ * and the devices the guest will see), as one JSON file per VM under the
+ * state directory that a person can read and edit. Everything is checked
+ * here, before a definition is stored or a VMM is started, and every
+ * mistake is one line naming the file, the line and the key.
+ *
+ * A device that is not in the definition does not exist for the guest: the
+ * daemon turns exactly these fields into shoji-vmm options (vmm-args.c).
+ */
+#ifndef SHOJI_DAEMON_VMDEF_H
+#define SHOJI_DAEMON_VMDEF_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define VMDEF_NAME_MAX     32
+#define VMDEF_CMDLINE_MAX  2048
+#define VMDEF_MAX_DISKS    8
+#define VMDEF_MAX_NETS     8
+#define VMDEF_MAX_HOSTFWD  8
+#define VMDEF_HOSTFWD_MAX  64
+#define VMDEF_MAX_CPUS     254
+#define VMDEF_MIN_MEMORY   (32ull << 20)
+#define VMDEF_MAX_MEMORY   (1ull << 40)
+
+enum vm_role { VM_ROLE_CLIENT, VM_ROLE_SERVICE };
+
+struct vmdef_disk {
+	char path[PATH_MAX];
+	bool qcow2;
+	bool readonly;
+};
+
+struct vmdef_net {
+	bool tap;                 /* else user-mode */
+	char tap_name[16];        /* IFNAMSIZ */
+	unsigned nhostfwd;
+	char hostfwd[VMDEF_MAX_HOSTFWD][VMDEF_HOSTFWD_MAX];
+	char mac[18];             /* "" when not given */
+};
+
+struct vmdef {
+	char name[VMDEF_NAME_MAX + 1];
+	enum vm_role role;
+	char kernel[PATH_MAX];
+	char initrd[PATH_MAX];    /* "" when none */
+	char cmdline[VMDEF_CMDLINE_MAX];
+	unsigned cpus;
+	uint64_t memory;          /* bytes, a whole number of MiB */
+	unsigned ndisks;
+	struct vmdef_disk disks[VMDEF_MAX_DISKS];
+	unsigned nnets;
+	struct vmdef_net nets[VMDEF_MAX_NETS];
+	unsigned vsock_cid;       /* 0: no vsock device */
+	bool rng;
+	bool autostart;           /* default: true for service VMs */
+	char depends_on[VMDEF_NAME_MAX + 1]; /* "" when none */
+};
+
+/* A valid VM name: 1-32 of [a-z0-9_-], starting with a letter or digit. */
+bool vmdef_name_valid(const char *name);
+
+/*
+ * Parses and checks a definition. `source` names the text in messages (the
+ * file's path, or "request"); `expect_name`, when not NULL, is the name the
+ * file's name gives, which the "name" key must match. On failure returns
+ * false with "SOURCE:LINE: key 'KEY': what is wrong" in err.
+ */
+bool vmdef_parse(const char *text, const char *source, const char *expect_name,
+		 struct vmdef *out, char *err, size_t errlen);
+
+/* The definition as JSON, the form stored on disk and returned by the API. */
+json_t *vmdef_to_json(const struct vmdef *d);
+
+const char *vm_role_name(enum vm_role role);
+
+#endif
