@@ -221,7 +221,12 @@ static bool disk_path_key(struct ctx *c, const char *p, json_t *obj, struct vmde
 	json_t *v = json_object_get(obj, "path");
 	if (!v)
 		return fail_at(c, p, "needs a \"path\"");
-	return get_file(c, path, v, disk->path, sizeof(disk->path), !disk->readonly);
+	if (!get_file(c, path, v, disk->path, sizeof(disk->path), !disk->readonly))
+		return false;
+	if (strchr(disk->path, ','))
+		return fail_at(c, path, "'%s': shoji-vmm --disk cannot take a path with a comma; rename it",
+			       disk->path);
+	return true;
 }
 
 static bool disk_one(struct ctx *c, const char *p, json_t *obj, struct vmdef_disk *disk)

@@ -1,0 +1,102 @@
+/* The API's listening socket and libmicrohttpd daemon (see api.h). */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "daemon/api-internal.h"
+
+int api_listen(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		log_error("API socket %s: longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
+		return -1;
+	}
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_error("API socket %s: exists and is not a socket; choose another path", path);
+			return -1;
+		}
+		/* A live daemon there answers a connect: never steal its socket. */
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (alive) {
+			log_error("API socket %s: another shojid is serving it", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* fchmod first: the socket file is created with the inode's mode, 0600 from the start. */
+	if (fd < 0 || fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+		log_error("API socket %s: %m", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	if (n && msg[n - 1] == '\n')
+		msg[n - 1] = '\0';
+	log_debug("libmicrohttpd: %s", msg);
+}
+
+struct api *api_start(int listen_fd, struct sup *sup, struct events *events)
+{
+	struct api *api = calloc(1, sizeof(*api));
+	if (!api) {
+		close(listen_fd);
+		return NULL;
+	}
+	api->sup = sup;
+	api->events = events;
+	api->listen_fd = listen_fd;
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+			 MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
+	api->mhd = MHD_start_daemon(flags, 0, NULL, NULL, api_handle, api,
+				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				    MHD_OPTION_LISTEN_SOCKET, listen_fd,
+				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CLIENTS,
+				    MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+				    MHD_OPTION_NOTIFY_COMPLETED, api_request_done, api,
+				    MHD_OPTION_END);
+	if (!api->mhd) {
+		log_error("cannot start the API server (libmicrohttpd)");
+		close(listen_fd);
+		free(api);
+		return NULL;
+	}
+	return api;
+}
+
+void api_stop(struct api *api)
+{
+	if (!api)
+		return;
+	atomic_store(&api->stopping, true);
+	events_wake(api->events);
+	/* Console relays notice `stopping` within a poll interval. */
+	for (int i = 0; i < 200 && atomic_load(&api->relays) > 0; i++)
+		usleep(10000);
+	MHD_stop_daemon(api->mhd);
+	close(api->listen_fd);
+	free(api);
+}

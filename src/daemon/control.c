@@ -1,0 +1,354 @@
+/*
+ * What the API asks of the supervisor (see supervisor.h): listing,
+ * showing, defining, removing, and the lifecycle actions. Each function
+ * takes the lock for its whole duration; none of them blocks for long
+ * (the power button is one short request to the VMM's control socket).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "daemon/proc.h"
+#include "daemon/store.h"
+#include "daemon/vm.h"
+#include "daemon/vmmctl.h"
+
+#define BUTTON_TIMEOUT_MS 500
+
+static json_t *vm_status(const struct vm *vm)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i}", "name", vm->def.name, "role",
+			      vm_role_name(vm->def.role), "state", vm_state_name(vm->state), "autostart",
+			      vm->def.autostart, "restarts", (int)vm->restarts);
+	if (vm->vmm > 0)
+		json_object_set_new(o, "pid", json_integer(vm->vmm));
+	if (vm->last_exit[0])
+		json_object_set_new(o, "last_exit", json_string(vm->last_exit));
+	if (vm->def.depends_on[0])
+		json_object_set_new(o, "depends_on", json_string(vm->def.depends_on));
+	return o;
+}
+
+json_t *sup_list(struct sup *s)
+{
+	json_t *vms = json_array();
+	pthread_mutex_lock(&s->lock);
+	for (struct vm *vm = s->vms; vm; vm = vm->next)
+		json_array_append_new(vms, vm_status(vm));
+	json_t *o = json_pack("{s:o, s:O}", "vms", vms, "invalid", s->invalid);
+	pthread_mutex_unlock(&s->lock);
+	return o;
+}
+
+json_t *sup_show(struct sup *s, const char *name)
+{
+	pthread_mutex_lock(&s->lock);
+	struct vm *vm = sup_find(s, name);
+	json_t *o = NULL;
+	if (vm) {
+		o = vm_status(vm);
+		json_object_set_new(o, "definition", vmdef_to_json(&vm->def));
+		json_t *sockets = json_pack("{s:s}", "console", vm->paths.console);
+		if (vm->def.vsock_cid)
+			json_object_set_new(sockets, "vsock", json_string(vm->paths.vsock));
+		json_object_set_new(o, "sockets", sockets);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return o;
+}
+
+char *sup_definition_text(struct sup *s, const char *name, char *err, size_t errlen,
+			  enum sup_status *st)
+{
+	char path[PATH_MAX];
+	pthread_mutex_lock(&s->lock);
+	bool found = sup_find(s, name) != NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (!found) {
+		snprintf(err, errlen, "no VM named '%s'", name);
+		*st = SUP_NOT_FOUND;
+		return NULL;
+	}
+	store_def_path(s->cfg.state_dir, name, path, sizeof(path));
+	char *text = store_read(path, err, errlen);
+	*st = text ? SUP_OK : SUP_INTERNAL;
+	return text;
+}
+
+/* Relations with the other VMs: the dependency must be an existing service VM. */
+static enum sup_status check_dependency(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
+{
+	if (!d->depends_on[0])
+		return SUP_OK;
+	struct vm *dep = sup_find(s, d->depends_on);
+	if (!dep) {
+		snprintf(err, errlen, "depends_on '%s': no such VM; create the service VM first", d->depends_on);
+		return SUP_BAD_REQUEST;
+	}
+	if (dep->def.role != VM_ROLE_SERVICE) {
+		snprintf(err, errlen, "depends_on '%s': it is a client VM; a VM may only depend on a service VM",
+			 d->depends_on);
+		return SUP_BAD_REQUEST;
+	}
+	return SUP_OK;
+}
+
+static enum sup_status store_definition(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	store_def_path(s->cfg.state_dir, d->name, path, sizeof(path));
+	json_t *j = vmdef_to_json(d);
+	char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	size_t n = text ? strlen(text) : 0;
+	char *with_nl = text ? realloc(text, n + 2) : NULL;
+	if (!with_nl) {
+		free(text);
+		snprintf(err, errlen, "out of memory");
+		return SUP_INTERNAL;
+	}
+	with_nl[n] = '\n';
+	with_nl[n + 1] = '\0';
+	bool ok = store_write(path, with_nl, err, errlen);
+	free(with_nl);
+	return ok ? SUP_OK : SUP_INTERNAL;
+}
+
+static enum sup_status define_locked(struct sup *s, const char *name, const struct vmdef *d,
+				     char *err, size_t errlen)
+{
+	struct vm *old = sup_find(s, d->name);
+	if (!name && old) {
+		snprintf(err, errlen, "a VM named '%s' exists already; pick another name or remove it", d->name);
+		return SUP_CONFLICT;
+	}
+	if (name && !old) {
+		snprintf(err, errlen, "no VM named '%s'", name);
+		return SUP_NOT_FOUND;
+	}
+	enum sup_status st = check_dependency(s, d, err, errlen);
+	if (st != SUP_OK)
+		return st;
+	if (old && old->def.role == VM_ROLE_SERVICE && d->role == VM_ROLE_CLIENT) {
+		for (struct vm *vm = s->vms; vm; vm = vm->next)
+			if (strcmp(vm->def.depends_on, d->name) == 0) {
+				snprintf(err, errlen, "'%s' depends on it: it must stay a service VM", vm->def.name);
+				return SUP_CONFLICT;
+			}
+	}
+	st = store_definition(s, d, err, errlen);
+	if (st != SUP_OK)
+		return st;
+	if (old) {
+		old->def = *d; /* a running VM gets the new definition at its next start */
+		events_emit(s->events, "defined", d->name, NULL);
+		return SUP_OK;
+	}
+	struct vm *vm = vm_new(s, d);
+	if (!vm) {
+		snprintf(err, errlen, "cannot open the console log of '%s'", d->name);
+		return SUP_INTERNAL;
+	}
+	vm->next = s->vms;
+	s->vms = vm;
+	events_emit(s->events, "created", d->name, NULL);
+	return SUP_OK;
+}
+
+enum sup_status sup_define(struct sup *s, const char *name, const char *text, char *created,
+			   char *err, size_t errlen)
+{
+	struct vmdef *d = malloc(sizeof(*d));
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return SUP_INTERNAL;
+	}
+	enum sup_status st = SUP_BAD_REQUEST;
+	if (vmdef_parse(text, "request", name, d, err, errlen)) {
+		pthread_mutex_lock(&s->lock);
+		st = define_locked(s, name, d, err, errlen);
+		pthread_mutex_unlock(&s->lock);
+		if (created)
+			snprintf(created, VMDEF_NAME_MAX + 1, "%s", d->name);
+	}
+	free(d);
+	return st;
+}
+
+static void unlink_vm(struct sup *s, struct vm *vm)
+{
+	for (struct vm **p = &s->vms; *p; p = &(*p)->next)
+		if (*p == vm) {
+			*p = vm->next;
+			break;
+		}
+}
+
+enum sup_status sup_remove(struct sup *s, const char *name, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->lock);
+	struct vm *vm = sup_find(s, name);
+	enum sup_status st = SUP_OK;
+	if (!vm) {
+		snprintf(err, errlen, "no VM named '%s'", name);
+		st = SUP_NOT_FOUND;
+	} else if (vm->keeper_fd >= 0 || vm->state == VM_BACKOFF || vm->state == VM_WAITING) {
+		snprintf(err, errlen, "'%s' is %s; stop or kill it first", name, vm_state_name(vm->state));
+		st = SUP_CONFLICT;
+	} else {
+		for (struct vm *o = s->vms; o; o = o->next)
+			if (strcmp(o->def.depends_on, name) == 0) {
+				snprintf(err, errlen, "'%s' depends on '%s'; remove or change it first", o->def.name, name);
+				st = SUP_CONFLICT;
+			}
+	}
+	if (st == SUP_OK) {
+		char path[PATH_MAX];
+		store_def_path(s->cfg.state_dir, name, path, sizeof(path));
+		unlink(path);
+		rmdir(vm->paths.dir);
+		unlink_vm(s, vm);
+		vm->removed = true;
+		events_emit(s->events, "removed", name, NULL);
+		if (vm->refs == 0)
+			vm_free(vm);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return st;
+}
+
+/* ---- actions ---- */
+
+static enum sup_status act_start(struct sup *s, struct vm *vm, char *err, size_t errlen)
+{
+	if (vm->keeper_fd >= 0 || vm->state == VM_WAITING) {
+		snprintf(err, errlen, "'%s' is %s already", vm->def.name, vm_state_name(vm->state));
+		return SUP_CONFLICT;
+	}
+	vm->nfail = 0; /* a person's start clears the failure count */
+	vm_request_start(s, vm);
+	if (vm->state == VM_STOPPED) {
+		snprintf(err, errlen, "'%s' could not be started (see shojid's log)", vm->def.name);
+		return SUP_INTERNAL;
+	}
+	return SUP_OK;
+}
+
+/* The power button, then SIGKILL at the deadline (supervisor.c's tick). */
+static void press_button(struct sup *s, struct vm *vm)
+{
+	char why[256];
+	vm->state = VM_STOPPING;
+	vm->stop_deadline_ms = sup_now_ms() + s->cfg.stop_timeout_ms;
+	if (vmmctl_call(vm->paths.api, "power-button", BUTTON_TIMEOUT_MS, why, sizeof(why))) {
+		events_emit(s->events, "stopping", vm->def.name,
+			    json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
+	} else {
+		log_warn("%s: %s; killing the VMM", vm->def.name, why);
+		proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+	}
+}
+
+static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t errlen, bool restart)
+{
+	if (vm->keeper_fd < 0) {
+		bool pending = vm->state == VM_WAITING || vm->state == VM_BACKOFF || vm->state == VM_FAILED;
+		if (!pending || restart) {
+			if (restart)
+				return act_start(s, vm, err, errlen);
+			snprintf(err, errlen, "'%s' is not running", vm->def.name);
+			return SUP_CONFLICT;
+		}
+		vm->state = VM_STOPPED; /* a planned start is cancelled */
+		vm->want_running = false;
+		return SUP_OK;
+	}
+	vm->want_running = restart;
+	vm->restart_after_exit = restart;
+	if (vm->state != VM_STOPPING)
+		press_button(s, vm);
+	return SUP_OK;
+}
+
+static enum sup_status act_kill(struct sup *s, struct vm *vm, char *err, size_t errlen)
+{
+	(void)s;
+	if (vm->keeper_fd < 0) {
+		snprintf(err, errlen, "'%s' is not running", vm->def.name);
+		return SUP_CONFLICT;
+	}
+	vm->want_running = false;
+	vm->restart_after_exit = false;
+	if (!proc_pidfd_signal(vm->vmm_fd, SIGKILL)) {
+		snprintf(err, errlen, "'%s': cannot signal its VMM (already exiting?)", vm->def.name);
+		return SUP_CONFLICT;
+	}
+	return SUP_OK;
+}
+
+enum sup_status sup_action(struct sup *s, const char *name, const char *action, char *err,
+			   size_t errlen)
+{
+	pthread_mutex_lock(&s->lock);
+	struct vm *vm = sup_find(s, name);
+	enum sup_status st;
+	if (!vm) {
+		snprintf(err, errlen, "no VM named '%s'", name);
+		st = SUP_NOT_FOUND;
+	} else if (strcmp(action, "start") == 0) {
+		st = act_start(s, vm, err, errlen);
+	} else if (strcmp(action, "stop") == 0) {
+		st = act_stop(s, vm, err, errlen, false);
+	} else if (strcmp(action, "restart") == 0) {
+		st = act_stop(s, vm, err, errlen, true);
+	} else if (strcmp(action, "kill") == 0) {
+		st = act_kill(s, vm, err, errlen);
+	} else {
+		snprintf(err, errlen, "unknown action '%.32s' (use start, stop, kill or restart)", action);
+		st = SUP_NOT_FOUND;
+	}
+	pthread_mutex_unlock(&s->lock);
+	sup_wake(s);
+	return st;
+}
+
+/* ---- console and log readers ---- */
+
+struct vmlog *sup_log_get(struct sup *s, const char *name, void **ref)
+{
+	pthread_mutex_lock(&s->lock);
+	struct vm *vm = sup_find(s, name);
+	if (vm)
+		vm->refs++;
+	pthread_mutex_unlock(&s->lock);
+	*ref = vm;
+	return vm ? vm->log : NULL;
+}
+
+void sup_log_put(struct sup *s, void *ref)
+{
+	struct vm *vm = ref;
+	if (!vm)
+		return;
+	pthread_mutex_lock(&s->lock);
+	bool gone = --vm->refs == 0 && vm->removed;
+	pthread_mutex_unlock(&s->lock);
+	if (gone)
+		vm_free(vm);
+}
+
+bool sup_console_write(struct sup *s, void *ref, const void *buf, size_t n)
+{
+	struct vm *vm = ref;
+	pthread_mutex_lock(&s->lock);
+	bool ok = !vm->removed && vm->console_fd >= 0;
+	/* Non-blocking: keys typed faster than the guest reads them are dropped. */
+	if (ok && write(vm->console_fd, buf, n) < 0 && errno != EAGAIN)
+		ok = false;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}

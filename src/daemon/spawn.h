@@ -1,0 +1,35 @@
+/*
+ * Starting a VMM so that it outlives the daemon. The daemon forks a keeper
+ * in a new session (so a signal to the daemon's process group or session
+ * does not reach it); the keeper forks and execs shoji-vmm, waits for it
+ * and writes its exit status to a file, which is how the daemon learns the
+ * exit reason even of a VMM it re-adopted after a restart (only a parent
+ * can wait for a process; the keeper stays the VMM's parent throughout).
+ *
+ * The keeper holds no descriptor of the daemon's: the VMM's stdin and
+ * stdout are /dev/null, its stderr is the given log file. Nothing of the
+ * VMM's is a pipe the daemon reads, so a dead daemon cannot SIGPIPE it.
+ */
+#ifndef SHOJI_DAEMON_SPAWN_H
+#define SHOJI_DAEMON_SPAWN_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct spawned {
+	pid_t keeper;
+	pid_t vmm;
+};
+
+/*
+ * Runs argv[0] with argv under a keeper that writes "exit N" or "signal N"
+ * to `status_path` (atomically, through status_path.tmp) when it ends.
+ * stderr_fd becomes the VMM's stderr. False (errno set) if the keeper could
+ * not be started; a failed exec shows as "exit 127".
+ */
+bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struct spawned *out);
+
+/* Parses what the keeper wrote: *signaled and *value. False if unreadable. */
+bool spawn_read_status(const char *status_path, bool *signaled, int *value);
+
+#endif

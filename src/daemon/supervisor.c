@@ -1,0 +1,516 @@
+/*
+ * The supervisor thread, starting VMMs, and what happens when one exits
+ * (see supervisor.h for the states and the policy).
+ */
+#include "daemon/supervisor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "daemon/proc.h"
+#include "daemon/spawn.h"
+#include "daemon/store.h"
+#include "daemon/vm.h"
+#include "daemon/vmmctl.h"
+
+#define TICK_MS 50
+#define PING_TIMEOUT_MS 100
+
+long sup_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *vm_state_name(enum vm_state st)
+{
+	static const char *const names[] = {
+		[VM_STOPPED] = "stopped", [VM_WAITING] = "waiting", [VM_STARTING] = "starting",
+		[VM_RUNNING] = "running", [VM_STOPPING] = "stopping", [VM_BACKOFF] = "backoff",
+		[VM_FAILED] = "failed",
+	};
+	return names[st];
+}
+
+struct vm *sup_find(struct sup *s, const char *name)
+{
+	for (struct vm *vm = s->vms; vm; vm = vm->next)
+		if (strcmp(vm->def.name, name) == 0)
+			return vm;
+	return NULL;
+}
+
+void sup_wake(struct sup *s)
+{
+	uint64_t one = 1;
+	ssize_t w = write(s->wake_fd, &one, sizeof(one));
+	(void)w;
+}
+
+static void emit(struct sup *s, const char *type, struct vm *vm, json_t *fields)
+{
+	events_emit(s->events, type, vm->def.name, fields);
+}
+
+/* ---- VM records ---- */
+
+struct vm *vm_new(struct sup *s, const struct vmdef *d)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return NULL;
+	vm->def = *d;
+	vm->keeper_fd = vm->vmm_fd = vm->console_fd = -1;
+	vm->keeper_w = (struct vm_watch){ vm, WATCH_KEEPER };
+	vm->console_w = (struct vm_watch){ vm, WATCH_CONSOLE };
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/logs/%s.log", s->cfg.state_dir, d->name);
+	if (!vm_paths_make(s->cfg.run_dir, d->name, &vm->paths) ||
+	    !(vm->log = vmlog_open(path, s->cfg.log_max))) {
+		free(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vmlog_close(vm->log);
+	free(vm);
+}
+
+/* ---- state on disk, for re-adoption ---- */
+
+static void vm_save_state(struct vm *vm)
+{
+	json_t *o = json_pack("{s:i, s:I, s:i, s:I}", "keeper_pid", (int)vm->keeper, "keeper_start",
+			      (json_int_t)vm->keeper_start, "vmm_pid", (int)vm->vmm, "vmm_start",
+			      (json_int_t)vm->vmm_start);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char err[256];
+	if (!text || !store_write(vm->paths.state, text, err, sizeof(err)))
+		log_warn("%s: cannot record the VMM's pid; a restarted shojid will not re-adopt it",
+			 vm->def.name);
+	free(text);
+	json_decref(o);
+}
+
+/* ---- starting ---- */
+
+static bool vm_prepare_dir(struct vm *vm)
+{
+	if (!store_mkdirs(vm->paths.dir, 0700) || chmod(vm->paths.dir, 0700) < 0) {
+		log_error("%s: cannot create %s: %m", vm->def.name, vm->paths.dir);
+		return false;
+	}
+	/* Stale sockets of an earlier run: shoji-vmm's console refuses to bind over one. */
+	unlink(vm->paths.console);
+	unlink(vm->paths.api);
+	unlink(vm->paths.vsock);
+	return true;
+}
+
+/* The VMM's stderr: STATE/logs/NAME.vmm.log, started afresh when it passed the bound. */
+static int vm_open_stderr(struct sup *s, struct vm *vm)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/logs/%s.vmm.log", s->cfg.state_dir, vm->def.name);
+	struct stat st;
+	int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+	if (stat(path, &st) == 0 && (uint64_t)st.st_size > s->cfg.log_max)
+		flags |= O_TRUNC;
+	return open(path, flags, 0600);
+}
+
+void vm_watch_keeper(struct sup *s, struct vm *vm)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &vm->keeper_w };
+	if (vm->keeper_fd >= 0 && epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, vm->keeper_fd, &ev) < 0)
+		log_error("%s: cannot watch the VMM: %m", vm->def.name);
+}
+
+bool vm_spawn(struct sup *s, struct vm *vm)
+{
+	struct vmm_argv *a = malloc(sizeof(*a));
+	bool ok = a && vm_prepare_dir(vm) && vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, a);
+	struct spawned sp = { -1, -1 };
+	if (ok) {
+		int err_fd = vm_open_stderr(s, vm);
+		ok = spawn_vmm(a->argv, vm->paths.status, err_fd, &sp);
+		if (!ok)
+			log_error("%s: cannot start %s: %m", vm->def.name, s->cfg.vmm_path);
+		if (err_fd >= 0)
+			close(err_fd);
+	}
+	free(a);
+	if (!ok) {
+		vm->state = VM_STOPPED;
+		snprintf(vm->last_exit, sizeof(vm->last_exit), "start-failed");
+		emit(s, "start-failed", vm, NULL);
+		return false;
+	}
+	vm->keeper = sp.keeper;
+	vm->vmm = sp.vmm;
+	vm->keeper_fd = proc_pidfd_open(sp.keeper);
+	vm->vmm_fd = sp.vmm > 0 ? proc_pidfd_open(sp.vmm) : -1;
+	vm->keeper_start = proc_start_time(sp.keeper);
+	vm->vmm_start = sp.vmm > 0 ? proc_start_time(sp.vmm) : 0;
+	vm->state = VM_STARTING;
+	vm->started_ms = sup_now_ms();
+	vm_save_state(vm);
+	vm_watch_keeper(s, vm);
+	emit(s, "starting", vm, json_pack("{s:i}", "pid", (int)vm->vmm));
+	return true;
+}
+
+/* Start now, or once the VM it depends on is running. */
+void vm_request_start(struct sup *s, struct vm *vm)
+{
+	vm->want_running = true;
+	struct vm *dep = vm->def.depends_on[0] ? sup_find(s, vm->def.depends_on) : NULL;
+	if (vm->def.depends_on[0] && (!dep || dep->state != VM_RUNNING)) {
+		if (vm->state != VM_WAITING)
+			emit(s, "waiting", vm, json_pack("{s:s}", "for", vm->def.depends_on));
+		vm->state = VM_WAITING;
+		return;
+	}
+	vm_spawn(s, vm);
+}
+
+/* ---- exits ---- */
+
+static const char *exit_reason(bool known, bool signaled, int value)
+{
+	if (!known)
+		return "unknown";
+	if (signaled)
+		return "killed";
+	switch (value) {
+	case 0: return "poweroff";
+	case 3: return "reboot";
+	case 4: return "vcpu-crash";
+	case 5: return "panic";
+	case 6: return "stopped";
+	default: return "vmm-crash";
+	}
+}
+
+static void vm_close_process(struct sup *s, struct vm *vm)
+{
+	if (vm->keeper_fd >= 0) {
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, vm->keeper_fd, NULL);
+		close(vm->keeper_fd);
+	}
+	if (vm->console_fd >= 0) {
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, vm->console_fd, NULL);
+		close(vm->console_fd);
+	}
+	if (vm->vmm_fd >= 0)
+		close(vm->vmm_fd);
+	vm->keeper_fd = vm->vmm_fd = vm->console_fd = -1;
+	vm->keeper = vm->vmm = 0;
+	unlink(vm->paths.state);
+	unlink(vm->paths.status);
+}
+
+/* A service VM failed: count it, and either schedule the restart or give up. */
+static void vm_schedule_restart(struct sup *s, struct vm *vm)
+{
+	long now = sup_now_ms();
+	unsigned kept = 0;
+	for (unsigned i = 0; i < vm->nfail; i++)
+		if (now - vm->fail_ms[i] < RESTART_WINDOW_S * 1000L)
+			vm->fail_ms[kept++] = vm->fail_ms[i];
+	vm->nfail = kept;
+	if (vm->nfail == RESTART_LIMIT) {
+		memmove(vm->fail_ms, vm->fail_ms + 1, (RESTART_LIMIT - 1) * sizeof(long));
+		vm->nfail--;
+	}
+	vm->fail_ms[vm->nfail++] = now;
+	if (vm->nfail >= RESTART_LIMIT) {
+		vm->state = VM_FAILED;
+		vm->want_running = false;
+		emit(s, "failed", vm, json_pack("{s:i, s:i}", "failures", RESTART_LIMIT, "window_s",
+						RESTART_WINDOW_S));
+		return;
+	}
+	long delay = s->cfg.backoff_ms;
+	for (unsigned i = 1; i < vm->nfail && delay < BACKOFF_MAX_MS; i++)
+		delay *= 2;
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	vm->state = VM_BACKOFF;
+	vm->next_start_ms = now + delay;
+	emit(s, "restarting", vm, json_pack("{s:I}", "in_ms", (json_int_t)delay));
+}
+
+void vm_handle_exit(struct sup *s, struct vm *vm)
+{
+	if (vm->keeper_fd >= 0)
+		proc_pidfd_reap(vm->keeper_fd); /* our child unless re-adopted */
+	bool signaled = false;
+	int value = 0;
+	bool known = spawn_read_status(vm->paths.status, &signaled, &value);
+	const char *reason = exit_reason(known, signaled, value);
+	snprintf(vm->last_exit, sizeof(vm->last_exit), "%s", reason);
+	vm->last_status = value;
+	vm_close_process(s, vm);
+	emit(s, "exited", vm, json_pack("{s:s, s:i}", "reason", reason,
+					 signaled ? "signal" : "status", value));
+	bool restart = vm->restart_after_exit;
+	vm->restart_after_exit = false;
+	vm->state = VM_STOPPED;
+	if (restart || (vm->want_running && strcmp(reason, "reboot") == 0)) {
+		vm->restarts++;
+		vm_request_start(s, vm);
+	} else if (vm->want_running && vm->def.role == VM_ROLE_SERVICE &&
+		   strcmp(reason, "poweroff") != 0) {
+		vm->restarts++;
+		vm_schedule_restart(s, vm);
+	} else {
+		vm->want_running = false;
+	}
+}
+
+/* ---- the console ---- */
+
+static void vm_connect_console(struct sup *s, struct vm *vm)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(vm->paths.console) >= sizeof(addr.sun_path))
+		return;
+	memcpy(addr.sun_path, vm->paths.console, strlen(vm->paths.console) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		close(fd); /* not there yet: the next tick tries again */
+		return;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &vm->console_w };
+	if (epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		return;
+	}
+	vm->console_fd = fd;
+}
+
+/* Reads what the guest wrote; bounded per call so one chatty guest cannot starve the rest. */
+static void vm_read_console(struct sup *s, struct vm *vm)
+{
+	char buf[16384];
+	for (int i = 0; i < 16 && vm->console_fd >= 0; i++) {
+		ssize_t r = read(vm->console_fd, buf, sizeof(buf));
+		if (r > 0) {
+			vmlog_append(vm->log, buf, (size_t)r);
+			continue;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		/* EOF: the VMM is going away, or it had another client already. */
+		epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, vm->console_fd, NULL);
+		close(vm->console_fd);
+		vm->console_fd = -1;
+	}
+}
+
+/* ---- the loop ---- */
+
+static void vm_tick(struct sup *s, struct vm *vm, long now)
+{
+	char err[256];
+	bool alive = vm->keeper_fd >= 0;
+	if (alive && vm->console_fd < 0 && vm->state != VM_STOPPING)
+		vm_connect_console(s, vm);
+	if (vm->state == VM_STARTING && vmmctl_call(vm->paths.api, "ping", PING_TIMEOUT_MS, err, sizeof(err))) {
+		vm->state = VM_RUNNING;
+		emit(s, "running", vm, json_pack("{s:i, s:I}", "pid", (int)vm->vmm, "start_ms",
+						 (json_int_t)(now - vm->started_ms)));
+	}
+	if (vm->state == VM_STOPPING && now >= vm->stop_deadline_ms && vm->stop_deadline_ms) {
+		vm->stop_deadline_ms = 0;
+		emit(s, "stop-timeout", vm, json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
+		proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+	}
+	if (vm->state == VM_BACKOFF && now >= vm->next_start_ms)
+		vm_request_start(s, vm);
+	if (vm->state == VM_WAITING) {
+		struct vm *dep = sup_find(s, vm->def.depends_on);
+		if (dep && dep->state == VM_RUNNING)
+			vm_spawn(s, vm);
+	}
+}
+
+static void sup_handle_event(struct sup *s, struct epoll_event *ev)
+{
+	if (ev->data.ptr == NULL) {
+		uint64_t v;
+		ssize_t r = read(s->wake_fd, &v, sizeof(v));
+		(void)r;
+		return;
+	}
+	struct vm_watch *w = ev->data.ptr;
+	if (w->kind == WATCH_KEEPER && w->vm->keeper_fd >= 0)
+		vm_handle_exit(s, w->vm);
+	else if (w->kind == WATCH_CONSOLE && w->vm->console_fd >= 0)
+		vm_read_console(s, w->vm);
+}
+
+static void *sup_thread(void *arg)
+{
+	struct sup *s = arg;
+	for (;;) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(s->epoll_fd, evs, 16, TICK_MS);
+		pthread_mutex_lock(&s->lock);
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			return NULL;
+		}
+		for (int i = 0; i < n; i++)
+			sup_handle_event(s, &evs[i]);
+		long now = sup_now_ms();
+		for (struct vm *vm = s->vms; vm; vm = vm->next)
+			vm_tick(s, vm, now);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* ---- loading ---- */
+
+static void sup_note_invalid(struct sup *s, const char *file, const char *err)
+{
+	log_error("%s", err);
+	json_array_append_new(s->invalid, json_pack("{s:s, s:s}", "file", file, "error", err));
+}
+
+static void sup_load_one(struct sup *s, const char *dir, const char *file)
+{
+	size_t len = strlen(file);
+	if (len < 6 || strcmp(file + len - 5, ".json") != 0)
+		return;
+	char path[PATH_MAX + NAME_MAX + 2], name[VMDEF_NAME_MAX + 2], err[768];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	snprintf(name, sizeof(name), "%.*s", (int)(len - 5), file);
+	char *text = store_read(path, err, sizeof(err));
+	struct vmdef *d = malloc(sizeof(*d));
+	bool ok = text && d && vmdef_parse(text, path, name, d, err, sizeof(err));
+	free(text);
+	if (!ok) {
+		sup_note_invalid(s, path, d ? err : "out of memory");
+		free(d);
+		return;
+	}
+	struct vm *vm = vm_new(s, d);
+	free(d);
+	if (!vm) {
+		sup_note_invalid(s, path, "cannot open the VM's console log or its run directory is too long");
+		return;
+	}
+	vm->next = s->vms;
+	s->vms = vm;
+}
+
+static bool sup_load(struct sup *s)
+{
+	char dir[PATH_MAX], logs[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/vms", s->cfg.state_dir);
+	snprintf(logs, sizeof(logs), "%s/logs", s->cfg.state_dir);
+	if (!store_mkdirs(dir, 0700) || !store_mkdirs(logs, 0700)) {
+		log_error("state directory %s: %m", s->cfg.state_dir);
+		return false;
+	}
+	DIR *d = opendir(dir);
+	if (!d) {
+		log_error("%s: %m", dir);
+		return false;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		sup_load_one(s, dir, e->d_name);
+	closedir(d);
+	return true;
+}
+
+struct sup *sup_create(const struct sup_config *cfg, struct events *events)
+{
+	struct sup *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	s->events = events;
+	s->invalid = json_array();
+	pthread_mutex_init(&s->lock, NULL);
+	s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	if (s->epoll_fd < 0 || s->wake_fd < 0 || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &ev) < 0 ||
+	    !store_mkdirs(cfg->run_dir, 0700) || !sup_load(s)) {
+		log_error("supervisor: cannot start: %m");
+		sup_destroy(s);
+		return NULL;
+	}
+	/* Adopt first: a VMM that survived the last daemon is not started twice. */
+	for (struct vm *vm = s->vms; vm; vm = vm->next)
+		sup_adopt(s, vm);
+	for (struct vm *vm = s->vms; vm; vm = vm->next)
+		if (vm->state == VM_STOPPED && vm->def.autostart && !vm->last_exit[0])
+			vm_request_start(s, vm);
+	return s;
+}
+
+bool sup_start(struct sup *s)
+{
+	if (pthread_create(&s->thread, NULL, sup_thread, s) != 0)
+		return false;
+	s->thread_started = true;
+	return true;
+}
+
+void sup_destroy(struct sup *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+	if (s->thread_started) {
+		sup_wake(s);
+		pthread_join(s->thread, NULL);
+	}
+	while (s->vms) {
+		struct vm *vm = s->vms;
+		s->vms = vm->next;
+		/* The VMMs keep running; only our descriptors go. */
+		if (vm->keeper_fd >= 0)
+			close(vm->keeper_fd);
+		if (vm->vmm_fd >= 0)
+			close(vm->vmm_fd);
+		if (vm->console_fd >= 0)
+			close(vm->console_fd);
+		vm_free(vm);
+	}
+	json_decref(s->invalid);
+	if (s->epoll_fd >= 0)
+		close(s->epoll_fd);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,42 @@
+/*
+ * A VM's console log: every byte the guest writes to its serial console
+ * goes to a file that never grows past a bound (when it passes `max`, it
+ * becomes NAME.log.1, replacing the older one, and a new file starts), and
+ * into a small in-memory ring that attached consoles and `logs -f` read
+ * from. A reader that falls more than the ring behind skips ahead: the
+ * guest is never slowed down by a slow reader.
+ */
+#ifndef SHOJI_DAEMON_VMLOG_H
+#define SHOJI_DAEMON_VMLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMLOG_DEFAULT_MAX (1u << 20)
+#define VMLOG_RING (64u << 10)
+
+struct vmlog;
+
+/* Opens (appending to) `path`; NULL (logged) on failure. */
+struct vmlog *vmlog_open(const char *path, uint64_t max);
+void vmlog_close(struct vmlog *l);
+
+void vmlog_append(struct vmlog *l, const void *buf, size_t n);
+/* Bytes ever appended since open: the position a new follower starts at. */
+uint64_t vmlog_position(struct vmlog *l);
+/*
+ * Copies bytes from *pos on (at most max), waiting up to timeout_ms for
+ * some; advances *pos. 0 on timeout or after vmlog_wake().
+ */
+size_t vmlog_read(struct vmlog *l, uint64_t *pos, void *buf, size_t max, int timeout_ms);
+/* Wakes every waiting reader (the daemon is shutting down). */
+void vmlog_wake(struct vmlog *l);
+
+/*
+ * The stored log (old file then current), at most `max` bytes from its end,
+ * in a malloc'd buffer (*len bytes). NULL only when out of memory.
+ */
+char *vmlog_dump(struct vmlog *l, size_t max, size_t *len);
+
+#endif

@@ -1,0 +1,73 @@
+/* The control-socket client (see vmmctl.h). */
+#include "daemon/vmmctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads one line (without the newline) before the deadline. */
+static bool read_line(int fd, char *line, size_t len, long deadline)
+{
+	size_t n = 0;
+	while (n + 1 < len) {
+		long left = deadline - now_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return false;
+		ssize_t r = read(fd, line + n, 1);
+		if (r <= 0)
+			return false;
+		if (line[n] == '\n') {
+			line[n] = '\0';
+			return true;
+		}
+		n++;
+	}
+	return false;
+}
+
+bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return false;
+	}
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	char req[64], line[256];
+	int n = snprintf(req, sizeof(req), "{\"op\":\"%s\"}\n", op);
+	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n &&
+		  read_line(fd, line, sizeof(line), now_ms() + timeout_ms);
+	close(fd);
+	if (!ok) {
+		snprintf(err, errlen, "%s: no answer to %s", path, op);
+		return false;
+	}
+	json_t *resp = json_loads(line, 0, NULL);
+	ok = json_is_true(json_object_get(resp, "ok"));
+	if (!ok)
+		snprintf(err, errlen, "%s: %s refused: %.100s", path, op, line);
+	json_decref(resp);
+	return ok;
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A stand-in for shoji-vmm that tests the daemon's supervisor, not the VMM.
+
+shojid runs it exactly as it would run shoji-vmm. It parses the options the
+daemon gives, records them (KERNEL.argv, one JSON list per start), serves
+the VMM control protocol on --api-socket ({"op":"ping"} and
+{"op":"power-button"}, one JSON object per line), writes a line to its
+--serial socket, and exits as the "kernel" file tells it to. The kernel file
+is JSON:
+
+  {"exit_after": SECONDS, "status": N}   exit with status N after SECONDS
+  {"on_power_button": "exit"}             exit 0 (poweroff) when pressed
+  {"on_power_button": "ignore"}           keep running (the daemon must kill)
+  {"api_delay": SECONDS}                  answer pings only after SECONDS
+
+Every press of the power button is appended to KERNEL.events.
+"""
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+
+def opt(argv, name):
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def main():
+    argv = sys.argv[1:]
+    kernel = opt(argv, "--kernel")
+    with open(kernel) as f:
+        text = f.read()
+    behaviour = json.loads(text) if text.strip().startswith("{") else {}
+    with open(kernel + ".argv", "a") as f:
+        f.write(json.dumps(argv) + "\n")
+
+    serial = opt(argv, "--serial")
+    if serial and serial.startswith("socket="):
+        con = socket.socket(socket.AF_UNIX)
+        con.bind(serial[7:])
+        con.listen(1)
+        threading.Thread(target=console, args=(con,), daemon=True).start()
+
+    done = threading.Event()
+    code = [0]
+    api_path = opt(argv, "--api-socket")
+    if api_path:
+        delay = behaviour.get("api_delay", 0)
+        threading.Thread(target=api, args=(api_path, delay, behaviour, kernel, done, code),
+                         daemon=True).start()
+    if "exit_after" in behaviour:
+        if done.wait(behaviour["exit_after"]):
+            sys.exit(code[0])
+        sys.exit(behaviour.get("status", 0))
+    done.wait()
+    sys.exit(code[0])
+
+
+def console(listener):
+    while True:
+        c, _ = listener.accept()
+        try:
+            c.sendall(b"fake-vmm: console up\n")
+            while True:
+                data = c.recv(4096)
+                if not data:
+                    break
+                c.sendall(b"echo:" + data)
+        except OSError:
+            pass
+        c.close()
+
+
+def api(path, delay, behaviour, kernel, done, code):
+    time.sleep(delay)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    os.chmod(path, 0o600)
+    s.listen(8)
+    while True:
+        c, _ = s.accept()
+        line = c.makefile().readline()
+        try:
+            op = json.loads(line).get("op")
+        except ValueError:
+            op = None
+        if op == "ping":
+            c.sendall(b'{"ok":true}\n')
+        elif op == "power-button":
+            with open(kernel + ".events", "a") as f:
+                f.write("power-button\n")
+            c.sendall(b'{"ok":true}\n')
+            if behaviour.get("on_power_button", "exit") == "exit":
+                code[0] = 0
+                done.set()
+        else:
+            c.sendall(b'{"ok":false,"error":"unknown op"}\n')
+        c.close()
+
+
+main()
