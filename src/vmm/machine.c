@@ -40,6 +40,7 @@
 #include "hv/kvm.h"
 #include "hv/layout.h"
 #include "hv/vcpu.h"
+#include "vmm/api.h"
 #include "vmm/console.h"
 #include "vmm/exit.h"
 #include "vmm/iothread.h"
@@ -89,6 +90,7 @@ struct machine {
 	struct net_host *net;
 	struct virtio_vsock *vsock;
 	struct vsock_host *vsock_host;
+	struct vmm_api *api;      /* --api-socket */
 
 	int done_fd;
 	int signal_fd;
@@ -400,6 +402,19 @@ static bool machine_add_vsock(struct machine *m, const struct vsock_option *v)
 	       vsock_host_start(m->vsock_host, m->vsock);
 }
 
+static void machine_power_button(void *ctx)
+{
+	pm_press_power_button(((struct machine *)ctx)->pm);
+}
+
+/* --api-socket: the control socket, served on the I/O thread. */
+static bool machine_add_api(struct machine *m, const char *path)
+{
+	struct vmm_api_ops ops = { machine_power_button, m };
+	m->api = vmm_api_create(path, m->io, &ops);
+	return m->api != NULL;
+}
+
 /* PCI devices: the virtio devices the options ask for. */
 static bool machine_add_pci_devices(struct machine *m)
 {
@@ -428,6 +443,8 @@ static bool machine_add_pci_devices(struct machine *m)
 			return false;
 	}
 	if (o->vsock.enabled && !machine_add_vsock(m, &o->vsock))
+		return false;
+	if (o->api_socket && !machine_add_api(m, o->api_socket))
 		return false;
 	if (o->nnets && !net_host_create(o->nets, o->nnets, m->virtio, m->io, &m->vm.mem, &m->net)) {
 		/* A port in use, a tap that cannot be attached: the user's to fix. */
@@ -537,6 +554,7 @@ static void machine_teardown(struct machine *m)
 	console_close(m->console);
 	/* The I/O thread stops before the devices it calls into go away. */
 	iothread_destroy(m->io);
+	vmm_api_destroy(m->api);             /* its watches went with the I/O thread */
 	vsock_host_detach_io(m->vsock_host); /* its watches went with the I/O thread */
 	virtio_host_destroy(m->virtio);
 	virtio_vsock_destroy(m->vsock);      /* host programs see EOF */

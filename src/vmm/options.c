@@ -41,6 +41,8 @@ const char options_usage[] =
 	"                        a virtio-vsock device, guest CID N (3 or more): host\n"
 	"                        programs reach guest port P by writing \"CONNECT P\\n\"\n"
 	"                        to the Unix socket PATH; the guest reaches PATH_P\n"
+	"  --api-socket PATH     a control socket (Unix, mode 0600): one JSON request\n"
+	"                        per line, {\"op\":\"ping\"} or {\"op\":\"power-button\"}\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  --seccomp on|off      system call allowlist (default on; off only for\n"
 	"                        debugging tools such as valgrind)\n"
@@ -66,6 +68,7 @@ enum option_id {
 	OPT_SECCOMP,
 	OPT_RNG,
 	OPT_VSOCK,
+	OPT_API_SOCKET,
 	OPT_ON_PANIC,
 	OPT_DISK,
 	OPT_NET,
@@ -84,6 +87,7 @@ static const struct option long_options[] = {
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "on-panic", required_argument, NULL, OPT_ON_PANIC },
@@ -193,6 +197,11 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		return true;
 	case OPT_VSOCK:
 		return vsock_option_parse(arg, &o->vsock, err, errlen);
+	case OPT_API_SOCKET:
+		o->api_socket = arg;
+		if (!arg[0] || strlen(arg) >= 108)
+			return fail(err, errlen, "--api-socket %s: give a socket path of 1 to 107 bytes", arg);
+		return true;
 	case OPT_ON_PANIC:
 		if (strcmp(arg, "exit") != 0 && strcmp(arg, "pause") != 0)
 			return fail(err, errlen, "--on-panic %s: use exit or pause", arg);

@@ -49,6 +49,7 @@ struct vmm_options {
 	unsigned nnets;
 	struct net_option nets[VMM_MAX_NETS];
 	struct vsock_option vsock;
+	const char *api_socket;   /* --api-socket: the control socket, or NULL */
 	bool help;
 	bool version;
 };

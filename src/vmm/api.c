@@ -1,0 +1,228 @@
+/*
+ * The VMM's control socket (see api.h). Requests are parsed by hand, not
+ * with a JSON library: the grammar is one object with one string member
+ * "op", and a strict small parser is easier to trust in the VMM than a
+ * general one. Connections are read without blocking, a byte budget per
+ * wake-up, and answered with one non-blocking write; a client that does
+ * not read its answers is closed.
+ */
+#include "vmm/api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "base/log.h"
+
+struct api_conn {
+	struct vmm_api *api;
+	int fd;
+	struct io_watch *w;
+	char line[VMM_API_LINE_MAX];
+	unsigned len;
+	bool used;
+};
+
+struct vmm_api {
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd;
+	struct io_watch *listen_w;
+	struct iothread *io;
+	struct vmm_api_ops ops;
+	struct api_conn conns[VMM_API_MAX_CLIENTS]; /* touched on the I/O thread only */
+};
+
+/* ---- parsing ---- */
+
+static const char *skip_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *expect(const char *p, const char *lit)
+{
+	p = skip_ws(p);
+	size_t n = strlen(lit);
+	return p && strncmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+bool vmm_api_parse(const char *line, char *op, unsigned oplen)
+{
+	const char *p = expect(line, "{");
+	p = p ? expect(p, "\"op\"") : NULL;
+	p = p ? expect(p, ":") : NULL;
+	p = p ? expect(p, "\"") : NULL;
+	if (!p)
+		return false;
+	unsigned n = 0;
+	while ((*p >= 'a' && *p <= 'z') || *p == '-') {
+		if (n + 1 >= oplen)
+			return false;
+		op[n++] = *p++;
+	}
+	op[n] = '\0';
+	p = n ? expect(p, "\"") : NULL;
+	p = p ? expect(p, "}") : NULL;
+	return p && *skip_ws(p) == '\0';
+}
+
+/* ---- connections ---- */
+
+static void conn_close(struct api_conn *c)
+{
+	iothread_unwatch(c->w);
+	close(c->fd);
+	c->w = NULL;
+	c->used = false;
+}
+
+/* One short answer; false if it could not be written whole (the client is closed). */
+static bool conn_reply(struct api_conn *c, const char *text)
+{
+	size_t n = strlen(text);
+	/* write(), not send(): the base seccomp list has it; SIGPIPE is ignored in the VMM. */
+	return write(c->fd, text, n) == (ssize_t)n;
+}
+
+static bool conn_request(struct api_conn *c)
+{
+	char op[32];
+	if (!vmm_api_parse(c->line, op, sizeof(op))) {
+		conn_reply(c, "{\"ok\":false,\"error\":\"bad request: send {\\\"op\\\":\\\"NAME\\\"} and a newline\"}\n");
+		return false;
+	}
+	if (strcmp(op, "ping") == 0)
+		return conn_reply(c, "{\"ok\":true}\n");
+	if (strcmp(op, "power-button") == 0) {
+		log_info("control socket: pressing the ACPI power button");
+		if (c->api->ops.power_button)
+			c->api->ops.power_button(c->api->ops.ctx);
+		return conn_reply(c, "{\"ok\":true}\n");
+	}
+	conn_reply(c, "{\"ok\":false,\"error\":\"unknown op (use ping or power-button)\"}\n");
+	return false;
+}
+
+static void on_conn(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct api_conn *c = ctx;
+	char buf[VMM_API_LINE_MAX];
+	ssize_t r = read(c->fd, buf, sizeof(buf)); /* non-blocking since accept4 */
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		conn_close(c);
+		return;
+	}
+	for (ssize_t i = 0; i < r; i++) {
+		if (buf[i] == '\n') {
+			c->line[c->len] = '\0';
+			c->len = 0;
+			if (!conn_request(c)) {
+				conn_close(c);
+				return;
+			}
+		} else if (buf[i] == '\0' || c->len + 1 >= VMM_API_LINE_MAX) {
+			conn_reply(c, "{\"ok\":false,\"error\":\"request line too long or not text\"}\n");
+			conn_close(c);
+			return;
+		} else {
+			c->line[c->len++] = buf[i];
+		}
+	}
+}
+
+static void on_accept(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct vmm_api *api = ctx;
+	for (int n = 0; n < VMM_API_MAX_CLIENTS; n++) {
+		int fd = accept4(api->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct api_conn *c = NULL;
+		for (unsigned i = 0; i < VMM_API_MAX_CLIENTS && !c; i++)
+			if (!api->conns[i].used)
+				c = &api->conns[i];
+		if (!c) {
+			close(fd); /* full: the client sees EOF and may retry */
+			continue;
+		}
+		*c = (struct api_conn){ .api = api, .fd = fd, .used = true };
+		c->w = iothread_watch(api->io, fd, EPOLLIN, on_conn, c);
+		if (!c->w) {
+			close(fd);
+			c->used = false;
+		}
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static int api_listen_at(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		log_error("--api-socket %s: exists and is not a socket; choose another path", path);
+		return -1;
+	}
+	unlink(path);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* fchmod before bind: the file is created with the socket inode's mode, 0600. */
+	if (fd < 0 || fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    chmod(path, 0600) < 0 || listen(fd, VMM_API_MAX_CLIENTS) < 0) {
+		log_error("--api-socket %s: %m", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct vmm_api *vmm_api_create(const char *path, struct iothread *io, const struct vmm_api_ops *ops)
+{
+	struct vmm_api *api = calloc(1, sizeof(*api));
+	if (!api || strlen(path) >= sizeof(api->path)) {
+		log_error("--api-socket %s: path too long or out of memory", path);
+		free(api);
+		return NULL;
+	}
+	memcpy(api->path, path, strlen(path) + 1);
+	api->io = io;
+	api->ops = *ops;
+	api->listen_fd = api_listen_at(path);
+	if (api->listen_fd >= 0)
+		api->listen_w = iothread_watch(io, api->listen_fd, EPOLLIN, on_accept, api);
+	if (!api->listen_w) {
+		if (api->listen_fd >= 0) {
+			close(api->listen_fd);
+			unlink(path);
+		}
+		free(api);
+		return NULL;
+	}
+	return api;
+}
+
+void vmm_api_destroy(struct vmm_api *api)
+{
+	if (!api)
+		return;
+	/* The I/O thread and its watches are gone: only descriptors are left. */
+	for (unsigned i = 0; i < VMM_API_MAX_CLIENTS; i++)
+		if (api->conns[i].used)
+			close(api->conns[i].fd);
+	close(api->listen_fd);
+	unlink(api->path);
+	free(api);
+}
