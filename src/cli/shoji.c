@@ -1,0 +1,271 @@
+/*
+ * shoji: the command line of the shoji host daemon. Every command is one
+ * API request (docs/api.md) and prints the answer for people, or with
+ * --json as the daemon sent it. Errors are one line on stderr and a
+ * non-zero exit status: 1 for what the daemon refused or could not do,
+ * 2 for bad usage.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli/shoji-http.h"
+#include "cli/shoji.h"
+
+static const char usage[] =
+	"Usage: shoji [--socket PATH] [--json] COMMAND ...\n"
+	"\n"
+	"Talks to shojid over its API socket (default /run/shoji/shojid.sock, or\n"
+	"$SHOJI_SOCKET).\n"
+	"\n"
+	"Commands:\n"
+	"  vm create NAME [--role client|service] --kernel PATH [--initrd PATH]\n"
+	"            [--cmdline TEXT] [--cpus N] [--memory SIZE]\n"
+	"            [--disk path=P[,format=raw|qcow2][,readonly=on]]...\n"
+	"            [--net user[,hostfwd=tcp:ADDR:PORT-:PORT][,mac=M] | --net tap=NAME]...\n"
+	"            [--vsock cid=N] [--rng] [--depends-on VM] [--autostart on|off]\n"
+	"                          define a VM (role client unless given)\n"
+	"  vm ls                   list the VMs and their states\n"
+	"  vm show NAME            one VM's definition and state\n"
+	"  vm start|stop|kill|restart NAME\n"
+	"                          stop presses the ACPI power button, then kills\n"
+	"                          the VM after shojid's --stop-timeout\n"
+	"  vm rm NAME              remove a stopped VM's definition\n"
+	"  vm edit NAME            edit the definition in $EDITOR; shojid checks it\n"
+	"  vm console NAME         attach to the serial console; Ctrl-] or Ctrl-a d\n"
+	"                          detaches (Ctrl-a Ctrl-a sends Ctrl-a)\n"
+	"  vm logs NAME [-f]       the console log; -f follows it\n"
+	"  events                  lifecycle events as JSON lines, until interrupted\n"
+	"\n"
+	"Options:\n"
+	"  --socket PATH           shojid's API socket\n"
+	"  --json                  print the daemon's JSON answers (for scripts)\n"
+	"  -h, --help              print this help and exit\n"
+	"  -V, --version           print the version and exit\n";
+
+int cli_api_error(int status, const char *body)
+{
+	json_t *j = json_loads(body ? body : "", 0, NULL);
+	const char *msg = json_string_value(json_object_get(j, "error"));
+	fprintf(stderr, "shoji: %s\n", msg ? msg : "shojid gave an unexpected answer");
+	if (!msg)
+		fprintf(stderr, "shoji: (HTTP status %d)\n", status);
+	json_decref(j);
+	return 1;
+}
+
+/* One request; on success the parsed answer (or NULL with *code set). */
+static json_t *call(const struct cli *cli, const char *method, const char *path, const char *body,
+		    int want, int *code)
+{
+	struct http_response r;
+	*code = 1;
+	if (!http_call(cli->socket, method, path, body, &r))
+		return NULL;
+	json_t *j = NULL;
+	if (r.status != want)
+		cli_api_error(r.status, r.body);
+	else if (cli->json)
+		fputs(r.body, stdout), *code = 0;
+	else if (!(j = json_loads(r.body, 0, NULL)))
+		fprintf(stderr, "shoji: shojid's answer is not JSON\n");
+	else
+		*code = 0;
+	free(r.body);
+	return j;
+}
+
+static void print_vm_line(json_t *vm)
+{
+	char pid[16] = "-";
+	if (json_object_get(vm, "pid"))
+		snprintf(pid, sizeof(pid), "%lld", (long long)json_integer_value(json_object_get(vm, "pid")));
+	const char *last = json_string_value(json_object_get(vm, "last_exit"));
+	printf("%-20s %-8s %-9s %-8s %s\n", json_string_value(json_object_get(vm, "name")),
+	       json_string_value(json_object_get(vm, "role")), json_string_value(json_object_get(vm, "state")),
+	       pid, last ? last : "-");
+}
+
+static int cmd_ls(const struct cli *cli)
+{
+	int code;
+	json_t *j = call(cli, "GET", "/v1/vms", NULL, 200, &code);
+	if (!j)
+		return code;
+	printf("%-20s %-8s %-9s %-8s %s\n", "NAME", "ROLE", "STATE", "PID", "LAST-EXIT");
+	size_t i;
+	json_t *vm;
+	json_array_foreach(json_object_get(j, "vms"), i, vm)
+		print_vm_line(vm);
+	json_array_foreach(json_object_get(j, "invalid"), i, vm)
+		fprintf(stderr, "shoji: not loaded: %s\n", json_string_value(json_object_get(vm, "error")));
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_show(const struct cli *cli, const char *name)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	int code;
+	json_t *j = call(cli, "GET", path, NULL, 200, &code);
+	if (!j)
+		return code;
+	char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	puts(text ? text : "");
+	free(text);
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_action(const struct cli *cli, const char *action, const char *name)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, action);
+	int code;
+	json_t *j = call(cli, "POST", path, NULL, 202, &code);
+	if (!j)
+		return code;
+	printf("%s: %s\n", name, json_string_value(json_object_get(j, "state")));
+	json_decref(j);
+	return 0;
+}
+
+static int cmd_rm(const struct cli *cli, const char *name)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	int code;
+	json_t *j = call(cli, "DELETE", path, NULL, 200, &code);
+	if (j)
+		printf("removed %s\n", name);
+	json_decref(j);
+	return code;
+}
+
+static int run_editor(const char *file)
+{
+	const char *editor = getenv("VISUAL") ? getenv("VISUAL") : getenv("EDITOR") ? getenv("EDITOR") : "vi";
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("/bin/sh", "sh", "-c", "exec $0 \"$1\"", editor, file, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+/* Edits a copy; shojid checks the result and stores it only if it is valid. */
+static int cmd_edit(const struct cli *cli, const char *name)
+{
+	char path[96], tmp[] = "/tmp/shoji-edit-XXXXXX.json";
+	snprintf(path, sizeof(path), "/v1/vms/%s/definition", name);
+	struct http_response r;
+	if (!http_call(cli->socket, "GET", path, NULL, &r))
+		return 1;
+	if (r.status != 200) {
+		int c = cli_api_error(r.status, r.body);
+		free(r.body);
+		return c;
+	}
+	int fd = mkstemps(tmp, 5);
+	bool ok = fd >= 0 && write(fd, r.body, r.len) == (ssize_t)r.len;
+	free(r.body);
+	if (fd >= 0)
+		close(fd);
+	if (!ok || run_editor(tmp) != 0) {
+		fprintf(stderr, "shoji: the editor failed; nothing changed (your copy: %s)\n", tmp);
+		return 1;
+	}
+	FILE *f = fopen(tmp, "r");
+	char *text = calloc(1, 65537);
+	size_t n = f && text ? fread(text, 1, 65536, f) : 0;
+	if (f)
+		fclose(f);
+	text[n] = '\0';
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	ok = http_call(cli->socket, "PUT", path, text, &r);
+	free(text);
+	if (!ok)
+		return 1;
+	int code = r.status == 200 ? 0 : cli_api_error(r.status, r.body);
+	free(r.body);
+	if (code)
+		fprintf(stderr, "shoji: nothing changed; your edited copy is %s\n", tmp);
+	else
+		unlink(tmp), printf("%s: definition updated\n", name);
+	return code;
+}
+
+static int cmd_logs(const struct cli *cli, const char *name, bool follow)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/vms/%s/logs%s", name, follow ? "?follow=1" : "");
+	int status = http_stream(cli->socket, path);
+	return status == 200 ? 0 : 1;
+}
+
+static int cmd_vm(const struct cli *cli, int argc, char **argv)
+{
+	const char *sub = argc > 0 ? argv[0] : "";
+	if (strcmp(sub, "ls") == 0)
+		return cmd_ls(cli);
+	if (strcmp(sub, "create") == 0)
+		return cli_vm_create(cli, argc, argv);
+	if (argc < 2) {
+		fprintf(stderr, "shoji: vm %s needs a VM name (see shoji --help)\n", sub);
+		return 2;
+	}
+	const char *name = argv[1];
+	bool follow = argc == 3 && strcmp(argv[2], "-f") == 0;
+	if (argc > 2 && !(follow && strcmp(sub, "logs") == 0)) {
+		fprintf(stderr, "shoji: unexpected argument '%s'\n", argv[2]);
+		return 2;
+	}
+	if (strcmp(sub, "show") == 0)
+		return cmd_show(cli, name);
+	if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "kill") || !strcmp(sub, "restart"))
+		return cmd_action(cli, sub, name);
+	if (strcmp(sub, "rm") == 0)
+		return cmd_rm(cli, name);
+	if (strcmp(sub, "edit") == 0)
+		return cmd_edit(cli, name);
+	if (strcmp(sub, "console") == 0)
+		return cli_vm_console(cli, name);
+	if (strcmp(sub, "logs") == 0)
+		return cmd_logs(cli, name, follow);
+	fprintf(stderr, "shoji: unknown command 'vm %s' (see shoji --help)\n", sub);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { getenv("SHOJI_SOCKET") ? getenv("SHOJI_SOCKET") : "/run/shoji/shojid.sock", false };
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			cli.json = true;
+		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			cli.socket = argv[++i];
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			printf("shoji %s\n", SHOJI_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "shoji: unknown option '%s' (see shoji --help)\n", argv[i]);
+			return 2;
+		}
+	}
+	if (i < argc && strcmp(argv[i], "vm") == 0)
+		return cmd_vm(&cli, argc - i - 1, argv + i + 1);
+	if (i < argc && strcmp(argv[i], "events") == 0 && i + 1 == argc)
+		return http_stream(cli.socket, "/v1/events") == 200 ? 0 : 1;
+	fprintf(stderr, "shoji: %s (see shoji --help)\n", i < argc ? "unknown command" : "no command given");
+	return 2;
+}
