@@ -4,10 +4,17 @@
  * mode "none"), transparent bounce buffering of requests that are not
  * aligned to the device's block size. Reads beyond the end of the file return
  * zeros, like a hole: a hostile image cannot make us read outside the file.
+ *
+ * Vectored calls move a whole iovec in one preadv/pwritev (IOV_MAX segments
+ * at a time) when O_DIRECT can take its segments as they are; only the
+ * segments it cannot take are bounced one by one. Reads and writes may run
+ * from several threads at once; an unaligned O_DIRECT write (which
+ * rewrites whole blocks) excludes the other writes while it runs.
  */
 #ifndef SHOJI_BLOCK_FILE_H
 #define SHOJI_BLOCK_FILE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +26,7 @@ struct bfile {
 	bool read_only;
 	uint32_t align;  /* O_DIRECT alignment of offsets, lengths and buffers */
 	uint64_t size;   /* current file size, kept up to date by our writes */
+	pthread_rwlock_t rmw_lock; /* see write_lock() in file.c */
 };
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct);

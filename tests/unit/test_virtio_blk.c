@@ -940,6 +940,87 @@ static void test_direct(void **state)
 	drv_close(&d);
 }
 
+/* The data of one request as the segments `lens` at `base` (gaps of
+ * `gap` bytes between them, the one at index `odd` moved by 3 bytes so
+ * O_DIRECT cannot take it as it is), through an indirect table. */
+static uint8_t vec_request(struct drv *d, uint32_t type, uint64_t sector, uint64_t base,
+			   const uint32_t *lens, unsigned n, uint32_t gap, unsigned odd)
+{
+	static struct seg s[64];
+	assert_true(n + 2 <= 64);
+	write_hdr(0, type, sector);
+	s[0] = (struct seg){ HDR_GPA, 16, false };
+	uint64_t a = base;
+	for (unsigned i = 0; i < n; i++) {
+		s[1 + i] = (struct seg){ a + (i == odd ? 3 : 0), lens[i], type == VIRTIO_BLK_T_IN };
+		a += lens[i] + gap;
+	}
+	s[n + 1] = (struct seg){ STATUS_GPA, 1, true };
+	*gpa(STATUS_GPA, 1) = 0xee;
+	drv_publish(d, s, n + 2, true);
+	drv_kick(d);
+	drv_take_used(d);
+	return *gpa(STATUS_GPA, 1);
+}
+
+/* Vectored requests go to the file as whole vectors where they can and by
+ * segment where O_DIRECT needs a bounce: aligned pages, a page at an odd
+ * address, lengths that leave the next segment unaligned on the disk. */
+static void vectored_case(bool direct)
+{
+	struct drv d;
+	struct virtio_blk_config cfg = { .path = raw_path, .direct = direct };
+	drv_open(&d, &cfg);
+	uint32_t lens[24];
+	unsigned n = 0;
+	uint64_t total = 0;
+	for (; n < 16; n++)
+		lens[n] = 4096;
+	lens[n++] = 4096; /* index 16: moved to an odd address */
+	lens[n++] = 512;
+	lens[n++] = 3584;
+	for (; n < 24; n++)
+		lens[n] = 4096;
+	for (unsigned i = 0; i < n; i++)
+		total += lens[i];
+	const uint32_t gap = 8192;
+	uint8_t *out = gpa(OUT_GPA, 0x100000);
+	for (unsigned i = 0; i < 0x100000; i++)
+		out[i] = (uint8_t)(i * 31 + (direct ? 7 : 1));
+	assert_int_equal(vec_request(&d, VIRTIO_BLK_T_OUT, 16, OUT_GPA, lens, n, gap, 16),
+			 VIRTIO_BLK_S_OK);
+	memset(gpa(IN_GPA, 0x100000), 0, 0x100000);
+	assert_int_equal(vec_request(&d, VIRTIO_BLK_T_IN, 16, IN_GPA, lens, n, gap, 16),
+			 VIRTIO_BLK_S_OK);
+	drv_close(&d);
+	static uint8_t file[0x40000];
+	file_read(raw_path, file, total, 16 * 512);
+	uint64_t at = 0, a = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t shift = i == 16 ? 3 : 0;
+		assert_memory_equal(file + at, out + a + shift, lens[i]);
+		assert_memory_equal(gpa(IN_GPA + a + shift, lens[i]), out + a + shift, lens[i]);
+		at += lens[i];
+		a += lens[i] + gap;
+	}
+	expect_range(16 * 512 + total, 4096, false);
+	expect_range(0, 16 * 512, false);
+}
+
+static void test_vectored(void **state)
+{
+	(void)state;
+	vectored_case(false);
+	int fd = open(raw_path, O_RDONLY | O_DIRECT);
+	if (fd < 0) {
+		print_message("SKIP vectored direct=on: %s does not support O_DIRECT\n", dir);
+		return;
+	}
+	close(fd);
+	make_raw_image();
+	vectored_case(true);
+}
+
 static void test_qcow2(void **state)
 {
 	(void)state;
@@ -1005,6 +1086,7 @@ int main(void)
 		T(test_interrupts_event_idx),
 		T(test_raw_never_probed),
 		T(test_direct),
+		T(test_vectored),
 		T(test_qcow2),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
