@@ -15,6 +15,11 @@
 #                          host's loopback through the user-mode network), then
 #                          serve a CGI on port 8080 until the host fetched it
 #                          through its host forward (at most 150 s)
+#   shoji.action=vsock     with /bin/vsock-test (tests/e2e/vsock-test.c): echo
+#                          server on vsock port 5000, a source that never
+#                          stops on 5001, 100 connections x 1 MiB to the host's
+#                          echo server on port 6000; then it waits for the
+#                          host to knock on port 5009 and reboots
 #   shoji.ttysize=ROWSxCOLS size of the terminal behind the console (demo)
 # Every line meant for a harness starts with "SHOJI-" so it can be found among
 # kernel messages.
@@ -92,7 +97,9 @@ diskroot() {
     load_modules
     wait_for /dev/vda || { echo "SHOJI-ERROR no /dev/vda"; return; }
     mount -t ext4 /dev/vda /mnt || { echo "SHOJI-ERROR cannot mount /dev/vda"; return; }
+    mount -t devtmpfs devtmpfs /mnt/dev || echo "SHOJI-ERROR cannot mount /mnt/dev"
     chroot /mnt /bin/sh /check.sh
+    umount /mnt/dev
     umount /mnt && sync
     echo "SHOJI-REPORT done"
 }
@@ -102,6 +109,9 @@ net() {
     ip link set lo up
     wait_for /sys/class/net/eth0 || { echo "SHOJI-ERROR no eth0"; return; }
     ip link set eth0 up
+    # Routes through a link the kernel does not yet see as up are refused.
+    i=0
+    while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     cat >/tmp/udhcpc.sh <<'EOF'
 #!/bin/sh
 [ "$1" = bound ] || exit 0
@@ -111,6 +121,7 @@ EOF
     chmod +x /tmp/udhcpc.sh
     udhcpc -q -n -t 10 -i eth0 -s /tmp/udhcpc.sh >/dev/null 2>&1
     echo "SHOJI-REPORT ip=$(ip -4 addr show eth0 | awk '/inet / { print $2 }')"
+    echo "SHOJI-REPORT route=$(ip route show default)"
     wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin
     echo "SHOJI-REPORT fetched-sha256=$(sha256sum /tmp/f.bin 2>/dev/null | cut -d' ' -f1)"
     # The host fetches this CGI through its forward; running it marks it done.
@@ -126,6 +137,16 @@ EOF
     [ -e /tmp/served ] && echo "SHOJI-REPORT hostfwd=served" || echo "SHOJI-REPORT hostfwd=timeout"
     sleep 1
     echo "SHOJI-REPORT done"
+}
+
+vsock() {
+    load_modules
+    wait_for /dev/vsock || { echo "SHOJI-ERROR no /dev/vsock"; return; }
+    [ -x /bin/vsock-test ] || { echo "SHOJI-ERROR no /bin/vsock-test in this initramfs"; return; }
+    /bin/vsock-test server 5000 >/tmp/echo.log 2>&1 &
+    /bin/vsock-test source 5001 >/tmp/source.log 2>&1 &
+    echo "SHOJI-REPORT g2h=$(/bin/vsock-test client 2 6000 100 1048576 2>&1 | tail -n 1)"
+    echo "SHOJI-REPORT knock=$(/bin/vsock-test wait 5009 400 2>&1 | tail -n 1)"
 }
 
 panic_now() {
@@ -158,6 +179,7 @@ case $action in
     diskroot) diskroot; sync; poweroff -f ;;
     panic)    panic_now ;;
     net)      net; poweroff -f ;;
+    vsock)    vsock; echo "SHOJI-REBOOTING"; reboot -f ;;
     *)        shell; echo "SHOJI-POWEROFF"; poweroff -f ;;
 esac
 # poweroff -f only returns if it failed; say so instead of letting the kernel

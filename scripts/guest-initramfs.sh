@@ -2,14 +2,16 @@
 # Builds the initramfs of the L2 guest (the one shoji-vmm boots): a static
 # busybox with its applet links and scripts/guest-init.sh as /init.
 #
-# Usage: scripts/guest-initramfs.sh OUT.cpio.gz [CACHE]
+# Usage: scripts/guest-initramfs.sh OUT.cpio.gz [CACHE] [EXE...]
 #   CACHE is where scripts/fetch-guest.sh put busybox
-#   (default ${SHOJI_CACHE:-<repo>/.cache}).
+#   (default ${SHOJI_CACHE:-<repo>/.cache}); each EXE (a static program,
+#   such as the build's vsock-test) is copied into /bin.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:?usage: guest-initramfs.sh OUT.cpio.gz [CACHE]}
 cache=${2:-${SHOJI_CACHE:-$here/../.cache}}
+extra=("${@:3}")
 
 die() { echo "guest-initramfs: $*" >&2; exit 1; }
 
@@ -62,6 +64,11 @@ main() {
     trap "rm -rf '$root'" EXIT
     populate_busybox "$root" "$cache/busybox"
     install -m 0755 "$here/guest-init.sh" "$root/init"
+    local exe
+    for exe in "${extra[@]}"; do
+        [[ -x $exe ]] || die "$exe is not an executable"
+        install -m 0755 "$exe" "$root/bin/"
+    done
     copy_modules "$root/lib/modules" "$cache/modules/kernel"
     mkdir -p "$(dirname "$out")"
     pack "$root" "$out"

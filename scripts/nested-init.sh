@@ -23,6 +23,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+# Loopback is down in a fresh kernel: the host steps' servers on 127.0.0.1
+# and the user-mode network's forwards to and from it need it up.
+ip link set lo up
 say "up after $(cut -d' ' -f1 /proc/uptime) s"
 
 # The module tree has no modules.dep (depmod runs at package install), so

@@ -103,6 +103,32 @@ host_step() {
     emit "@@END $hs_name rc=$hs_status ms=$(( $(now_ms) - hs_t0 )) timedout=0"
 }
 
+# vmm_own_kb WORD GUEST_KB: the resident memory (kB) of the VMM whose command
+# line holds WORD, less its guest RAM: the anonymous mapping of GUEST_KB
+# (smaps lists Size before Rss for each mapping). For memory bounds.
+vmm_own_kb() {
+    ok_word=$1 ok_guest=$2 ok_pid=
+    for ok_p in /proc/[0-9]*; do
+        if tr '\0' ' ' <"$ok_p/cmdline" 2>/dev/null | grep -q -F -- "$ok_word"; then
+            ok_pid=${ok_p#/proc/}
+            break
+        fi
+    done
+    [ -n "$ok_pid" ] || { echo "none"; return 1; }
+    ok_anon=0 ok_skip=0 ok_kb=0
+    while read -r ok_k ok_v ok_rest; do
+        case $ok_k in
+            Size:) ok_skip=0; [ "$ok_anon" = 1 ] && [ "$ok_v" = "$ok_guest" ] && ok_skip=1 ;;
+            Rss:) [ "$ok_skip" = 1 ] || ok_kb=$((ok_kb + ok_v)) ;;
+            *-*)
+                # shellcheck disable=SC2086 # split on purpose: 3 words = no path
+                set -- $ok_rest
+                ok_anon=0; [ $# = 3 ] && ok_anon=1 ;;
+        esac
+    done <"/proc/$ok_pid/smaps"
+    echo "$ok_kb"
+}
+
 # time_boot NAME TIMEOUT_S MARKER COMMAND...: time from starting COMMAND (a
 # VMM with its serial console on stdout) to the first console line holding
 # MARKER. The rest of the output is drained so the VMM runs to its end.

@@ -46,7 +46,7 @@ cases=(
 # session ran out): run them with SHOJI_E2E_DEVICE_CASES=1 until they join
 # the default list.
 if [[ ${SHOJI_E2E_DEVICE_CASES:-0} == 1 ]]; then
-    cases+=("storage 2 512 storage 0" "qcow2-root 1 512 diskroot 0" "net 1 512 net 0")
+    cases+=("storage 2 512 storage 0" "qcow2-root 1 512 diskroot 0" "net 1 512 net 0" "vsock 2 512 vsock 3")
 fi
 
 # What a device case adds around its boot, run where the VMM runs (in L1
@@ -58,6 +58,7 @@ declare -A case_args=(
     [qcow2-root]='--disk path="$SCRATCH/overlay.qcow2",format=qcow2'
     [panic]='--on-panic exit'
     [net]='--net user,hostfwd=tcp:127.0.0.1:5555-:8080'
+    [vsock]='--vsock cid=3,socket="$SCRATCH/v.sock"'
 )
 declare -A case_pre=(
     # vdb starts with 4 KiB of random data, so a write that got through shows.
@@ -70,12 +71,40 @@ declare -A case_pre=(
 # net: an HTTP server on the VMM host's loopback for the guest to fetch
 # from, and a client that keeps trying the host forward until the guest's
 # CGI answers (it runs while the guest does, so it is started here).
-case_pre[net]='mkdir -p "$SCRATCH/www" && head -c 1048576 /dev/urandom >"$SCRATCH/www/f.bin" &&
-    echo "HOST www-sha256=$(sha256sum <"$SCRATCH/www/f.bin" | cut -d" " -f1)" &&
-    { httpd -f -p 127.0.0.1:8080 -h "$SCRATCH/www" </dev/null >/dev/null 2>&1 & echo $! >"$SCRATCH/pids"; } &&
+case_pre[net]='mkdir -p "$SCRATCH/www" || exit 1
+    head -c 1048576 /dev/urandom >"$SCRATCH/www/f.bin" || exit 1
+    echo "HOST www-sha256=$(sha256sum <"$SCRATCH/www/f.bin" | cut -d" " -f1)"
+    httpd -f -p 127.0.0.1:8080 -h "$SCRATCH/www" </dev/null >/dev/null 2>&1 &
+    echo $! >"$SCRATCH/pids"
     { i=0; while [ $i -lt 300 ]; do
         wget -q -O "$SCRATCH/fwd.out" http://127.0.0.1:5555/cgi-bin/hello 2>/dev/null && break
-        sleep 1; i=$((i + 1)); done; } </dev/null >/dev/null 2>&1 & echo $! >>"$SCRATCH/pids"'
+        sleep 1; i=$((i + 1)); done; } </dev/null >/dev/null 2>&1 &
+    echo $! >>"$SCRATCH/pids"'
+# vsock: the host's echo server on PATH_6000 for the guest's client, then
+# in the background, while the guest runs: 100 connections x 1 MiB to the
+# guest's echo server; a connection to the guest's endless source that is
+# never read, sampling the VMM's own memory (RSS less guest RAM) 3 s and 23 s
+# into it; 50 connections held open, a knock on port 5009 that makes the
+# guest reboot, and EOF expected on all 50.
+case_pre[vsock]='vt=/bin/vsock-test; [ -x "$vt" ] || vt=$VSOCK_TEST; sock=$SCRATCH/v.sock
+    rm -f "$SCRATCH"/vsock.* "$SCRATCH/pids"
+    "$vt" server --unix "${sock}_6000" </dev/null >/dev/null 2>&1 &
+    echo $! >"$SCRATCH/pids"
+    {
+        i=0; while [ $i -lt 300 ] && ! "$vt" client --unix "$sock" 5000 1 1 >/dev/null 2>&1; do sleep 1; i=$((i + 1)); done
+        "$vt" client --unix "$sock" 5000 100 1048576 >"$SCRATCH/vsock.h2g" 2>&1
+        "$vt" stall --unix "$sock" 5001 30 >"$SCRATCH/vsock.stall" 2>&1 &
+        sleep 3; vmm_own_kb "socket=$sock" 524288 >"$SCRATCH/vsock.own-before"
+        sleep 20; vmm_own_kb "socket=$sock" 524288 >"$SCRATCH/vsock.own-after"
+        wait
+        "$vt" hold --unix "$sock" 5000 50 200 >"$SCRATCH/vsock.hold" 2>&1 &
+        i=0; while [ $i -lt 120 ] && ! grep -q HOLDING "$SCRATCH/vsock.hold"; do sleep 1; i=$((i + 1)); done
+        "$vt" knock --unix "$sock" 5009 >"$SCRATCH/vsock.knock" 2>&1
+        wait
+        : >"$SCRATCH/vsock.done"
+    } </dev/null >/dev/null 2>&1 &
+    echo $! >>"$SCRATCH/pids"'
+
 declare -A case_post=(
     [storage]='debugfs -R "dump /data.bin $SCRATCH/data.bin" "$SCRATCH/vda.img" 2>/dev/null
         echo "HOST data-sha256=$(sha256sum <"$SCRATCH/data.bin" | cut -d" " -f1)"
@@ -95,6 +124,11 @@ declare -A case_post=(
     [net]='echo "HOST fwd-content=$(cat "$SCRATCH/fwd.out" 2>/dev/null)"
         kill $(cat "$SCRATCH/pids") 2>/dev/null; rm -rf "$SCRATCH/www" "$SCRATCH/fwd.out" "$SCRATCH/pids"; true'
 )
+case_post[vsock]='i=0; while [ $i -lt 60 ] && [ ! -e "$SCRATCH/vsock.done" ]; do sleep 1; i=$((i + 1)); done
+    for f in h2g stall own-before own-after hold knock; do
+        echo "HOST $f=$(tail -n 1 "$SCRATCH/vsock.$f" 2>/dev/null)"
+    done
+    kill $(cat "$SCRATCH/pids") 2>/dev/null; rm -f "$SCRATCH"/vsock.* "$SCRATCH"/v.sock* "$SCRATCH/pids"; true'
 # Cases only shoji-vmm can run (the QEMU stand-in translates no device options).
 shoji_only() { [[ $1 == reboot || -n ${case_args[$1]:-} ]]; }
 # SHOJI_E2E_CASES="name cpus mem action status;..." replaces the list (for
@@ -149,7 +183,10 @@ prepare_guest() {
     log=$("$repo/scripts/fetch-guest.sh" "$cache" 2>&1) ||
         skip "cannot fetch the Debian guest kernel: $(tail -n1 <<<"$log")"
     mkdir -p "$work"
-    "$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache"
+    # vsock-test is static in every build (see meson.build), so the
+    # sanitizer build's runs the same program in the guest.
+    [[ -x $build/vsock-test ]] || die "$build/vsock-test not built (run 'make' first)"
+    "$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache" "$build/vsock-test"
 }
 
 case_selected() {
@@ -171,7 +208,7 @@ prepare_data() {
         command -v "$tool" >/dev/null || skip "$tool not installed (e2fsprogs, qemu-utils)"
     done
     root=$(mktemp -d "${TMPDIR:-/tmp}/shoji-baseroot.XXXXXX")
-    mkdir -p "$root/bin"
+    mkdir -p "$root/bin" "$root/dev"
     install -m 0755 "$cache/busybox" "$root/bin/busybox"
     for applet in sh sha256sum cut dd cat sync; do ln -s busybox "$root/bin/$applet"; done
     head -c 4M /dev/urandom >"$root/base.bin"
@@ -235,6 +272,7 @@ run_native() {
     mkdir -p "$work/scratch"
     L2_VMM=$vmm L2_KERNEL=$cache/vmlinuz L2_INITRD=$work/l2-initrd.cpio.gz \
         RESULTS=$results RUNNER_WORK=$work/runner DATA=$work/data SCRATCH=$work/scratch \
+        VSOCK_TEST=$build/vsock-test \
         bash -c 'source "$1"; source "$2"' _ "$repo/scripts/nested-runner.sh" "$work/job.sh"
 }
 
@@ -254,6 +292,7 @@ run_nested() {
     local f tool
     for f in "$work"/data/*; do [[ -f $f ]] && payload+=(FILE "$f:/data/${f##*/}"); done
     if [[ $vmm_kind == shoji ]]; then
+        payload+=(EXE "$build/vsock-test:/bin/vsock-test")
         for tool in debugfs qemu-img; do
             command -v "$tool" >/dev/null && payload+=(EXE "$(command -v "$tool"):/bin/$tool")
         done
@@ -432,6 +471,33 @@ check_diskroot() {
         why+=("qemu-img check on the overlay: status $(host_field "$name" overlay-check): $(section "$name:post" out | grep -a '^HOST check|' | head -n 3 | tr '\n' ' ')")
 }
 
+# vsock: both 100 x 1 MiB echo runs exact, the VMM's own memory flat while a
+# host reader stalls against a guest that never stops writing, and every
+# held connection ended by the guest's reboot.
+VSOCK_OWN_GROWTH_MAX_KB=2048
+check_vsock() {
+    local name=$1 before after
+    [[ $(report_field "$name" g2h) == PASS* ]] ||
+        why+=("guest to host echo: '$(report_field "$name" g2h)'")
+    [[ $(host_field "$name" h2g) == PASS* ]] ||
+        why+=("host to guest echo: '$(host_field "$name" h2g)'")
+    [[ $(host_field "$name" stall) == PASS* ]] ||
+        why+=("the stalled reader: '$(host_field "$name" stall)'")
+    before=$(host_field "$name" own-before)
+    after=$(host_field "$name" own-after)
+    if [[ $before =~ ^[0-9]+$ && $after =~ ^[0-9]+$ ]]; then
+        echo "       vsock: VMM own memory ${before} kB, 20 s into a stalled reader ${after} kB"
+        ((after - before <= VSOCK_OWN_GROWTH_MAX_KB)) ||
+            why+=("the VMM's own memory grew by $((after - before)) kB while a host reader stalled (bound ${VSOCK_OWN_GROWTH_MAX_KB} kB)")
+    else
+        why+=("VMM own memory not measured (before '$before', after '$after')")
+    fi
+    [[ $(report_field "$name" knock) == PASS* ]] ||
+        why+=("the guest never got the host's go on port 5009: '$(report_field "$name" knock)'")
+    [[ $(host_field "$name" hold) == "PASS 50 of 50 connections saw EOF" ]] ||
+        why+=("connections held across the guest's reboot: '$(host_field "$name" hold)'")
+}
+
 # check_case LINE: prints "ok" or "FAIL" with the reasons and the tails of
 # the guest console and the VMM's stderr.
 check_case() {
@@ -482,6 +548,7 @@ check_case() {
         storage) check_storage "$name" ;;
         net) check_net "$name" ;;
         diskroot) check_diskroot "$name" ;;
+        vsock) check_vsock "$name" ;;
         panic)
             [[ $(report_field "$name" pvpanic) == 1 ]] ||
                 why+=("the guest found no pvpanic PCI device (pvpanic=$(report_field "$name" pvpanic))")

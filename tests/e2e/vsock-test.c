@@ -17,6 +17,9 @@
  *   vsock-test hold --unix SOCKET PORT N SECONDS
  *                                          host: N connections to an echo
  *                                          server, then waits for EOF on each
+ *   vsock-test wait PORT SECONDS           guest: returns once a peer connects
+ *                                          to vsock PORT (the host's "go")
+ *   vsock-test knock --unix SOCKET PORT    host: connects to PORT and closes
  *
  * The client checks every byte that comes back (a pattern per connection
  * and offset), prints "PASS ..." or "FAIL ..." and exits 0 or 1. Every
@@ -350,13 +353,44 @@ static int hold(const char *sock, int port, int n, int seconds)
 	return eofs == n ? 0 : 1;
 }
 
+/* ---- sequencing: the host tells the guest when it is done ---- */
+
+static int wait_for_peer(int port, int seconds)
+{
+	int lfd = listen_on(NULL, port);
+	struct pollfd p = { lfd, POLLIN, 0 };
+	int n = poll(&p, 1, seconds * 1000);
+	if (n <= 0) {
+		printf("FAIL nobody connected to port %d within %d s\n", port, seconds);
+		return 1;
+	}
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		die("accept");
+	close(fd);
+	close(lfd);
+	printf("PASS a peer connected to port %d\n", port);
+	return 0;
+}
+
+static int knock(const char *sock, int port)
+{
+	int fd = vmm_connect(sock, port);
+	if (fd < 0)
+		die("connect");
+	close(fd);
+	printf("PASS knocked on port %d\n", port);
+	return 0;
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: vsock-test server PORT | server --unix PATH\n"
 			"       vsock-test client CID PORT N BYTES | client --unix SOCKET PORT N BYTES\n"
 			"       vsock-test source PORT\n"
 			"       vsock-test stall --unix SOCKET PORT SECONDS\n"
-			"       vsock-test hold --unix SOCKET PORT N SECONDS\n");
+			"       vsock-test hold --unix SOCKET PORT N SECONDS\n"
+			"       vsock-test wait PORT SECONDS | knock --unix SOCKET PORT\n");
 	return 2;
 }
 
@@ -384,5 +418,9 @@ int main(int argc, char **argv)
 		return stall(a[0], parse_int(a[1]), parse_int(a[2]));
 	if (strcmp(mode, "hold") == 0 && unix_mode && na == 4)
 		return hold(a[0], parse_int(a[1]), parse_int(a[2]), parse_int(a[3]));
+	if (strcmp(mode, "wait") == 0 && !unix_mode && na == 2)
+		return wait_for_peer(parse_int(a[0]), parse_int(a[1]));
+	if (strcmp(mode, "knock") == 0 && unix_mode && na == 2)
+		return knock(a[0], parse_int(a[1]));
 	return usage();
 }
