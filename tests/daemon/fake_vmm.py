@@ -13,7 +13,8 @@ is JSON:
   {"on_power_button": "ignore"}           keep running (the daemon must kill)
   {"api_delay": SECONDS}                  answer pings only after SECONDS
 
-Every press of the power button is appended to KERNEL.events.
+Every press of the power button is appended to KERNEL.events, and every
+start's pid to KERNEL.pids (so the test can clean up exactly its processes).
 """
 import json
 import os
@@ -35,6 +36,8 @@ def main():
     behaviour = json.loads(text) if text.strip().startswith("{") else {}
     with open(kernel + ".argv", "a") as f:
         f.write(json.dumps(argv) + "\n")
+    with open(kernel + ".pids", "a") as f:
+        f.write(f"{os.getpid()}\n")
 
     serial = opt(argv, "--serial")
     if serial and serial.startswith("socket="):

@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Integration test of shojid's API and its supervisor: a real shojid on a
+temporary state directory and socket, with tests/daemon/fake_vmm.py in place
+of shoji-vmm (--vmm). This tests the supervisor and the API, not the VMM.
+
+Usage: test_shojid.py SHOJID FAKE_VMM
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SHOJID, FAKE = sys.argv[1], sys.argv[2]
+failures = []
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("shojid", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
+
+
+class Daemon:
+    def __init__(self, tmp, extra=()):
+        self.tmp = tmp
+        self.sock = os.path.join(tmp, "run", "shojid.sock")
+        self.proc = subprocess.Popen(
+            [SHOJID, "--state-dir", os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"),
+             "--vmm", FAKE, "--backoff-ms", "200", "--stop-timeout", "1", *extra],
+            stderr=open(os.path.join(tmp, "shojid.log"), "a"))
+        deadline = time.time() + 5
+        while not self.answers():  # a killed daemon's stale socket file may be there
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("shojid did not start; see " + os.path.join(tmp, "shojid.log"))
+            time.sleep(0.02)
+
+    def answers(self):
+        try:
+            return self.req("GET", "/v1/version")[0] == 200
+        except OSError:
+            return False
+
+    def req(self, method, path, body=None):
+        c = UnixHTTP(self.sock)
+        c.request(method, path, body=body if body is None or isinstance(body, bytes) else json.dumps(body))
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(data) if data else None
+        except ValueError:
+            return r.status, data
+
+    def state(self, name):
+        return self.req("GET", "/v1/vms/" + name)[1]
+
+    def wait_state(self, name, want, timeout=8):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st = self.state(name)
+            if st and st.get("state") == want:
+                return st
+            time.sleep(0.05)
+        return self.state(name)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        self.proc.wait(10)
+
+
+def check(what, cond, detail=""):
+    print(("ok   " if cond else "FAIL ") + what + ("" if cond else f": {detail}"))
+    if not cond:
+        failures.append(what)
+
+
+def kernel(tmp, name, behaviour):
+    path = os.path.join(tmp, name + ".kernel")
+    with open(path, "w") as f:
+        json.dump(behaviour, f)
+    return path
+
+
+def definition(name, role, k, **extra):
+    d = {"name": name, "role": role, "kernel": k}
+    d.update(extra)
+    return d
+
+
+class Events:
+    """Collects /v1/events lines in a thread."""
+
+    def __init__(self, d):
+        self.lines = []
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(d.sock)
+        self.sock.sendall(b"GET /v1/events HTTP/1.0\r\nHost: x\r\n\r\n")
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            if b"\r\n\r\n" in buf and not self.lines and not hasattr(self, "body"):
+                self.body = True
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+            while b"\n" in buf and hasattr(self, "body"):
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    self.lines.append(json.loads(line))
+
+    def find(self, vm, event, timeout=8, **fields):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for e in self.lines:
+                if e["vm"] == vm and e["event"] == event and all(e.get(k) == v for k, v in fields.items()):
+                    return e
+            time.sleep(0.05)
+        return None
+
+
+def test_api_validation(tmp, d):
+    k = kernel(tmp, "plain", {"on_power_button": "exit"})
+    st, body = d.req("POST", "/v1/vms", definition("alpha", "client", k))
+    check("create answers 201 with the VM", st == 201 and body["name"] == "alpha", (st, body))
+    st, body = d.req("POST", "/v1/vms", definition("alpha", "client", k))
+    check("a duplicate name is refused with 409", st == 409 and "exists already" in body["error"], (st, body))
+    st, body = d.req("POST", "/v1/vms", b'{"name": "b", "role": "client",\n "kernel": "%s",\n "cpu": 2}' % k.encode())
+    check("an unknown key is refused naming line and key",
+          st == 400 and body["error"].startswith("request:3: key 'cpu': unknown key"), (st, body))
+    st, body = d.req("POST", "/v1/vms", definition("c", "client", "/nonexistent"))
+    check("a missing kernel is refused", st == 400 and "No such file" in body["error"], (st, body))
+    st, body = d.req("POST", "/v1/vms", definition("d", "client", k, depends_on="alpha"))
+    check("depends_on a client VM is refused", st == 400 and "client VM" in body["error"], (st, body))
+    for bad in [b"", b"{", b"\x00", b"[]", b"x" * 70000]:
+        st, body = d.req("POST", "/v1/vms", bad)
+        check(f"garbage body {bad[:8]!r} gets a 4xx JSON error", 400 <= st < 500 and "error" in body, (st, body))
+    for method, path, want in [("GET", "/v1/vms/NOPE", 400), ("GET", "/v1/vms/nope", 404), ("GET", "/v2/vms", 404),
+                               ("POST", "/v1/vms/alpha/explode", 404), ("PATCH", "/v1/vms", 405),
+                               ("GET", "/v1/vms/alpha/start", 405), ("GET", "/v1/vms/a/b/c", 404),
+                               ("GET", "/v1/vms/../../etc", 404), ("POST", "/v1/vms/nope/start", 404)]:
+        st, body = d.req(method, path)
+        check(f"{method} {path} -> {want}", st == want and "error" in body, (st, body))
+    st, body = d.req("GET", "/v1/vms/alpha/definition")
+    check("the stored definition is readable JSON", st == 200 and body["name"] == "alpha", (st, body))
+    body["cpus"] = 0
+    st, err = d.req("PUT", "/v1/vms/alpha", body)
+    check("an edit with a bad value is refused", st == 400 and "key 'cpus'" in err["error"], (st, err))
+    body["cpus"] = 3
+    st, new = d.req("PUT", "/v1/vms/alpha", body)
+    check("a valid edit is stored", st == 200 and new["definition"]["cpus"] == 3, (st, new))
+    path = os.path.join(tmp, "state", "vms", "alpha.json")
+    check("the definition file is mode 0600", os.stat(path).st_mode & 0o777 == 0o600)
+    mode = os.stat(d.sock).st_mode & 0o777
+    check("the API socket is mode 0600", mode == 0o600, oct(mode))
+    st, _ = d.req("DELETE", "/v1/vms/alpha")
+    check("rm of a stopped VM works", st == 200 and not os.path.exists(path), st)
+
+
+def test_concurrent_clients(tmp, d):
+    k = kernel(tmp, "conc", {})
+    results = []
+
+    def worker(i):
+        ok = True
+        name = f"c{i}"
+        st, _ = d.req("POST", "/v1/vms", definition(name, "client", k))
+        ok &= st == 201
+        for _ in range(20):
+            st, body = d.req("GET", "/v1/vms")
+            ok &= st == 200 and any(v["name"] == name for v in body["vms"])
+        st, _ = d.req("DELETE", "/v1/vms/" + name)
+        ok &= st == 200
+        results.append(ok)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    check("8 concurrent clients each see their own VM and all requests succeed",
+          len(results) == 8 and all(results), results)
+
+
+def test_lifecycle(tmp):
+    d = Daemon(tmp)
+    ev = Events(d)
+    time.sleep(0.2)
+    svc_k = kernel(tmp, "svc", {"on_power_button": "exit"})
+    d.req("POST", "/v1/vms", definition("svc", "service", svc_k, vsock={"cid": 3}))
+    d.req("POST", "/v1/vms", definition("desk", "client", kernel(tmp, "desk", {"on_power_button": "ignore"}),
+                                        depends_on="svc", autostart=True))
+    d.req("POST", "/v1/vms", definition("panicky", "service", kernel(tmp, "panicky", {"exit_after": 0.3, "status": 5})))
+    d.req("POST", "/v1/vms", definition("off", "service", kernel(tmp, "off", {"exit_after": 0.3, "status": 0})))
+    d.stop()
+
+    # A new daemon autostarts the service VMs; the client waits for svc.
+    d = Daemon(tmp)
+    ev = Events(d)
+    svc = d.wait_state("svc", "running")
+    check("a service VM autostarts and runs", svc["state"] == "running", svc)
+    desk = d.wait_state("desk", "running")
+    check("a client VM with depends_on runs after its service VM", desk["state"] == "running", desk)
+    with open(svc_k + ".argv") as f:
+        argv = json.loads(f.readline())
+    check("the VMM gets exactly the definition's devices",
+          "--vsock" in argv and "--disk" not in argv and "--net" not in argv and "--rng" not in argv
+          and "--api-socket" in argv, argv)
+    rundir = os.path.join(tmp, "run", "vms", "svc")
+    check("the per-VM run directory is mode 0700", os.stat(rundir).st_mode & 0o777 == 0o700)
+
+    e = ev.find("panicky", "exited", reason="panic")
+    check("exit status 5 is reported as a panic", e is not None)
+    e = ev.find("panicky", "restarting")
+    check("a panicked service VM is restarted with back-off", e is not None and e["in_ms"] >= 200, e)
+    e = ev.find("panicky", "failed", timeout=15)
+    check("after 5 failures it is 'failed'", e is not None and d.state("panicky")["state"] == "failed",
+          d.state("panicky"))
+    delays = [x["in_ms"] for x in ev.lines if x["vm"] == "panicky" and x["event"] == "restarting"]
+    check("the back-off doubles", delays == [200, 400, 800, 1600], delays)
+
+    off = d.wait_state("off", "stopped")
+    check("a service VM that powered off is not restarted",
+          off["last_exit"] == "poweroff" and off["restarts"] == 0, off)
+
+    # kill -9 of the daemon: the VMMs survive, a new daemon re-adopts them.
+    pids = {n: d.state(n)["pid"] for n in ("svc", "desk")}
+    d.stop(signal.SIGKILL)
+    time.sleep(0.3)
+    alive = all(os.path.exists(f"/proc/{p}") for p in pids.values())
+    check("kill -9 of shojid leaves the VMMs running", alive, pids)
+    d = Daemon(tmp)
+    ev = Events(d)
+    svc = d.wait_state("svc", "running")
+    desk = d.wait_state("desk", "running")
+    check("a new shojid re-adopts them as running with the same pids",
+          svc.get("pid") == pids["svc"] and desk.get("pid") == pids["desk"], (svc, desk))
+    with open(svc_k + ".argv") as f:
+        check("re-adoption did not start svc a second time", len(f.readlines()) == 1)
+
+    # stop: the power button over the VMM's control socket; kill at the timeout.
+    st, _ = d.req("POST", "/v1/vms/desk/stop")
+    e = ev.find("desk", "stop-timeout", timeout=5)
+    with open(os.path.join(tmp, "desk.kernel.events")) as f:
+        pressed = f.read()
+    check("stop presses the power button over the control socket", st == 202 and "power-button" in pressed)
+    desk = d.wait_state("desk", "stopped")
+    check("a guest that ignores the button is killed after the timeout",
+          e is not None and desk["last_exit"] == "killed", desk)
+    st, _ = d.req("POST", "/v1/vms/svc/stop")
+    svc = d.wait_state("svc", "stopped")
+    check("a guest that powers off on the button stops cleanly", svc["last_exit"] == "poweroff", svc)
+
+    # kill -9 of a VMM: reported as killed, and a service VM comes back.
+    d.req("POST", "/v1/vms/svc/start")
+    svc = d.wait_state("svc", "running")
+    os.kill(svc["pid"], signal.SIGKILL)
+    e = ev.find("svc", "exited", reason="killed")
+    check("kill -9 of a VMM is reported as 'killed'", e is not None)
+    svc = d.wait_state("svc", "running")
+    check("and the service VM is restarted", svc["state"] == "running" and svc["restarts"] >= 1, svc)
+
+    # the console log
+    st, log = d.req("GET", "/v1/vms/svc/logs")
+    check("the console log holds the guest's output", st == 200 and b"fake-vmm: console up" in log, log)
+    d.req("POST", "/v1/vms/svc/kill")
+    d.wait_state("svc", "stopped")
+    d.stop()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="shoji-daemon-")
+    try:
+        d = Daemon(tmp)
+        test_api_validation(tmp, d)
+        test_concurrent_clients(tmp, d)
+        st, _ = d.req("GET", "/v1/version")
+        check("the daemon still answers after the hostile requests", st == 200)
+        d.stop()
+        test_lifecycle(tmp)
+    finally:
+        for name in os.listdir(tmp):  # every fake VMM this test started, by its pid
+            if name.endswith(".pids"):
+                for pid in open(os.path.join(tmp, name)).read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        if not failures:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("kept", tmp)
+    print(f"{len(failures)} failure(s)")
+    sys.exit(1 if failures else 0)
+
+
+main()
