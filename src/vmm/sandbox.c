@@ -186,6 +186,15 @@ static int sandbox_add_needs(scmp_filter_ctx ctx, unsigned needs)
 			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 					      SCMP_A1(SCMP_CMP_EQ, FIONREAD));
 	}
+	/*
+	 * Any other open fails with EACCES instead of ending the VMM: glibc's
+	 * malloc opens /proc/sys/vm/overcommit_memory the first time it trims
+	 * a thread's heap (seen on the I/O thread after vsock connections
+	 * closed) and carries on without it. Files the VMM needs are opened
+	 * before the filter goes in.
+	 */
+	if (rc == 0 && !(needs & SANDBOX_NET_USER))
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
 	if (rc == 0 && (needs & SANDBOX_VSOCK)) {
 		rc = sandbox_add_list(ctx, allowed_vsock, ARRAY_SIZE(allowed_vsock));
 		/* Only Unix sockets: a guest connection never becomes a network one. */
