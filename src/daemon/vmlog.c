@@ -37,8 +37,10 @@ struct vmlog *vmlog_open(const char *path, uint64_t max)
 		free(l);
 		return NULL;
 	}
-	snprintf(l->path, sizeof(l->path), "%s", path);
-	snprintf(l->old_path, sizeof(l->old_path), "%s.1", path);
+	size_t n = strlen(path);
+	memcpy(l->path, path, n + 1);
+	memcpy(l->old_path, path, n);
+	memcpy(l->old_path + n, ".1", 3);
 	l->max = max;
 	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (l->fd < 0) {
