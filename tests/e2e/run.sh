@@ -41,13 +41,11 @@ cases=(
     "boot-4cpu 4 1024 report 0"
     "reboot 1 512 reboot 3"
     "panic 1 512 panic 5"
+    "storage 2 512 storage 0"
+    "qcow2-root 1 512 diskroot 0"
+    "net 1 512 net 0"
+    "vsock 2 512 vsock 3"
 )
-# Device cases written this session but not yet seen passing nested (the
-# session ran out): run them with SHOJI_E2E_DEVICE_CASES=1 until they join
-# the default list.
-if [[ ${SHOJI_E2E_DEVICE_CASES:-0} == 1 ]]; then
-    cases+=("storage 2 512 storage 0" "qcow2-root 1 512 diskroot 0" "net 1 512 net 0" "vsock 2 512 vsock 3")
-fi
 
 # What a device case adds around its boot, run where the VMM runs (in L1
 # when nested): the VMM's extra options, and host steps before and after
