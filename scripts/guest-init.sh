@@ -83,6 +83,9 @@ storage() {
     umount /mnt && sync
     wait_for /dev/vdb || { echo "SHOJI-ERROR no /dev/vdb"; return; }
     echo "SHOJI-REPORT vdb-ro=$(cat /sys/block/vdb/ro)"
+    # How the virtio devices interrupt: MSI-X, or INTx through the IOAPIC (pci=nomsi).
+    echo "SHOJI-REPORT virtio-irqs-msi=$(grep virtio /proc/interrupts | grep -c MSI)"
+    echo "SHOJI-REPORT virtio-irqs-ioapic=$(grep virtio /proc/interrupts | grep -c IO-APIC)"
     # Past the kernel's own read-only flag, so the device must refuse.
     blockdev --setrw /dev/vdb 2>/dev/null
     if dd if=/dev/zero of=/dev/vdb bs=4096 count=1 oflag=direct,sync 2>/dev/null; then

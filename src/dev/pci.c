@@ -140,6 +140,29 @@ bool pci_bus_master_enabled(const struct pci_device *pd)
 	return pd->cfg[PCI_COMMAND] & PCI_COMMAND_MASTER;
 }
 
+_Static_assert(PCI_SLOTS == LAYOUT_PCI_SLOTS, "the DSDT's _PRT covers every slot");
+
+unsigned pci_enable_intx(struct pci_device *pd)
+{
+	unsigned gsi = LAYOUT_PCI_INTX_GSI(pd->slot);
+	pd->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA */
+	pd->cfg[PCI_INTERRUPT_LINE] = (uint8_t)gsi;
+	return gsi;
+}
+
+bool pci_intx_disabled(const struct pci_device *pd)
+{
+	return le_load(pd->cfg + PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE;
+}
+
+void pci_set_intx_status(struct pci_device *pd, bool asserted)
+{
+	if (asserted)
+		pd->cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
+	else
+		pd->cfg[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTERRUPT;
+}
+
 static void pci_update_bars(struct pci_device *pd)
 {
 	for (unsigned i = 0; i < PCI_NUM_BARS; i++)

@@ -103,6 +103,16 @@ void pci_cfg_set_wmask(struct pci_device *pd, uint32_t offset, const void *mask,
 bool pci_memory_enabled(const struct pci_device *pd);
 bool pci_bus_master_enabled(const struct pci_device *pd);
 
+/*
+ * INTx: gives the device interrupt pin INTA (LAYOUT_PCI_INTX_GSI of its
+ * slot, also put in the Interrupt Line register) and returns that GSI.
+ */
+unsigned pci_enable_intx(struct pci_device *pd);
+/* Whether the guest set Interrupt Disable in the command register. */
+bool pci_intx_disabled(const struct pci_device *pd);
+/* The Interrupt Status bit of the status register: the line's state. */
+void pci_set_intx_status(struct pci_device *pd, bool asserted);
+
 /* Config space access by (slot, offset), as both mechanisms do it. */
 void pci_config_read(struct pci_bus *bus, unsigned slot, uint32_t offset, uint8_t *data, unsigned len);
 void pci_config_write(struct pci_bus *bus, unsigned slot, uint32_t offset, const uint8_t *data, unsigned len);

@@ -56,6 +56,8 @@ struct virtio_dev {
 	uint16_t msix_config;
 	uint16_t queue_select;
 	uint8_t isr;
+	unsigned intx_gsi;
+	bool intx_level;       /* what the INTx line was last set to */
 	bool reset_logged;
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 
@@ -79,11 +81,31 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 	vd->host.send_msi(vd->host.ctx, (uint64_t)e->addr_hi << 32 | e->addr_lo, e->data);
 }
 
+/*
+ * INTx (virtio 1.2, 4.1.4.5): without MSI-X the line is high while an ISR
+ * bit is set, and a read of the ISR clears both. Level-triggered, so an
+ * interrupt the guest has not yet read stays pending across its EOI.
+ */
+static void intx_update(struct virtio_dev *vd)
+{
+	bool level = vd->isr && !vd->msix_enabled && !pci_intx_disabled(vd->pci);
+	if (level == vd->intx_level)
+		return;
+	vd->intx_level = level;
+	pci_set_intx_status(vd->pci, level);
+	if (vd->host.set_irq)
+		vd->host.set_irq(vd->host.ctx, vd->intx_gsi, level);
+}
+
 static void virtio_interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit)
 {
 	vd->isr |= isr_bit;
-	if (!vd->msix_enabled || vector == VIRTIO_MSI_NO_VECTOR || vector >= num_vectors(vd))
-		return; /* INTx is not modelled: the ISR bit is all the driver gets */
+	if (!vd->msix_enabled) {
+		intx_update(vd);
+		return;
+	}
+	if (vector == VIRTIO_MSI_NO_VECTOR || vector >= num_vectors(vd))
+		return; /* the driver asked for no interrupt on this one */
 	if (!pci_bus_master_enabled(vd->pci))
 		return; /* an MSI is a memory write: not without bus mastering */
 	if (vd->msix_function_masked || (vd->msix[vector].ctrl & MSIX_CTRL_MASKBIT))
@@ -167,6 +189,7 @@ static void virtio_reset(struct virtio_dev *vd)
 	vd->queue_select = 0;
 	vd->msix_config = VIRTIO_MSI_NO_VECTOR;
 	vd->isr = 0;
+	intx_update(vd);
 	vd->reset_logged = false;
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vq_reset(&vd->q[q].vq, vd->mem);
@@ -381,18 +404,23 @@ static void msix_write(struct virtio_dev *vd, uint64_t off, uint32_t v)
 	msix_deliver_pending(vd);
 }
 
-/* Guest wrote config space: track the MSI-X enable and function-mask bits. */
+/*
+ * Guest wrote config space: track the MSI-X enable and function-mask bits,
+ * and the INTx line, which MSI-X and the command register's Interrupt
+ * Disable both silence.
+ */
 static void virtio_pci_config_written(void *opaque, uint32_t offset, uint32_t len)
 {
 	struct virtio_dev *vd = opaque;
 	uint32_t ctrl = vd->msix_cap + PCI_MSIX_FLAGS;
-	if (offset > ctrl + 1 || offset + len <= ctrl)
-		return;
-	uint16_t flags = (uint16_t)(vd->pci->cfg[ctrl] | vd->pci->cfg[ctrl + 1] << 8);
 	pthread_mutex_lock(&vd->lock);
-	vd->msix_enabled = flags & PCI_MSIX_FLAGS_ENABLE;
-	vd->msix_function_masked = flags & PCI_MSIX_FLAGS_MASKALL;
-	msix_deliver_pending(vd);
+	if (offset <= ctrl + 1 && offset + len > ctrl) {
+		uint16_t flags = (uint16_t)(vd->pci->cfg[ctrl] | vd->pci->cfg[ctrl + 1] << 8);
+		vd->msix_enabled = flags & PCI_MSIX_FLAGS_ENABLE;
+		vd->msix_function_masked = flags & PCI_MSIX_FLAGS_MASKALL;
+		msix_deliver_pending(vd);
+	}
+	intx_update(vd);
 	pthread_mutex_unlock(&vd->lock);
 }
 
@@ -417,6 +445,7 @@ static void bar_read_locked(struct virtio_dev *vd, uint64_t off, uint8_t *data, 
 	} else if (off == VIRTIO_PCI_ISR_OFF && len == 1) {
 		data[0] = vd->isr; /* reading acknowledges */
 		vd->isr = 0;
+		intx_update(vd);
 	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off < VIRTIO_PCI_NOTIFY_OFF) {
 		uint64_t rel = off - VIRTIO_PCI_DEVICE_OFF;
 		if (rel + len <= vd->ops->config_size && vd->ops->config_read)
@@ -561,6 +590,7 @@ struct virtio_dev *virtio_pci_create(struct pci_bus *bus, const struct guest_mem
 		return NULL;
 	}
 	vd->pci->on_config_write = virtio_pci_config_written;
+	vd->intx_gsi = pci_enable_intx(vd->pci);
 	virtio_reset(vd);
 	return vd;
 }

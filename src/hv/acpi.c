@@ -142,6 +142,22 @@ static void table_end(struct acpi_writer *w, struct acpi_tables *out, size_t sta
 }
 
 /*
+ * _PRT: where each slot's INTA goes, as Package { address (slot << 16 |
+ * 0xffff: any function), pin 0 (INTA), source 0 (a GSI, not a link
+ * device), the GSI }. An ACPI OS routes INTx only through this table.
+ */
+static void dsdt_pci_routing(struct aml *body)
+{
+	struct aml entries = { .n = 0 }, prt = { .n = 0 };
+	for (unsigned slot = 1; slot < LAYOUT_PCI_SLOTS; slot++) {
+		const uint64_t e[] = { (uint64_t)slot << 16 | 0xffff, 0, 0, LAYOUT_PCI_INTX_GSI(slot) };
+		aml_package_integers(&entries, e, 4);
+	}
+	aml_package(&prt, LAYOUT_PCI_SLOTS - 1, &entries);
+	aml_name(body, "_PRT", &prt);
+}
+
+/*
  * PCI0: the host bridge the OS must find in the namespace before it scans
  * bus 0 (an ACPI OS does not probe for one). Its _CRS hands the OS the bus
  * number, the config ports, the rest of the I/O space and the BAR window.
@@ -165,6 +181,7 @@ static void dsdt_pci_root(struct aml *sb)
 	v.n = 0;
 	aml_buffer(&v, &crs);
 	aml_name(&body, "_CRS", &v);
+	dsdt_pci_routing(&body);
 	aml_device(sb, "PCI0", &body);
 }
 

@@ -156,15 +156,26 @@ void aml_buffer(struct aml *a, const struct aml *data)
 	aml_append(a, &inner);
 }
 
-void aml_package_integers(struct aml *a, const uint64_t *v, unsigned n)
+void aml_package(struct aml *a, unsigned n, const struct aml *elements)
 {
 	struct aml inner = { .n = 0 };
+	if (n > 0xff) { /* NumElements is one byte; larger needs VarPackage */
+		a->overflow = true;
+		return;
+	}
 	aml_byte(&inner, (uint8_t)n);
-	for (unsigned i = 0; i < n; i++)
-		aml_integer(&inner, v[i]);
+	aml_append(&inner, elements);
 	aml_byte(a, AML_PACKAGE_OP);
 	aml_pkglength(a, inner.n);
 	aml_append(a, &inner);
+}
+
+void aml_package_integers(struct aml *a, const uint64_t *v, unsigned n)
+{
+	struct aml elements = { .n = 0 };
+	for (unsigned i = 0; i < n; i++)
+		aml_integer(&elements, v[i]);
+	aml_package(a, n, &elements);
 }
 
 #define RES_WORD_ADDRESS  0x88

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AML_MAX 1024
+#define AML_MAX 4096
 
 struct aml {
 	uint8_t b[AML_MAX];
@@ -35,6 +35,8 @@ void aml_device(struct aml *a, const char *name, const struct aml *body);
 void aml_buffer(struct aml *a, const struct aml *data);
 /* Package { n integers }. */
 void aml_package_integers(struct aml *a, const uint64_t *v, unsigned n);
+/* Package of `n` elements whose encodings follow each other in `elements`. */
+void aml_package(struct aml *a, unsigned n, const struct aml *elements);
 
 /* Resource descriptors (ACPI 6.4 section 6.4), appended to a template. */
 void aml_res_bus_numbers(struct aml *t, uint16_t first, uint16_t last);

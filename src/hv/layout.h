@@ -63,6 +63,16 @@
 #define PORT_RESET       0xcf9   /* also the FADT reset register */
 #define RESET_VALUE      0x06
 #define IRQ_SCI          9
+
+/*
+ * PCI INTx, for drivers that leave MSI-X off: slot s's INTA is wired to
+ * IOAPIC pin 16 + s % 8 (level-triggered, active low, as the DSDT's _PRT
+ * tells the OS). Pins 16-23 belong to no ISA device, so only PCI shares them.
+ */
+#define LAYOUT_PCI_SLOTS          32
+#define LAYOUT_PCI_INTX_GSI_BASE  16
+#define LAYOUT_PCI_INTX_GSI_COUNT 8
+#define LAYOUT_PCI_INTX_GSI(slot) (LAYOUT_PCI_INTX_GSI_BASE + (slot) % LAYOUT_PCI_INTX_GSI_COUNT)
 #define ACPI_SLP_TYP_S5  5
 
 #endif

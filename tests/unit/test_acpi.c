@@ -341,6 +341,47 @@ static void test_dsdt_s5(void **state)
 	free(v.buf);
 }
 
+/*
+ * DSDT: Name(_PRT, Package(31){ Package(4){ slot << 16 | 0xffff, 0, 0, GSI }
+ * ... }) under PCI0, one INTA per slot 1-31, each entry with the GSI that
+ * virtio-pci raises (LAYOUT_PCI_INTX_GSI). Entries are read as iasl writes
+ * them: DWordPrefix address, ZeroOp pin and source, BytePrefix GSI.
+ */
+static void test_dsdt_prt(void **state)
+{
+	(void)state;
+	struct acpi_view v;
+	build(&v, 2);
+	uint64_t gpa;
+	const uint8_t *f = xsdt_find(&v, "FACP", &gpa);
+	const uint8_t *d = sdt_at(&v, rd64(f + FADT_X_DSDT), "DSDT");
+	const uint8_t *aml = d + SDT_HEADER;
+	size_t n = rd32(d + 4) - SDT_HEADER;
+	size_t at = 0;
+	for (size_t i = 1; i + 4 <= n && !at; i++)
+		if (aml[i - 1] == 0x08 && memcmp(aml + i, "_PRT", 4) == 0)
+			at = i + 4;
+	if (!at)
+		fail_msg("DSDT has no Name(_PRT, ...)");
+	assert_true(at + 3 <= n);
+	assert_int_equal(aml[at], 0x12);               /* PackageOp */
+	unsigned lead = aml[at + 1] >> 6;              /* extra PkgLength bytes */
+	size_t p = at + 2 + lead;
+	assert_int_equal(aml[p++], LAYOUT_PCI_SLOTS - 1); /* NumElements */
+	for (unsigned slot = 1; slot < LAYOUT_PCI_SLOTS; slot++) {
+		static const uint8_t head[] = { 0x12, 0x0b, 0x04, 0x0c }; /* Package(4) { DWord */
+		assert_true(p + 12 <= n);
+		assert_memory_equal(aml + p, head, sizeof(head));
+		assert_int_equal(rd32(aml + p + 4), slot << 16 | 0xffff);
+		assert_int_equal(aml[p + 8], 0x00);    /* pin INTA */
+		assert_int_equal(aml[p + 9], 0x00);    /* source: a GSI */
+		assert_int_equal(aml[p + 10], 0x0a);   /* BytePrefix */
+		assert_int_equal(aml[p + 11], LAYOUT_PCI_INTX_GSI(slot));
+		p += 12;
+	}
+	free(v.buf);
+}
+
 static void test_reject_cpu_counts(void **state)
 {
 	(void)state;
@@ -393,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_fadt),
 		cmocka_unit_test(test_madt),
 		cmocka_unit_test(test_dsdt_s5),
+		cmocka_unit_test(test_dsdt_prt),
 		cmocka_unit_test(test_reject_cpu_counts),
 		cmocka_unit_test(test_buffer_too_small),
 		cmocka_unit_test(test_checksum_helper),

@@ -144,6 +144,8 @@ struct fake_host {
 	unsigned nmsi;
 	struct { struct virtio_dev *vd; unsigned queue; uint64_t gpa; bool on; } io[REC_MAX];
 	unsigned nio;
+	unsigned irq_gsi, irq_changes; /* INTx: the last GSI set and how often */
+	int irq_level;
 };
 
 static struct fake_host fh;
@@ -169,7 +171,17 @@ static bool fh_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, u
 	return true;
 }
 
-static const struct virtio_pci_host fake_host_ops = { fh_send_msi, fh_set_ioeventfd, &fh };
+static void fh_set_irq(void *ctx, unsigned gsi, int level)
+{
+	struct fake_host *h = ctx;
+	h->irq_gsi = gsi;
+	h->irq_level = level;
+	h->irq_changes++;
+}
+
+static const struct virtio_pci_host fake_host_ops = {
+	.send_msi = fh_send_msi, .set_ioeventfd = fh_set_ioeventfd, .ctx = &fh, .set_irq = fh_set_irq,
+};
 
 /* ---- the fake reset control register at 0xCF9 ---- */
 
@@ -1103,6 +1115,53 @@ static void test_isr_read_clears(void **state)
 	assert_int_equal(td.notifies, n);
 }
 
+/*
+ * INTx for a driver that leaves MSI-X off (Linux with pci=nomsi): the pin
+ * and line registers name INTA and the slot's GSI; the line is high while
+ * the ISR holds a bit, a read of the ISR lowers it, Interrupt Disable and
+ * MSI-X silence it, and a reset lowers it.
+ */
+static void test_intx(void **state)
+{
+	(void)state;
+	unsigned gsi = LAYOUT_PCI_INTX_GSI(VSLOT);
+	assert_int_equal(drv_cfg_read(PCI_INTERRUPT_PIN, 1), 1);
+	assert_int_equal(drv_cfg_read(PCI_INTERRUPT_LINE, 1), gsi);
+	drv_bring_up();
+	drv_msix_flags(0);
+	drv_publish(0, 0, 16);
+	drv_kick(0);
+	assert_int_equal(fh.nmsi, 0);
+	assert_int_equal(fh.irq_gsi, gsi);
+	assert_int_equal(fh.irq_level, 1);
+	assert_true(drv_cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	/* A second completion before the read: still one edge, still high. */
+	unsigned changes = fh.irq_changes;
+	drv_publish(0, 1, 16);
+	drv_kick(0);
+	assert_int_equal(fh.irq_changes, changes);
+	assert_int_equal(drv_bar_read(VIRTIO_PCI_ISR_OFF, 1), 1); /* the queue bit */
+	assert_int_equal(fh.irq_level, 0);
+	assert_false(drv_cfg_read(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+
+	/* Interrupt Disable holds the line low; clearing it raises the pending one. */
+	uint32_t cmd = drv_cfg_read(PCI_COMMAND, 2);
+	drv_cfg_write(PCI_COMMAND, cmd | PCI_COMMAND_INTX_DISABLE, 2);
+	drv_publish(0, 2, 16);
+	drv_kick(0);
+	assert_int_equal(fh.irq_level, 0);
+	drv_cfg_write(PCI_COMMAND, cmd, 2);
+	assert_int_equal(fh.irq_level, 1);
+
+	/* Turning MSI-X on lowers INTx; the next completion is an MSI. */
+	drv_msix_flags(PCI_MSIX_FLAGS_ENABLE);
+	assert_int_equal(fh.irq_level, 0);
+	drv_msix_flags(0);
+	assert_int_equal(fh.irq_level, 1); /* the ISR bit is still unread */
+	drv_set_status(0); /* reset */
+	assert_int_equal(fh.irq_level, 0);
+}
+
 static void test_reset(void **state)
 {
 	(void)state;
@@ -1359,6 +1418,7 @@ int main(void)
 		T(test_msix_vector_mask),
 		T(test_msix_function_mask),
 		T(test_isr_read_clears),
+		T(test_intx),
 		T(test_reset),
 		T(test_reset_after_bar_move),
 		T(test_unnatural_widths),
