@@ -42,6 +42,7 @@ cases=(
     "reboot 1 512 reboot 3"
     "panic 1 512 panic 5"
     "storage 2 512 storage 0"
+    "intx 2 512 storage 0"
     "qcow2-root 1 512 diskroot 0"
     "net 1 512 net 0"
     "vsock 2 512 vsock 3"
@@ -127,6 +128,12 @@ case_post[vsock]='i=0; while [ $i -lt 60 ] && [ ! -e "$SCRATCH/vsock.done" ]; do
         echo "HOST $f=$(tail -n 1 "$SCRATCH/vsock.$f" 2>/dev/null)"
     done
     kill $(cat "$SCRATCH/pids") 2>/dev/null; rm -f "$SCRATCH"/vsock.* "$SCRATCH"/v.sock* "$SCRATCH/pids"; true'
+# intx: the storage case again with the guest told not to use MSI (pci=nomsi),
+# so every virtio interrupt is INTx through the IOAPIC and the DSDT's _PRT.
+case_args[intx]=${case_args[storage]}
+case_pre[intx]=${case_pre[storage]}
+case_post[intx]=${case_post[storage]}
+declare -A case_cmdline=([intx]='pci=nomsi')
 # Cases only shoji-vmm can run (the QEMU stand-in translates no device options).
 shoji_only() { [[ $1 == reboot || -n ${case_args[$1]:-} ]]; }
 # SHOJI_E2E_CASES="name cpus mem action status;..." replaces the list (for
@@ -244,7 +251,7 @@ write_job() {
         fi
         # shellcheck disable=SC2016 # $L2_KERNEL/$L2_INITRD expand where the job runs
         printf 'run_case %s %s --kernel "$L2_KERNEL" --initrd "$L2_INITRD" --cmdline %s --cpus %s --memory %sM %s\n' \
-            "$name" "$(case_timeout)" "$(shq "console=ttyS0 panic=-1 shoji.action=$action $token")" \
+            "$name" "$(case_timeout)" "$(shq "console=ttyS0 panic=-1 shoji.action=$action $token${case_cmdline[$name]:+ ${case_cmdline[$name]}}")" \
             "$cpus" "$mem" "${case_args[$name]:-}" >>"$job"
         if [[ -n ${case_post[$name]:-} ]]; then
             printf 'host_step %s %s\n' "$name:post" "$(shq "${case_post[$name]}")" >>"$job"
@@ -434,6 +441,16 @@ check_storage() {
         why+=("a forced write to the read-only disk was '$(report_field "$name" vdb-write)', expected refused")
     [[ $(host_field "$name" vdb-unchanged) == yes ]] ||
         why+=("the read-only image changed on the host")
+    local msi ioapic
+    msi=$(report_field "$name" virtio-irqs-msi)
+    ioapic=$(report_field "$name" virtio-irqs-ioapic)
+    if [[ -n ${case_cmdline[$name]:-} ]]; then
+        [[ $msi == 0 && $ioapic =~ ^[1-9][0-9]*$ ]] ||
+            why+=("with pci=nomsi the virtio devices should interrupt through the IOAPIC (INTx): $ioapic IO-APIC and $msi MSI lines in /proc/interrupts")
+    else
+        [[ $msi =~ ^[1-9][0-9]*$ && $ioapic == 0 ]] ||
+            why+=("the virtio devices should use MSI-X: $msi MSI and $ioapic IO-APIC lines in /proc/interrupts")
+    fi
 }
 
 # DHCP lease from the user-mode network, a file fetched from the host's
