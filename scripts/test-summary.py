@@ -5,8 +5,14 @@ import sys
 
 passed, failed, skipped = [], [], []
 with open(sys.argv[1]) as log:
-    for line in log:
-        t = json.loads(line)
+    for number, line in enumerate(log, 1):
+        try:
+            t = json.loads(line)
+        except json.JSONDecodeError:
+            # Meson rewrites the log of a build directory at every run.
+            failed.append((f"{sys.argv[1]} line {number}",
+                           "not JSON: did another 'meson test' run on this build directory at the same time?"))
+            continue
         result = t.get("result")
         if result == "OK" or result == "EXPECTEDFAIL":
             passed.append(t["name"])
