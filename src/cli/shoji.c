@@ -39,7 +39,9 @@ static const char usage[] =
 	"  vm console NAME         attach to the serial console; Ctrl-] or Ctrl-a d\n"
 	"                          detaches (Ctrl-a Ctrl-a sends Ctrl-a)\n"
 	"  vm logs NAME [-f]       the console log; -f follows it\n"
-	"  events                  lifecycle events as JSON lines, until interrupted\n"
+	"  events [--since N]      lifecycle events as JSON lines, until interrupted;\n"
+	"                          --since N first replays those from number N on\n"
+	"                          that shojid still keeps (0: all of them)\n"
 	"\n"
 	"Options:\n"
 	"  --socket PATH           shojid's API socket\n"
@@ -264,8 +266,21 @@ int main(int argc, char **argv)
 	}
 	if (i < argc && strcmp(argv[i], "vm") == 0)
 		return cmd_vm(&cli, argc - i - 1, argv + i + 1);
-	if (i < argc && strcmp(argv[i], "events") == 0 && i + 1 == argc)
-		return http_stream(cli.socket, "/v1/events") == 200 ? 0 : 1;
+	if (i < argc && strcmp(argv[i], "events") == 0) {
+		char path[64] = "/v1/events";
+		if (i + 3 == argc && strcmp(argv[i + 1], "--since") == 0) {
+			const char *n = argv[i + 2];
+			if (!n[0] || strspn(n, "0123456789") != strlen(n) || strlen(n) > 19) {
+				fprintf(stderr, "shoji: events --since %s: give an event number\n", n);
+				return 2;
+			}
+			snprintf(path, sizeof(path), "/v1/events?since=%s", n);
+		} else if (i + 1 != argc) {
+			fprintf(stderr, "shoji: events takes only --since N (see shoji --help)\n");
+			return 2;
+		}
+		return http_stream(cli.socket, path) == 200 ? 0 : 1;
+	}
 	fprintf(stderr, "shoji: %s (see shoji --help)\n", i < argc ? "unknown command" : "no command given");
 	return 2;
 }

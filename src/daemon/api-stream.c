@@ -6,6 +6,7 @@
  * event stream sends an empty line every HEARTBEAT_MS, which is also how a
  * vanished reader is noticed.
  */
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -73,6 +74,20 @@ enum MHD_Result api_stream_events(struct api *api, struct MHD_Connection *c, con
 		return MHD_NO;
 	es->api = api;
 	es->seq = events_next_seq(api->events);
+	/* ?since=N: from event N on, as far as the ring still holds them. */
+	const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+	if (since) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(since, &end, 10);
+		if (!since[0] || *end || errno || since[0] == '-') {
+			free(es);
+			return api_send_error(c, MHD_HTTP_BAD_REQUEST,
+					      "since: give an event number (0 for every event still kept)");
+		}
+		if (v < es->seq)
+			es->seq = v;
+	}
 	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_reader,
 								   es, events_free);
 	if (!r) {

@@ -102,11 +102,12 @@ def definition(name, role, k, **extra):
 class Events:
     """Collects /v1/events lines in a thread."""
 
-    def __init__(self, d):
+    def __init__(self, d, since=None):
         self.lines = []
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(d.sock)
-        self.sock.sendall(b"GET /v1/events HTTP/1.0\r\nHost: x\r\n\r\n")
+        path = "/v1/events" if since is None else f"/v1/events?since={since}"
+        self.sock.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
         threading.Thread(target=self.run, daemon=True).start()
 
     def run(self):
@@ -212,7 +213,13 @@ def test_lifecycle(tmp):
 
     # A new daemon autostarts the service VMs; the client waits for svc.
     d = Daemon(tmp)
-    ev = Events(d)
+    ev = Events(d, since=0)
+    e = ev.find("svc", "starting")
+    check("events?since=0 replays the autostart that came before any client could connect",
+          e is not None and ev.lines[0]["seq"] == 0, ev.lines[:3])
+    for bad in ["x", "-1", "", "1x"]:
+        st, body = d.req("GET", "/v1/events?since=" + bad)
+        check(f"events?since={bad!r} is refused with 400", st == 400 and "since" in body["error"], (st, body))
     svc = d.wait_state("svc", "running")
     check("a service VM autostarts and runs", svc["state"] == "running", svc)
     desk = d.wait_state("desk", "running")
