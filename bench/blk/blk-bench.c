@@ -9,9 +9,11 @@
  * guest memory and kicks an eventfd (what KVM's ioeventfd signals); the
  * VMM's I/O thread (src/vmm/iothread.c) wakes, reads the eventfd and calls
  * the device's queue_notify under the transport's lock, as
- * src/vmm/virtio-host.c and virtio_pci_kick() do; the device serves every
- * available request (synchronously, one after the other: that is how it
- * works) and signals the used ring; the driver sleeps until that
+ * src/vmm/virtio-host.c and virtio_pci_kick() do; the device hands every
+ * available request to its worker threads, which signal the device's
+ * completion eventfd (queue_event_fd), which the I/O thread watches the
+ * same way and answers with queue_notify again, which puts the finished
+ * requests in the used ring and interrupts; the driver sleeps until that
  * "interrupt" (a condition variable standing in for the MSI), takes the
  * completions and refills the ring. EVENT_IDX and indirect descriptors are
  * negotiated as a Linux guest does, and the driver honours avail_event /
@@ -91,12 +93,14 @@ static struct virtio_dev vd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALI
 static struct virtio_blk *blk;
 static int kick_fd;
 
-/* What virtio-host.c's host_kick does on the I/O thread. */
+/* What virtio-host.c's host_kick does on the I/O thread, for the kick
+ * eventfd and for the device's completion eventfd alike. */
 static void on_kick(void *ctx, uint32_t events)
 {
-	(void)ctx, (void)events;
+	(void)events;
+	int fd = *(const int *)ctx;
 	uint64_t n;
-	if (read(kick_fd, &n, sizeof(n)) != sizeof(n))
+	if (read(fd, &n, sizeof(n)) != sizeof(n))
 		return;
 	pthread_mutex_lock(&vd.lock);
 	virtio_blk_ops.queue_notify(blk, &vd, 0);
@@ -243,7 +247,10 @@ int main(int argc, char **argv)
 
 	kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct iothread *io = iothread_create();
-	if (kick_fd < 0 || !io || !iothread_watch(io, kick_fd, EPOLLIN, on_kick, NULL) ||
+	static int done_fd;
+	done_fd = virtio_blk_ops.queue_event_fd ? virtio_blk_ops.queue_event_fd(blk, 0) : -1;
+	if (kick_fd < 0 || !io || !iothread_watch(io, kick_fd, EPOLLIN, on_kick, &kick_fd) ||
+	    (done_fd >= 0 && !iothread_watch(io, done_fd, EPOLLIN, on_kick, &done_fd)) ||
 	    !iothread_start(io))
 		return 1;
 

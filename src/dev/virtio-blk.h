@@ -4,6 +4,10 @@
  * the queue and calls the device through virtio_blk_ops; this file only
  * says how to make a device from a disk definition.
  *
+ * Requests are served by worker threads and complete out of order: the
+ * device signals queue_event_fd() when some are done, and the transport
+ * then calls queue_notify() to return them (see virtio-blk.c).
+ *
  * Creating a device takes an OFD lock on the image (a write lock for a
  * writable disk, a read lock for a read-only one), so that an image another
  * VM has open for writing is refused instead of being corrupted by two
@@ -94,7 +98,16 @@ extern const struct virtio_device_ops virtio_blk_ops;
  */
 struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 				     const struct guest_mem *mem);
-/* Flushes, closes and unlocks the image. Accepts NULL. */
+/* Waits for the requests in flight to finish, joins the worker threads,
+ * flushes, closes and unlocks the image. Accepts NULL. */
 void virtio_blk_destroy(struct virtio_blk *blk);
+
+/*
+ * Waits until every request handed to the workers has been served; the next
+ * queue_notify() returns them all to the driver at once. For simulated
+ * drivers (tests, fuzzer, benchmark) that need a settled device; the VMM
+ * never waits for the disk like this.
+ */
+void virtio_blk_drain(struct virtio_blk *blk);
 
 #endif

@@ -8,7 +8,8 @@
  *     and length already checked against config_size;
  *   - activate() once the driver sets DRIVER_OK, with the negotiated
  *     features (always a subset of what the device offered);
- *   - queue_notify() on the I/O thread when the driver kicks a queue;
+ *   - queue_notify() on the I/O thread when the driver kicks a queue, or
+ *     when the device signalled the queue's queue_event_fd();
  *   - reset() when the driver resets the device (status 0) or the machine
  *     stops; afterwards no queue may be touched until the next activate().
  *
@@ -61,6 +62,14 @@ struct virtio_device_ops {
 	void (*activate)(void *dev, struct virtio_dev *vd, uint64_t features);
 	void (*queue_notify)(void *dev, struct virtio_dev *vd, unsigned queue);
 	void (*reset)(void *dev);
+	/*
+	 * Optional: an eventfd (owned by the device, open until it is
+	 * destroyed) that the device's own threads signal when `queue` has
+	 * work that only queue_notify() may do, such as completions to put in
+	 * the used ring. The host watches it on the I/O thread and handles it
+	 * as a kick. -1 when the queue has none.
+	 */
+	int (*queue_event_fd)(void *dev, unsigned queue);
 };
 
 /*

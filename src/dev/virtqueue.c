@@ -213,6 +213,11 @@ enum vq_pop_result vq_pop(struct vq *vq, struct vq_chain *c)
 	return VQ_CHAIN;
 }
 
+bool vq_has_avail(const struct vq *vq)
+{
+	return vq->enabled && !vq->broken && vq_avail_idx(vq) != vq->last_avail;
+}
+
 void vq_push(struct vq *vq, uint16_t head, uint32_t written)
 {
 	if (!vq->enabled || vq->broken)

@@ -98,6 +98,10 @@ bool vq_enable(struct vq *vq);
 
 enum vq_pop_result vq_pop(struct vq *vq, struct vq_chain *chain);
 
+/* Whether the driver has made buffers available that vq_pop() has not
+ * taken yet (false for a disabled or broken queue). */
+bool vq_has_avail(const struct vq *vq);
+
 /* Returns a chain to the driver with `written` bytes written into it. */
 void vq_push(struct vq *vq, uint16_t head, uint32_t written);
 

@@ -21,6 +21,8 @@ struct host_device {
 	struct virtio_dev *vd;
 	unsigned nqueues;
 	struct kick_source kick[VIRTIO_MAX_QUEUES];
+	/* The device's own queue_event_fd()s (its fds: not closed here). */
+	struct kick_source event[VIRTIO_MAX_QUEUES];
 };
 
 struct virtio_host {
@@ -67,6 +69,22 @@ static void host_kick(void *ctx, uint32_t events)
 		virtio_pci_kick(k->vd, k->queue);
 }
 
+/* A device that finishes work on its own threads (virtio-blk's workers)
+ * signals an eventfd; its queue is then served as if kicked. */
+static bool watch_device_event(struct virtio_host *h, struct host_device *hd,
+			       const struct virtio_device_ops *ops, void *dev, unsigned q)
+{
+	int fd = ops->queue_event_fd ? ops->queue_event_fd(dev, q) : -1;
+	if (fd < 0)
+		return true;
+	hd->event[q] = (struct kick_source){ hd->vd, q, fd };
+	if (!iothread_watch(h->io, fd, EPOLLIN, host_kick, &hd->event[q])) {
+		log_error("%s: cannot watch the completions of queue %u", ops->name, q);
+		return false;
+	}
+	return true;
+}
+
 struct virtio_host *virtio_host_create(struct kvm_vm *vm, struct pci_bus *bus, struct iothread *io)
 {
 	struct virtio_host *h = calloc(1, sizeof(*h));
@@ -107,6 +125,8 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 			log_error("%s: cannot set up the notification of queue %u: %m", ops->name, q);
 			return false;
 		}
+		if (!watch_device_event(h, hd, ops, dev, q))
+			return false;
 	}
 	return true;
 }

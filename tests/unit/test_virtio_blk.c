@@ -7,6 +7,12 @@
  * request must complete with an error status; a broken chain must end in
  * DEVICE_NEEDS_RESET; reset in the middle of I/O, the read-only disk, the
  * OFD lock and interrupt suppression with EVENT_IDX are covered too.
+ *
+ * The device serves requests on worker threads. drv_kick() stands for a
+ * kick followed by the completion event once everything is served (the
+ * device drained), so the older cases see one batch per kick; the cases
+ * under "many requests in flight" wait on the device's event fd as the
+ * VMM's I/O thread does, and complete out of order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +24,9 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dev/virtio-blk.h"
@@ -155,9 +163,35 @@ static void drv_publish(struct drv *d, const struct seg *segs, unsigned n, bool 
 	avail[1]++;
 }
 
-static void drv_kick(struct drv *d)
+/* A kick as the I/O thread delivers it: one queue_notify. */
+static void drv_notify(struct drv *d)
 {
 	virtio_blk_ops.queue_notify(d->blk, &d->vd, 0);
+}
+
+/* A kick, then the completion event once the device has served it all. */
+static void drv_kick(struct drv *d)
+{
+	drv_notify(d);
+	virtio_blk_drain(d->blk);
+	drv_notify(d);
+}
+
+/* What the VMM's I/O thread does with the device's event fd: waits for it
+ * and calls queue_notify, until the used index reaches `want` (5 s at most). */
+static void drv_wait_used(struct drv *d, uint16_t want)
+{
+	int fd = virtio_blk_ops.queue_event_fd(d->blk, 0);
+	assert_true(fd >= 0);
+	for (int turns = 0; __atomic_load_n(&drv_used_hdr()[1], __ATOMIC_ACQUIRE) != want; turns++) {
+		assert_true(turns < 5000);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 1) == 1) {
+			uint64_t n;
+			assert_int_equal(read(fd, &n, sizeof(n)), sizeof(n));
+		}
+		drv_notify(d);
+	}
 }
 
 /* The next used entry, which must be there. */
@@ -689,15 +723,17 @@ static void test_broken_chain(void **state)
 	publish_read(&d, 0, 1);
 	struct seg s[] = { { HDR_GPA + 32, 16, false }, { RAM_SIZE - 8, 16, true } };
 	drv_publish(&d, s, 2, false);
-	drv_kick(&d);
-	assert_int_equal(drv_take_used(&d), 513);
-	assert_int_equal(*gpa(STATUS_GPA, 1), VIRTIO_BLK_S_OK);
-	assert_int_equal(d.vd.interrupts, 1);
+	drv_notify(&d);
 	assert_int_equal(d.vd.needs_reset, 1);
 	assert_non_null(strstr(d.vd.why, "outside guest RAM"));
+	/* The read before it is served but not returned: the queue stays broken
+	 * until the driver resets the device. */
+	virtio_blk_drain(d.blk);
+	assert_int_equal(*gpa(STATUS_GPA, 1), VIRTIO_BLK_S_OK);
 	/* Further kicks find the queue broken and do nothing else. */
-	drv_kick(&d);
-	assert_int_equal(drv_used_hdr()[1], 1);
+	drv_notify(&d);
+	assert_int_equal(drv_used_hdr()[1], 0);
+	assert_int_equal(d.vd.interrupt_calls, 0);
 
 	/* A loop, after a reset. */
 	virtio_blk_ops.reset(d.blk);
@@ -707,7 +743,7 @@ static void test_broken_chain(void **state)
 	drv_avail()[2] = 0;
 	drv_avail()[1] = 1;
 	d.vd.needs_reset = 0;
-	drv_kick(&d);
+	drv_notify(&d);
 	assert_int_equal(d.vd.needs_reset, 1);
 	assert_non_null(strstr(d.vd.why, "loop"));
 	drv_close(&d);
@@ -1021,6 +1057,220 @@ static void test_vectored(void **state)
 	vectored_case(true);
 }
 
+/* ---- many requests in flight ---- */
+
+#define NREQ 64
+#define REQ_BYTES 4096u
+
+/* Publishes request `slot`: REQ_BYTES at sector 8*slot, from OUT or into IN. */
+static uint16_t publish_slot(struct drv *d, unsigned slot, uint32_t type)
+{
+	bool in = type == VIRTIO_BLK_T_IN;
+	write_hdr(slot, type, 8 * slot);
+	uint64_t data = (in ? IN_GPA : OUT_GPA) + (uint64_t)REQ_BYTES * slot;
+	struct seg s[3] = {
+		{ HDR_GPA + 32 * slot, 16, false },
+		{ data, REQ_BYTES, in },
+		{ STATUS_GPA + slot, 1, true },
+	};
+	*gpa(STATUS_GPA + slot, 1) = 0xee;
+	uint16_t head = d->next_desc;
+	drv_publish(d, s, 3, false);
+	return head;
+}
+
+/* Every head of heads[] comes back exactly once, with status OK and the
+ * used length of its type. */
+static void expect_all_used(struct drv *d, const uint16_t *heads, uint32_t len)
+{
+	bool seen[NREQ] = { false };
+	for (unsigned k = 0; k < NREQ; k++) {
+		uint32_t id = drv_used_ring()[2 * (d->used_seen % QSIZE)];
+		assert_int_equal(drv_take_used(d), len);
+		unsigned slot = NREQ;
+		for (unsigned i = 0; i < NREQ; i++)
+			if (heads[i] == id)
+				slot = i;
+		assert_true(slot < NREQ && !seen[slot]);
+		seen[slot] = true;
+		assert_int_equal(*gpa(STATUS_GPA + slot, 1), VIRTIO_BLK_S_OK);
+	}
+}
+
+static void test_many_outstanding(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open_raw(&d);
+	uint8_t *out = gpa(OUT_GPA, NREQ * REQ_BYTES);
+	for (unsigned i = 0; i < NREQ * REQ_BYTES; i++)
+		out[i] = (uint8_t)(i * 13 + i / 4096);
+	uint16_t heads[NREQ];
+	for (unsigned i = 0; i < NREQ; i++)
+		heads[i] = publish_slot(&d, i, VIRTIO_BLK_T_OUT);
+	drv_notify(&d);
+	drv_wait_used(&d, NREQ);
+	expect_all_used(&d, heads, 1);
+	static uint8_t file[NREQ * REQ_BYTES];
+	file_read(raw_path, file, sizeof(file), 0);
+	assert_memory_equal(file, out, sizeof(file));
+
+	memset(gpa(IN_GPA, NREQ * REQ_BYTES), 0, NREQ * REQ_BYTES);
+	for (unsigned i = 0; i < NREQ; i++)
+		heads[i] = publish_slot(&d, i, VIRTIO_BLK_T_IN);
+	drv_notify(&d);
+	drv_wait_used(&d, 2 * NREQ);
+	expect_all_used(&d, heads, REQ_BYTES + 1);
+	assert_memory_equal(gpa(IN_GPA, NREQ * REQ_BYTES), out, NREQ * REQ_BYTES);
+	assert_int_equal(d.vd.needs_reset, 0);
+	drv_close(&d);
+}
+
+/* A driver that re-publishes heads it has not got back cannot have more
+ * than the queue's size in flight: all 2 * QSIZE flushes here share one
+ * chain, and the device stops taking them at QSIZE until some complete. */
+static void test_inflight_bound(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open_raw(&d);
+	write_hdr(0, VIRTIO_BLK_T_FLUSH, 0);
+	drv_desc()[0] = (struct vring_desc){ HDR_GPA, 16, VRING_DESC_F_NEXT, 1 };
+	drv_desc()[1] = (struct vring_desc){ STATUS_GPA, 1, VRING_DESC_F_WRITE, 0 };
+	uint16_t *avail = drv_avail();
+	uint16_t *avail_event = (uint16_t *)&drv_used_ring()[2 * QSIZE];
+	for (unsigned round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < QSIZE; i++)
+			avail[2 + (avail[1] + i) % QSIZE] = 0;
+		__atomic_store_n(&avail[1], (uint16_t)(avail[1] + QSIZE), __ATOMIC_RELEASE);
+		drv_notify(&d);
+		uint16_t used = drv_used_hdr()[1];
+		/* Popped (avail_event) minus returned never exceeds the queue size. */
+		assert_true((uint16_t)(*avail_event - used) <= QSIZE);
+		assert_int_equal(d.vd.needs_reset, 0);
+	}
+	drv_wait_used(&d, 2 * QSIZE);
+	assert_int_equal(*avail_event, 2 * QSIZE);
+	assert_int_equal(d.vd.needs_reset, 0);
+	d.used_seen = 2 * QSIZE;
+	drv_close(&d);
+}
+
+/*
+ * A flush covers every write that completed before the flush was
+ * submitted: 16 writes complete, then a flush goes in together with 16 more
+ * writes (which it need not cover, and which may overtake it). When the
+ * flush is in the used ring, the first 16 are in the file. The file is
+ * read through another descriptor; that the data is also on stable storage
+ * rests on fdatasync (the device calls it after popping the flush, so it
+ * follows every write that had completed; see blk_flush()).
+ */
+static void test_flush_order(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open_raw(&d);
+	uint8_t *out = gpa(OUT_GPA, NREQ * REQ_BYTES);
+	for (unsigned i = 0; i < NREQ * REQ_BYTES; i++)
+		out[i] = (uint8_t)(i * 29 + 5);
+	for (unsigned i = 0; i < 16; i++)
+		publish_slot(&d, i, VIRTIO_BLK_T_OUT);
+	drv_notify(&d);
+	drv_wait_used(&d, 16);
+	d.used_seen = 16;
+
+	write_hdr(40, VIRTIO_BLK_T_FLUSH, 0);
+	struct seg f[] = { { HDR_GPA + 32 * 40, 16, false }, { STATUS_GPA + 40, 1, true } };
+	*gpa(STATUS_GPA + 40, 1) = 0xee;
+	uint16_t flush_head = d.next_desc;
+	drv_publish(&d, f, 2, false);
+	for (unsigned i = 16; i < 32; i++)
+		publish_slot(&d, i, VIRTIO_BLK_T_OUT);
+	drv_notify(&d);
+	int fd = virtio_blk_ops.queue_event_fd(d.blk, 0);
+	bool flushed = false;
+	for (int turns = 0; !flushed; turns++) {
+		assert_true(turns < 5000);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		uint64_t n;
+		if (poll(&p, 1, 1) == 1)
+			assert_int_equal(read(fd, &n, sizeof(n)), sizeof(n));
+		drv_notify(&d);
+		for (; d.used_seen != drv_used_hdr()[1]; d.used_seen++)
+			if (drv_used_ring()[2 * (d.used_seen % QSIZE)] == flush_head)
+				flushed = true;
+	}
+	assert_int_equal(*gpa(STATUS_GPA + 40, 1), VIRTIO_BLK_S_OK);
+	static uint8_t file[16 * REQ_BYTES];
+	file_read(raw_path, file, sizeof(file), 0);
+	assert_memory_equal(file, out, sizeof(file));
+	drv_wait_used(&d, 33);
+	drv_close(&d);
+}
+
+/* Reset with requests in flight: once reset returns nothing writes into
+ * guest memory, nothing comes back into the old ring, a late completion
+ * event is harmless, and the driver starts over on fresh rings. Direct
+ * I/O when the file system has it, so the disk is slow enough for some
+ * requests to be running when the reset comes. */
+static void test_reset_in_flight(void **state)
+{
+	(void)state;
+	int probe = open(raw_path, O_RDONLY | O_DIRECT);
+	struct virtio_blk_config cfg = { .path = raw_path, .direct = probe >= 0 };
+	if (probe >= 0)
+		close(probe);
+	struct drv d;
+	for (unsigned round = 0; round < 20; round++) {
+		drv_open(&d, &cfg);
+		memset(gpa(IN_GPA, NREQ * REQ_BYTES), 0xcc, NREQ * REQ_BYTES);
+		for (unsigned i = 0; i < NREQ; i++)
+			publish_slot(&d, i, VIRTIO_BLK_T_IN);
+		drv_notify(&d);
+		if (round % 2)
+			usleep(200); /* let some start */
+		virtio_blk_ops.reset(d.blk);
+		static uint8_t in[NREQ * REQ_BYTES], status[NREQ];
+		memcpy(in, gpa(IN_GPA, sizeof(in)), sizeof(in));
+		memcpy(status, gpa(STATUS_GPA, NREQ), NREQ);
+		usleep(2000);
+		assert_memory_equal(gpa(IN_GPA, sizeof(in)), in, sizeof(in));
+		assert_memory_equal(gpa(STATUS_GPA, NREQ), status, NREQ);
+		assert_int_equal(drv_used_hdr()[1], 0);
+		/* A completion event left over from before the reset. */
+		drv_notify(&d);
+		assert_int_equal(drv_used_hdr()[1], 0);
+
+		drv_start(&d, virtio_blk_ops.features(d.blk));
+		assert_int_equal(request(&d, VIRTIO_BLK_T_IN, 3, 0, 512, NULL), VIRTIO_BLK_S_OK);
+		uint8_t want[512];
+		file_read(raw_path, want, 512, 3 * 512);
+		assert_memory_equal(gpa(IN_GPA, 512), want, 512);
+		drv_close(&d);
+	}
+}
+
+/* Teardown with requests in flight, with and without a reset first: the
+ * workers finish or are dropped and joined, the lock is released. */
+static void test_teardown_in_flight(void **state)
+{
+	(void)state;
+	for (unsigned round = 0; round < 10; round++) {
+		struct drv d;
+		drv_open_raw(&d);
+		for (unsigned i = 0; i < NREQ; i++)
+			publish_slot(&d, i, i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT);
+		drv_notify(&d);
+		if (round % 2)
+			virtio_blk_ops.reset(d.blk);
+		virtio_blk_destroy(d.blk);
+	}
+	struct virtio_blk_config cfg = { .path = raw_path };
+	struct virtio_blk *b = virtio_blk_create(&cfg, &mem);
+	assert_non_null(b);
+	virtio_blk_destroy(b);
+}
+
 static void test_qcow2(void **state)
 {
 	(void)state;
@@ -1087,6 +1337,11 @@ int main(void)
 		T(test_raw_never_probed),
 		T(test_direct),
 		T(test_vectored),
+		T(test_many_outstanding),
+		T(test_inflight_bound),
+		T(test_flush_order),
+		T(test_reset_in_flight),
+		T(test_teardown_in_flight),
 		T(test_qcow2),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
