@@ -154,7 +154,8 @@ static void tcp_send(struct guest *g, uint32_t dst, uint16_t sport, uint16_t dpo
 	t[12] = 5 << 4;
 	t[13] = flags;
 	put16(t + 14, 65535);
-	memcpy(t + 20, data, len);
+	if (len) /* data is NULL for a bare SYN or ACK: memcpy's pointers must be valid even for 0 */
+		memcpy(t + 20, data, len);
 	put16(t + 16, l4_csum(g->ip, dst, 6, t, 20 + len));
 	guest_send(g, f, ip_frame(g, f, g->gw_mac, g->ip, dst, 6, 20 + len));
 }
