@@ -20,6 +20,10 @@
 #                          stops on 5001, 100 connections x 1 MiB to the host's
 #                          echo server on port 6000; then it waits for the
 #                          host to knock on port 5009 and reboots
+#   shoji.action=room      a VM under shojid (tests/e2e/daemon.sh): echo server
+#                          on vsock port 5000; a knock on port 5009 panics the
+#                          kernel (sysrq c, pvpanic); the ACPI power button
+#                          (its /dev/input/event*) powers the guest off
 #   shoji.ttysize=ROWSxCOLS size of the terminal behind the console (demo)
 # Every line meant for a harness starts with "SHOJI-" so it can be found among
 # kernel messages.
@@ -58,7 +62,8 @@ report() {
 load_modules() {
     for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
              virtio_blk virtio-rng pvpanic pvpanic-pci failover net_failover virtio_net \
-             vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+             vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport \
+             evdev button; do
         [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null
     done
     mdev -s 2>/dev/null
@@ -152,6 +157,47 @@ vsock() {
     echo "SHOJI-REPORT knock=$(/bin/vsock-test wait 5009 400 2>&1 | tail -n 1)"
 }
 
+# The input event device of the ACPI power button (button.ko, read through
+# evdev), or nothing.
+power_button_dev() {
+    for pb_dir in /sys/class/input/event*; do
+        [ -e "$pb_dir/device/name" ] || continue
+        if [ "$(cat "$pb_dir/device/name")" = "Power Button" ]; then
+            echo "/dev/input/${pb_dir##*/}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+room() {
+    load_modules
+    wait_for /dev/vsock || { echo "SHOJI-ERROR no /dev/vsock"; return; }
+    [ -x /bin/vsock-test ] || { echo "SHOJI-ERROR no /bin/vsock-test in this initramfs"; return; }
+    /bin/vsock-test server 5000 >/tmp/echo.log 2>&1 &
+    # A peer on port 5009 asks for a kernel panic (a timeout just waits again).
+    {
+        while :; do
+            if /bin/vsock-test wait 5009 500 2>/dev/null | grep -q '^PASS'; then
+                echo "SHOJI-PANICKING"
+                echo c >/proc/sysrq-trigger
+            fi
+        done
+    } </dev/null &
+    i=0
+    while ! pb=$(power_button_dev) && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -z "$pb" ]; then
+        echo "SHOJI-ERROR no Power Button input device"
+        sleep 3600
+        return
+    fi
+    wait_for "$pb" || { echo "SHOJI-ERROR no $pb"; sleep 3600; return; }
+    echo "SHOJI-ROOM-READY power-button=$pb"
+    # One input event (24 bytes on x86_64) is the press.
+    dd if="$pb" of=/dev/null bs=24 count=1 2>/dev/null
+    echo "SHOJI-POWER-BUTTON"
+}
+
 panic_now() {
     load_modules
     echo "SHOJI-REPORT pvpanic=$(ls /sys/bus/pci/drivers/pvpanic-pci 2>/dev/null | grep -c :)"
@@ -183,6 +229,7 @@ case $action in
     panic)    panic_now ;;
     net)      net; poweroff -f ;;
     vsock)    vsock; echo "SHOJI-REBOOTING"; reboot -f ;;
+    room)     room; sync; poweroff -f ;;
     *)        shell; echo "SHOJI-POWEROFF"; poweroff -f ;;
 esac
 # poweroff -f only returns if it failed; say so instead of letting the kernel

@@ -37,6 +37,7 @@ GUEST_MODULES=(
     net/core/failover.ko drivers/net/net_failover.ko drivers/net/virtio_net.ko
     net/vmw_vsock/vsock.ko net/vmw_vsock/vmw_vsock_virtio_transport_common.ko
     net/vmw_vsock/vmw_vsock_virtio_transport.ko
+    drivers/input/evdev.ko drivers/acpi/button.ko
 )
 
 copy_modules() {

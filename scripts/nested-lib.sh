@@ -4,7 +4,8 @@
 # KVM's modules, the L2 VMM with its shared libraries, the L2 kernel/initrd
 # and a job script, then boot it under QEMU's software CPU (TCG), which
 # emulates AMD SVM so that KVM works inside L1.
-# Sourced by scripts/run-demo.sh, tests/e2e/run.sh and bench/boot-nested.sh.
+# Sourced by scripts/run-demo.sh, tests/e2e/run.sh, tests/e2e/daemon.sh and
+# bench/boot-nested.sh.
 
 NESTED_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -14,6 +15,22 @@ nested_native_kvm_ok() {
     grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null &&
         [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] &&
         { : <>/dev/kvm; } 2>/dev/null
+}
+
+# nested_pick_mode: sets NESTED_MODE to native or nested and NESTED_WHY to
+# the reason: SHOJI_E2E_MODE=native|nested forces it, else native when
+# nested_native_kvm_ok. False (NESTED_WHY says why) for a bad SHOJI_E2E_MODE.
+nested_pick_mode() {
+    case ${SHOJI_E2E_MODE:-} in
+        native|nested) NESTED_MODE=$SHOJI_E2E_MODE NESTED_WHY="forced by SHOJI_E2E_MODE" ;;
+        '')
+            if nested_native_kvm_ok; then
+                NESTED_MODE=native NESTED_WHY="host CPU has vmx/svm and /dev/kvm is usable"
+            else
+                NESTED_MODE=nested NESTED_WHY="host KVM cannot run stock guests (no vmx/svm in /proc/cpuinfo)"
+            fi ;;
+        *) NESTED_WHY="SHOJI_E2E_MODE must be native or nested, not '$SHOJI_E2E_MODE'"; return 1 ;;
+    esac
 }
 
 # nested_l1_cpus [MIN]: how many vCPUs L1 gets. TCG's multi-threaded mode

@@ -152,17 +152,9 @@ case_timeout() {
 
 # --- environment -----------------------------------------------------------
 pick_mode() {
-    case ${SHOJI_E2E_MODE:-} in
-        native|nested) mode=$SHOJI_E2E_MODE; why="forced by SHOJI_E2E_MODE" ;;
-        '')
-            if nested_native_kvm_ok; then
-                mode=native why="host CPU has vmx/svm and /dev/kvm is usable"
-            else
-                mode=nested why="host KVM cannot run stock guests (no vmx/svm in /proc/cpuinfo)"
-            fi ;;
-        *) die "SHOJI_E2E_MODE must be native or nested, not '$SHOJI_E2E_MODE'" ;;
-    esac
-    echo "e2e: mode $mode ($why)"
+    nested_pick_mode || die "$NESTED_WHY"
+    mode=$NESTED_MODE
+    echo "e2e: mode $mode ($NESTED_WHY)"
 }
 
 check_prerequisites() {
