@@ -6,7 +6,8 @@
 # What it measures, per row, on the same raw image file (>= 1 GiB, written
 # in full with random data before the runs so every block is allocated):
 #   device: bench/blk/blk-bench.c, built here with cc against the sources.
-#           The real device model (src/dev/virtio-blk.c), the real virtqueue
+#           The real device model (src/dev/virtio-blk.c, with its worker
+#           threads and completion eventfd), the real virtqueue
 #           code and the real block layer (raw format, O_DIRECT as with
 #           --disk ...,direct=on), kicked through an eventfd on the VMM's
 #           real I/O thread (src/vmm/iothread.c) as virtio-host.c does, and
