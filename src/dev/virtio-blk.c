@@ -574,7 +574,7 @@ static bool blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
 	}
 	struct blk_io *io = blk_io_new(c, status);
 	if (!io) {
-		*status = VIRTIO_BLK_S_IOERR;
+		__atomic_store_n(status, VIRTIO_BLK_S_IOERR, __ATOMIC_RELAXED); /* see blk_io_run */
 		vq_push(vq, head, 1);
 		return true;
 	}
