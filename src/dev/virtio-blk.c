@@ -17,10 +17,11 @@
  * queue depth reaches the host file: requests in the ring are transfers in
  * the kernel side by side, not one after the other. A request alone in the
  * ring with nothing in flight (queue depth 1) is served on the I/O thread
- * itself, as before, which saves it two thread hops. A pool rather than io_uring: the
- * block layer's raw and qcow2 paths are blocking calls that may already run
- * concurrently (qcow2 serialises only its metadata), so a pool needs no
- * change below this file, and fdatasync stays an ordinary call.
+ * itself, as before, which saves it two thread hops. A pool rather than
+ * io_uring: the block layer's raw and qcow2 paths are blocking calls that
+ * may already run concurrently (qcow2 serialises only its metadata), so a
+ * pool needs no change below this file, and fdatasync stays an ordinary
+ * call.
  *
  * Who touches what:
  *   - the I/O thread (queue_notify, under the transport's lock) pops
