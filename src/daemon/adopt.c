@@ -55,6 +55,7 @@ void sup_adopt(struct sup *s, struct vm *vm)
 	if (vm->vmm && proc_start_time(vm->vmm) == vm->vmm_start)
 		vm->vmm_fd = proc_pidfd_open(vm->vmm);
 	vm->state = VM_STARTING; /* running as soon as its control socket answers */
+	vm->gen++;
 	vm->started_ms = sup_now_ms();
 	vm_watch_keeper(s, vm);
 	events_emit(s->events, "adopted", vm->def.name, json_pack("{s:i}", "pid", (int)vm->vmm));

@@ -1,8 +1,9 @@
 /*
  * What the API asks of the supervisor (see supervisor.h): listing,
  * showing, defining, removing, and the lifecycle actions. Each function
- * takes the lock for its whole duration; none of them blocks for long
- * (the power button is one short request to the VMM's control socket).
+ * takes the lock; none of them blocks while holding it (the power button,
+ * a request to the VMM's control socket that may take its whole timeout,
+ * is pressed with the lock released).
  */
 #include <errno.h>
 #include <signal.h>
@@ -238,22 +239,14 @@ static enum sup_status act_start(struct sup *s, struct vm *vm, char *err, size_t
 	return SUP_OK;
 }
 
-/* The power button, then SIGKILL at the deadline (supervisor.c's tick). */
-static void press_button(struct sup *s, struct vm *vm)
-{
-	char why[256];
-	vm->state = VM_STOPPING;
-	vm->stop_deadline_ms = sup_now_ms() + s->cfg.stop_timeout_ms;
-	if (vmmctl_call(vm->paths.api, "power-button", BUTTON_TIMEOUT_MS, why, sizeof(why))) {
-		events_emit(s->events, "stopping", vm->def.name,
-			    json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
-	} else {
-		log_warn("%s: %s; killing the VMM", vm->def.name, why);
-		proc_pidfd_signal(vm->vmm_fd, SIGKILL);
-	}
-}
-
-static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t errlen, bool restart)
+/*
+ * The power button is pressed after sup_action has released the lock
+ * (press_button): a VMM that does not answer must not hold up every other
+ * request for BUTTON_TIMEOUT_MS. Here only the state changes; the SIGKILL
+ * at the deadline is supervisor.c's tick.
+ */
+static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t errlen, bool restart,
+				bool *press)
 {
 	if (vm->keeper_fd < 0) {
 		bool pending = vm->state == VM_WAITING || vm->state == VM_BACKOFF || vm->state == VM_FAILED;
@@ -269,9 +262,38 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 	}
 	vm->want_running = restart;
 	vm->restart_after_exit = restart;
-	if (vm->state != VM_STOPPING)
-		press_button(s, vm);
+	if (vm->state != VM_STOPPING) {
+		vm->state = VM_STOPPING;
+		vm->stop_deadline_ms = sup_now_ms() + s->cfg.stop_timeout_ms;
+		*press = true;
+	}
 	return SUP_OK;
+}
+
+/*
+ * Called without the lock, with a reference held on vm (so a removal
+ * cannot free it). gen tells whether the VMM is still the one being
+ * stopped when the answer comes.
+ */
+static void press_button(struct sup *s, struct vm *vm)
+{
+	char path[sizeof(vm->paths.api)], why[256];
+	pthread_mutex_lock(&s->lock);
+	unsigned gen = vm->gen;
+	snprintf(path, sizeof(path), "%s", vm->paths.api);
+	pthread_mutex_unlock(&s->lock);
+	bool pressed = vmmctl_call(path, "power-button", BUTTON_TIMEOUT_MS, why, sizeof(why));
+	pthread_mutex_lock(&s->lock);
+	if (gen == vm->gen && vm->state == VM_STOPPING && vm->keeper_fd >= 0) {
+		if (pressed) {
+			events_emit(s->events, "stopping", vm->def.name,
+				    json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
+		} else {
+			log_warn("%s: %s; killing the VMM", vm->def.name, why);
+			proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 static enum sup_status act_kill(struct sup *s, struct vm *vm, char *err, size_t errlen)
@@ -296,22 +318,29 @@ enum sup_status sup_action(struct sup *s, const char *name, const char *action, 
 	pthread_mutex_lock(&s->lock);
 	struct vm *vm = sup_find(s, name);
 	enum sup_status st;
+	bool press = false;
 	if (!vm) {
 		snprintf(err, errlen, "no VM named '%s'", name);
 		st = SUP_NOT_FOUND;
 	} else if (strcmp(action, "start") == 0) {
 		st = act_start(s, vm, err, errlen);
 	} else if (strcmp(action, "stop") == 0) {
-		st = act_stop(s, vm, err, errlen, false);
+		st = act_stop(s, vm, err, errlen, false, &press);
 	} else if (strcmp(action, "restart") == 0) {
-		st = act_stop(s, vm, err, errlen, true);
+		st = act_stop(s, vm, err, errlen, true, &press);
 	} else if (strcmp(action, "kill") == 0) {
 		st = act_kill(s, vm, err, errlen);
 	} else {
 		snprintf(err, errlen, "unknown action '%.32s' (use start, stop, kill or restart)", action);
 		st = SUP_NOT_FOUND;
 	}
+	if (press)
+		vm->refs++;
 	pthread_mutex_unlock(&s->lock);
+	if (press) {
+		press_button(s, vm);
+		sup_log_put(s, vm);
+	}
 	sup_wake(s);
 	return st;
 }

@@ -41,6 +41,9 @@ static const char usage[] =
 	"  --vmm PATH            the VMM to run; default shoji-vmm next to shojid\n"
 	"  --stop-timeout SECS   how long `stop` waits after the power button before\n"
 	"                        it kills the VMM (default 30)\n"
+	"  --start-timeout SECS  how long a VMM may take to answer on its control\n"
+	"                        socket before it is killed as a failed start\n"
+	"                        (default 30)\n"
 	"  --backoff-ms MS       first restart delay of a failed service VM, doubling\n"
 	"                        up to 60 s (default 1000)\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
@@ -56,6 +59,7 @@ struct options {
 	const char *socket;
 	const char *vmm;
 	unsigned stop_timeout_s;
+	unsigned start_timeout_s;
 	unsigned backoff_ms;
 	enum log_level level;
 	bool help, version;
@@ -86,11 +90,12 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{ "state-dir", required_argument, NULL, 's' }, { "run-dir", required_argument, NULL, 'r' },
 		{ "socket", required_argument, NULL, 'S' }, { "vmm", required_argument, NULL, 'm' },
 		{ "stop-timeout", required_argument, NULL, 't' }, { "backoff-ms", required_argument, NULL, 'b' },
+		{ "start-timeout", required_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
 	};
 	*o = (struct options){ env_or("SHOJI_STATE_DIR", "/var/lib/shoji"), env_or("SHOJI_RUN_DIR", "/run/shoji"),
-			       getenv("SHOJI_SOCKET"), NULL, 30, 1000, LOG_LEVEL_INFO, false, false };
+			       getenv("SHOJI_SOCKET"), NULL, 30, 30, 1000, LOG_LEVEL_INFO, false, false };
 	opterr = 0;
 	int c;
 	uint64_t n;
@@ -104,6 +109,11 @@ static bool parse_options(int argc, char **argv, struct options *o)
 			if (!parse_uint(optarg, 1, 3600, &n))
 				return fail("--stop-timeout %s: must be a number of seconds from 1 to 3600", optarg);
 			o->stop_timeout_s = (unsigned)n;
+			break;
+		case 'T':
+			if (!parse_uint(optarg, 1, 3600, &n))
+				return fail("--start-timeout %s: must be a number of seconds from 1 to 3600", optarg);
+			o->start_timeout_s = (unsigned)n;
 			break;
 		case 'b':
 			if (!parse_uint(optarg, 10, 60000, &n))
@@ -147,7 +157,7 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 	signal(SIGPIPE, SIG_IGN); /* a client that went away is a failed write, not our end */
 
 	struct sup_config cfg = { o->state_dir, o->run_dir, vmm, (int)o->stop_timeout_s * 1000,
-				  (int)o->backoff_ms, VMLOG_DEFAULT_MAX };
+				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX };
 	struct events *events = events_create();
 	struct sup *sup = events ? sup_create(&cfg, events) : NULL;
 	int fd = sup ? api_listen(socket_path) : -1;

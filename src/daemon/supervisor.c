@@ -172,6 +172,8 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 	vm->keeper_start = proc_start_time(sp.keeper);
 	vm->vmm_start = sp.vmm > 0 ? proc_start_time(sp.vmm) : 0;
 	vm->state = VM_STARTING;
+	vm->gen++;
+	vm->start_timed_out = false;
 	vm->started_ms = sup_now_ms();
 	vm_save_state(vm);
 	vm_watch_keeper(s, vm);
@@ -267,7 +269,8 @@ void vm_handle_exit(struct sup *s, struct vm *vm)
 	bool signaled = false;
 	int value = 0;
 	bool known = spawn_read_status(vm->paths.status, &signaled, &value);
-	const char *reason = exit_reason(known, signaled, value);
+	const char *reason = vm->start_timed_out ? "start-failed" : exit_reason(known, signaled, value);
+	vm->start_timed_out = false;
 	snprintf(vm->last_exit, sizeof(vm->last_exit), "%s", reason);
 	vm->last_status = value;
 	vm_close_process(s, vm);
@@ -332,17 +335,31 @@ static void vm_read_console(struct sup *s, struct vm *vm)
 
 /* ---- the loop ---- */
 
+/* The VMM answered its first ping: it is up. */
+static void vm_mark_running(struct sup *s, struct vm *vm, long now)
+{
+	vm->state = VM_RUNNING;
+	emit(s, "running", vm, json_pack("{s:i, s:I}", "pid", (int)vm->vmm, "start_ms",
+					 (json_int_t)(now - vm->started_ms)));
+}
+
+/* A VMM whose control socket never answered: killed, and its exit reported as start-failed. */
+static void vm_check_start_timeout(struct sup *s, struct vm *vm, long now)
+{
+	if (vm->state != VM_STARTING || vm->start_timed_out ||
+	    now - vm->started_ms < s->cfg.start_timeout_ms)
+		return;
+	vm->start_timed_out = true;
+	emit(s, "start-timeout", vm, json_pack("{s:i}", "timeout_ms", s->cfg.start_timeout_ms));
+	proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+}
+
 static void vm_tick(struct sup *s, struct vm *vm, long now)
 {
-	char err[256];
 	bool alive = vm->keeper_fd >= 0;
 	if (alive && vm->console_fd < 0 && vm->state != VM_STOPPING)
 		vm_connect_console(s, vm);
-	if (vm->state == VM_STARTING && vmmctl_call(vm->paths.api, "ping", PING_TIMEOUT_MS, err, sizeof(err))) {
-		vm->state = VM_RUNNING;
-		emit(s, "running", vm, json_pack("{s:i, s:I}", "pid", (int)vm->vmm, "start_ms",
-						 (json_int_t)(now - vm->started_ms)));
-	}
+	vm_check_start_timeout(s, vm, now);
 	if (vm->state == VM_STOPPING && now >= vm->stop_deadline_ms && vm->stop_deadline_ms) {
 		vm->stop_deadline_ms = 0;
 		emit(s, "stop-timeout", vm, json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
@@ -355,6 +372,45 @@ static void vm_tick(struct sup *s, struct vm *vm, long now)
 		if (dep && dep->state == VM_RUNNING)
 			vm_spawn(s, vm);
 	}
+}
+
+/* ---- pings, made without the lock ---- */
+
+struct ping {
+	struct vm *vm;
+	unsigned gen;
+	bool ok;
+	char path[sizeof(((struct vm_paths *)0)->api)];
+};
+
+/*
+ * The VMs still starting, to ping once the lock is released: a ping may
+ * take PING_TIMEOUT_MS, and the API must not wait for it. The vm pointers
+ * stay valid while unlocked: a VM whose keeper runs cannot be removed, and
+ * only this thread notices a keeper's exit. NULL when there is none.
+ */
+static struct ping *pings_collect(struct sup *s, size_t *n)
+{
+	*n = 0;
+	for (struct vm *vm = s->vms; vm; vm = vm->next)
+		*n += vm->state == VM_STARTING && vm->keeper_fd >= 0;
+	struct ping *p = *n ? calloc(*n, sizeof(*p)) : NULL;
+	size_t i = 0;
+	for (struct vm *vm = s->vms; p && vm; vm = vm->next)
+		if (vm->state == VM_STARTING && vm->keeper_fd >= 0) {
+			p[i] = (struct ping){ .vm = vm, .gen = vm->gen };
+			snprintf(p[i].path, sizeof(p[i].path), "%s", vm->paths.api);
+			i++;
+		}
+	return p;
+}
+
+static void pings_apply(struct sup *s, struct ping *p, size_t n)
+{
+	long now = sup_now_ms();
+	for (size_t i = 0; i < n; i++)
+		if (p[i].ok && p[i].vm->gen == p[i].gen && p[i].vm->state == VM_STARTING)
+			vm_mark_running(s, p[i].vm, now);
 }
 
 static void sup_handle_event(struct sup *s, struct epoll_event *ev)
@@ -388,7 +444,18 @@ static void *sup_thread(void *arg)
 		long now = sup_now_ms();
 		for (struct vm *vm = s->vms; vm; vm = vm->next)
 			vm_tick(s, vm, now);
+		size_t np;
+		struct ping *p = pings_collect(s, &np);
 		pthread_mutex_unlock(&s->lock);
+		if (!p)
+			continue;
+		char err[256];
+		for (size_t i = 0; i < np; i++)
+			p[i].ok = vmmctl_call(p[i].path, "ping", PING_TIMEOUT_MS, err, sizeof(err));
+		pthread_mutex_lock(&s->lock);
+		pings_apply(s, p, np);
+		pthread_mutex_unlock(&s->lock);
+		free(p);
 	}
 }
 

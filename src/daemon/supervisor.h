@@ -40,6 +40,7 @@ struct sup_config {
 	const char *run_dir;
 	const char *vmm_path;
 	int stop_timeout_ms;
+	int start_timeout_ms;     /* a VMM not answering its control socket by then is killed */
 	int backoff_ms;
 	uint64_t log_max;
 };

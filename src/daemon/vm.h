@@ -48,6 +48,8 @@ struct vm {
 	int keeper_fd, vmm_fd, console_fd;
 	struct vm_watch keeper_w, console_w;
 	struct vmlog *log;
+	unsigned gen;             /* counts VMM starts and adoptions: tells this VMM from the next */
+	bool start_timed_out;     /* killed for not answering within start_timeout_ms */
 
 	char last_exit[24];       /* "", poweroff, reboot, panic, ... */
 	int last_status;

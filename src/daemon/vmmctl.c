@@ -12,6 +12,8 @@
 
 #include <jansson.h>
 
+#define CONNECT_RETRY_MS 10
+
 static long now_ms(void)
 {
 	struct timespec ts;
@@ -40,6 +42,28 @@ static bool read_line(int fd, char *line, size_t len, long deadline)
 	return false;
 }
 
+/*
+ * A non-blocking connect, retried until the deadline: on a Unix socket a
+ * full backlog (a VMM that accepts nothing) makes a blocking connect()
+ * wait for ever, a non-blocking one fails with EAGAIN at once.
+ */
+static int connect_before(const struct sockaddr_un *addr, long deadline)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	while (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
+		int e = errno;
+		if ((e != EAGAIN && e != EINTR) || now_ms() + CONNECT_RETRY_MS > deadline) {
+			close(fd);
+			errno = e == EAGAIN ? ETIMEDOUT : e;
+			return -1;
+		}
+		usleep(CONNECT_RETRY_MS * 1000);
+	}
+	return fd;
+}
+
 bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -48,17 +72,16 @@ bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, si
 		return false;
 	}
 	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	long deadline = now_ms() + timeout_ms;
+	int fd = connect_before(&addr, deadline);
+	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return false;
 	}
 	char req[64], line[256];
 	int n = snprintf(req, sizeof(req), "{\"op\":\"%s\"}\n", op);
-	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n &&
-		  read_line(fd, line, sizeof(line), now_ms() + timeout_ms);
+	/* The request is far below the socket buffer: a non-blocking send writes it whole. */
+	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n && read_line(fd, line, sizeof(line), deadline);
 	close(fd);
 	if (!ok) {
 		snprintf(err, errlen, "%s: no answer to %s", path, op);

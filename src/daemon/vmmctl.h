@@ -10,8 +10,10 @@
 #include <stddef.h>
 
 /*
- * Sends {"op":OP} to the socket at path and waits up to timeout_ms for
- * {"ok":true}. False with a one-line reason in err otherwise.
+ * Sends {"op":OP} to the socket at path and waits up to timeout_ms in all
+ * (connecting included) for {"ok":true}. False with a one-line reason in
+ * err otherwise. It may take the whole timeout: call it without the
+ * supervisor's lock.
  */
 bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen);
 

@@ -12,6 +12,8 @@ is JSON:
   {"on_power_button": "exit"}             exit 0 (poweroff) when pressed
   {"on_power_button": "ignore"}           keep running (the daemon must kill)
   {"api_delay": SECONDS}                  answer pings only after SECONDS
+  {"api_never_accept": true}              listen (backlog 0) but never accept:
+                                          a connect() that blocks would block for ever
 
 Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
@@ -81,6 +83,10 @@ def api(path, delay, behaviour, kernel, done, code):
     s = socket.socket(socket.AF_UNIX)
     s.bind(path)
     os.chmod(path, 0o600)
+    if behaviour.get("api_never_accept"):
+        s.listen(0)
+        done.wait()
+        return
     s.listen(8)
     while True:
         c, _ = s.accept()

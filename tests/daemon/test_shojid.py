@@ -19,6 +19,7 @@ import time
 
 SHOJID, FAKE = sys.argv[1], sys.argv[2]
 failures = []
+daemons = []  # every shojid started, killed at the end even if a test hung
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -40,6 +41,7 @@ class Daemon:
             [SHOJID, "--state-dir", os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"),
              "--vmm", FAKE, "--backoff-ms", "200", "--stop-timeout", "1", *extra],
             stderr=open(os.path.join(tmp, "shojid.log"), "a"))
+        daemons.append(self.proc)
         deadline = time.time() + 5
         while not self.answers():  # a killed daemon's stale socket file may be there
             if time.time() > deadline or self.proc.poll() is not None:
@@ -291,6 +293,36 @@ def test_lifecycle(tmp):
     d.stop()
 
 
+def timed_req(d, method, path):
+    t = time.time()
+    st, body = d.req(method, path)
+    return st, body, time.time() - t
+
+
+def test_hung_vmm(tmp):
+    """1.1: a VMM whose control socket never accepts (its backlog full) must
+    not freeze the daemon, and is killed as a failed start at --start-timeout."""
+    d = Daemon(tmp, extra=("--start-timeout", "2"))
+    ev = Events(d)
+    d.req("POST", "/v1/vms", definition("hung", "client", kernel(tmp, "hung", {"api_never_accept": True})))
+    st, _ = d.req("POST", "/v1/vms/hung/start")
+    time.sleep(0.6)  # several pings: the backlog is full after the first
+    worst = max(timed_req(d, "GET", "/v1/vms")[2] for _ in range(5))
+    check("a VMM that never accepts does not hold up the API", st == 202 and worst < 0.5, worst)
+    e = ev.find("hung", "start-timeout", timeout=5)
+    hung = d.wait_state("hung", "stopped")
+    check("it is killed at --start-timeout and reported as start-failed",
+          e is not None and hung["last_exit"] == "start-failed", (e, hung))
+    d.req("POST", "/v1/vms/hung/start")
+    time.sleep(0.5)
+    st, _, took = timed_req(d, "POST", "/v1/vms/hung/stop")
+    check("stop of a VMM that never answers returns within the button's timeout", took < 1.5, (st, took))
+    d.wait_state("hung", "stopped")
+    st, _, took = timed_req(d, "GET", "/v1/version")
+    check("the daemon still answers at once", st == 200 and took < 0.5, took)
+    d.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shoji-daemon-")
     try:
@@ -300,8 +332,12 @@ def main():
         st, _ = d.req("GET", "/v1/version")
         check("the daemon still answers after the hostile requests", st == 200)
         d.stop()
+        test_hung_vmm(tmp)
         test_lifecycle(tmp)
     finally:
+        for p in daemons:
+            if p.poll() is None:
+                p.kill()
         for name in os.listdir(tmp):  # every fake VMM this test started, by its pid
             if name.endswith(".pids"):
                 for pid in open(os.path.join(tmp, name)).read().split():
