@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,9 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 				  int stderr_fd, int pipe_fd)
 {
 	setsid();
+	/* Told apart from the daemon in ps and /proc (it is a fork of it). */
+	prctl(PR_SET_NAME, "shojid-keeper");
+	pid_t self = getpid();
 	keeper_fds(stderr_fd, pipe_fd);
 	sigset_t none;
 	sigemptyset(&none);
@@ -80,6 +84,14 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 	 */
 	pid_t vmm = vfork();
 	if (vmm == 0) {
+		/*
+		 * The VMM dies with its keeper: a VMM without one has nobody
+		 * to record its exit, and the daemon, seeing the keeper end,
+		 * would start a second VMM beside it. getppid() catches a
+		 * keeper killed before the prctl took effect.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self)
+			_exit(1);
 		close(3);
 		execv(argv[0], argv);
 		static const char msg[] = "shojid: cannot run the VMM (exec failed)\n";

@@ -6,6 +6,10 @@
  * exit reason even of a VMM it re-adopted after a restart (only a parent
  * can wait for a process; the keeper stays the VMM's parent throughout).
  *
+ * The keeper is named "shojid-keeper" (comm), and its VMM gets SIGKILL when
+ * the keeper dies (PR_SET_PDEATHSIG), so a killed keeper never leaves an
+ * unsupervised VMM behind.
+ *
  * The keeper holds no descriptor of the daemon's: the VMM's stdin and
  * stdout are /dev/null, its stderr is the given log file. Nothing of the
  * VMM's is a pipe the daemon reads, so a dead daemon cannot SIGPIPE it.

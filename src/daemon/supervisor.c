@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 #define TICK_MS 50
 #define PING_TIMEOUT_MS 100
+#define VMM_KILL_WAIT_MS 2000
 
 long sup_now_ms(void)
 {
@@ -262,8 +264,26 @@ static void vm_schedule_restart(struct sup *s, struct vm *vm)
 	emit(s, "restarting", vm, json_pack("{s:I}", "in_ms", (json_int_t)delay));
 }
 
+/*
+ * The keeper ended; its VMM must be gone before anything starts another.
+ * It normally is (the keeper waits for it, and the VMM gets SIGKILL when
+ * its keeper dies), but a keeper killed from outside, or one of an older
+ * daemon, may leave it running for a moment or for good.
+ */
+static void vm_end_vmm(struct vm *vm)
+{
+	struct pollfd p = { .fd = vm->vmm_fd, .events = POLLIN };
+	if (vm->vmm_fd < 0 || poll(&p, 1, 0) == 1)
+		return;
+	log_warn("%s: the keeper ended but its VMM %d still runs; killing it", vm->def.name, (int)vm->vmm);
+	proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+	if (poll(&p, 1, VMM_KILL_WAIT_MS) != 1)
+		log_error("%s: VMM %d did not end after SIGKILL", vm->def.name, (int)vm->vmm);
+}
+
 void vm_handle_exit(struct sup *s, struct vm *vm)
 {
+	vm_end_vmm(vm);
 	if (vm->keeper_fd >= 0)
 		proc_pidfd_reap(vm->keeper_fd); /* our child unless re-adopted */
 	bool signaled = false;

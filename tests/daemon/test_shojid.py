@@ -299,6 +299,49 @@ def timed_req(d, method, path):
     return st, body, time.time() - t
 
 
+def alive(pid):
+    """A process that exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def run_state(tmp, name):
+    with open(os.path.join(tmp, "run", "vms", name, "state.json")) as f:
+        return json.load(f)
+
+
+def test_keeper_killed(tmp):
+    """1.2: kill -9 of a VMM's keeper must not leave that VMM running beside
+    the one the daemon starts next."""
+    d = Daemon(tmp)
+    k = kernel(tmp, "kept", {"on_power_button": "exit"})
+    d.req("POST", "/v1/vms", definition("kept", "service", k))
+    d.req("POST", "/v1/vms/kept/start")
+    first = d.wait_state("kept", "running")
+    keeper = run_state(tmp, "kept")["keeper_pid"]
+    with open(f"/proc/{keeper}/comm") as f:
+        comm = f.read().strip()
+    check("the keeper is named shojid-keeper", comm == "shojid-keeper", comm)
+    os.kill(keeper, signal.SIGKILL)
+    deadline = time.time() + 8
+    second = first
+    while time.time() < deadline and second.get("pid") in (None, first["pid"]):
+        time.sleep(0.05)
+        second = d.state("kept")
+    second = d.wait_state("kept", "running")
+    time.sleep(0.3)
+    pids = [int(p) for p in open(k + ".pids").read().split()]
+    live = [p for p in pids if alive(p)]
+    check("a killed keeper's VMM is gone and exactly one VMM runs after the restart",
+          not alive(first["pid"]) and live == [second.get("pid")], (first.get("pid"), live, second))
+    d.req("POST", "/v1/vms/kept/kill")
+    d.wait_state("kept", "stopped")
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -333,6 +376,7 @@ def main():
         check("the daemon still answers after the hostile requests", st == 200)
         d.stop()
         test_hung_vmm(tmp)
+        test_keeper_killed(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
