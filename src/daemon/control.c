@@ -29,6 +29,8 @@ static json_t *vm_status(const struct vm *vm)
 		json_object_set_new(o, "pid", json_integer(vm->vmm));
 	if (vm->last_exit[0])
 		json_object_set_new(o, "last_exit", json_string(vm->last_exit));
+	if (vm->last_error[0])
+		json_object_set_new(o, "error", json_string(vm->last_error));
 	if (vm->def.depends_on[0])
 		json_object_set_new(o, "depends_on", json_string(vm->def.depends_on));
 	return o;

@@ -128,11 +128,17 @@ static bool vm_prepare_dir(struct vm *vm)
 	return true;
 }
 
+/* STATE/logs/NAME.vmm.log: the VMM's stderr. */
+static void vmm_log_path(struct sup *s, struct vm *vm, char *out, size_t len)
+{
+	snprintf(out, len, "%s/logs/%s.vmm.log", s->cfg.state_dir, vm->def.name);
+}
+
 /* The VMM's stderr: STATE/logs/NAME.vmm.log, started afresh when it passed the bound. */
 static int vm_open_stderr(struct sup *s, struct vm *vm)
 {
 	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/logs/%s.vmm.log", s->cfg.state_dir, vm->def.name);
+	vmm_log_path(s, vm, path, sizeof(path));
 	struct stat st;
 	int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
 	if (stat(path, &st) == 0 && (uint64_t)st.st_size > s->cfg.log_max)
@@ -199,12 +205,31 @@ void vm_request_start(struct sup *s, struct vm *vm)
 
 /* ---- exits ---- */
 
-static const char *exit_reason(bool known, bool signaled, int value)
+/* Signals that someone sent to end the VMM; any other one is the VMM's own fault. */
+static bool is_kill_signal(int sig)
+{
+	return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP;
+}
+
+/*
+ * Exit statuses of a VMM that never got as far as its control socket and
+ * mean it could not start: 1 (it failed: /dev/kvm, memory, a file), 2 (bad
+ * usage or input: the definition and the VMM disagree) and 127 (the keeper
+ * could not exec it).
+ */
+static bool is_start_failure(int status)
+{
+	return status == 1 || status == 2 || status == 127;
+}
+
+static const char *exit_reason(bool known, bool signaled, int value, bool starting)
 {
 	if (!known)
 		return "unknown";
 	if (signaled)
-		return "killed";
+		return is_kill_signal(value) ? "killed" : "vmm-crash";
+	if (starting && is_start_failure(value))
+		return "start-failed";
 	switch (value) {
 	case 0: return "poweroff";
 	case 3: return "reboot";
@@ -213,6 +238,35 @@ static const char *exit_reason(bool known, bool signaled, int value)
 	case 6: return "stopped";
 	default: return "vmm-crash";
 	}
+}
+
+/* The last line the VMM wrote to stderr (what it said when it failed), printable, into out. */
+static void vm_read_last_error(struct sup *s, struct vm *vm, char *out, size_t len)
+{
+	char path[PATH_MAX + 16], buf[1024];
+	out[0] = '\0';
+	vmm_log_path(s, vm, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	off_t from = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	size_t o = 0;
+	for (; *line && o + 1 < len; line++)
+		out[o++] = (*line >= 0x20 && *line < 0x7f) ? *line : '?';
+	out[o] = '\0';
 }
 
 static void vm_close_process(struct sup *s, struct vm *vm)
@@ -281,6 +335,29 @@ static void vm_end_vmm(struct vm *vm)
 		log_error("%s: VMM %d did not end after SIGKILL", vm->def.name, (int)vm->vmm);
 }
 
+/* What happens after an exit: a restart now, one after the back-off, or none. */
+static void vm_after_exit(struct sup *s, struct vm *vm, const char *reason, bool signaled, int value)
+{
+	bool restart = vm->restart_after_exit;
+	vm->restart_after_exit = false;
+	vm->state = VM_STOPPED;
+	bool hopeless = strcmp(reason, "start-failed") == 0 && !signaled && value == 2;
+	if (restart || (vm->want_running && strcmp(reason, "reboot") == 0)) {
+		vm->restarts++;
+		vm_request_start(s, vm);
+	} else if (hopeless && vm->want_running && vm->def.role == VM_ROLE_SERVICE) {
+		/* Bad usage or input: the same VMM with the same definition fails the same way. */
+		vm->state = VM_FAILED;
+		vm->want_running = false;
+		emit(s, "failed", vm, json_pack("{s:s, s:s}", "reason", "start-failed", "error", vm->last_error));
+	} else if (vm->want_running && vm->def.role == VM_ROLE_SERVICE && strcmp(reason, "poweroff") != 0) {
+		vm->restarts++;
+		vm_schedule_restart(s, vm);
+	} else {
+		vm->want_running = false;
+	}
+}
+
 void vm_handle_exit(struct sup *s, struct vm *vm)
 {
 	vm_end_vmm(vm);
@@ -289,26 +366,20 @@ void vm_handle_exit(struct sup *s, struct vm *vm)
 	bool signaled = false;
 	int value = 0;
 	bool known = spawn_read_status(vm->paths.status, &signaled, &value);
-	const char *reason = vm->start_timed_out ? "start-failed" : exit_reason(known, signaled, value);
+	const char *reason = vm->start_timed_out ? "start-failed"
+						 : exit_reason(known, signaled, value, vm->state == VM_STARTING);
 	vm->start_timed_out = false;
 	snprintf(vm->last_exit, sizeof(vm->last_exit), "%s", reason);
 	vm->last_status = value;
+	vm->last_error[0] = '\0';
+	if (strcmp(reason, "start-failed") == 0 || strcmp(reason, "vmm-crash") == 0)
+		vm_read_last_error(s, vm, vm->last_error, sizeof(vm->last_error));
 	vm_close_process(s, vm);
-	emit(s, "exited", vm, json_pack("{s:s, s:i}", "reason", reason,
-					 signaled ? "signal" : "status", value));
-	bool restart = vm->restart_after_exit;
-	vm->restart_after_exit = false;
-	vm->state = VM_STOPPED;
-	if (restart || (vm->want_running && strcmp(reason, "reboot") == 0)) {
-		vm->restarts++;
-		vm_request_start(s, vm);
-	} else if (vm->want_running && vm->def.role == VM_ROLE_SERVICE &&
-		   strcmp(reason, "poweroff") != 0) {
-		vm->restarts++;
-		vm_schedule_restart(s, vm);
-	} else {
-		vm->want_running = false;
-	}
+	json_t *fields = json_pack("{s:s, s:i}", "reason", reason, signaled ? "signal" : "status", value);
+	if (vm->last_error[0])
+		json_object_set_new(fields, "error", json_string(vm->last_error));
+	emit(s, "exited", vm, fields);
+	vm_after_exit(s, vm, reason, signaled, value);
 }
 
 /* ---- the console ---- */

@@ -53,6 +53,7 @@ struct vm {
 
 	char last_exit[24];       /* "", poweroff, reboot, panic, ... */
 	int last_status;
+	char last_error[200];     /* the VMM's last stderr line after a start failure or crash */
 	long started_ms;
 	long fail_ms[RESTART_LIMIT];
 	unsigned nfail;

@@ -12,6 +12,8 @@ is JSON:
   {"on_power_button": "exit"}             exit 0 (poweroff) when pressed
   {"on_power_button": "ignore"}           keep running (the daemon must kill)
   {"api_delay": SECONDS}                  answer pings only after SECONDS
+  {"exit_at_once": N, "stderr": TEXT}     write TEXT to stderr, exit N before any socket
+  {"signal_after": SECONDS, "signal": "SEGV"}  kill itself with that signal (no core)
   {"api_never_accept": true}              listen (backlog 0) but never accept:
                                           a connect() that blocks would block for ever
 
@@ -20,6 +22,8 @@ start's pid to KERNEL.pids (so the test can clean up exactly its processes).
 """
 import json
 import os
+import resource
+import signal
 import socket
 import sys
 import threading
@@ -41,6 +45,12 @@ def main():
     with open(kernel + ".pids", "a") as f:
         f.write(f"{os.getpid()}\n")
 
+    if "exit_at_once" in behaviour:
+        sys.stderr.write(behaviour.get("stderr", "") + "\n")
+        sys.exit(behaviour["exit_at_once"])
+    if "signal_after" in behaviour:
+        threading.Thread(target=suicide, args=(behaviour,), daemon=True).start()
+
     serial = opt(argv, "--serial")
     if serial and serial.startswith("socket="):
         con = socket.socket(socket.AF_UNIX)
@@ -61,6 +71,13 @@ def main():
         sys.exit(behaviour.get("status", 0))
     done.wait()
     sys.exit(code[0])
+
+
+def suicide(behaviour):
+    time.sleep(behaviour["signal_after"])
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sig = getattr(signal, "SIG" + behaviour.get("signal", "SEGV"))
+    os.kill(os.getpid(), sig)
 
 
 def console(listener):

@@ -342,6 +342,44 @@ def test_keeper_killed(tmp):
     d.stop()
 
 
+def test_exit_reasons(tmp):
+    """1.3: a crash signal is vmm-crash, not killed; exit 1/2/127 before the
+    control socket answers is start-failed; a service VM is not restarted
+    after exit 2 (bad usage) and says what the VMM printed."""
+    d = Daemon(tmp)
+    ev = Events(d)
+    d.req("POST", "/v1/vms", definition("segv", "client", kernel(tmp, "segv", {"signal_after": 0.5})))
+    d.req("POST", "/v1/vms", definition("abrt", "client", kernel(tmp, "abrt", {"signal_after": 0.5, "signal": "ABRT"})))
+    d.req("POST", "/v1/vms", definition("term", "client", kernel(tmp, "term", {"signal_after": 0.5, "signal": "TERM"})))
+    d.req("POST", "/v1/vms", definition("usage", "service", kernel(
+        tmp, "usage", {"exit_at_once": 2, "stderr": "shoji-vmm: --frob: unknown option"})))
+    d.req("POST", "/v1/vms", definition("exit1", "service", kernel(tmp, "exit1", {"exit_at_once": 1, "stderr": "no kvm"})))
+    for name in ("segv", "abrt", "term", "usage", "exit1"):
+        d.req("POST", f"/v1/vms/{name}/start")
+    e = ev.find("segv", "exited")
+    check("SIGSEGV of a VMM is vmm-crash", e is not None and e["reason"] == "vmm-crash" and e.get("signal") == 11, e)
+    e = ev.find("abrt", "exited")
+    check("SIGABRT of a VMM is vmm-crash", e is not None and e["reason"] == "vmm-crash", e)
+    e = ev.find("term", "exited")
+    check("SIGTERM of a VMM is killed", e is not None and e["reason"] == "killed", e)
+    e = ev.find("usage", "exited")
+    f = ev.find("usage", "failed")
+    time.sleep(0.5)
+    st = d.state("usage")
+    check("exit 2 at start is start-failed and a service VM is failed at once, not restarted",
+          e is not None and e["reason"] == "start-failed" and e.get("status") == 2 and f is not None
+          and st["state"] == "failed" and st["restarts"] == 0
+          and not any(x["vm"] == "usage" and x["event"] == "restarting" for x in ev.lines), (e, f, st))
+    check("the VMM's last stderr line is in the state and the events",
+          st.get("error") == "shoji-vmm: --frob: unknown option" and f.get("error") == st.get("error"), (st, f))
+    e = ev.find("exit1", "exited")
+    r = ev.find("exit1", "restarting")
+    check("exit 1 at start is start-failed and a service VM retries with back-off",
+          e is not None and e["reason"] == "start-failed" and e.get("error") == "no kvm" and r is not None, (e, r))
+    d.req("POST", "/v1/vms/exit1/stop")
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -377,6 +415,7 @@ def main():
         d.stop()
         test_hung_vmm(tmp)
         test_keeper_killed(tmp)
+        test_exit_reasons(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
