@@ -96,7 +96,7 @@ void api_stop(struct api *api)
 	/* Console relays notice `stopping` within a poll interval. */
 	for (int i = 0; i < 200 && atomic_load(&api->relays) > 0; i++)
 		usleep(10000);
+	/* MHD_stop_daemon closes the MHD_OPTION_LISTEN_SOCKET itself: a second close could hit another thread's descriptor. */
 	MHD_stop_daemon(api->mhd);
-	close(api->listen_fd);
 	free(api);
 }
