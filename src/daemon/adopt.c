@@ -52,8 +52,15 @@ void sup_adopt(struct sup *s, struct vm *vm)
 		vm_handle_exit(s, vm);
 		return;
 	}
-	if (vm->vmm && proc_start_time(vm->vmm) == vm->vmm_start)
-		vm->vmm_fd = proc_pidfd_open(vm->vmm);
+	/* The start time again after pidfd_open: the pid may have been reused in between. */
+	if (vm->vmm && proc_start_time(vm->vmm) == vm->vmm_start &&
+	    (vm->vmm_fd = proc_pidfd_open(vm->vmm)) >= 0 && proc_start_time(vm->vmm) != vm->vmm_start) {
+		close(vm->vmm_fd);
+		vm->vmm_fd = -1;
+	}
+	if (vm->vmm_fd < 0)
+		log_warn("%s: VMM %d is not the recorded process; watching its keeper only", vm->def.name,
+			 (int)vm->vmm);
 	vm->state = VM_STARTING; /* running as soon as its control socket answers */
 	vm->gen++;
 	vm->started_ms = sup_now_ms();

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#define SPAWN_PID_WAIT_MS 5000
 
 /* "exit 5\n" or "signal 9\n", formatted without stdio. */
 static size_t format_status(char *buf, int status)
@@ -50,28 +53,60 @@ static void keeper_write_status(const char *path, const char *tmp, int status)
 		rename(tmp, path);
 }
 
-/* The keeper's standard descriptors: /dev/null in, /dev/null out, the log as stderr. */
-static void keeper_fds(int stderr_fd, int pipe_fd)
+/*
+ * The keeper's descriptors: /dev/null in, /dev/null out, the log as
+ * stderr, 3 the pipe the VMM's pid goes to the daemon on, 4 the pipe the
+ * daemon says "go" on; nothing else.
+ */
+static void keeper_fds(int stderr_fd, int pid_fd, int go_fd)
 {
-	/* Moved out of 0-3 first, so no dup2 below clobbers another. */
+	/* Moved out of 0-4 first, so no dup2 below clobbers another. */
 	int null = fcntl(open("/dev/null", O_RDWR), F_DUPFD, 10);
 	int err = stderr_fd >= 0 ? fcntl(stderr_fd, F_DUPFD, 10) : null;
-	int pipe_w = fcntl(pipe_fd, F_DUPFD, 10);
-	dup2(pipe_w, 3);
+	int pid_w = fcntl(pid_fd, F_DUPFD, 10);
+	int go_r = fcntl(go_fd, F_DUPFD, 10);
+	dup2(pid_w, 3);
+	dup2(go_r, 4);
 	dup2(err, 2);
 	dup2(null, 0);
 	dup2(null, 1);
-	close_range(4, ~0u, 0);
+	close_range(5, ~0u, 0);
+}
+
+/*
+ * The VMM's side before exec. It dies with its keeper: a VMM without one
+ * has nobody to record its exit, and the daemon, seeing the keeper end,
+ * would start a second VMM beside it (getppid() catches a keeper killed
+ * before the prctl took effect). It then sends its own pid and waits for
+ * the daemon's "go": until then it cannot exit, so the pid the daemon
+ * opens a pidfd for cannot have been reaped and reused meanwhile. No "go"
+ * (the daemon failed or died): no VMM that nobody supervises.
+ */
+static void vmm_child(char *const argv[], pid_t keeper)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != keeper)
+		_exit(1);
+	pid_t self = getpid();
+	char go = 0;
+	if (write(3, &self, sizeof(self)) != sizeof(self) || read(4, &go, 1) != 1 || go != 'g')
+		_exit(1);
+	close(3);
+	close(4);
+	execv(argv[0], argv);
+	static const char msg[] = "shojid: cannot run the VMM (exec failed)\n";
+	ssize_t e = write(2, msg, sizeof(msg) - 1);
+	(void)e;
+	_exit(127);
 }
 
 static _Noreturn void keeper_main(char *const argv[], const char *path, const char *tmp,
-				  int stderr_fd, int pipe_fd)
+				  int stderr_fd, int pid_fd, int go_fd)
 {
 	setsid();
 	/* Told apart from the daemon in ps and /proc (it is a fork of it). */
 	prctl(PR_SET_NAME, "shojid-keeper");
 	pid_t self = getpid();
-	keeper_fds(stderr_fd, pipe_fd);
+	keeper_fds(stderr_fd, pid_fd, go_fd);
 	sigset_t none;
 	sigemptyset(&none);
 	signal(SIGPIPE, SIG_DFL);
@@ -81,27 +116,14 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 	 * execs (or writes one line and _exits), so copying its page tables a
 	 * second time would only delay the VMM (bench/api). The child's close
 	 * acts on its own descriptor table (vfork shares memory, not files).
+	 * The keeper is suspended until the child execs: the child's wait for
+	 * "go" keeps it so, which is harmless (it has nothing else to do).
 	 */
 	pid_t vmm = vfork();
-	if (vmm == 0) {
-		/*
-		 * The VMM dies with its keeper: a VMM without one has nobody
-		 * to record its exit, and the daemon, seeing the keeper end,
-		 * would start a second VMM beside it. getppid() catches a
-		 * keeper killed before the prctl took effect.
-		 */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self)
-			_exit(1);
-		close(3);
-		execv(argv[0], argv);
-		static const char msg[] = "shojid: cannot run the VMM (exec failed)\n";
-		ssize_t e = write(2, msg, sizeof(msg) - 1);
-		(void)e;
-		_exit(127);
-	}
-	ssize_t w = write(3, &vmm, sizeof(vmm));
-	(void)w;
-	close(3);
+	if (vmm == 0)
+		vmm_child(argv, self);
+	close(3); /* a failed vfork: the daemon reads EOF */
+	close(4);
 	if (vmm < 0)
 		_exit(1);
 	int status;
@@ -112,6 +134,18 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 	_exit(0);
 }
 
+/* The VMM's pid from the pipe, waiting at most SPAWN_PID_WAIT_MS; -1 if none came. */
+static pid_t read_vmm_pid(int fd)
+{
+	pid_t vmm = -1;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t r;
+	do {
+		r = poll(&p, 1, SPAWN_PID_WAIT_MS) == 1 ? read(fd, &vmm, sizeof(vmm)) : 0;
+	} while (r < 0 && errno == EINTR);
+	return r == sizeof(vmm) && vmm > 1 ? vmm : -1;
+}
+
 bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struct spawned *out)
 {
 	char tmp[PATH_MAX];
@@ -120,33 +154,58 @@ bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struc
 		return false;
 	}
 	unlink(status_path);
-	int p[2];
+	int p[2], g[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return false;
-	pid_t keeper = fork();
-	if (keeper == 0)
-		keeper_main(argv, status_path, tmp, stderr_fd, p[1]);
-	close(p[1]);
-	if (keeper < 0) {
+	if (pipe2(g, O_CLOEXEC) < 0) {
 		close(p[0]);
+		close(p[1]);
 		return false;
 	}
-	pid_t vmm = -1;
-	ssize_t r;
-	do {
-		r = read(p[0], &vmm, sizeof(vmm));
-	} while (r < 0 && errno == EINTR);
+	pid_t keeper = fork();
+	if (keeper == 0)
+		keeper_main(argv, status_path, tmp, stderr_fd, p[1], g[0]);
+	close(p[1]);
+	close(g[0]);
+	if (keeper < 0) {
+		close(p[0]);
+		close(g[1]);
+		return false;
+	}
+	pid_t vmm = read_vmm_pid(p[0]);
 	close(p[0]);
-	out->keeper = keeper;
-	out->vmm = r == sizeof(vmm) ? vmm : -1;
+	*out = (struct spawned){ keeper, vmm, g[1] };
 	return true;
+}
+
+bool spawn_release(struct spawned *sp)
+{
+	bool ok = write(sp->go_fd, "g", 1) == 1;
+	close(sp->go_fd);
+	sp->go_fd = -1;
+	return ok;
+}
+
+void spawn_abort(struct spawned *sp)
+{
+	if (sp->go_fd >= 0)
+		close(sp->go_fd); /* the VMM child reads EOF and exits */
+	sp->go_fd = -1;
+	/* Our child, not reaped yet: its pid cannot name another process. */
+	kill(sp->keeper, SIGKILL);
+	while (waitpid(sp->keeper, NULL, 0) < 0 && errno == EINTR)
+		;
 }
 
 bool spawn_read_status(const char *status_path, bool *signaled, int *value)
 {
-	FILE *f = fopen(status_path, "re");
-	if (!f)
+	int fd = open(status_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return false;
+	}
 	char word[16];
 	int v;
 	bool ok = fscanf(f, "%15s %d", word, &v) == 2;

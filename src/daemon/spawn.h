@@ -22,7 +22,8 @@
 
 struct spawned {
 	pid_t keeper;
-	pid_t vmm;
+	pid_t vmm;      /* -1 if the keeper could not start it */
+	int go_fd;      /* the VMM waits before exec until spawn_release */
 };
 
 /*
@@ -30,8 +31,16 @@ struct spawned {
  * to `status_path` (atomically, through status_path.tmp) when it ends.
  * stderr_fd becomes the VMM's stderr. False (errno set) if the keeper could
  * not be started; a failed exec shows as "exit 127".
+ *
+ * The VMM process waits before its exec until spawn_release(), so the
+ * caller can open pidfds for both pids knowing neither has been reaped
+ * and reused; spawn_abort() instead ends both (the keeper is reaped). One
+ * of the two must follow every successful spawn_vmm.
  */
 bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struct spawned *out);
+/* Lets the VMM exec; false if it is already gone (its exit shows as usual). */
+bool spawn_release(struct spawned *sp);
+void spawn_abort(struct spawned *sp);
 
 /* Parses what the keeper wrote: *signaled and *value. False if unreadable. */
 bool spawn_read_status(const char *status_path, bool *signaled, int *value);

@@ -153,11 +153,43 @@ void vm_watch_keeper(struct sup *s, struct vm *vm)
 		log_error("%s: cannot watch the VMM: %m", vm->def.name);
 }
 
+static void vm_start_failed(struct sup *s, struct vm *vm)
+{
+	vm->state = VM_STOPPED;
+	snprintf(vm->last_exit, sizeof(vm->last_exit), "start-failed");
+	emit(s, "start-failed", vm, NULL);
+}
+
+/*
+ * Opens the pidfds of a VMM that waits before its exec (spawn.h), so
+ * neither pid can have been reused; false (everything closed) if one
+ * cannot be opened: a VMM the daemon cannot watch must not run.
+ */
+static bool vm_take_pids(struct vm *vm, const struct spawned *sp)
+{
+	vm->keeper = sp->keeper;
+	vm->vmm = sp->vmm;
+	vm->keeper_fd = proc_pidfd_open(sp->keeper);
+	vm->vmm_fd = sp->vmm > 0 ? proc_pidfd_open(sp->vmm) : -1;
+	vm->keeper_start = proc_start_time(sp->keeper);
+	vm->vmm_start = sp->vmm > 0 ? proc_start_time(sp->vmm) : 0;
+	if (vm->keeper_fd >= 0 && vm->vmm_fd >= 0 && vm->keeper_start && vm->vmm_start)
+		return true;
+	log_error("%s: cannot watch the new VMM (pidfd_open: %m); not starting it", vm->def.name);
+	if (vm->keeper_fd >= 0)
+		close(vm->keeper_fd);
+	if (vm->vmm_fd >= 0)
+		close(vm->vmm_fd);
+	vm->keeper_fd = vm->vmm_fd = -1;
+	vm->keeper = vm->vmm = 0;
+	return false;
+}
+
 bool vm_spawn(struct sup *s, struct vm *vm)
 {
 	struct vmm_argv *a = malloc(sizeof(*a));
 	bool ok = a && vm_prepare_dir(vm) && vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, a);
-	struct spawned sp = { -1, -1 };
+	struct spawned sp = { -1, -1, -1 };
 	if (ok) {
 		int err_fd = vm_open_stderr(s, vm);
 		ok = spawn_vmm(a->argv, vm->paths.status, err_fd, &sp);
@@ -167,24 +199,21 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 			close(err_fd);
 	}
 	free(a);
+	if (ok && !vm_take_pids(vm, &sp)) {
+		spawn_abort(&sp);
+		ok = false;
+	}
 	if (!ok) {
-		vm->state = VM_STOPPED;
-		snprintf(vm->last_exit, sizeof(vm->last_exit), "start-failed");
-		emit(s, "start-failed", vm, NULL);
+		vm_start_failed(s, vm);
 		return false;
 	}
-	vm->keeper = sp.keeper;
-	vm->vmm = sp.vmm;
-	vm->keeper_fd = proc_pidfd_open(sp.keeper);
-	vm->vmm_fd = sp.vmm > 0 ? proc_pidfd_open(sp.vmm) : -1;
-	vm->keeper_start = proc_start_time(sp.keeper);
-	vm->vmm_start = sp.vmm > 0 ? proc_start_time(sp.vmm) : 0;
 	vm->state = VM_STARTING;
 	vm->gen++;
 	vm->start_timed_out = false;
 	vm->started_ms = sup_now_ms();
 	vm_save_state(vm);
 	vm_watch_keeper(s, vm);
+	spawn_release(&sp);
 	emit(s, "starting", vm, json_pack("{s:i}", "pid", (int)vm->vmm));
 	return true;
 }
