@@ -83,21 +83,30 @@ char *sup_definition_text(struct sup *s, const char *name, char *err, size_t err
 }
 
 /* Relations with the other VMs: the dependency must be an existing service VM. */
-static enum sup_status check_dependency(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
+enum sup_status vm_dependency_error(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
 {
 	if (!d->depends_on[0])
 		return SUP_OK;
 	struct vm *dep = sup_find(s, d->depends_on);
 	if (!dep) {
-		snprintf(err, errlen, "depends_on '%s': no such VM; create the service VM first", d->depends_on);
+		snprintf(err, errlen, "'%s': no such VM; create the service VM first", d->depends_on);
 		return SUP_BAD_REQUEST;
 	}
 	if (dep->def.role != VM_ROLE_SERVICE) {
-		snprintf(err, errlen, "depends_on '%s': it is a client VM; a VM may only depend on a service VM",
+		snprintf(err, errlen, "'%s': it is a client VM; a VM may only depend on a service VM",
 			 d->depends_on);
 		return SUP_BAD_REQUEST;
 	}
 	return SUP_OK;
+}
+
+static enum sup_status check_dependency(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
+{
+	char why[128];
+	enum sup_status st = vm_dependency_error(s, d, why, sizeof(why));
+	if (st != SUP_OK)
+		snprintf(err, errlen, "depends_on %s", why);
+	return st;
 }
 
 static enum sup_status store_definition(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
@@ -182,6 +191,17 @@ enum sup_status sup_define(struct sup *s, const char *name, const char *text, ch
 	return st;
 }
 
+/* A new VM of the same name must not inherit the old one's console or VMM log. */
+static void remove_logs(struct sup *s, const char *name)
+{
+	static const char *const suffixes[] = { ".log", ".log.1", ".vmm.log" };
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/logs/%s%s", s->cfg.state_dir, name, suffixes[i]);
+		unlink(path);
+	}
+}
+
 static void unlink_vm(struct sup *s, struct vm *vm)
 {
 	for (struct vm **p = &s->vms; *p; p = &(*p)->next)
@@ -214,6 +234,7 @@ enum sup_status sup_remove(struct sup *s, const char *name, char *err, size_t er
 		store_def_path(s->cfg.state_dir, name, path, sizeof(path));
 		unlink(path);
 		rmdir(vm->paths.dir);
+		remove_logs(s, name);
 		unlink_vm(s, vm);
 		vm->removed = true;
 		events_emit(s->events, "removed", name, NULL);
@@ -292,7 +313,7 @@ static void press_button(struct sup *s, struct vm *vm)
 				    json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
 		} else {
 			log_warn("%s: %s; killing the VMM", vm->def.name, why);
-			proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+			vm_kill(vm);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -307,7 +328,7 @@ static enum sup_status act_kill(struct sup *s, struct vm *vm, char *err, size_t 
 	}
 	vm->want_running = false;
 	vm->restart_after_exit = false;
-	if (!proc_pidfd_signal(vm->vmm_fd, SIGKILL)) {
+	if (!vm_kill(vm)) {
 		snprintf(err, errlen, "'%s': cannot signal its VMM (already exiting?)", vm->def.name);
 		return SUP_CONFLICT;
 	}

@@ -146,6 +146,20 @@ static int vm_open_stderr(struct sup *s, struct vm *vm)
 	return open(path, flags, 0600);
 }
 
+bool vm_kill(struct vm *vm)
+{
+	if (proc_pidfd_signal(vm->vmm_fd, SIGKILL))
+		return true;
+	/*
+	 * No pidfd for the VMM (re-adopted, and its pid could not be
+	 * confirmed): the keeper's death takes the VMM with it (spawn.h).
+	 */
+	if (!proc_pidfd_signal(vm->keeper_fd, SIGKILL))
+		return false;
+	vm->keeper_killed = true;
+	return true;
+}
+
 void vm_watch_keeper(struct sup *s, struct vm *vm)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &vm->keeper_w };
@@ -251,10 +265,10 @@ static bool is_start_failure(int status)
 	return status == 1 || status == 2 || status == 127;
 }
 
-static const char *exit_reason(bool known, bool signaled, int value, bool starting)
+static const char *exit_reason(bool known, bool signaled, int value, bool starting, bool keeper_killed)
 {
 	if (!known)
-		return "unknown";
+		return keeper_killed ? "killed" : "unknown";
 	if (signaled)
 		return is_kill_signal(value) ? "killed" : "vmm-crash";
 	if (starting && is_start_failure(value))
@@ -396,8 +410,9 @@ void vm_handle_exit(struct sup *s, struct vm *vm)
 	int value = 0;
 	bool known = spawn_read_status(vm->paths.status, &signaled, &value);
 	const char *reason = vm->start_timed_out ? "start-failed"
-						 : exit_reason(known, signaled, value, vm->state == VM_STARTING);
-	vm->start_timed_out = false;
+						 : exit_reason(known, signaled, value, vm->state == VM_STARTING,
+							       vm->keeper_killed);
+	vm->start_timed_out = vm->keeper_killed = false;
 	snprintf(vm->last_exit, sizeof(vm->last_exit), "%s", reason);
 	vm->last_status = value;
 	vm->last_error[0] = '\0';
@@ -471,7 +486,7 @@ static void vm_check_start_timeout(struct sup *s, struct vm *vm, long now)
 		return;
 	vm->start_timed_out = true;
 	emit(s, "start-timeout", vm, json_pack("{s:i}", "timeout_ms", s->cfg.start_timeout_ms));
-	proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+	vm_kill(vm);
 }
 
 static void vm_tick(struct sup *s, struct vm *vm, long now)
@@ -483,7 +498,7 @@ static void vm_tick(struct sup *s, struct vm *vm, long now)
 	if (vm->state == VM_STOPPING && now >= vm->stop_deadline_ms && vm->stop_deadline_ms) {
 		vm->stop_deadline_ms = 0;
 		emit(s, "stop-timeout", vm, json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
-		proc_pidfd_signal(vm->vmm_fd, SIGKILL);
+		vm_kill(vm);
 	}
 	if (vm->state == VM_BACKOFF && now >= vm->next_start_ms)
 		vm_request_start(s, vm);
@@ -635,6 +650,29 @@ static bool sup_load(struct sup *s)
 	return true;
 }
 
+/*
+ * A hand-edited file may name a dependency that is not there or is a
+ * client VM; the API refuses that (check_dependency in control.c), and so
+ * does loading: the VM is listed under "invalid" and not loaded.
+ */
+static void sup_check_dependencies(struct sup *s)
+{
+	for (struct vm **p = &s->vms; *p;) {
+		struct vm *vm = *p;
+		char err[256], path[PATH_MAX + 64];
+		if (vm_dependency_error(s, &vm->def, err, sizeof(err)) == SUP_OK) {
+			p = &vm->next;
+			continue;
+		}
+		store_def_path(s->cfg.state_dir, vm->def.name, path, sizeof(path));
+		char msg[PATH_MAX + 400];
+		snprintf(msg, sizeof(msg), "%s: key 'depends_on': %s", path, err);
+		sup_note_invalid(s, path, msg);
+		*p = vm->next;
+		vm_free(vm);
+	}
+}
+
 struct sup *sup_create(const struct sup_config *cfg, struct events *events)
 {
 	struct sup *s = calloc(1, sizeof(*s));
@@ -653,6 +691,7 @@ struct sup *sup_create(const struct sup_config *cfg, struct events *events)
 		sup_destroy(s);
 		return NULL;
 	}
+	sup_check_dependencies(s);
 	/* Adopt first: a VMM that survived the last daemon is not started twice. */
 	for (struct vm *vm = s->vms; vm; vm = vm->next)
 		sup_adopt(s, vm);

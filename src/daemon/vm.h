@@ -50,6 +50,7 @@ struct vm {
 	struct vmlog *log;
 	unsigned gen;             /* counts VMM starts and adoptions: tells this VMM from the next */
 	bool start_timed_out;     /* killed for not answering within start_timeout_ms */
+	bool keeper_killed;       /* vm_kill had to kill the keeper: no status will come */
 
 	char last_exit[24];       /* "", poweroff, reboot, panic, ... */
 	int last_status;
@@ -84,9 +85,13 @@ void sup_wake(struct sup *s);
 bool vm_spawn(struct sup *s, struct vm *vm);
 void vm_request_start(struct sup *s, struct vm *vm);
 void vm_watch_keeper(struct sup *s, struct vm *vm);
+/* SIGKILL to the VMM, or to its keeper when there is no pidfd for the VMM; false if neither. */
+bool vm_kill(struct vm *vm);
 void vm_handle_exit(struct sup *s, struct vm *vm);
 void vm_free(struct vm *vm);
 struct vm *vm_new(struct sup *s, const struct vmdef *d);
 void sup_adopt(struct sup *s, struct vm *vm);
+/* SUP_OK if d's depends_on (if any) names a service VM; else why not, in err. */
+enum sup_status vm_dependency_error(struct sup *s, const struct vmdef *d, char *err, size_t errlen);
 
 #endif

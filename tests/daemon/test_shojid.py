@@ -380,6 +380,64 @@ def test_exit_reasons(tmp):
     d.stop()
 
 
+def test_unconfirmed_vmm(tmp):
+    """1.8: a re-adopted VM whose VMM pid could not be confirmed (no pidfd)
+    can still be killed: through its keeper, which takes the VMM along."""
+    d = Daemon(tmp)
+    k = kernel(tmp, "unconf", {"on_power_button": "ignore"})
+    d.req("POST", "/v1/vms", definition("unconf", "client", k))
+    d.req("POST", "/v1/vms/unconf/start")
+    vmm = d.wait_state("unconf", "running")["pid"]
+    d.stop(signal.SIGKILL)
+    path = os.path.join(tmp, "run", "vms", "unconf", "state.json")
+    st = run_state(tmp, "unconf")
+    st["vmm_start"] += 1  # as if the pid named another process now
+    with open(path, "w") as f:
+        json.dump(st, f)
+    d = Daemon(tmp)
+    d.wait_state("unconf", "running")
+    code, body = d.req("POST", "/v1/vms/unconf/kill")
+    un = d.wait_state("unconf", "stopped")
+    time.sleep(0.2)
+    check("kill of a VM without a VMM pidfd ends it through the keeper",
+          code == 202 and un["state"] == "stopped" and un.get("last_exit") == "killed" and not alive(vmm),
+          (code, body, un, alive(vmm)))
+    d.stop()
+
+
+def test_load_and_rm(tmp):
+    """1.10: a hand-edited depends_on is checked at load; rm removes the logs."""
+    vms = os.path.join(tmp, "state", "vms")
+    os.makedirs(vms, exist_ok=True)
+    k = kernel(tmp, "plain2", {"on_power_button": "exit"})
+    with open(os.path.join(vms, "orphan.json"), "w") as f:
+        json.dump(definition("orphan", "client", k, depends_on="ghost"), f)
+    d = Daemon(tmp)
+    st, body = d.req("GET", "/v1/vms")
+    inv = [i for i in body["invalid"] if i["file"].endswith("orphan.json")]
+    check("a hand-edited depends_on on a missing VM is refused at load, naming file and key",
+          inv and "key 'depends_on'" in inv[0]["error"] and "ghost" in inv[0]["error"]
+          and not any(v["name"] == "orphan" for v in body["vms"]), body)
+    os.unlink(os.path.join(vms, "orphan.json"))
+    d.req("POST", "/v1/vms", definition("reborn", "client", k))
+    d.req("POST", "/v1/vms/reborn/start")
+    d.wait_state("reborn", "running")
+    deadline = time.time() + 5
+    while time.time() < deadline and b"console up" not in d.req("GET", "/v1/vms/reborn/logs")[1]:
+        time.sleep(0.05)
+    d.req("POST", "/v1/vms/reborn/kill")
+    d.wait_state("reborn", "stopped")
+    d.req("DELETE", "/v1/vms/reborn")
+    logs = os.path.join(tmp, "state", "logs")
+    left = [n for n in os.listdir(logs) if n.startswith("reborn.")]
+    d.req("POST", "/v1/vms", definition("reborn", "client", k))
+    st, log = d.req("GET", "/v1/vms/reborn/logs")
+    check("rm removes the console and VMM logs; a new VM of that name starts with none",
+          left == [] and log in (b"", None), (left, log))
+    d.req("DELETE", "/v1/vms/reborn")
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -416,6 +474,8 @@ def main():
         test_hung_vmm(tmp)
         test_keeper_killed(tmp)
         test_exit_reasons(tmp)
+        test_unconfirmed_vmm(tmp)
+        test_load_and_rm(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
