@@ -8,6 +8,7 @@
  * that it points inside the file and away from the header and fixed tables.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -257,6 +258,42 @@ static int write_unlocked(struct qcow2 *q, const uint8_t *buf, uint64_t n, uint6
 	return r;
 }
 
+#define PREALLOC_MIN (UINT64_C(1) << 20)
+#define PREALLOC_MAX (UINT64_C(64) << 20)
+
+/*
+ * An O_DIRECT write into a hole of the file, or beyond its end, makes the
+ * file system allocate blocks under the exclusive inode lock for the whole
+ * write (ext4), so writers into fresh clusters ran one at a time. With
+ * O_DIRECT the file is therefore grown ahead of allocation with fallocate()
+ * in chunks (an eighth of the file, 1 to 64 MiB): fresh clusters lie in
+ * allocated, unwritten extents inside the file and every write into them is
+ * an overwrite, which runs in parallel. q->file.size stays the end of what
+ * was written (beyond it the file reads as zeros, so a cluster allocated
+ * there is still fresh); close trims the unused rest, and a crash leaves
+ * at most a tail of zeros that no cluster refers to.
+ */
+static void prealloc(struct qcow2 *q, uint64_t end)
+{
+	uint64_t have = q->prealloc_end > q->file.size ? q->prealloc_end : q->file.size;
+	if (!q->file.direct || q->no_prealloc || end <= have)
+		return;
+	uint64_t chunk = have / 8;
+	chunk = chunk < PREALLOC_MIN ? PREALLOC_MIN : chunk > PREALLOC_MAX ? PREALLOC_MAX : chunk;
+	uint64_t to = align_up(end + chunk, q->cluster_size);
+	if (to > INT64_MAX) {
+		q->no_prealloc = true;
+		return;
+	}
+	int r;
+	while ((r = fallocate(q->file.fd, 0, (off_t)have, (off_t)(to - have))) < 0 && errno == EINTR)
+		;
+	if (r < 0)
+		q->no_prealloc = true; /* writes still work, only serialized */
+	else
+		q->prealloc_end = to;
+}
+
 /* Writes n bytes at vaddr inside one cluster, allocating if needed. */
 static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, uint64_t n)
 {
@@ -291,7 +328,10 @@ static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, ui
 		qcow2_cache_put(&q->l2c, t);
 		q->unsynced = true;
 		r = owned ? 0 : qcow2_free_entry_later(q, e);
-		return r < 0 ? r : write_unlocked(q, buf, n, host + in, true);
+		if (r < 0)
+			return r;
+		prealloc(q, host + q->cluster_size);
+		return write_unlocked(q, buf, n, host + in, true);
 	}
 	if (n == q->cluster_size) {
 		r = bfile_pwrite(&q->file, buf, n, host + in);

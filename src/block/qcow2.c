@@ -416,6 +416,10 @@ void qcow2_close(struct block_dev *bd)
 		pthread_mutex_lock(&q->lock);
 		qcow2_quiesce(q);
 		int r = qcow2_flush_locked(q);
+		/* Trim what was grown ahead of allocation (see prealloc()). */
+		uint64_t end = align_up(qcow2_file_end(q), q->cluster_size);
+		if (r == 0 && q->prealloc_end > end)
+			r = bfile_truncate(&q->file, end);
 		pthread_mutex_unlock(&q->lock);
 		if (r < 0)
 			log_error("%s: flushing metadata on close failed: %s", bd->filename, strerror(-r));

@@ -134,6 +134,9 @@ struct qcow2 {
 	uint64_t free_hint;      /* lowest cluster index that may be free */
 	uint64_t alloc_end;      /* end of the highest cluster ever allocated */
 	bool unsynced;           /* something was written since the last sync */
+	uint64_t prealloc_end;   /* real file size once grown ahead (0: not grown);
+				  * q->file.size stays the end of what was written */
+	bool no_prealloc;        /* fallocate() failed once: grow by writing */
 
 	struct qcow2_snapshot *snaps;
 	uint32_t nb_snapshots;

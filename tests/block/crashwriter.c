@@ -9,6 +9,10 @@
  * Every 512-byte sector written by request id holds: id (8 bytes LE), the
  * sector's index (8 bytes LE), then the byte (id & 0xff) repeated.
  *
+ * Half of the seeds open the image with O_DIRECT (cache=none) and then make
+ * half of the requests 4 KiB aligned, so that fresh clusters take the
+ * unlocked path into space grown ahead of allocation (qcow2-io.c).
+ *
  * usage: crashwriter IMAGE LOG SEED FIRST_ID
  */
 #include <fcntl.h>
@@ -51,14 +55,29 @@ int main(int argc, char **argv)
 	uint64_t id = strtoull(argv[4], NULL, 0);
 	int logfd = open(argv[2], O_WRONLY | O_APPEND | O_CREAT, 0644);
 	struct block_dev *bd;
-	struct block_open_opts o = { .l2_cache_size = 64 * 1024 };
-	if (logfd < 0 || block_open(&bd, argv[1], "qcow2", &o) < 0)
+	bool direct = rnd() % 2;
+	struct block_open_opts o = { .l2_cache_size = 64 * 1024,
+				     .cache = direct ? BLOCK_CACHE_NONE : BLOCK_CACHE_WRITEBACK };
+	if (logfd < 0)
 		return 1;
+	if (block_open(&bd, argv[1], "qcow2", &o) < 0) {
+		o.cache = BLOCK_CACHE_WRITEBACK; /* a file system without O_DIRECT */
+		direct = false;
+		if (block_open(&bd, argv[1], "qcow2", &o) < 0)
+			return 1;
+	}
 	uint64_t sectors = block_get_size(bd) / 512;
-	uint8_t *buf = malloc(256 * 512);
+	void *mem = NULL;
+	if (posix_memalign(&mem, 4096, 256 * 512) != 0)
+		return 1;
+	uint8_t *buf = mem;
 	for (;; id++) {
 		uint64_t len = (1 + rnd() % (rnd() % 4 ? 16 : 256)) * 512;
 		uint64_t off = (rnd() % sectors) * 512;
+		if (direct && rnd() % 2) {
+			off &= ~UINT64_C(4095);
+			len = (len + 4095) & ~UINT64_C(4095);
+		}
 		if (off + len > sectors * 512)
 			len = sectors * 512 - off;
 		bool zero = rnd() % 8 == 0;
