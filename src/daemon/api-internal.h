@@ -20,6 +20,7 @@ struct api {
 	struct events *events;
 	atomic_bool stopping;
 	atomic_int relays;        /* console relay threads still running */
+	atomic_int streams;       /* events, logs -f and consoles open, at most API_MAX_STREAMS */
 	int listen_fd;
 };
 

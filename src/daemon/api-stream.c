@@ -2,9 +2,11 @@
  * The API's long-lived responses: the event stream (JSON lines), `logs -f`
  * and interactive consoles (an HTTP upgrade to a raw byte stream). Each
  * runs in its connection's own thread (or, for a console, a relay thread)
- * and wakes at least every second to notice a daemon shutdown; an idle
- * event stream sends an empty line every HEARTBEAT_MS, which is also how a
- * vanished reader is noticed.
+ * and wakes at least every second to notice a daemon shutdown and a
+ * client that left (POLLRDHUP on its socket: MHD itself only notices on a
+ * write, and a quiet log might never write again); an idle event stream
+ * also sends an empty line every HEARTBEAT_MS. Streams have a cap of
+ * their own (API_MAX_STREAMS), below the connection limit.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,11 +24,57 @@
 
 #define HEARTBEAT_MS 10000
 #define LOG_DUMP_MAX (2u << 20)
+#define SEND_STEP_MS 100
+#define SEND_STALL_MS 30000
+
+/* ---- the stream cap ---- */
+
+/*
+ * Streams live as long as their clients, so they have a cap of their own
+ * below the connection limit: API_MAX_STREAMS event readers cannot lock
+ * out ordinary requests. False (and nothing held) when the cap is reached.
+ */
+static bool stream_take(struct api *api)
+{
+	if (atomic_fetch_add(&api->streams, 1) < API_MAX_STREAMS)
+		return true;
+	atomic_fetch_sub(&api->streams, 1);
+	return false;
+}
+
+static void stream_put(struct api *api)
+{
+	atomic_fetch_sub(&api->streams, 1);
+}
+
+static enum MHD_Result too_many_streams(struct MHD_Connection *c)
+{
+	char msg[128];
+	snprintf(msg, sizeof(msg), "too many open streams (%d events, logs -f and consoles); close one", API_MAX_STREAMS);
+	return api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+}
+
+/*
+ * The connection's socket, to notice a client that left while the stream
+ * had nothing to send (MHD only notices on a write): -1 if unknown.
+ */
+static int stream_socket(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	return ci ? (int)ci->connect_fd : -1;
+}
+
+static bool client_left(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+	return fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 /* ---- /v1/events ---- */
 
 struct event_stream {
 	struct api *api;
+	int sock;
 	uint64_t seq;
 	char *line;
 	size_t off;
@@ -39,6 +87,8 @@ static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	for (int waited = 0; !es->line; waited += 1000) {
 		if (atomic_load(&es->api->stopping))
 			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (client_left(es->sock))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (waited >= HEARTBEAT_MS) {
 			buf[0] = '\n';
 			return 1;
@@ -61,6 +111,7 @@ static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void events_free(void *cls)
 {
 	struct event_stream *es = cls;
+	stream_put(es->api);
 	free(es->line);
 	free(es);
 }
@@ -69,10 +120,15 @@ enum MHD_Result api_stream_events(struct api *api, struct MHD_Connection *c, con
 {
 	if (strcmp(method, "GET") != 0)
 		return api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET on /v1/events");
+	if (!stream_take(api))
+		return too_many_streams(c);
 	struct event_stream *es = calloc(1, sizeof(*es));
-	if (!es)
+	if (!es) {
+		stream_put(api);
 		return MHD_NO;
+	}
 	es->api = api;
+	es->sock = stream_socket(c);
 	es->seq = events_next_seq(api->events);
 	/* ?since=N: from event N on, as far as the ring still holds them. */
 	const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
@@ -81,7 +137,7 @@ enum MHD_Result api_stream_events(struct api *api, struct MHD_Connection *c, con
 		errno = 0;
 		unsigned long long v = strtoull(since, &end, 10);
 		if (!since[0] || *end || errno || since[0] == '-') {
-			free(es);
+			events_free(es);
 			return api_send_error(c, MHD_HTTP_BAD_REQUEST,
 					      "since: give an event number (0 for every event still kept)");
 		}
@@ -104,6 +160,8 @@ enum MHD_Result api_stream_events(struct api *api, struct MHD_Connection *c, con
 
 struct log_stream {
 	struct api *api;
+	int sock;
+	bool counted;             /* holds one of the stream cap's places */
 	struct vmlog *log;
 	void *ref;
 	char *dump;
@@ -124,6 +182,8 @@ static ssize_t logs_reader(void *cls, uint64_t pos, char *buf, size_t max)
 	for (;;) {
 		if (atomic_load(&ls->api->stopping))
 			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (client_left(ls->sock))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
 		size_t n = vmlog_read(ls->log, &ls->pos, buf, max, 1000);
 		if (n)
 			return (ssize_t)n;
@@ -133,6 +193,8 @@ static ssize_t logs_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void logs_free(void *cls)
 {
 	struct log_stream *ls = cls;
+	if (ls->counted)
+		stream_put(ls->api);
 	sup_log_put(ls->api->sup, ls->ref);
 	free(ls->dump);
 	free(ls);
@@ -144,12 +206,22 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 	if (strcmp(method, "GET") != 0)
 		return api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET on /v1/vms/NAME/logs");
 	const char *follow = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "follow");
+	bool following = follow && strcmp(follow, "0") != 0;
+	if (following && !stream_take(api))
+		return too_many_streams(c);
 	struct log_stream *ls = calloc(1, sizeof(*ls));
-	if (!ls)
+	if (!ls) {
+		if (following)
+			stream_put(api);
 		return MHD_NO;
+	}
 	ls->api = api;
+	ls->counted = following;
+	ls->sock = stream_socket(c);
 	ls->log = sup_log_get(api->sup, name, &ls->ref);
 	if (!ls->log) {
+		if (following)
+			stream_put(api);
 		free(ls);
 		char err[96];
 		snprintf(err, sizeof(err), "no VM named '%s'", name);
@@ -158,7 +230,7 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 	ls->pos = vmlog_position(ls->log); /* before the dump: a byte may repeat, none is lost */
 	ls->dump = vmlog_dump(ls->log, LOG_DUMP_MAX, &ls->dump_len);
 	struct MHD_Response *r;
-	if (follow && strcmp(follow, "0") != 0) {
+	if (following) {
 		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, logs_reader, ls, logs_free);
 	} else {
 		r = MHD_create_response_from_buffer(ls->dump ? ls->dump_len : 0, ls->dump,
@@ -183,14 +255,31 @@ struct relay {
 	struct MHD_UpgradeResponseHandle *urh;
 };
 
-static bool send_all(int fd, const char *buf, size_t n)
+/*
+ * The upgraded socket is non-blocking: a client that reads slower than
+ * the guest writes gets EAGAIN, which means wait, not close. The wait is
+ * in steps (a daemon shutdown is noticed) and ends after SEND_STALL_MS
+ * without progress: a client that stopped reading for good.
+ */
+static bool send_all(struct relay *rl, const char *buf, size_t n)
 {
+	int stalled = 0;
 	while (n > 0) {
-		ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
-		if (w <= 0)
+		ssize_t w = send(rl->sock, buf, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			buf += w;
+			n -= (size_t)w;
+			stalled = 0;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || stalled >= SEND_STALL_MS ||
+		    atomic_load(&rl->api->stopping))
 			return false;
-		buf += w;
-		n -= (size_t)w;
+		struct pollfd p = { .fd = rl->sock, .events = POLLOUT };
+		poll(&p, 1, SEND_STEP_MS);
+		stalled += SEND_STEP_MS;
 	}
 	return true;
 }
@@ -210,10 +299,11 @@ static void *relay_thread(void *arg)
 		}
 		size_t n;
 		while (open && (n = vmlog_read(rl->log, &pos, buf, sizeof(buf), 0)) > 0)
-			open = send_all(rl->sock, buf, n);
+			open = send_all(rl, buf, n);
 	}
 	MHD_upgrade_action(rl->urh, MHD_UPGRADE_ACTION_CLOSE);
 	sup_log_put(rl->api->sup, rl->ref);
+	stream_put(rl->api);
 	atomic_fetch_sub(&rl->api->relays, 1);
 	free(rl);
 	return NULL;
@@ -238,6 +328,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *req_cls, const
 		atomic_fetch_sub(&rl->api->relays, 1);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		sup_log_put(rl->api->sup, rl->ref);
+		stream_put(rl->api);
 		free(rl);
 	}
 	pthread_attr_destroy(&attr);
@@ -252,12 +343,17 @@ enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, co
 	if (!up || strcmp(up, "shoji-console") != 0)
 		return api_send_error(c, MHD_HTTP_BAD_REQUEST,
 				      "a console needs the headers Connection: Upgrade and Upgrade: shoji-console");
+	if (!stream_take(api))
+		return too_many_streams(c);
 	struct relay *rl = calloc(1, sizeof(*rl));
-	if (!rl)
+	if (!rl) {
+		stream_put(api);
 		return MHD_NO;
+	}
 	rl->api = api;
 	rl->log = sup_log_get(api->sup, name, &rl->ref);
 	if (!rl->log) {
+		stream_put(api);
 		free(rl);
 		char err[96];
 		snprintf(err, sizeof(err), "no VM named '%s'", name);
@@ -266,6 +362,7 @@ enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, co
 	struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, rl);
 	if (!r) {
 		sup_log_put(api->sup, rl->ref);
+		stream_put(api);
 		free(rl);
 		return MHD_NO;
 	}

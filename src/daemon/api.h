@@ -14,6 +14,8 @@
 
 #define API_BODY_MAX     (64u << 10)
 #define API_MAX_CLIENTS  64
+/* Long-lived streams (events, logs -f, consoles) among them: the rest stay for requests. */
+#define API_MAX_STREAMS  32
 
 struct api;
 

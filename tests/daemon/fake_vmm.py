@@ -14,6 +14,8 @@ is JSON:
   {"api_delay": SECONDS}                  answer pings only after SECONDS
   {"exit_at_once": N, "stderr": TEXT}     write TEXT to stderr, exit N before any socket
   {"signal_after": SECONDS, "signal": "SEGV"}  kill itself with that signal (no core)
+  {"console_flood": BYTES, "flood_after": SECONDS}  write BYTES of output to the
+                                          console client SECONDS after it connects
   {"api_never_accept": true}              listen (backlog 0) but never accept:
                                           a connect() that blocks would block for ever
 
@@ -56,7 +58,7 @@ def main():
         con = socket.socket(socket.AF_UNIX)
         con.bind(serial[7:])
         con.listen(1)
-        threading.Thread(target=console, args=(con,), daemon=True).start()
+        threading.Thread(target=console, args=(con, behaviour), daemon=True).start()
 
     done = threading.Event()
     code = [0]
@@ -80,11 +82,23 @@ def suicide(behaviour):
     os.kill(os.getpid(), sig)
 
 
-def console(listener):
+def flood(c, behaviour):
+    time.sleep(behaviour.get("flood_after", 0))
+    line = b"x" * 1023 + b"\n"
+    try:
+        for _ in range(behaviour["console_flood"] // len(line)):
+            c.sendall(line)
+    except OSError:
+        pass
+
+
+def console(listener, behaviour):
     while True:
         c, _ = listener.accept()
         try:
             c.sendall(b"fake-vmm: console up\n")
+            if "console_flood" in behaviour:
+                threading.Thread(target=flood, args=(c, behaviour), daemon=True).start()
             while True:
                 data = c.recv(4096)
                 if not data:

@@ -438,6 +438,104 @@ def test_load_and_rm(tmp):
     d.stop()
 
 
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("Threads:")).split()[1])
+
+
+def raw_get(d, path):
+    """A streaming GET left open: the socket, and the status line's code."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(d.sock)
+    s.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
+    head = b""
+    while b"\r\n" not in head:
+        data = s.recv(1)
+        if not data:
+            break
+        head += data
+    return s, int(head.split()[1]) if head.startswith(b"HTTP/") else 0
+
+
+def console_attach(d, name):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(d.sock)
+    s.sendall(b"POST /v1/vms/%s/console HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+              b"Upgrade: shoji-console\r\nContent-Length: 0\r\n\r\n" % name.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    return s, head
+
+
+def test_streams(tmp):
+    """1.4-1.6: a console client that reads slowly keeps its console; logs -f
+    readers that left are cleaned up; streams cannot take every connection."""
+    d = Daemon(tmp)
+    k = kernel(tmp, "chatty", {"console_flood": 4 << 20, "flood_after": 1.0})
+    d.req("POST", "/v1/vms", definition("chatty", "client", k))
+    d.req("POST", "/v1/vms/chatty/start")
+    d.wait_state("chatty", "running")
+    s, head = console_attach(d, "chatty")
+    time.sleep(3)  # not reading while 4 MiB arrive: the relay's sends meet EAGAIN
+    got = 0
+    s.settimeout(1)
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except socket.timeout:
+        data = b"still open"
+    echo = b""
+    try:
+        s.sendall(b"hello\n")
+        while b"echo:hello" not in echo:
+            more = s.recv(65536)
+            if not more:
+                break
+            echo = (echo + more)[-4096:]
+    except OSError:  # a timeout, or the old relay's closed console
+        pass
+    check("a console client that reads slower than the guest writes keeps its console",
+          head.startswith(b"HTTP/1.1 101") and data and b"echo:hello" in echo, (head[:20], got, echo[-40:]))
+    s.close()
+
+    base = threads(d.proc.pid)
+    followers = [raw_get(d, "/v1/vms/chatty/logs?follow=1")[0] for _ in range(6)]
+    time.sleep(0.5)
+    during = threads(d.proc.pid)
+    for f in followers:
+        f.close()
+    deadline = time.time() + 5
+    while time.time() < deadline and threads(d.proc.pid) > base:
+        time.sleep(0.1)
+    after = threads(d.proc.pid)
+    check("logs -f readers that left are cleaned up", during >= base + 6 and after <= base, (base, during, after))
+
+    held = []
+    for _ in range(32):
+        sock, code = raw_get(d, "/v1/events")
+        held.append((sock, code))
+    extra, code = raw_get(d, "/v1/events")
+    st, _ = d.req("GET", "/v1/version")
+    check("32 streams are served, the 33rd gets 503 and requests still work",
+          all(c == 200 for _, c in held) and code == 503 and st == 200, ([c for _, c in held], code, st))
+    extra.close()
+    for sock, _ in held:
+        sock.close()
+    time.sleep(2.5)
+    sock, code = raw_get(d, "/v1/events")
+    check("closed event streams give their places back", code == 200, code)
+    sock.close()
+    d.req("POST", "/v1/vms/chatty/kill")
+    d.wait_state("chatty", "stopped")
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -476,6 +574,7 @@ def main():
         test_exit_reasons(tmp)
         test_unconfirmed_vmm(tmp)
         test_load_and_rm(tmp)
+        test_streams(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
