@@ -8,15 +8,20 @@
  * any exit (a service VM that panicked meanwhile is restarted).
  */
 #include <jansson.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "daemon/proc.h"
+#include "daemon/store.h"
 #include "daemon/vm.h"
 
 static bool read_state(struct vm *vm)
 {
-	json_t *o = json_load_file(vm->paths.state, 0, NULL);
+	char err[256];
+	char *text = store_read(vm->paths.state, err, sizeof(err)); /* O_NOFOLLOW */
+	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+	free(text);
 	json_int_t kp = json_integer_value(json_object_get(o, "keeper_pid"));
 	json_int_t ks = json_integer_value(json_object_get(o, "keeper_start"));
 	json_int_t vp = json_integer_value(json_object_get(o, "vmm_pid"));

@@ -44,7 +44,7 @@ static void keeper_write_status(const char *path, const char *tmp, int status)
 {
 	char buf[32];
 	size_t n = format_status(buf, status);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return;
 	ssize_t w = write(fd, buf, n);

@@ -36,9 +36,33 @@ bool store_mkdirs(const char *dir, unsigned mode)
 	return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? true : (errno = ENOTDIR, false);
 }
 
+bool store_check_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	if (lstat(dir, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory (a symlink?); give a real directory", dir);
+		return false;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "%s: owned by uid %u, not by shojid's uid %u; chown it or choose another",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return false;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "%s: writable by group or others (mode %03o); chmod go-w it", dir,
+			 (unsigned)(st.st_mode & 0777));
+		return false;
+	}
+	return true;
+}
+
 char *store_read(const char *path, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
@@ -63,7 +87,7 @@ bool store_write(const char *path, const char *text, char *err, size_t errlen)
 {
 	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	size_t len = strlen(text), done = 0;
 	ssize_t w = 0;
 	while (fd >= 0 && done < len && (w = write(fd, text + done, len - done)) > 0)

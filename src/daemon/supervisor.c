@@ -140,7 +140,7 @@ static int vm_open_stderr(struct sup *s, struct vm *vm)
 	char path[PATH_MAX + 16];
 	vmm_log_path(s, vm, path, sizeof(path));
 	struct stat st;
-	int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+	int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
 	if (stat(path, &st) == 0 && (uint64_t)st.st_size > s->cfg.log_max)
 		flags |= O_TRUNC;
 	return open(path, flags, 0600);
@@ -629,6 +629,15 @@ static void sup_load_one(struct sup *s, const char *dir, const char *file)
 	s->vms = vm;
 }
 
+static bool sup_check_dir(const char *dir)
+{
+	char err[PATH_MAX + 128];
+	if (store_check_dir(dir, err, sizeof(err)))
+		return true;
+	log_error("%s", err);
+	return false;
+}
+
 static bool sup_load(struct sup *s)
 {
 	char dir[PATH_MAX], logs[PATH_MAX];
@@ -638,6 +647,10 @@ static bool sup_load(struct sup *s)
 		log_error("state directory %s: %m", s->cfg.state_dir);
 		return false;
 	}
+	const char *const checked[] = { s->cfg.state_dir, dir, logs };
+	for (size_t i = 0; i < sizeof(checked) / sizeof(checked[0]); i++)
+		if (!sup_check_dir(checked[i]))
+			return false;
 	DIR *d = opendir(dir);
 	if (!d) {
 		log_error("%s: %m", dir);
@@ -686,7 +699,7 @@ struct sup *sup_create(const struct sup_config *cfg, struct events *events)
 	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	if (s->epoll_fd < 0 || s->wake_fd < 0 || epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &ev) < 0 ||
-	    !store_mkdirs(cfg->run_dir, 0700) || !sup_load(s)) {
+	    !store_mkdirs(cfg->run_dir, 0700) || !sup_check_dir(cfg->run_dir) || !sup_load(s)) {
 		log_error("supervisor: cannot start: %m");
 		sup_destroy(s);
 		return NULL;

@@ -42,7 +42,7 @@ struct vmlog *vmlog_open(const char *path, uint64_t max)
 	memcpy(l->old_path, path, n);
 	memcpy(l->old_path + n, ".1", 3);
 	l->max = max;
-	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (l->fd < 0) {
 		log_error("console log %s: %m", path);
 		free(l);
@@ -70,7 +70,7 @@ static void vmlog_rotate(struct vmlog *l)
 {
 	if (rename(l->path, l->old_path) < 0)
 		log_warn("console log %s: cannot rotate: %m", l->path);
-	int fd = open(l->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	int fd = open(l->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_warn("console log %s: %m; keeping the old file", l->path);
 		return;
@@ -157,7 +157,7 @@ void vmlog_wake(struct vmlog *l)
 /* Appends up to `want` bytes of the end of `path` to out; returns bytes added. */
 static size_t tail_file(const char *path, char *out, size_t want)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return 0;
 	struct stat st;

@@ -536,6 +536,31 @@ def test_streams(tmp):
     d.stop()
 
 
+def test_dir_checks(tmp):
+    """2.1: a run or state directory others may write to is refused; a
+    definition file that is a symlink is not followed."""
+    bad = os.path.join(tmp, "open-run")
+    os.mkdir(bad)
+    os.chmod(bad, 0o777)
+    p = subprocess.run([SHOJID, "--state-dir", os.path.join(tmp, "state"), "--run-dir", bad, "--vmm", FAKE],
+                       capture_output=True, text=True, timeout=10)
+    check("a run directory writable by others is refused with one line",
+          p.returncode == 1 and "writable by group or others" in p.stderr, (p.returncode, p.stderr))
+    os.chmod(bad, 0o700)
+    link = os.path.join(tmp, "state", "vms", "linked.json")
+    target = os.path.join(tmp, "elsewhere.json")
+    with open(target, "w") as f:
+        json.dump(definition("linked", "client", kernel(tmp, "linked", {})), f)
+    os.symlink(target, link)
+    d = Daemon(tmp)
+    st, body = d.req("GET", "/v1/vms")
+    inv = [i for i in body["invalid"] if i["file"].endswith("linked.json")]
+    check("a definition file that is a symlink is not followed",
+          inv and not any(v["name"] == "linked" for v in body["vms"]), body)
+    os.unlink(link)
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -575,6 +600,7 @@ def main():
         test_unconfirmed_vmm(tmp)
         test_load_and_rm(tmp)
         test_streams(tmp)
+        test_dir_checks(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
