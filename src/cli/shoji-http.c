@@ -1,7 +1,10 @@
 /* The CLI's HTTP/1.x client over AF_UNIX (see shoji-http.h). */
 #include "cli/shoji-http.h"
 
+#include "cli/shoji.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +51,14 @@ static bool send_request(int fd, const char *version, const char *method, const 
 	int n = snprintf(head, sizeof(head), "%s %s HTTP/%s\r\nHost: shojid\r\n%sContent-Length: %zu\r\n\r\n",
 			 method, path, version, extra, blen);
 	return n > 0 && (size_t)n < sizeof(head) && send_all(fd, head, (size_t)n) && (!blen || send_all(fd, body, blen));
+}
+
+/* The Content-Length of an answer's head; 0 if it has none. */
+static size_t content_length(const char *head)
+{
+	const char *p = strcasestr(head, "\r\nContent-Length:");
+	unsigned long n = 0;
+	return p && sscanf(p + 17, " %lu", &n) == 1 ? (size_t)n : 0;
 }
 
 static int parse_status(const char *resp)
@@ -97,6 +108,24 @@ bool http_call(const char *socket_path, const char *method, const char *path, co
 	return true;
 }
 
+/*
+ * The rest of an error answer, up to `want` bytes (its Content-Length: an
+ * HTTP/1.1 connection stays open after it) or EOF, bounded; then its one
+ * line through cli_api_error.
+ */
+static void report_error(int fd, int status, const char *start, size_t len, size_t want)
+{
+	char body[4096];
+	size_t cap = want < sizeof(body) - 1 ? want : sizeof(body) - 1;
+	size_t n = len < cap ? len : cap;
+	memcpy(body, start, n);
+	ssize_t r;
+	while (n < cap && (r = read(fd, body + n, cap - n)) > 0)
+		n += (size_t)r;
+	body[n] = '\0';
+	cli_api_error(status, body);
+}
+
 int http_stream(const char *socket_path, const char *path)
 {
 	int fd = http_connect(socket_path);
@@ -127,11 +156,17 @@ int http_stream(const char *socket_path, const char *path)
 		}
 		status = parse_status(buf);
 		size_t rest = head - (size_t)(sep + 4 - buf);
-		fwrite(sep + 4, 1, rest, status == 200 ? stdout : stderr);
+		if (status != 200) {
+			report_error(fd, status, sep + 4, rest, SIZE_MAX); /* HTTP/1.0: closed after it */
+			break;
+		}
+		fwrite(sep + 4, 1, rest, stdout);
 		fflush(stdout);
 		in_body = true;
 		head = 0;
 	}
+	if (status < 0)
+		fprintf(stderr, "shoji: shojid sent no valid HTTP answer\n");
 	close(fd);
 	return status;
 }
@@ -159,10 +194,7 @@ int http_upgrade(const char *socket_path, const char *path, const char *protocol
 	if (parse_status(head) == 101)
 		return fd;
 	/* An error: its JSON body follows the head. */
-	char body[1024];
-	ssize_t r = read(fd, body, sizeof(body) - 1);
-	body[r > 0 ? r : 0] = '\0';
-	fprintf(stderr, "shoji: %s", body[0] ? body : "shojid refused the console\n");
+	report_error(fd, parse_status(head), "", 0, content_length(head));
 	close(fd);
 	return -1;
 }

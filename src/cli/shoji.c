@@ -15,6 +15,7 @@
 
 #include "cli/shoji-http.h"
 #include "cli/shoji.h"
+#include "daemon/vmdef.h"
 
 static const char usage[] =
 	"Usage: shoji [--socket PATH] [--json] COMMAND ...\n"
@@ -216,13 +217,18 @@ static int cmd_vm(const struct cli *cli, int argc, char **argv)
 	const char *sub = argc > 0 ? argv[0] : "";
 	if (strcmp(sub, "ls") == 0)
 		return cmd_ls(cli);
-	if (strcmp(sub, "create") == 0)
-		return cli_vm_create(cli, argc, argv);
 	if (argc < 2) {
 		fprintf(stderr, "shoji: vm %s needs a VM name (see shoji --help)\n", sub);
 		return 2;
 	}
 	const char *name = argv[1];
+	/* Checked here by the daemon's rule: a name is a path segment, "x/kill" would be another request. */
+	if (!(strcmp(sub, "create") == 0 && name[0] == '-') && !vmdef_name_valid(name)) {
+		fprintf(stderr, "shoji: bad VM name '%s': %s\n", name, VMDEF_NAME_RULE);
+		return 2;
+	}
+	if (strcmp(sub, "create") == 0)
+		return cli_vm_create(cli, argc, argv);
 	bool follow = argc == 3 && strcmp(argv[2], "-f") == 0;
 	if (argc > 2 && !(follow && strcmp(sub, "logs") == 0)) {
 		fprintf(stderr, "shoji: unexpected argument '%s'\n", argv[2]);
@@ -251,7 +257,11 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			cli.json = true;
-		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+		} else if (strcmp(argv[i], "--socket") == 0) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "shoji: option '--socket' needs a value (see shoji --help)\n");
+				return 2;
+			}
 			cli.socket = argv[++i];
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			fputs(usage, stdout);

@@ -218,7 +218,7 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *c, const
 		return api_send_error(c, MHD_HTTP_NOT_FOUND, "unknown path (see docs/api.md)");
 	if (name[0] && !vmdef_name_valid(name))
 		return api_send_error(c, MHD_HTTP_BAD_REQUEST,
-				  "bad VM name: use 1-32 of a-z, 0-9, '-' and '_', starting with a letter or digit");
+				  "bad VM name: " VMDEF_NAME_RULE);
 	struct route_args a = { api, c, method, name[0] ? name : NULL, sub[0] ? sub : NULL, req };
 	if (!a.name)
 		return route_vms(&a);

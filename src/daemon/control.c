@@ -283,6 +283,12 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 		vm->want_running = false;
 		return SUP_OK;
 	}
+	if (vm->state == VM_STARTING) {
+		/* Its control socket is not up yet: the button could not be pressed, only a kill. */
+		snprintf(err, errlen, "'%s' is still starting; %s it once it runs, or kill it", vm->def.name,
+			 restart ? "restart" : "stop");
+		return SUP_CONFLICT;
+	}
 	vm->want_running = restart;
 	vm->restart_after_exit = restart;
 	if (vm->state != VM_STOPPING) {

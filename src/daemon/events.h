@@ -2,8 +2,9 @@
  * The daemon's event log: lifecycle changes ("started", "exited",
  * "restarting", ...) as one JSON object per line, kept in a ring of the
  * last EVENTS_RING events and streamed to every /v1/events reader. A slow
- * reader misses events (it is told how many) instead of holding the
- * daemon up.
+ * reader more than EVENTS_RING events behind skips ahead to the oldest
+ * one kept (a gap in its seq numbers shows what it missed) instead of
+ * holding the daemon up.
  */
 #ifndef SHOJI_DAEMON_EVENTS_H
 #define SHOJI_DAEMON_EVENTS_H

@@ -50,19 +50,6 @@ static void subpath(char *out, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-bool vmdef_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-	if (n == 0 || n > VMDEF_NAME_MAX || name[0] == '-' || name[0] == '_')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = name[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			return false;
-	}
-	return true;
-}
-
 const char *vm_role_name(enum vm_role role)
 {
 	return role == VM_ROLE_SERVICE ? "service" : "client";

@@ -15,10 +15,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #define VMDEF_NAME_MAX     32
+#define VMDEF_NAME_RULE    "use 1-32 of a-z, 0-9, '-' and '_', starting with a letter or digit"
 #define VMDEF_CMDLINE_MAX  2048
 #define VMDEF_MAX_DISKS    8
 #define VMDEF_MAX_NETS     8
@@ -62,8 +64,23 @@ struct vmdef {
 	char depends_on[VMDEF_NAME_MAX + 1]; /* "" when none */
 };
 
-/* A valid VM name: 1-32 of [a-z0-9_-], starting with a letter or digit. */
-bool vmdef_name_valid(const char *name);
+/*
+ * A valid VM name: 1-32 of [a-z0-9_-], starting with a letter or digit.
+ * Inline so that shoji checks names by the very same rule without linking
+ * the daemon.
+ */
+static inline bool vmdef_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > VMDEF_NAME_MAX || name[0] == '-' || name[0] == '_')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			return false;
+	}
+	return true;
+}
 
 /*
  * Parses and checks a definition. `source` names the text in messages (the

@@ -16,6 +16,7 @@ is JSON:
   {"signal_after": SECONDS, "signal": "SEGV"}  kill itself with that signal (no core)
   {"console_flood": BYTES, "flood_after": SECONDS}  write BYTES of output to the
                                           console client SECONDS after it connects
+  {"api_accept_count": N}                 accept N connections, then no more
   {"api_never_accept": true}              listen (backlog 0) but never accept:
                                           a connect() that blocks would block for ever
 
@@ -119,8 +120,13 @@ def api(path, delay, behaviour, kernel, done, code):
         done.wait()
         return
     s.listen(8)
+    accepted = 0
     while True:
+        if accepted == behaviour.get("api_accept_count", -1):
+            done.wait()
+            return
         c, _ = s.accept()
+        accepted += 1
         line = c.makefile().readline()
         try:
             op = json.loads(line).get("op")

@@ -423,7 +423,7 @@ def test_load_and_rm(tmp):
     d.req("POST", "/v1/vms/reborn/start")
     d.wait_state("reborn", "running")
     deadline = time.time() + 5
-    while time.time() < deadline and b"console up" not in d.req("GET", "/v1/vms/reborn/logs")[1]:
+    while time.time() < deadline and b"console up" not in (d.req("GET", "/v1/vms/reborn/logs")[1] or b""):
         time.sleep(0.05)
     d.req("POST", "/v1/vms/reborn/kill")
     d.wait_state("reborn", "stopped")
@@ -503,6 +503,7 @@ def test_streams(tmp):
     check("a console client that reads slower than the guest writes keeps its console",
           head.startswith(b"HTTP/1.1 101") and data and b"echo:hello" in echo, (head[:20], got, echo[-40:]))
     s.close()
+    time.sleep(0.5)  # the console's relay thread ends
 
     base = threads(d.proc.pid)
     followers = [raw_get(d, "/v1/vms/chatty/logs?follow=1")[0] for _ in range(6)]
@@ -561,6 +562,29 @@ def test_dir_checks(tmp):
     d.stop()
 
 
+def shoji(d, *args):
+    cli = os.path.join(os.path.dirname(SHOJID), "shoji")
+    return subprocess.run([cli, "--socket", d.sock, *args], capture_output=True, text=True, timeout=10)
+
+
+def test_cli_errors(tmp):
+    """3: the CLI's errors are one line each, names are checked before any request."""
+    d = Daemon(tmp)
+    cli = os.path.join(os.path.dirname(SHOJID), "shoji")
+    p = subprocess.run([cli, "--socket"], capture_output=True, text=True, timeout=10)
+    check("--socket without a value says so", p.returncode == 2 and "'--socket' needs a value" in p.stderr, p.stderr)
+    for args in (("vm", "kill", "x/kill"), ("vm", "show", "../etc"), ("vm", "create", "Bad", "--kernel", "/k")):
+        p = shoji(d, *args)
+        check(f"shoji {' '.join(args)}: bad name refused by the CLI",
+              p.returncode == 2 and p.stderr.startswith("shoji: bad VM name") and p.stderr.count("\n") == 1, p.stderr)
+    for args in (("vm", "logs", "nope"), ("vm", "logs", "nope", "-f"), ("vm", "console", "nope"),
+                 ("vm", "show", "nope")):
+        p = shoji(d, *args)
+        check(f"shoji {' '.join(args)}: the error is one plain line, not JSON",
+              p.returncode == 1 and p.stderr == "shoji: no VM named 'nope'\n", (p.returncode, p.stderr))
+    d.stop()
+
+
 def test_hung_vmm(tmp):
     """1.1: a VMM whose control socket never accepts (its backlog full) must
     not freeze the daemon, and is killed as a failed start at --start-timeout."""
@@ -576,10 +600,35 @@ def test_hung_vmm(tmp):
     check("it is killed at --start-timeout and reported as start-failed",
           e is not None and hung["last_exit"] == "start-failed", (e, hung))
     d.req("POST", "/v1/vms/hung/start")
-    time.sleep(0.5)
-    st, _, took = timed_req(d, "POST", "/v1/vms/hung/stop")
-    check("stop of a VMM that never answers returns within the button's timeout", took < 1.5, (st, took))
+    time.sleep(0.3)
+    st, body, took = timed_req(d, "POST", "/v1/vms/hung/stop")
+    check("stop while starting is refused with 409 (no button to press yet), at once",
+          st == 409 and "still starting" in body["error"] and took < 0.5, (st, body, took))
+    d.req("POST", "/v1/vms/hung/kill")
     d.wait_state("hung", "stopped")
+
+    # Answers the first ping (running), then accepts nothing: stop's button press times out.
+    d.req("POST", "/v1/vms", definition("mute", "client", kernel(tmp, "mute", {"api_accept_count": 1,
+                                                                               "on_power_button": "ignore"})))
+    d.req("POST", "/v1/vms/mute/start")
+    d.wait_state("mute", "running")
+    for _ in range(9):  # fill the backlog of 8 (+1) so a connect would block
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(os.path.join(tmp, "run", "vms", "mute", "api.sock"))
+        except OSError:
+            pass
+    result = {}
+    t = threading.Thread(target=lambda: result.update(stop=timed_req(d, "POST", "/v1/vms/mute/stop")))
+    t.start()
+    time.sleep(0.1)
+    _, _, took = timed_req(d, "GET", "/v1/vms")
+    t.join()
+    mute = d.wait_state("mute", "stopped")
+    check("a power button that gets no answer holds up no other request, and the VMM is killed",
+          took < 0.3 and result["stop"][0] == 202 and result["stop"][2] < 1.5 and mute["last_exit"] == "killed",
+          (took, result, mute))
     st, _, took = timed_req(d, "GET", "/v1/version")
     check("the daemon still answers at once", st == 200 and took < 0.5, took)
     d.stop()
@@ -601,6 +650,7 @@ def main():
         test_load_and_rm(tmp)
         test_streams(tmp)
         test_dir_checks(tmp)
+        test_cli_errors(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:
