@@ -17,7 +17,8 @@
  *     honest driver never overflows it and a lying one gets RST;
  *   - at most VSOCK_MAX_CONNS connections and VSOCK_RST_BACKLOG queued
  *     resets for packets that belong to no connection.
- * So the VMM buffers at most VSOCK_MAX_CONNS * VSOCK_CONN_BUF bytes.
+ * So the VMM buffers at most VSOCK_MAX_CONNS * VSOCK_CONN_BUF bytes
+ * (256 MiB, only with a thousand stalled host readers; one is 256 KiB).
  *
  * Threads: the transport calls the ops under its lock (vCPU threads for
  * status writes, the I/O thread for kicks); the host side calls the
@@ -78,7 +79,12 @@ enum vsock_op {
 #define VSOCK_SHUTDOWN_SEND      2u
 
 #define VSOCK_MAX_CONNS          1024u
-#define VSOCK_CONN_BUF           (64u * 1024)  /* our buf_alloc per connection */
+/*
+ * Our buf_alloc per connection, Linux's default (VIRTIO_VSOCK_DEFAULT_BUF_SIZE):
+ * with 64 KiB a driver had one 64 KiB packet in flight and waited for a
+ * credit update after each (bench/README.md, bench/vsock).
+ */
+#define VSOCK_CONN_BUF           (256u * 1024)
 #define VSOCK_MAX_PKT_DATA       (64u * 1024)  /* data bytes per packet we send */
 #define VSOCK_RST_BACKLOG        256u
 /* Ports we give host-initiated connections start here (as Firecracker's). */

@@ -7,8 +7,8 @@
  * than VSOCK_HOST_LINE_MAX is refused. At most VSOCK_HOST_MAX_HANDSHAKE
  * handshakes are open at once. Then the connection belongs to the device,
  * which reads and writes the descriptor through the backend callbacks and
- * says which readiness it waits for; with nothing to wait for the watch is
- * removed, because epoll reports a hang-up even to an empty event mask.
+ * says which readiness it waits for (an edge-triggered watch, see
+ * be_want).
  */
 #include "vmm/vsock-host.h"
 
@@ -38,6 +38,7 @@ struct host_conn {
 	int fd;
 	struct io_watch *w;
 	atomic_uint id;           /* the device's connection id; 0 until known */
+	uint32_t events;          /* EPOLLIN/EPOLLOUT armed on w (be_want) */
 	enum hc_state state;
 	char line[VSOCK_HOST_LINE_MAX];
 	unsigned line_len;
@@ -278,6 +279,15 @@ static ssize_t be_recv(void *ctx, void *conn, const struct iovec *iov, unsigned 
 	return r < 0 ? -errno : r;
 }
 
+/*
+ * The watch is edge-triggered and, once armed, keeps EPOLLIN: the device
+ * reads until EAGAIN before it waits again (host_readable), so no edge is
+ * lost, and leaving EPOLLIN armed while the device does not want it costs at
+ * most one wake-up per write of the host program (bounded by its socket
+ * buffer), where re-arming cost two epoll_ctl calls per packet. EPOLLOUT
+ * follows the device exactly (the peer's reads would wake us for nothing).
+ * An empty mask still reports a hang-up, but edge-triggered only once.
+ */
 static void be_want(void *ctx, void *conn, unsigned want)
 {
 	struct vsock_host *h = ctx;
@@ -286,13 +296,15 @@ static void be_want(void *ctx, void *conn, unsigned want)
 			  (want & VSOCK_WANT_WRITE ? EPOLLOUT : 0);
 	if (!h->io)
 		return;
-	if (!events) {
-		iothread_unwatch(hc->w);
-		hc->w = NULL;
-	} else if (!hc->w) {
-		hc->w = iothread_watch(h->io, hc->fd, events, on_conn_event, hc);
-	} else {
-		iothread_watch_events(hc->w, events);
+	events |= hc->events & EPOLLIN;
+	if (!hc->w) {
+		if (!events)
+			return;
+		hc->w = iothread_watch(h->io, hc->fd, events | EPOLLET, on_conn_event, hc);
+		if (hc->w)
+			hc->events = events;
+	} else if (events != hc->events && iothread_watch_events(hc->w, events | EPOLLET)) {
+		hc->events = events;
 	}
 }
 

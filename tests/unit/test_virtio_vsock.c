@@ -319,24 +319,24 @@ static void test_guest_to_host_data(void **state)
 {
 	(void)state;
 	struct fconn *f = guest_connect(PEER_PORT, 65536);
-	static uint8_t buf[60000];
+	static uint8_t buf[70000];
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = pattern(i);
 	sim_rx_post(&sim, 4, 4096);
 	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 10000);
-	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 10000, 50000);
-	assert_int_equal(f->sent_len, 60000);
-	assert_memory_equal(f->sent, buf, 60000);
-	/* 60000 forwarded bytes: the guest is told (at least a quarter of buf_alloc). */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 10000, 60000);
+	assert_int_equal(f->sent_len, 70000);
+	assert_memory_equal(f->sent, buf, 70000);
+	/* 70000 forwarded bytes: the guest is told (at least a quarter of buf_alloc). */
 	struct sim_pkt p = rx();
 	assert_int_equal(p.op, VSOCK_OP_CREDIT_UPDATE);
-	assert_int_equal(p.fwd_cnt, 60000);
+	assert_int_equal(p.fwd_cnt, 70000);
 	assert_int_equal(stats().buffered, 0);
 	/* A CREDIT_REQUEST is answered. */
 	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_CREDIT_REQUEST, 0, 65536, 0, NULL, 0);
 	p = rx();
 	assert_int_equal(p.op, VSOCK_OP_CREDIT_UPDATE);
-	assert_int_equal(p.fwd_cnt, 60000);
+	assert_int_equal(p.fwd_cnt, 70000);
 }
 
 static void test_host_to_guest_data_and_credit(void **state)
@@ -432,13 +432,15 @@ static void test_credit_overrun_is_reset(void **state)
 	(void)state;
 	struct fconn *f = guest_connect(PEER_PORT, 65536);
 	f->accept = 0;
-	static uint8_t buf[40000];
+	static uint8_t buf[60000];
+	_Static_assert(4 * 60000 <= VSOCK_CONN_BUF && 5 * 60000 > VSOCK_CONN_BUF, "sizes");
 	sim_rx_post(&sim, 2, 4096);
-	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 40000);
+	for (int i = 0; i < 4; i++)
+		sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 60000);
 	expect_no_rx();
-	assert_int_equal(stats().buffered, 40000);
-	/* 80000 bytes outstanding is more than the 64 KiB it was given. */
-	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 40000);
+	assert_int_equal(stats().buffered, 240000);
+	/* 300000 bytes outstanding is more than the buf_alloc it was given. */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 60000);
 	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT);
 	assert_true(f->closed);
 	assert_int_equal(stats().buffered, 0);
