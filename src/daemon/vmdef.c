@@ -390,7 +390,7 @@ static bool check_keys(struct ctx *c, json_t *root)
 			return fail_at(c, key, "unknown key (known: name, role, kernel, initrd, cmdline, "
 				       "cpus, memory, disks, nets, vsock, rng, autostart, depends_on)");
 	}
-	/* The role first: autostart's default depends on it. */
+	/* The table lists role before autostart: autostart's default depends on the role. */
 	c->d->autostart = false;
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		v = json_object_get(root, keys[i].key);
@@ -400,7 +400,8 @@ static bool check_keys(struct ctx *c, json_t *root)
 		}
 		if (v && !keys[i].check(c, keys[i].key, v))
 			return false;
-		if (i == 1)
+		/* Named, not by its index: reordering the table must not move the default. */
+		if (keys[i].check == key_role)
 			c->d->autostart = c->d->role == VM_ROLE_SERVICE;
 	}
 	return true;
