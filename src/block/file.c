@@ -364,7 +364,15 @@ int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch)
 		len = f->size - off; /* never grow the file just to hold zeros */
 	int mode = punch ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
 			 : (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
-	if (fallocate(f->fd, mode, (off_t)off, (off_t)len) == 0)
+	/*
+	 * Shared like any O_DIRECT write: an unaligned write next to the range
+	 * rewrites whole blocks from a copy read before, and must not undo the
+	 * zeroing (it waits, or goes first and the zeroing wins).
+	 */
+	write_lock(f, false);
+	int rc = fallocate(f->fd, mode, (off_t)off, (off_t)len);
+	write_unlock(f);
+	if (rc == 0)
 		return 0;
 	/* The file system cannot do it: write zeros ourselves. */
 	size_t chunk = len < 1024 * 1024 ? (size_t)len : 1024 * 1024;
