@@ -562,6 +562,27 @@ static unsigned blk_push_done(struct virtio_blk *blk, struct vq *vq)
 	return vq->broken ? 0 : n; /* vq_push() drops them on a broken queue */
 }
 
+/*
+ * Whether the I/O thread may serve this request itself: a read or write of
+ * at most BLK_INLINE_MAX_BYTES. Anything longer, and flushes, discards and
+ * zeroing (whose time the guest chooses), go to a worker, so that the other
+ * devices and the control socket on the I/O thread never wait for them. The
+ * type is peeked from guest memory; a guest that changes it afterwards only
+ * changes where its request runs (the worker parses its own copy).
+ */
+#define BLK_INLINE_MAX_BYTES (128u * 1024)
+static bool blk_io_is_quick(const struct blk_io *io)
+{
+	uint8_t le[4];
+	if (io->nr_readable == 0 || io->iov[0].iov_len < sizeof(le))
+		return false;
+	memcpy(le, io->iov[0].iov_base, sizeof(le));
+	uint32_t type = (uint32_t)le_load(le, 4);
+	uint64_t data = io->readable_len + io->writable_len;
+	return (type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT) &&
+	       data <= BLK_INLINE_MAX_BYTES + VIRTIO_BLK_REQ_HDR_BYTES;
+}
+
 /* Starts one popped chain; true when it was completed right here. */
 static bool blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
 {
@@ -582,7 +603,7 @@ static bool blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
 	/* A request on its own (nothing in flight, nothing behind it: a guest
 	 * at queue depth 1) is served right here: a hand-over to a worker and
 	 * back would add two thread wake-ups to its latency and buy nothing. */
-	bool alone = blk->inflight == 0 && !vq_has_avail(vq);
+	bool alone = blk->inflight == 0 && !vq_has_avail(vq) && blk_io_is_quick(io);
 	if (!alone && blk_queue_io(blk, io)) {
 		blk->inflight++;
 		return false;
