@@ -95,6 +95,11 @@ run_case() {
 # status as rc, so a job line always yields exactly one @@END record.
 host_step() {
     hs_name=$1 hs_cmds=$2
+    # A job holds one step per line (the watcher and the retry count lines):
+    # commands of several lines come base64-encoded, marked "b64:".
+    case $hs_cmds in
+        b64:*) hs_cmds=$(printf '%s' "${hs_cmds#b64:}" | base64 -d) ;;
+    esac
     hs_t0=$(now_ms)
     emit "@@CASE $hs_name"
     (eval "$hs_cmds") >"$RUNNER_WORK/$hs_name.host" 2>&1

@@ -227,6 +227,9 @@ CHECK
 # --- running ---------------------------------------------------------------
 # Single-quotes a word for the job script (read by ash in L1, bash natively).
 shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+# A host step's commands as one word on one line: the L1 watcher and the
+# retry of a hung L1 (remaining_job) take the job line by line.
+step_word() { printf 'b64:%s' "$(printf '%s' "$1" | base64 -w0)"; }
 
 # Writes the job script: one run_case per case, each with its own token on
 # the kernel command line so the report can only come from that boot.
@@ -239,14 +242,14 @@ write_job() {
         token="shoji.token=$name-$RANDOM$RANDOM"
         tokens[$name]=$token
         if [[ -n ${case_pre[$name]:-} ]]; then
-            printf 'host_step %s %s\n' "$name:pre" "$(shq "${case_pre[$name]}")" >>"$job"
+            printf 'host_step %s %s\n' "$name:pre" "$(step_word "${case_pre[$name]}")" >>"$job"
         fi
         # shellcheck disable=SC2016 # $L2_KERNEL/$L2_INITRD expand where the job runs
         printf 'run_case %s %s --kernel "$L2_KERNEL" --initrd "$L2_INITRD" --cmdline %s --cpus %s --memory %sM %s\n' \
             "$name" "$(case_timeout)" "$(shq "console=ttyS0 panic=-1 shoji.action=$action $token${case_cmdline[$name]:+ ${case_cmdline[$name]}}")" \
             "$cpus" "$mem" "${case_args[$name]:-}" >>"$job"
         if [[ -n ${case_post[$name]:-} ]]; then
-            printf 'host_step %s %s\n' "$name:post" "$(shq "${case_post[$name]}")" >>"$job"
+            printf 'host_step %s %s\n' "$name:post" "$(step_word "${case_post[$name]}")" >>"$job"
         fi
     done
 }
@@ -324,10 +327,13 @@ run_l1() {
     while read -r _ item _; do
         steps+=("$(($(case_timeout) + 60)):case $item to finish")
     done <"$job"
-    echo "e2e: booting L1 (QEMU TCG, $(nested_l1_cpus "$(max_cpus)") vCPUs); console in $work/l1-console.log"
+    # A retry's L1 gets a console file of its own, so the hung one's stays.
+    l1_console=$work/l1-console.log
+    [[ $out == *.retry ]] && l1_console=$work/l1-console.retry.log
+    echo "e2e: booting L1 (QEMU TCG, $(nested_l1_cpus "$(max_cpus)") vCPUs); console in $l1_console"
     t0=$SECONDS
     nested_run_batch "$cache" "$cpio" "$(nested_l1_cpus "$(max_cpus)")" \
-        "$work/l1-console.log" "$out" "${SHOJI_E2E_L1_BOOT_TIMEOUT:-180}" "${steps[@]}" || rc=$?
+        "$l1_console" "$out" "${SHOJI_E2E_L1_BOOT_TIMEOUT:-180}" "${steps[@]}" || rc=$?
     ready=$(grep -a -m1 '^@@L1-READY' "$out" | sed 's/.*uptime=//' | tr -d '\r' || true)
     ready=${ready:+KVM ready at L1 uptime $ready s}
     echo "e2e: L1 ran $((SECONDS - t0)) s (${ready:-KVM never got ready}), QEMU exit $rc"
@@ -592,8 +598,8 @@ main() {
     done
     [[ -n ${l1_retried:-} ]] && echo "note: $l1_retried"
     if [[ -n $l1_problem ]]; then
-        echo "FAIL L1: $l1_problem; last lines of its console ($work/l1-console.log):"
-        tail -n 20 "$work/l1-console.log" | tr -d '\r' | sed 's/^/       | /'
+        echo "FAIL L1: $l1_problem; last lines of its console ($l1_console):"
+        tail -n 20 "$l1_console" | tr -d '\r' | sed 's/^/       | /'
         failed=1
     fi
     echo "e2e: results stream in $results"
