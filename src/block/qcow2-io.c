@@ -154,10 +154,34 @@ static int read_cluster(struct qcow2 *q, uint64_t e, uint64_t vaddr, uint8_t *bu
 	return 0;
 }
 
+/* Waits (q->lock held, dropped while waiting) until no write runs without
+ * the lock. New writes wait in write_gate() meanwhile, so the count drains
+ * however many requests keep coming. Returns with the lock held and the
+ * count zero; it stays zero until the caller drops the lock. */
 void qcow2_quiesce(struct qcow2 *q)
 {
+	if (!q->inflight)
+		return;
+	q->quiescing++;
 	while (q->inflight)
 		pthread_cond_wait(&q->idle, &q->lock);
+	if (--q->quiescing == 0)
+		pthread_cond_broadcast(&q->resume);
+}
+
+/* Called by every write before it looks at any metadata (nothing pinned,
+ * nothing decided yet, since the lock may be dropped here): gives way to a
+ * waiting quiesce, and applies queued refcount decrements once many have
+ * piled up, so the image does not grow without bound when the guest never
+ * flushes while writes are in flight. */
+static int write_gate(struct qcow2 *q)
+{
+	while (q->quiescing)
+		pthread_cond_wait(&q->resume, &q->lock);
+	if (q->n_pending < QCOW2_PENDING_REAP)
+		return 0;
+	qcow2_quiesce(q);
+	return qcow2_flush_locked(q);
 }
 
 /* True for an uncompressed, non-zero, allocated and valid data entry. */
@@ -298,7 +322,9 @@ static void prealloc(struct qcow2 *q, uint64_t end)
 static int write_cluster(struct qcow2 *q, uint64_t vaddr, const uint8_t *buf, uint64_t n)
 {
 	uint8_t *t;
-	int r = qcow2_get_l2(q, vaddr, true, &t);
+	int r = write_gate(q);
+	if (r == 0)
+		r = qcow2_get_l2(q, vaddr, true, &t);
 	if (r < 0)
 		return r;
 	uint64_t i = l2_index(q, vaddr), e = qcow2_l2_get(t, i), host = 0;
@@ -410,6 +436,8 @@ static int zero_range(struct qcow2 *q, uint64_t off, uint64_t len)
 		uint64_t n = q->cluster_size - in, e;
 		if (n > len)
 			n = len;
+		if ((r = write_gate(q)) < 0)
+			break;
 		if (n == q->cluster_size) {
 			r = set_cluster(q, off, q->bd.backing ? QCOW2_OFLAG_ZERO : 0);
 		} else {

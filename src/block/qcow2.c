@@ -406,6 +406,7 @@ static void qcow2_destroy(struct qcow2 *q)
 	free(q->bd.filename);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->idle);
+	pthread_cond_destroy(&q->resume);
 	free(q);
 }
 
@@ -434,6 +435,7 @@ static int qcow2_open(struct block_dev **out, const char *path, const struct blo
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->idle, NULL);
+	pthread_cond_init(&q->resume, NULL);
 	q->opts = *opts;
 	q->bd = (struct block_dev){ .ops = &qcow2_ops, .read_only = opts->read_only,
 				    .format = "qcow2", .filename = strdup(path) };

@@ -10,8 +10,10 @@
  * flight without the lock are counted (q->inflight): queued refcount
  * decrements are applied only when none is in flight, so a cluster can
  * never be freed and reused under a write that is still landing in it, and
- * verbs that change ownership wholesale (snapshots, resize, check) first
- * wait for the count to reach zero (qcow2_quiesce).
+ * verbs that change ownership wholesale (snapshots, resize, check, flush,
+ * close) first wait for the count to reach zero (qcow2_quiesce). A waiting
+ * quiesce has priority: writes wait (q->quiescing) before they look up a
+ * cluster, so the count drains even under a steady stream of writes.
  *
  * Crash consistency (see docs/qcow2.md): a refcount never drops below the
  * number of references the file holds on disk. New references are created
@@ -101,8 +103,11 @@ struct qcow2 {
 	struct block_dev bd;
 	struct bfile file;
 	pthread_mutex_t lock;
-	pthread_cond_t idle;     /* signalled when inflight drops to zero */
+	pthread_cond_t idle;     /* broadcast when inflight drops to zero */
 	unsigned inflight;       /* in-place writes running without the lock */
+	pthread_cond_t resume;   /* broadcast when quiescing drops to zero */
+	unsigned quiescing;      /* threads waiting in qcow2_quiesce(): no new
+				  * write starts while one waits */
 	struct block_open_opts opts;
 
 	uint32_t version;
@@ -206,6 +211,8 @@ void qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off
 
 /* qcow2-io.c */
 void qcow2_quiesce(struct qcow2 *q);
+/* Queued decrements that make a write stop for a flush to apply them. */
+#define QCOW2_PENDING_REAP 1024
 extern const struct block_ops qcow2_ops;
 int qcow2_get_l2(struct qcow2 *q, uint64_t vaddr, bool alloc, uint8_t **table);
 int qcow2_grow_l1(struct qcow2 *q, uint64_t min_size);

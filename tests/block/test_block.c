@@ -18,6 +18,8 @@
 #include <unistd.h>
 #include <endian.h>
 #include <cmocka.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "block/block.h"
@@ -410,6 +412,115 @@ static void test_parallel(void **unused)
 	block_close(bd);
 }
 
+/* --- flush under a steady stream of writes into owned clusters ---
+ * Such writes run without the lock; a flush waits until none is in flight
+ * and used to wait forever while other threads kept starting new ones. A
+ * watchdog stops the writers when one flush takes too long, so a regression
+ * fails instead of hanging. */
+
+#define FW_THREADS 4
+#define FW_CLUSTERS 16 /* per thread */
+#define FW_CS 65536u
+#define FW_LIMIT_MS 5000
+
+static atomic_int fw_stop, fw_timed_out;
+static atomic_long fw_writes;
+static atomic_llong fw_flush_start_ms; /* 0: no flush running */
+
+static long long fw_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+struct fw_arg {
+	struct block_dev *bd;
+	int id, err;
+};
+
+static void *fw_writer(void *p)
+{
+	struct fw_arg *a = p;
+	uint8_t *buf = malloc(FW_CS);
+	memset(buf, a->id + 1, FW_CS);
+	for (unsigned k = 0; !atomic_load(&fw_stop) && !a->err; k++) {
+		uint64_t cl = (uint64_t)a->id * FW_CLUSTERS + k % FW_CLUSTERS;
+		a->err = block_write(a->bd, buf, FW_CS, cl * FW_CS);
+		atomic_fetch_add(&fw_writes, 1);
+	}
+	free(buf);
+	return NULL;
+}
+
+static void *fw_watchdog(void *p)
+{
+	(void)p;
+	while (!atomic_load(&fw_stop)) {
+		long long s = atomic_load(&fw_flush_start_ms);
+		if (s && fw_now_ms() - s > FW_LIMIT_MS) {
+			atomic_store(&fw_timed_out, 1);
+			atomic_store(&fw_stop, 1); /* lets the stuck flush finish */
+		}
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static void test_flush_under_writes(void **unused)
+{
+	(void)unused;
+	make_qcow2("fw.qcow2", (uint64_t)FW_THREADS * FW_CLUSTERS * FW_CS, FW_CS);
+	struct block_dev *bd = open_ok("fw.qcow2", "qcow2", true);
+	uint8_t *buf = calloc(1, FW_CS);
+	for (uint64_t i = 0; i < FW_THREADS * FW_CLUSTERS; i++) /* owned clusters */
+		assert_int_equal(block_write(bd, buf, FW_CS, i * FW_CS), 0);
+	assert_int_equal(block_flush(bd), 0);
+	atomic_store(&fw_stop, 0);
+	atomic_store(&fw_timed_out, 0);
+	atomic_store(&fw_flush_start_ms, 0);
+	static struct fw_arg args[FW_THREADS];
+	pthread_t th[FW_THREADS], wd;
+	assert_int_equal(pthread_create(&wd, NULL, fw_watchdog, NULL), 0);
+	for (int i = 0; i < FW_THREADS; i++) {
+		args[i] = (struct fw_arg){ .bd = bd, .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, fw_writer, &args[i]), 0);
+	}
+	while (atomic_load(&fw_writes) < 100 && !atomic_load(&fw_stop))
+		usleep(1000);
+	int flushes = 0, err = 0;
+	long long end = fw_now_ms() + 1000;
+	while (fw_now_ms() < end && !atomic_load(&fw_stop) && !err) {
+		atomic_store(&fw_flush_start_ms, fw_now_ms());
+		err = block_flush(bd);
+		atomic_store(&fw_flush_start_ms, 0);
+		flushes++;
+	}
+	long writes = atomic_load(&fw_writes);
+	atomic_store(&fw_stop, 1);
+	for (int i = 0; i < FW_THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_join(wd, NULL);
+	if (atomic_load(&fw_timed_out))
+		fail_msg("a flush did not return within %d ms under writes", FW_LIMIT_MS);
+	assert_int_equal(err, 0);
+	assert_true(flushes > 1 && writes > 100);
+	for (int i = 0; i < FW_THREADS; i++) {
+		assert_int_equal(args[i].err, 0);
+		for (uint64_t k = 0; k < FW_CLUSTERS; k++) {
+			uint64_t cl = (uint64_t)i * FW_CLUSTERS + k;
+			assert_int_equal(block_read(bd, buf, FW_CS, cl * FW_CS), 0);
+			for (uint32_t j = 0; j < FW_CS; j += 4096)
+				assert_true(buf[j] == 0 || buf[j] == i + 1);
+		}
+	}
+	struct block_check res;
+	assert_int_equal(block_check(bd, &res, 0), 0);
+	assert_int_equal(res.corruptions, 0);
+	free(buf);
+	block_close(bd);
+}
+
 int main(void)
 {
 	log_init("test-block", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -425,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_metadata),
 		cmocka_unit_test(test_backing_chains),
 		cmocka_unit_test(test_parallel),
+		cmocka_unit_test(test_flush_under_writes),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[PATH_MAX + 16];
