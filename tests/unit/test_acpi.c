@@ -310,25 +310,35 @@ static void test_madt(void **state)
 		check_madt(counts[i]);
 }
 
+/*
+ * The value of Name(NAME, ...) in the DSDT of `v` (the byte after NameOp
+ * and the name), and in *left the bytes from there to the table's end;
+ * fails the test when the DSDT has no such name.
+ */
+static const uint8_t *dsdt_name_value(const struct acpi_view *v, const char *name, size_t *left)
+{
+	uint64_t gpa;
+	const uint8_t *f = xsdt_find(v, "FACP", &gpa);
+	const uint8_t *d = sdt_at(v, rd64(f + FADT_X_DSDT), "DSDT");
+	const uint8_t *aml = d + SDT_HEADER;
+	size_t n = rd32(d + 4) - SDT_HEADER;
+	for (size_t i = 1; i + 4 <= n; i++)
+		if (aml[i - 1] == 0x08 && memcmp(aml + i, name, 4) == 0) { /* NameOp */
+			*left = n - (i + 4);
+			return aml + i + 4;
+		}
+	fail_msg("DSDT has no Name(%s, ...)", name);
+	return NULL;
+}
+
 /* DSDT: Name(_S5_, Package(){ SLP_TYPa, SLP_TYPb, ...}) with the S5 type of dev/pm.c. */
 static void test_dsdt_s5(void **state)
 {
 	(void)state;
 	struct acpi_view v;
 	build(&v, 2);
-	uint64_t gpa;
-	const uint8_t *f = xsdt_find(&v, "FACP", &gpa);
-	const uint8_t *d = sdt_at(&v, rd64(f + FADT_X_DSDT), "DSDT");
-	uint32_t len = rd32(d + 4);
-	const uint8_t *aml = d + SDT_HEADER;
-	size_t n = len - SDT_HEADER;
-	const uint8_t *s5 = NULL;
-	for (size_t i = 1; i + 4 <= n; i++)
-		if (aml[i - 1] == 0x08 && memcmp(aml + i, "_S5_", 4) == 0) /* NameOp */
-			s5 = aml + i + 4;
-	if (!s5)
-		fail_msg("DSDT has no Name(_S5_, ...)");
-	size_t left = n - (size_t)(s5 - aml);
+	size_t left;
+	const uint8_t *s5 = dsdt_name_value(&v, "_S5_", &left);
 	assert_true(left >= 7);
 	assert_int_equal(s5[0], 0x12);          /* PackageOp */
 	assert_true(s5[1] < 0x40);              /* one-byte PkgLength */
@@ -352,21 +362,12 @@ static void test_dsdt_prt(void **state)
 	(void)state;
 	struct acpi_view v;
 	build(&v, 2);
-	uint64_t gpa;
-	const uint8_t *f = xsdt_find(&v, "FACP", &gpa);
-	const uint8_t *d = sdt_at(&v, rd64(f + FADT_X_DSDT), "DSDT");
-	const uint8_t *aml = d + SDT_HEADER;
-	size_t n = rd32(d + 4) - SDT_HEADER;
-	size_t at = 0;
-	for (size_t i = 1; i + 4 <= n && !at; i++)
-		if (aml[i - 1] == 0x08 && memcmp(aml + i, "_PRT", 4) == 0)
-			at = i + 4;
-	if (!at)
-		fail_msg("DSDT has no Name(_PRT, ...)");
-	assert_true(at + 3 <= n);
-	assert_int_equal(aml[at], 0x12);               /* PackageOp */
-	unsigned lead = aml[at + 1] >> 6;              /* extra PkgLength bytes */
-	size_t p = at + 2 + lead;
+	size_t n;
+	const uint8_t *aml = dsdt_name_value(&v, "_PRT", &n);
+	assert_true(n >= 3);
+	assert_int_equal(aml[0], 0x12);                /* PackageOp */
+	unsigned lead = aml[1] >> 6;                   /* extra PkgLength bytes */
+	size_t p = 2 + lead;
 	assert_int_equal(aml[p++], LAYOUT_PCI_SLOTS - 1); /* NumElements */
 	for (unsigned slot = 1; slot < LAYOUT_PCI_SLOTS; slot++) {
 		static const uint8_t head[] = { 0x12, 0x0b, 0x04, 0x0c }; /* Package(4) { DWord */
