@@ -188,7 +188,8 @@ static double now(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG]\n");
+	fprintf(stderr, "usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG [AIO]]\n"
+		"  AIO: auto (default), threads or io_uring, as --disk ...,aio=\n");
 	return 2;
 }
 
@@ -203,6 +204,14 @@ int main(int argc, char **argv)
 	seg = argc > 6 ? strtoull(argv[6], NULL, 0) : 4096;
 	if (seg > bs)
 		seg = bs;
+	const char *aio = argc > 7 ? argv[7] : "auto";
+	enum virtio_blk_aio aio_mode = VIRTIO_BLK_AIO_AUTO;
+	if (strcmp(aio, "threads") == 0)
+		aio_mode = VIRTIO_BLK_AIO_THREADS;
+	else if (strcmp(aio, "io_uring") == 0)
+		aio_mode = VIRTIO_BLK_AIO_IO_URING;
+	else if (strcmp(aio, "auto") != 0)
+		return usage();
 	rand_io = strncmp(rw, "rand", 4) == 0;
 	write_io = strcmp(rw + (rand_io ? 4 : 0), "write") == 0;
 	if ((strcmp(rw + (rand_io ? 4 : 0), "read") && !write_io) || bs < 4096 || bs % 4096 ||
@@ -215,7 +224,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "blk-bench: cannot allocate guest memory\n");
 		return 1;
 	}
-	struct virtio_blk_config cfg = { .path = path, .format = "raw", .direct = true };
+	struct virtio_blk_config cfg = { .path = path, .format = "raw", .direct = true,
+					 .aio = aio_mode };
 	blk = virtio_blk_create(&cfg, &mem);
 	if (!blk)
 		return 1;

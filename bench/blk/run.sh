@@ -26,17 +26,20 @@
 #
 # usage: bench/blk/run.sh [--quick] [--dir DIR] [--size MIB] [--time SECS]
 #                         [--engine io_uring|libaio] [--seq-qd N] [--seg BYTES]
+#                         [--aio auto|threads|io_uring]
 #   --quick   2 s per measurement instead of 10
 #   --dir     where the image goes (default /var/tmp; needs --size MiB free)
 #   --size    image size in MiB (default 1024, at least 1024)
 #   --seg     bytes per data descriptor of the simulated driver (default 4096,
 #             one per guest page as a Linux guest sends scattered pages; use
 #             1048576 for a physically contiguous 1 MiB buffer)
+#   --aio     the device's --disk aio= mode (default auto: io_uring for the
+#             raw image's reads and writes; threads: the worker pool only)
 # Needs fio (Debian: apt-get install fio) and cc. Run from anywhere after
 # checking out; it builds what it needs in a temporary folder.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dir=/var/tmp size=1024 secs=10 engine=io_uring seqqd=1 seg=4096
+dir=/var/tmp size=1024 secs=10 engine=io_uring seqqd=1 seg=4096 aio=auto
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) secs=2 ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
 	--engine) engine=$2; shift ;;
 	--seq-qd) seqqd=$2; shift ;;
 	--seg) seg=$2; shift ;;
+	--aio) aio=$2; shift ;;
 	-h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/blk: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -63,10 +67,10 @@ b=$root/src/block
 cc -std=c17 -O2 -D_GNU_SOURCE -I"$root/src" -o "$out/blk-bench" \
 	"$root/bench/blk/blk-bench.c" "$root/src/dev/virtio-blk.c" "$root/src/dev/virtqueue.c" \
 	"$root/src/hv/mem.c" "$root/src/base/log.c" "$root/src/base/util.c" \
-	"$root/src/vmm/iothread.c" "$b/block.c" "$b/file.c" "$b/raw.c" "$b/qcow2.c" \
+	"$root/src/vmm/iothread.c" "$b/block.c" "$b/file.c" "$b/raw.c" "$b/aio.c" "$b/qcow2.c" \
 	"$b/qcow2-cache.c" "$b/qcow2-refcount.c" "$b/qcow2-io.c" "$b/qcow2-compress.c" \
 	"$b/qcow2-create.c" "$b/qcow2-snapshot.c" "$b/qcow2-snapshot-ops.c" "$b/qcow2-check.c" \
-	-lz -lzstd -lpthread
+	-lz -lzstd -luring -lpthread
 
 # Fully allocated and written (unwritten extents would read as zeros without I/O).
 dd if=/dev/urandom of="$img" bs=1M count="$size" oflag=direct conv=fsync status=none
@@ -74,12 +78,12 @@ dd if=/dev/urandom of="$img" bs=1M count="$size" oflag=direct conv=fsync status=
 echo "bench/blk: virtio-blk device path vs fio on the same file"
 echo "host: $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "image: $img, $size MiB raw, $(df -P "$dir" | awk 'NR==2 { print $1 }'), O_DIRECT on both sides"
-echo "fio $(fio --version | sed 's/^fio-//'), --ioengine=$engine; $secs s per measurement; device data descriptors of $seg bytes"
+echo "fio $(fio --version | sed 's/^fio-//'), --ioengine=$engine; $secs s per measurement; device data descriptors of $seg bytes, aio=$aio"
 echo
 printf '%-26s %10s %9s %10s %9s %7s\n' "row" "dev IOPS" "dev MB/s" "fio IOPS" "fio MB/s" "ratio"
 
 row() { # label rw bs qd
-	dev=$("$out/blk-bench" "$img" "$2" "$3" "$4" "$secs" "$seg") || {
+	dev=$("$out/blk-bench" "$img" "$2" "$3" "$4" "$secs" "$seg" "$aio") || {
 		echo "bench/blk: the device run failed ($1)" >&2; exit 1; }
 	# terse v3: field 8 read IOPS, 7 read KiB/s; 49 write IOPS, 48 write KiB/s
 	f=$(fio --name=blk --filename="$img" --direct=1 --ioengine="$engine" --rw="$2" \

@@ -228,6 +228,15 @@ int block_get_status(struct block_dev *bd, uint64_t off, uint64_t len, struct bl
 	return bd->ops->block_status(bd, off, len, st);
 }
 
+int block_map_direct(struct block_dev *bd, uint64_t off, uint64_t len, struct block_extent *ext)
+{
+	if (!range_within(off, len, bd->size))
+		return -EINVAL;
+	if (!bd->ops->map_direct)
+		return -ENOTSUP;
+	return bd->ops->map_direct(bd, off, len, ext);
+}
+
 int block_read_padded(struct block_dev *bd, void *buf, uint64_t len, uint64_t off)
 {
 	uint64_t size = bd->size;

@@ -37,6 +37,13 @@ struct block_status {
 	uint64_t host_off; /* file offset for BLOCK_DATA, else 0 */
 };
 
+/* Where a range of the disk lies as is in a host file (for block/aio.c). */
+struct block_extent {
+	int fd;
+	uint64_t host_off;
+	uint32_t align; /* O_DIRECT alignment of offsets, lengths, buffers; 1 if buffered */
+};
+
 struct block_snapshot_info {
 	char id[32];
 	char name[256];
@@ -96,6 +103,9 @@ struct block_ops {
 	int (*set_backing)(struct block_dev *bd, const char *file, const char *format);
 	/* Drops all data so every range falls through to the backing file. */
 	int (*make_empty)(struct block_dev *bd);
+	/* Where [off, off+len) lies untranslated in one host file (raw). */
+	int (*map_direct)(struct block_dev *bd, uint64_t off, uint64_t len,
+			  struct block_extent *ext);
 };
 
 struct block_dev {
@@ -171,6 +181,11 @@ int block_check(struct block_dev *bd, struct block_check *res, int repair);
 int block_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name);
 int block_set_backing(struct block_dev *bd, const char *file, const char *format);
 int block_make_empty(struct block_dev *bd);
+
+/* 0 and *ext when [off, off+len) lies as is in one host file, so a caller
+ * may move its bytes itself (io_uring); -ENOTSUP when the format stands in
+ * between (qcow2), -EINVAL when the range is outside the disk. */
+int block_map_direct(struct block_dev *bd, uint64_t off, uint64_t len, struct block_extent *ext);
 
 int block_create(const char *path, const char *format, const struct block_create_opts *opts);
 

@@ -119,6 +119,17 @@ static int raw_block_status(struct block_dev *bd, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* The disk is the file: every byte is where the guest thinks it is. */
+static int raw_map_direct(struct block_dev *bd, uint64_t off, uint64_t len,
+			  struct block_extent *ext)
+{
+	const struct bfile *f = &to_raw(bd)->file;
+	if (!range_within(off, len, bd->size) || !range_within(off, len, f->size))
+		return -EINVAL;
+	*ext = (struct block_extent){ .fd = f->fd, .host_off = off, .align = f->align };
+	return 0;
+}
+
 static void raw_close(struct block_dev *bd)
 {
 	struct raw_dev *r = to_raw(bd);
@@ -139,6 +150,7 @@ static const struct block_ops raw_ops = {
 	.truncate = raw_truncate,
 	.block_status = raw_block_status,
 	.close = raw_close,
+	.map_direct = raw_map_direct,
 };
 
 static int raw_open(struct block_dev **out, const char *path, const struct block_open_opts *opts)

@@ -17,11 +17,23 @@
  * queue depth reaches the host file: requests in the ring are transfers in
  * the kernel side by side, not one after the other. A request alone in the
  * ring with nothing in flight (queue depth 1) is served on the I/O thread
- * itself, as before, which saves it two thread hops. A pool rather than
- * io_uring: the block layer's raw and qcow2 paths are blocking calls that
- * may already run concurrently (qcow2 serialises only its metadata), so a
- * pool needs no change below this file, and fdatasync stays an ordinary
- * call.
+ * itself, as before, which saves it two thread hops.
+ *
+ * Reads and writes of a raw image skip the pool: the I/O thread checks
+ * them as blk_in/blk_out would and queues them on the disk's io_uring
+ * (block/aio.h), one submission per batch, and reaps them when the ring
+ * signals the same event_fd the workers do. Whatever the ring cannot take
+ * (qcow2, flushes, discards, buffers O_DIRECT cannot use, a request that
+ * fails a check and needs its error) goes to the pool as before.
+ * One ordering rule joins the two: on an O_DIRECT file, a write the ring
+ * cannot take (not aligned; also discard and write-zeroes, whose fallback
+ * writes zeros) may be a read-modify-write of whole blocks in file.c,
+ * which must not overlap a ring write into the same blocks (the ring write
+ * would be lost under the stale copy). file.c's rmw_lock orders it against
+ * the pool's other writes but cannot see the ring's. So before such a
+ * request goes to the pool the I/O thread waits for the ring's writes, and
+ * while one is in the pool, writes go to the pool too (pool_writes).
+ * Guests write whole aligned pages, so this is rare.
  *
  * Who touches what:
  *   - the I/O thread (queue_notify, under the transport's lock) pops
@@ -58,6 +70,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "block/aio.h"
 #include "block/block.h"
 
 /*
@@ -80,6 +93,9 @@ struct blk_io {
 	uint32_t used;                /* used length, set by the worker */
 	unsigned nr_iov, nr_readable;
 	uint64_t readable_len, writable_len;
+	bool direct_read;             /* on the ring: a read of direct_len bytes */
+	uint32_t direct_len;
+	bool pool_write;              /* counted in pool_writes */
 	struct iovec iov[];
 };
 
@@ -101,7 +117,11 @@ struct virtio_blk {
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
 	struct vq_chain chain;        /* the chain being popped; too big for a stack */
 	unsigned inflight;            /* popped, not yet pushed (I/O thread only) */
-	int event_fd;                 /* workers: the done list became non-empty */
+	int event_fd;                 /* workers: the done list became non-empty;
+					 the ring: a request completed */
+	struct block_aio *aio;        /* NULL: every request goes to the pool */
+	bool aio_error_logged;
+	unsigned pool_writes;         /* may-RMW requests in the pool (see header) */
 
 	pthread_mutex_t lock;         /* guards what follows */
 	pthread_cond_t work;          /* pending is not empty, or stopping */
@@ -418,6 +438,115 @@ static struct blk_io *blk_io_new(const struct vq_chain *c, uint8_t *status)
 	return io;
 }
 
+/* ---- the ring (raw images; see the header) ---- */
+
+/* The type in a request's header, peeked from guest memory; UINT32_MAX
+ * when the first buffer is too short to hold it. It decides only where the
+ * request runs: whoever serves it parses a copy of its own. */
+static uint32_t blk_peek_type(const struct blk_io *io)
+{
+	uint8_t le[4];
+	if (io->nr_readable == 0 || io->iov[0].iov_len < sizeof(le))
+		return UINT32_MAX;
+	memcpy(le, io->iov[0].iov_base, sizeof(le));
+	return (uint32_t)le_load(le, 4);
+}
+
+/*
+ * Queues a plain read or write on the ring, checked as blk_in and blk_out
+ * check it, from one copy of the header. False for any other request, one
+ * that fails a check (the pool answers it, with its warning) or one the
+ * ring refuses (O_DIRECT cannot take its buffers): the pool serves those.
+ */
+static bool blk_ring_start(struct virtio_blk *blk, struct blk_io *io)
+{
+	if (!blk->aio || io->nr_readable == 0 || io->iov[0].iov_len != VIRTIO_BLK_REQ_HDR_BYTES)
+		return false;
+	uint8_t hdr[VIRTIO_BLK_REQ_HDR_BYTES];
+	memcpy(hdr, io->iov[0].iov_base, sizeof(hdr));
+	uint32_t type = (uint32_t)le_load(hdr, 4);
+	uint64_t sector = le_load(hdr + 8, 8);
+	bool write = type == VIRTIO_BLK_T_OUT;
+	if ((type != VIRTIO_BLK_T_IN && !write) ||
+	    (write && (blk->read_only || blk->pool_writes > 0)))
+		return false;
+	struct iovec *data = write ? io->iov + 1 : io->iov + io->nr_readable;
+	unsigned n = write ? io->nr_readable - 1 : io->nr_iov - io->nr_readable;
+	uint64_t len = write ? io->readable_len - VIRTIO_BLK_REQ_HDR_BYTES : io->writable_len;
+	if (len == 0 || len >= UINT32_MAX || len % VIRTIO_BLK_SECTOR_SIZE ||
+	    !blk_range_ok(blk, sector, len))
+		return false;
+	uint64_t off = sector * VIRTIO_BLK_SECTOR_SIZE;
+	int r = write ? block_aio_writev(blk->aio, data, n, off, io)
+		      : block_aio_readv(blk->aio, data, n, off, io);
+	if (r < 0)
+		return false;
+	io->direct_read = !write;
+	io->direct_len = (uint32_t)len;
+	return true;
+}
+
+/* Writes a ring request's status and returns it to the driver. */
+static void blk_ring_finish(struct virtio_blk *blk, struct vq *vq, struct blk_io *io, int error)
+{
+	if (error < 0 && !blk->aio_error_logged) {
+		blk->aio_error_logged = true;
+		log_warn("virtio-blk %s: %s failed: %s (the guest gets an I/O error; further ones at debug level)",
+			 blk->bd->filename, io->direct_read ? "read" : "write", strerror(-error));
+	} else if (error < 0) {
+		log_debug("virtio-blk %s: %s failed: %s", blk->bd->filename,
+			  io->direct_read ? "read" : "write", strerror(-error));
+	}
+	__atomic_store_n(io->status, error < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
+			 __ATOMIC_RELAXED); /* see blk_io_run */
+	vq_push(vq, io->head, error == 0 && io->direct_read ? io->direct_len + 1 : 1);
+	free(io);
+	blk->inflight--;
+}
+
+/* Returns what the ring has finished to the driver; the count. */
+static unsigned blk_ring_reap(struct virtio_blk *blk, struct vq *vq)
+{
+	struct block_aio_done done[32];
+	unsigned n = 0, got;
+	while (blk->aio && (got = block_aio_reap(blk->aio, done, ARRAY_SIZE(done))) > 0)
+		for (unsigned i = 0; i < got; i++, n++)
+			blk_ring_finish(blk, vq, done[i].tag, done[i].error);
+	return n;
+}
+
+/* Waits for the ring's writes and returns them (see the header); the
+ * count of requests returned. */
+static unsigned blk_ring_wait_writes(struct virtio_blk *blk, struct vq *vq)
+{
+	unsigned n = 0;
+	while (block_aio_writes_inflight(blk->aio) > 0 && block_aio_wait(blk->aio) == 0)
+		n += blk_ring_reap(blk, vq);
+	return n;
+}
+
+/* Waits for everything on the ring (it writes into guest memory) and
+ * forgets it unreturned: reset and teardown. */
+static void blk_ring_drop(struct virtio_blk *blk)
+{
+	struct block_aio_done done[32];
+	unsigned got;
+	while (blk->aio && block_aio_inflight(blk->aio) > 0 && block_aio_wait(blk->aio) == 0)
+		while ((got = block_aio_reap(blk->aio, done, ARRAY_SIZE(done))) > 0)
+			for (unsigned i = 0; i < got; i++)
+				free(done[i].tag);
+}
+
+/* Whether io, headed for the pool, may read-modify-write blocks that the
+ * ring could be writing (see the header). */
+static bool blk_pool_may_rmw(const struct virtio_blk *blk, const struct blk_io *io)
+{
+	if (!blk->aio || !block_aio_may_rmw(blk->aio))
+		return false;
+	uint32_t type = blk_peek_type(io);
+	return type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_FLUSH && type != VIRTIO_BLK_T_GET_ID;
+}
+
 /* ---- the lists and the workers ---- */
 
 static void list_init(struct blk_list *l)
@@ -531,7 +660,9 @@ static void blk_quiesce(struct virtio_blk *blk)
 		pthread_cond_wait(&blk->idle, &blk->lock);
 	list_free(&blk->done);
 	pthread_mutex_unlock(&blk->lock);
+	blk_ring_drop(blk);
 	blk->inflight = 0;
+	blk->pool_writes = 0;
 }
 
 void virtio_blk_drain(struct virtio_blk *blk)
@@ -540,6 +671,8 @@ void virtio_blk_drain(struct virtio_blk *blk)
 	while (blk->pending.count > 0 || blk->running > 0)
 		pthread_cond_wait(&blk->idle, &blk->lock);
 	pthread_mutex_unlock(&blk->lock);
+	if (blk->aio)
+		block_aio_wait(blk->aio);
 }
 
 /* ---- the queue (I/O thread) ---- */
@@ -554,11 +687,13 @@ static unsigned blk_push_done(struct virtio_blk *blk, struct vq *vq)
 	unsigned n = 0;
 	struct blk_io *io;
 	while ((io = list_take(&done))) {
+		blk->pool_writes -= io->pool_write;
 		vq_push(vq, io->head, io->used);
 		free(io);
 		blk->inflight--;
 		n++;
 	}
+	n += blk_ring_reap(blk, vq);
 	return vq->broken ? 0 : n; /* vq_push() drops them on a broken queue */
 }
 
@@ -573,18 +708,30 @@ static unsigned blk_push_done(struct virtio_blk *blk, struct vq *vq)
 #define BLK_INLINE_MAX_BYTES (128u * 1024)
 static bool blk_io_is_quick(const struct blk_io *io)
 {
-	uint8_t le[4];
-	if (io->nr_readable == 0 || io->iov[0].iov_len < sizeof(le))
-		return false;
-	memcpy(le, io->iov[0].iov_base, sizeof(le));
-	uint32_t type = (uint32_t)le_load(le, 4);
+	uint32_t type = blk_peek_type(io);
 	uint64_t data = io->readable_len + io->writable_len;
 	return (type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_OUT) &&
 	       data <= BLK_INLINE_MAX_BYTES + VIRTIO_BLK_REQ_HDR_BYTES;
 }
 
-/* Starts one popped chain; true when it was completed right here. */
-static bool blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
+/* Hands io to the ring or the pool; false when neither takes it. Returns
+ * in *pushed the requests that finished while waiting for the ring. */
+static bool blk_hand_over(struct virtio_blk *blk, struct vq *vq, struct blk_io *io,
+			  unsigned *pushed)
+{
+	if (blk_ring_start(blk, io))
+		return true;
+	io->pool_write = blk_pool_may_rmw(blk, io);
+	if (io->pool_write)
+		*pushed += blk_ring_wait_writes(blk, vq);
+	if (!blk_queue_io(blk, io))
+		return false;
+	blk->pool_writes += io->pool_write;
+	return true;
+}
+
+/* Starts one popped chain; returns the count of requests completed here. */
+static unsigned blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
 {
 	uint16_t head = c->head;
 	uint8_t *status = blk_take_status(c);
@@ -592,26 +739,27 @@ static bool blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
 		/* Nowhere to put a status: still complete it so the driver is not hung. */
 		blk_warn(blk, "request without a writable status byte");
 		vq_push(vq, head, 0);
-		return true;
+		return 1;
 	}
 	struct blk_io *io = blk_io_new(c, status);
 	if (!io) {
 		__atomic_store_n(status, VIRTIO_BLK_S_IOERR, __ATOMIC_RELAXED); /* see blk_io_run */
 		vq_push(vq, head, 1);
-		return true;
+		return 1;
 	}
 	/* A request on its own (nothing in flight, nothing behind it: a guest
 	 * at queue depth 1) is served right here: a hand-over to a worker and
 	 * back would add two thread wake-ups to its latency and buy nothing. */
 	bool alone = blk->inflight == 0 && !vq_has_avail(vq) && blk_io_is_quick(io);
-	if (!alone && blk_queue_io(blk, io)) {
+	unsigned pushed = 0;
+	if (!alone && blk_hand_over(blk, vq, io, &pushed)) {
 		blk->inflight++;
-		return false;
+		return pushed;
 	}
 	blk_io_run(blk, io);
 	vq_push(vq, io->head, io->used);
 	free(io);
-	return true;
+	return pushed + 1;
 }
 
 /*
@@ -626,10 +774,22 @@ static enum vq_pop_result blk_take_requests(struct virtio_blk *blk, struct vq *v
 		enum vq_pop_result r = vq_pop(vq, &blk->chain);
 		if (r != VQ_CHAIN)
 			return r;
-		if (blk_start(blk, vq, &blk->chain))
-			(*completed)++;
+		*completed += blk_start(blk, vq, &blk->chain);
 	}
 	return VQ_CHAIN;
+}
+
+/* Hands the batch queued on the ring to the kernel. */
+static void blk_ring_submit(struct virtio_blk *blk)
+{
+	if (!blk->aio)
+		return;
+	int r = block_aio_submit(blk->aio);
+	if (r < 0 && !blk->aio_error_logged) {
+		blk->aio_error_logged = true;
+		log_warn("virtio-blk %s: cannot submit to io_uring: %s (retried at the next request)",
+			 blk->bd->filename, strerror(-r));
+	}
 }
 
 /* ---- the ops table ---- */
@@ -698,6 +858,7 @@ static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 		vq_enable_notify(vq, false);
 		r = blk_take_requests(blk, vq, &completed);
 	} while (r == VQ_EMPTY && vq_enable_notify(vq, true));
+	blk_ring_submit(blk);
 	if (completed)
 		virtio_queue_interrupt(vd, 0);
 	if (r == VQ_BROKEN)
@@ -779,6 +940,34 @@ static void blk_fill_config(struct virtio_blk *blk)
 	c[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
 }
 
+/*
+ * The io_uring of a raw image, as cfg->aio asks. Without one (qcow2, or a
+ * host that cannot give us a restricted ring: aio=auto says so and goes
+ * on) every request goes to the worker threads. False when aio=io_uring
+ * cannot be had.
+ */
+static bool blk_open_ring(struct virtio_blk *blk, const struct virtio_blk_config *cfg)
+{
+	if (cfg->aio == VIRTIO_BLK_AIO_THREADS)
+		return true;
+	int r = block_aio_open(&blk->aio, blk->bd, VIRTIO_BLK_QUEUE_SIZE, blk->event_fd);
+	if (r == 0)
+		return true;
+	if (cfg->aio == VIRTIO_BLK_AIO_IO_URING) {
+		if (r == -ENOTSUP)
+			log_error("%s: aio=io_uring needs a raw image (use aio=threads or aio=auto for %s)",
+				  cfg->path, blk->bd->format);
+		else
+			log_error("%s: aio=io_uring: this host gives no restricted io_uring (%s); use aio=threads",
+				  cfg->path, strerror(-r));
+		return false;
+	}
+	if (r != -ENOTSUP)
+		log_info("%s: io_uring is not available here (%s); using worker threads",
+			 cfg->path, strerror(-r));
+	return true;
+}
+
 struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 				     const struct guest_mem *mem)
 {
@@ -822,6 +1011,13 @@ struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 		free(blk);
 		return NULL;
 	}
+	if (!blk_open_ring(blk, cfg)) {
+		close(blk->event_fd);
+		block_close(blk->bd);
+		close(blk->lock_fd);
+		free(blk);
+		return NULL;
+	}
 	pthread_mutex_init(&blk->lock, NULL);
 	pthread_cond_init(&blk->work, NULL);
 	pthread_cond_init(&blk->idle, NULL);
@@ -853,6 +1049,8 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	if (!blk)
 		return;
 	blk_stop_workers(blk);
+	blk_ring_drop(blk);
+	block_aio_close(blk->aio);
 	if (!blk->read_only && block_flush(blk->bd) < 0)
 		log_error("%s: flush at close failed", blk->bd->filename);
 	block_close(blk->bd);

@@ -78,6 +78,13 @@
 #define VIRTIO_BLK_CFG_WZ_MAY_UNMAP         56
 #define VIRTIO_BLK_CONFIG_SIZE              60
 
+/* How reads and writes reach the image (--disk ...,aio=). */
+enum virtio_blk_aio {
+	VIRTIO_BLK_AIO_AUTO,     /* io_uring for raw images where the host allows, else threads */
+	VIRTIO_BLK_AIO_THREADS,  /* the worker threads only */
+	VIRTIO_BLK_AIO_IO_URING, /* io_uring, or refuse to start */
+};
+
 /* A disk as the user defined it (see vmm/disk-option.h). */
 struct virtio_blk_config {
 	const char *path;
@@ -85,6 +92,7 @@ struct virtio_blk_config {
 	bool read_only;
 	const char *serial;   /* NULL or up to VIRTIO_BLK_ID_BYTES bytes */
 	bool direct;          /* O_DIRECT: bypass the host page cache */
+	enum virtio_blk_aio aio;
 };
 
 struct virtio_blk;

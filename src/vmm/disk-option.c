@@ -1,6 +1,6 @@
 /*
  * Parser for --disk path=P[,readonly=on|off][,serial=S][,direct=on|off]
- * [,format=raw|qcow2]: a comma-separated key=value list, one table entry
+ * [,format=raw|qcow2][,aio=auto|threads|io_uring]: a comma-separated key=value list, one table entry
  * per key. Every mistake is reported in one line naming the key and value
  * and what would be accepted; nothing is ever silently defaulted.
  */
@@ -13,7 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DISK_SYNTAX "path=IMAGE[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]"
+#define DISK_SYNTAX "path=IMAGE[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]" \
+	"[,aio=auto|threads|io_uring]"
 
 __attribute__((format(printf, 3, 4)))
 static bool fail(char *err, size_t errlen, const char *fmt, ...)
@@ -63,6 +64,20 @@ static bool key_format(struct disk_option *d, const char *value, char *err, size
 	return true;
 }
 
+static bool key_aio(struct disk_option *d, const char *value, char *err, size_t errlen)
+{
+	if (strcmp(value, "auto") == 0)
+		d->aio = VIRTIO_BLK_AIO_AUTO;
+	else if (strcmp(value, "threads") == 0)
+		d->aio = VIRTIO_BLK_AIO_THREADS;
+	else if (strcmp(value, "io_uring") == 0)
+		d->aio = VIRTIO_BLK_AIO_IO_URING;
+	else
+		return fail(err, errlen, "--disk aio=%s: use aio=auto, aio=threads or aio=io_uring",
+			    value);
+	return true;
+}
+
 /* The guest reads the serial as up to 20 bytes of text (GET_ID). */
 static bool key_serial(struct disk_option *d, const char *value, char *err, size_t errlen)
 {
@@ -88,6 +103,7 @@ static const struct disk_key {
 	{ "serial", key_serial },
 	{ "direct", key_direct },
 	{ "format", key_format },
+	{ "aio", key_aio },
 };
 
 #define NKEYS (sizeof(disk_keys) / sizeof(disk_keys[0]))
@@ -122,7 +138,7 @@ static bool parse_item(struct disk_option *d, const char *item, size_t len, bool
 	const struct disk_key *k = find_key(item, klen);
 	if (!k)
 		return fail(err, errlen, "--disk %.*s: unknown key '%.*s'; keys are path, readonly, "
-			    "serial, direct, format", (int)len, item, (int)klen, item);
+			    "serial, direct, format, aio", (int)len, item, (int)klen, item);
 	if (seen[k - disk_keys])
 		return fail(err, errlen, "--disk %.*s: key '%s' given twice", (int)len, item, k->name);
 	seen[k - disk_keys] = true;
@@ -189,5 +205,6 @@ struct virtio_blk_config disk_option_config(const struct disk_option *d)
 		.read_only = d->read_only,
 		.serial = d->has_serial ? d->serial : NULL,
 		.direct = d->direct,
+		.aio = d->aio,
 	};
 }

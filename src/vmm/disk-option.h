@@ -25,6 +25,7 @@ struct disk_option {
 	bool has_serial;
 	bool read_only;
 	bool direct;
+	enum virtio_blk_aio aio;
 };
 
 /*

@@ -28,7 +28,7 @@ const char options_usage[] =
 	"                        (default 512M, at least 32M)\n"
 	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
 	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
-	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on]\n"
+	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on][,aio=MODE]\n"
 	"                        a virtio-blk disk (up to 8; raw unless format= says)\n"
 	"  --net user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,mac=M]\n"
 	"  --net tap=NAME[,mac=M]\n"

@@ -68,6 +68,8 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(pwritev, "virtio-blk: vectored writes from guest buffers"),
 	ALLOW(preadv2, "virtio-blk: vectored reads (newer libc)"),
 	ALLOW(pwritev2, "virtio-blk: vectored writes (newer libc)"),
+	ALLOW(io_uring_enter, "virtio-blk: submitting and reaping reads and writes (the ring is "
+			      "restricted to readv/writev of the image's registered descriptor)"),
 	ALLOW(fdatasync, "virtio-blk: a guest flush reaches stable storage"),
 	ALLOW(fsync, "virtio-blk: flush on close"),
 	ALLOW(fallocate, "virtio-blk: discard and write-zeroes punch holes"),

@@ -8,7 +8,7 @@ secs=${2:-20}
 command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-deps=$(pkg-config --cflags --libs zlib libzstd 2>/dev/null || echo "-lz -lzstd")
+deps=$(pkg-config --cflags --libs zlib libzstd liburing 2>/dev/null || echo "-lz -lzstd -luring")
 if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$src/src" \
 	"$src"/tests/block/fuzz_qcow2.c "$src"/src/block/*.c "$src"/src/base/*.c \

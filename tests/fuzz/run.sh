@@ -13,7 +13,7 @@ srcs=""
 for s in "$@"; do srcs="$srcs $root/$s"; done
 # shellcheck disable=SC2086
 if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" -lpthread 2>"$dir/build.log"; then
+	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" -lpthread -luring 2>"$dir/build.log"; then
 	if grep -q "libclang_rt.fuzzer\|cannot find" "$dir/build.log"; then
 		echo "SKIP: clang has no libFuzzer runtime (libclang-rt-dev)"; exit 77
 	fi
