@@ -53,6 +53,7 @@ bool pci_bus_init(struct pci_bus *bus)
 	memset(bus, 0, sizeof(*bus));
 	if (pthread_rwlock_init(&bus->lock, NULL) != 0)
 		return false;
+	pthread_mutex_init(&bus->intx_lock, NULL);
 	bus->mmio_next = LAYOUT_PCI_MMIO_START;
 	static const struct pci_device_info host = {
 		.vendor_id = PCI_VENDOR_REDHAT,
@@ -74,6 +75,7 @@ void pci_bus_destroy(struct pci_bus *bus)
 		free(bus->slot[i]);
 	bus->count = 0;
 	pthread_rwlock_destroy(&bus->lock);
+	pthread_mutex_destroy(&bus->intx_lock);
 }
 
 struct pci_device *pci_add_device(struct pci_bus *bus, const struct pci_device_info *info,
@@ -142,11 +144,18 @@ bool pci_bus_master_enabled(const struct pci_device *pd)
 
 _Static_assert(PCI_SLOTS == LAYOUT_PCI_SLOTS, "the DSDT's _PRT covers every slot");
 
+void pci_bus_set_intx_sink(struct pci_bus *bus, void (*set)(void *ctx, unsigned gsi, int level),
+			   void *ctx)
+{
+	bus->intx_out = (struct irq_line){ .set = set, .ctx = ctx };
+}
+
 unsigned pci_enable_intx(struct pci_device *pd)
 {
 	unsigned gsi = LAYOUT_PCI_INTX_GSI(pd->slot);
 	pd->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA */
 	pd->cfg[PCI_INTERRUPT_LINE] = (uint8_t)gsi;
+	pd->intx_gsi = gsi;
 	return gsi;
 }
 
@@ -155,12 +164,25 @@ bool pci_intx_disabled(const struct pci_device *pd)
 	return le_load(pd->cfg + PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE;
 }
 
-void pci_set_intx_status(struct pci_device *pd, bool asserted)
+void pci_set_intx(struct pci_device *pd, bool asserted)
 {
+	struct pci_bus *bus = pd->bus;
+	if (!pd->intx_gsi || asserted == pd->intx_asserted)
+		return;
+	unsigned line = pd->intx_gsi - LAYOUT_PCI_INTX_GSI_BASE;
+	/* The count and the level it gives change together, or two devices'
+	 * updates could reach the controller in the other order. */
+	pthread_mutex_lock(&bus->intx_lock);
+	pd->intx_asserted = asserted;
 	if (asserted)
 		pd->cfg[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
 	else
 		pd->cfg[PCI_STATUS] &= (uint8_t)~PCI_STATUS_INTERRUPT;
+	unsigned before = bus->intx_count[line];
+	bus->intx_count[line] = asserted ? before + 1 : before - 1;
+	if ((before == 0) != (bus->intx_count[line] == 0) && bus->intx_out.set)
+		bus->intx_out.set(bus->intx_out.ctx, pd->intx_gsi, asserted);
+	pthread_mutex_unlock(&bus->intx_lock);
 }
 
 static void pci_update_bars(struct pci_device *pd)
@@ -192,7 +214,10 @@ void pci_config_write(struct pci_bus *bus, unsigned slot, uint32_t offset, const
 		uint32_t o = offset + i;
 		if (o >= PCI_CFG_SIZE)
 			break;
-		pd->cfg[o] = (uint8_t)((pd->cfg[o] & ~pd->wmask[o]) | (data[i] & pd->wmask[o]));
+		/* Read-only bytes are not stored back: the status register's
+		 * Interrupt Status changes under the INTx lock, not this one. */
+		if (pd->wmask[o])
+			pd->cfg[o] = (uint8_t)((pd->cfg[o] & ~pd->wmask[o]) | (data[i] & pd->wmask[o]));
 		touched = true;
 	}
 	if (touched) {

@@ -18,6 +18,7 @@
 
 #include "dev/bus.h"
 #include "dev/dev.h"
+#include "hv/layout.h"
 
 #define PCI_SLOTS     32
 #define PCI_CFG_SIZE  256
@@ -54,6 +55,8 @@ struct pci_device {
 	struct pci_bar bar[PCI_NUM_BARS];
 	pci_config_hook on_config_write;
 	void *dev;
+	unsigned intx_gsi;             /* 0 until pci_enable_intx() */
+	bool intx_asserted;
 };
 
 struct pci_bus {
@@ -65,6 +68,14 @@ struct pci_bus {
 	/* Byte accesses to 0xCF9 inside the config ports: the reset register. */
 	const struct io_ops *port_cf9_ops;
 	void *port_cf9_dev;
+	/*
+	 * INTx lines, shared: slots s and s + 8 drive the same GSI, and the
+	 * interrupt controller sees one level per GSI, so a line is high while
+	 * any device on it asserts (counted under intx_lock).
+	 */
+	pthread_mutex_t intx_lock;
+	unsigned intx_count[LAYOUT_PCI_INTX_GSI_COUNT];
+	struct irq_line intx_out;      /* .gsi unused: each call names its GSI */
 };
 
 extern const struct io_ops pci_config_port_ops; /* ports 0xCF8-0xCFF */
@@ -103,6 +114,9 @@ void pci_cfg_set_wmask(struct pci_device *pd, uint32_t offset, const void *mask,
 bool pci_memory_enabled(const struct pci_device *pd);
 bool pci_bus_master_enabled(const struct pci_device *pd);
 
+/* Where the bus's INTx lines go: set(ctx, gsi, level) (the interrupt controller). */
+void pci_bus_set_intx_sink(struct pci_bus *bus, void (*set)(void *ctx, unsigned gsi, int level),
+			   void *ctx);
 /*
  * INTx: gives the device interrupt pin INTA (LAYOUT_PCI_INTX_GSI of its
  * slot, also put in the Interrupt Line register) and returns that GSI.
@@ -110,8 +124,12 @@ bool pci_bus_master_enabled(const struct pci_device *pd);
 unsigned pci_enable_intx(struct pci_device *pd);
 /* Whether the guest set Interrupt Disable in the command register. */
 bool pci_intx_disabled(const struct pci_device *pd);
-/* The Interrupt Status bit of the status register: the line's state. */
-void pci_set_intx_status(struct pci_device *pd, bool asserted);
+/*
+ * The device asserts or releases its INTA: the status register's Interrupt
+ * Status follows, and the shared line changes when the first device on it
+ * asserts or the last one releases. Repeating the same state is a no-op.
+ */
+void pci_set_intx(struct pci_device *pd, bool asserted);
 
 /* Config space access by (slot, offset), as both mechanisms do it. */
 void pci_config_read(struct pci_bus *bus, unsigned slot, uint32_t offset, uint8_t *data, unsigned len);

@@ -56,8 +56,6 @@ struct virtio_dev {
 	uint16_t msix_config;
 	uint16_t queue_select;
 	uint8_t isr;
-	unsigned intx_gsi;
-	bool intx_level;       /* what the INTx line was last set to */
 	bool reset_logged;
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 
@@ -89,12 +87,7 @@ static void msix_fire(struct virtio_dev *vd, uint16_t vector)
 static void intx_update(struct virtio_dev *vd)
 {
 	bool level = vd->isr && !vd->msix_enabled && !pci_intx_disabled(vd->pci);
-	if (level == vd->intx_level)
-		return;
-	vd->intx_level = level;
-	pci_set_intx_status(vd->pci, level);
-	if (vd->host.set_irq)
-		vd->host.set_irq(vd->host.ctx, vd->intx_gsi, level);
+	pci_set_intx(vd->pci, level);
 }
 
 static void virtio_interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr_bit)
@@ -590,7 +583,7 @@ struct virtio_dev *virtio_pci_create(struct pci_bus *bus, const struct guest_mem
 		return NULL;
 	}
 	vd->pci->on_config_write = virtio_pci_config_written;
-	vd->intx_gsi = pci_enable_intx(vd->pci);
+	pci_enable_intx(vd->pci);
 	virtio_reset(vd);
 	return vd;
 }

@@ -38,8 +38,6 @@ struct virtio_pci_host {
 	/* Attach (on) or detach an eventfd for the 4-byte notify register at gpa. */
 	bool (*set_ioeventfd)(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on);
 	void *ctx;
-	/* INTx, when the driver leaves MSI-X off: the level of the device's GSI. */
-	void (*set_irq)(void *ctx, unsigned gsi, int level);
 };
 
 /* Adds the device to the bus; NULL (logged) when it cannot. */

@@ -375,6 +375,8 @@ static bool machine_add_devices(struct machine *m)
 	m->reset.power = power;
 	m->kbc.power = power;
 	m->pci_ready = pci_bus_init(&m->pci);
+	if (m->pci_ready) /* PCI INTx, for drivers that leave MSI-X off */
+		pci_bus_set_intx_sink(&m->pci, machine_set_irq, m);
 	if (!m->serial || !m->rtc || !m->pm || !m->pci_ready) {
 		log_error("out of memory creating devices");
 		return false;

@@ -40,12 +40,6 @@ static void host_send_msi(void *ctx, uint64_t addr, uint32_t data)
 	kvm_vm_signal_msi(hd->host->vm, addr, data);
 }
 
-static void host_set_irq(void *ctx, unsigned gsi, int level)
-{
-	struct host_device *hd = ctx;
-	kvm_vm_set_irq_line(hd->host->vm, gsi, level);
-}
-
 static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on)
 {
 	struct host_device *hd = ctx;
@@ -110,7 +104,6 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 		hd->kick[q].fd = -1;
 	struct virtio_pci_host glue = {
 		.send_msi = host_send_msi, .set_ioeventfd = host_set_ioeventfd, .ctx = hd,
-		.set_irq = host_set_irq,
 	};
 	hd->vd = virtio_pci_create(h->bus, &h->vm->mem, ops, dev, &glue);
 	h->count++; /* counted now so that destroy releases what was made */

@@ -180,7 +180,7 @@ static void fh_set_irq(void *ctx, unsigned gsi, int level)
 }
 
 static const struct virtio_pci_host fake_host_ops = {
-	.send_msi = fh_send_msi, .set_ioeventfd = fh_set_ioeventfd, .ctx = &fh, .set_irq = fh_set_irq,
+	.send_msi = fh_send_msi, .set_ioeventfd = fh_set_ioeventfd, .ctx = &fh,
 };
 
 /* ---- the fake reset control register at 0xCF9 ---- */
@@ -484,6 +484,7 @@ static int setup(void **state)
 	bus_init(&mmio, "mmio");
 	if (!pci_bus_init(&pbus) || !pci_bus_attach(&pbus, &pio, &mmio, &cf9_ops, &cf9))
 		return -1;
+	pci_bus_set_intx_sink(&pbus, fh_set_irq, &fh);
 	vd = virtio_pci_create(&pbus, &mem, &tdev_ops, &td, &fake_host_ops);
 	if (!vd)
 		return -1;
@@ -1162,6 +1163,38 @@ static void test_intx(void **state)
 	assert_int_equal(fh.irq_level, 0);
 }
 
+/*
+ * Slots s and s + 8 share a GSI: the line is high while either device
+ * asserts, so one device's ISR read does not swallow the other's interrupt.
+ */
+static void test_intx_shared_line(void **state)
+{
+	(void)state;
+	static const struct pci_device_info info = {
+		.vendor_id = 0x1b36, .device_id = 0x0011, .class_code = 0xff0000, .name = "filler",
+	};
+	struct pci_device *other = NULL;
+	for (unsigned slot = 2; slot <= VSLOT + LAYOUT_PCI_INTX_GSI_COUNT; slot++)
+		other = pci_add_device(&pbus, &info, NULL);
+	assert_non_null(other);
+	assert_int_equal(pci_enable_intx(other), LAYOUT_PCI_INTX_GSI(VSLOT));
+	drv_bring_up();
+	drv_msix_flags(0);
+	drv_publish(0, 0, 16);
+	drv_kick(0);
+	assert_int_equal(fh.irq_level, 1);
+	unsigned changes = fh.irq_changes;
+	pci_set_intx(other, true);
+	assert_int_equal(fh.irq_changes, changes); /* already high */
+	assert_int_equal(drv_bar_read(VIRTIO_PCI_ISR_OFF, 1), 1);
+	assert_int_equal(fh.irq_level, 1);         /* the other device still asserts */
+	assert_int_equal(fh.irq_changes, changes);
+	pci_set_intx(other, true);                 /* repeating a state changes nothing */
+	pci_set_intx(other, false);
+	assert_int_equal(fh.irq_level, 0);
+	assert_int_equal(fh.irq_changes, changes + 1);
+}
+
 static void test_reset(void **state)
 {
 	(void)state;
@@ -1419,6 +1452,7 @@ int main(void)
 		T(test_msix_function_mask),
 		T(test_isr_read_clears),
 		T(test_intx),
+		T(test_intx_shared_line),
 		T(test_reset),
 		T(test_reset_after_bar_move),
 		T(test_unnatural_widths),
