@@ -116,7 +116,45 @@ dm_diag() {
             echo "--- $vm: shoji-vmm stderr, last 10 lines ---"
             tail -n 10 "$DW/state/logs/$vm.vmm.log" 2>/dev/null
         done
+        dm_threads
     } | sed 's/^/DIAG| /'
+}
+
+# Where every thread of the VMMs and the daemon is (a stalled guest: a vCPU
+# waiting in the kernel's HLT path, on a futex, or running), sampled twice
+# a second apart so the CPU ticks show which ones still run.
+dm_threads() {
+    for dm_t_round in 1 2; do
+        echo "--- threads (sample $dm_t_round): pid/tid comm state wchan utime+stime ---"
+        for dm_t_p in $(pidof shoji-vmm shojid 2>/dev/null); do
+            for dm_t in /proc/"$dm_t_p"/task/*; do
+                [ -r "$dm_t/stat" ] || continue
+                echo "$dm_t_p/${dm_t##*/} $(cat "$dm_t/comm" 2>/dev/null)" \
+                    "$(awk '{ print $3, $14 + $15 }' "$dm_t/stat" 2>/dev/null)" \
+                    "wchan=$(cat "$dm_t/wchan" 2>/dev/null)"
+                [ "$dm_t_round" = 2 ] && sed -n '1,6s/^/      /p' "$dm_t/stack" 2>/dev/null
+            done
+        done
+        [ "$dm_t_round" = 1 ] && sleep 1
+    done
+    echo "--- L1 load: $(cat /proc/loadavg) ---"
+    dm_kvm_exits
+}
+
+# One second of L2 exits (L1's kvm_exit tracepoint), counted by VMM thread,
+# reason and guest RIP: a guest spinning in its own code makes none, one
+# looping on a device or a fault repeats the same few.
+dm_kvm_exits() {
+    dm_k=/sys/kernel/tracing
+    [ -d "$dm_k/events/kvm" ] || mount -t tracefs nodev "$dm_k" 2>/dev/null
+    [ -w "$dm_k/events/kvm/kvm_exit/enable" ] || { echo "--- no kvm_exit tracepoint ---"; return 0; }
+    : >"$dm_k/trace"
+    echo 1 >"$dm_k/events/kvm/kvm_exit/enable"
+    sleep 1
+    echo 0 >"$dm_k/events/kvm/kvm_exit/enable"
+    echo "--- L2 exits in 1 s: count thread reason rip ---"
+    awk '/kvm_exit:/ { r = $0; sub(/.*reason /, "", r); split(r, w, " ")
+        print $1, w[1], w[3] }' "$dm_k/trace" | sort | uniq -c | sort -rn | head -n 12
 }
 
 # --- the steps -------------------------------------------------------------

@@ -53,12 +53,12 @@ steps=(define autostart concurrent panic kill-client kill-daemon stop teardown)
 
 nested_pick_mode || die "$NESTED_WHY"
 mode=$NESTED_MODE
-# Nested, this test is not yet reliable: in some runs the two guests stall
-# early in boot with the CPU idle (lead suspect: a guest blocked on its UART
-# when the daemon's console relay stops draining the VMM's console socket),
-# in others they triple-fault on their own (seen only with two L2 guests at
-# once under QEMU's software CPU). It passed all 24 checks in four runs on
-# 2026-12-01 and failed in four others. Until that is understood it runs on request only.
+# Nested, this test is not yet reliable: in some runs a guest stalls early
+# in boot, in others guests (or L1 itself) triple-fault. Both were seen with
+# two plain shoji-vmm guests at once in L1, no shojid, console to a file
+# (docs/testing.md), so neither needs the daemon; the stall's cause is not
+# settled. It passed all 24 checks in four runs on 2026-12-01 and failed in
+# four others. Until that is understood it runs on request only.
 if [[ $mode == nested && ${SHOJI_E2E_DAEMON:-0} != 1 ]]; then
     skip "nested runs of the daemon e2e are not yet reliable (guests stall or triple-fault in some runs; see docs/testing.md); SHOJI_E2E_DAEMON=1 runs it"
 fi
@@ -117,6 +117,17 @@ run_native() {
     rm -rf "$dw"
 }
 
+l1_reset_why="QEMU exited 0 without L1's 'reboot: Power down': with -no-reboot that is a reset of L1, i.e. L1's own triple fault under QEMU's software CPU, seen with two L2 guests at once and without shojid"
+# L1 ended without finishing its job and without powering off: it reset
+# (QEMU, run with -no-reboot, then exits 0 and says nothing). Under TCG
+# that is L1 itself triple-faulting (QEMU's -d cpu_reset log says "Triple
+# fault" outside guest mode), seen with two plain shoji-vmm guests at once
+# and no daemon: an emulator failure, not one of the test's.
+l1_was_reset() {
+    ((rc == 0)) && ! grep -a -q '^@@L1-DONE' "$results" &&
+        ! grep -a -q 'reboot: Power down' "$work/l1-console.log"
+}
+
 # One L1 boot runs every step; an L1 that hangs (TCG does that now and
 # then) gets one fresh L1 for the whole job, since the steps build on each
 # other, and the report says so.
@@ -142,13 +153,20 @@ EOF
         nested_run_batch "$cache" "$cpio" "$(nested_l1_cpus 2)" "$work/l1-console.log" "$results" \
             "${SHOJI_E2E_L1_BOOT_TIMEOUT:-180}" "${limits[@]}" || rc=$?
         echo "e2e-daemon: L1 ran $((SECONDS - t0)) s, QEMU exit $rc"
-        ((rc == 124 && attempt == 1)) || break
-        l1_retried="L1 hung once (${NESTED_HANG_REASON:-}); the whole job ran again in a fresh L1"
+        l1_reset=0
+        l1_was_reset && l1_reset=1
+        ((attempt == 1 && (rc == 124 || l1_reset))) || break
+        if ((l1_reset)); then
+            l1_retried="L1 reset itself once, $((SECONDS - t0)) s in ($l1_reset_why); the whole job ran again in a fresh L1"
+        else
+            l1_retried="L1 hung once (${NESTED_HANG_REASON:-}); the whole job ran again in a fresh L1"
+        fi
         echo "e2e-daemon: $l1_retried"
     done
     if ((rc != 0)) || ! grep -a -q '^@@L1-DONE' "$results"; then
         l1_problem="L1 did not finish its job (QEMU exit $rc)"
         if ((rc == 124)); then l1_problem="L1 hung and was killed (${NESTED_HANG_REASON:-})"; fi
+        if l1_was_reset; then l1_problem="L1 reset itself mid-job ($l1_reset_why)"; fi
     fi
     return 0
 }
