@@ -127,6 +127,32 @@ static int raw_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * A read-modify-write whose last block runs past the end of the file
+ * (a raw image whose size is not a multiple of the block) writes that
+ * whole block and so makes the file longer than any write asked for: the
+ * disk would grow at the next open. Cut it back to where the data ends.
+ * The caller holds rmw_lock exclusively, so no other write moves the end
+ * meanwhile. A crash between the two calls leaves less than one block of
+ * zeros at the end.
+ */
+static int trim_rmw_tail(struct bfile *f, uint64_t old_end, uint64_t data_end, uint64_t block_end)
+{
+	uint64_t want = old_end > data_end ? old_end : data_end;
+	if (block_end <= want)
+		return 0;
+	return ftruncate(f->fd, (off_t)want) < 0 ? -errno : 0;
+}
+
+static int file_end(const struct bfile *f, uint64_t *end)
+{
+	struct stat st;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	*end = (uint64_t)st.st_size;
+	return 0;
+}
+
 /* Unaligned O_DIRECT access goes through an aligned bounce buffer covering
  * the request; writes read-modify-write the partial edge blocks. */
 static int bounce_io(struct bfile *f, void *buf, size_t len, uint64_t off, bool write)
@@ -134,6 +160,12 @@ static int bounce_io(struct bfile *f, void *buf, size_t len, uint64_t off, bool 
 	uint64_t start = off & ~(uint64_t)(f->align - 1);
 	uint64_t end = (off + len + f->align - 1) & ~(uint64_t)(f->align - 1);
 	size_t blen = (size_t)(end - start);
+	uint64_t old_end = 0;
+	if (write && end > f->size) {
+		int e = file_end(f, &old_end);
+		if (e < 0)
+			return e;
+	}
 	char *b = bfile_alloc(blen);
 	if (!b)
 		return -ENOMEM;
@@ -142,6 +174,8 @@ static int bounce_io(struct bfile *f, void *buf, size_t len, uint64_t off, bool 
 		if (write) {
 			memcpy(b + (off - start), buf, len);
 			r = raw_pwrite(f->fd, b, blen, start);
+			if (r == 0 && end > f->size)
+				r = trim_rmw_tail(f, old_end, off + len, end);
 		} else {
 			memcpy(buf, b + (off - start), len);
 		}

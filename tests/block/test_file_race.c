@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -93,11 +94,48 @@ static void test_discard_survives(void **state)
 	zeroing_survives(true);
 }
 
+/* A raw image of 1001 sectors ends inside a 4 KiB block: writing its
+ * last sector (a read-modify-write of that block) must not make the file,
+ * and so the disk, longer; a write past the end grows it only as far as
+ * the write goes. */
+static void test_tail_block_keeps_size(void **state)
+{
+	(void)state;
+	char path[] = "file-tail-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const off_t size = 1001 * 512;
+	assert_int_equal(ftruncate(fd, size), 0);
+	struct bfile f;
+	if (bfile_open(&f, path, false, true) < 0) {
+		close(fd);
+		unlink(path);
+		skip(); /* no O_DIRECT on this file system */
+	}
+	uint8_t sector[512];
+	memset(sector, 'T', sizeof(sector));
+	assert_int_equal(bfile_pwrite(&f, sector, sizeof(sector), (uint64_t)size - 512), 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, size);
+	uint8_t back[512];
+	assert_int_equal(bfile_pread(&f, back, sizeof(back), (uint64_t)size - 512), 0);
+	assert_memory_equal(back, sector, sizeof(back));
+	struct iovec v = { sector, sizeof(sector) };
+	assert_int_equal(bfile_pwritev(&f, &v, 1, (uint64_t)size + 512), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, size + 1024);
+	bfile_close(&f);
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_zeroes_survives),
 		cmocka_unit_test(test_discard_survives),
+		cmocka_unit_test(test_tail_block_keeps_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
