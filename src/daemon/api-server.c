@@ -9,43 +9,12 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/unix-socket.h"
 #include "daemon/api-internal.h"
 
 int api_listen(const char *path)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		log_error("API socket %s: longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
-		return -1;
-	}
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	struct stat st;
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_error("API socket %s: exists and is not a socket; choose another path", path);
-			return -1;
-		}
-		/* A live daemon there answers a connect: never steal its socket. */
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
-		if (probe >= 0)
-			close(probe);
-		if (alive) {
-			log_error("API socket %s: another shojid is serving it", path);
-			return -1;
-		}
-		unlink(path);
-	}
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	/* fchmod first: the socket file is created with the inode's mode, 0600 from the start. */
-	if (fd < 0 || fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
-		log_error("API socket %s: %m", path);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	return unix_listen("API socket", path, 64, 0);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/unix-socket.h"
 
 struct api_conn {
 	struct vmm_api *api;
@@ -167,28 +168,6 @@ static void on_accept(void *ctx, uint32_t events)
 
 /* ---- lifecycle ---- */
 
-static int api_listen_at(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
-	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		log_error("--api-socket %s: exists and is not a socket; choose another path", path);
-		return -1;
-	}
-	unlink(path);
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	/* fchmod before bind: the file is created with the socket inode's mode, 0600. */
-	if (fd < 0 || fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, VMM_API_MAX_CLIENTS) < 0) {
-		log_error("--api-socket %s: %m", path);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct vmm_api *vmm_api_create(const char *path, struct iothread *io, const struct vmm_api_ops *ops)
 {
 	struct vmm_api *api = calloc(1, sizeof(*api));
@@ -200,7 +179,7 @@ struct vmm_api *vmm_api_create(const char *path, struct iothread *io, const stru
 	memcpy(api->path, path, strlen(path) + 1);
 	api->io = io;
 	api->ops = *ops;
-	api->listen_fd = api_listen_at(path);
+	api->listen_fd = unix_listen("--api-socket", path, VMM_API_MAX_CLIENTS, SOCK_NONBLOCK);
 	if (api->listen_fd >= 0)
 		api->listen_w = iothread_watch(io, api->listen_fd, EPOLLIN, on_accept, api);
 	if (!api->listen_w) {

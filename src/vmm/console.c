@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/unix-socket.h"
 
 #define ESCAPE_CHAR 0x01 /* Ctrl-a */
 #define DRAIN_TIMEOUT_MS 2000
@@ -262,27 +263,9 @@ static bool console_setup_file(struct console *con)
 
 static bool console_setup_socket(struct console *con)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	strncpy(addr.sun_path, con->cfg.path, sizeof(addr.sun_path) - 1);
-	con->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (con->listen_fd < 0) {
-		log_error("--serial socket=%s: cannot create socket: %m", con->cfg.path);
-		return false;
-	}
-	/* Only the owner may talk to the console: the umask makes bind() create it 0600. */
-	mode_t old = umask(0177);
-	int rc = bind(con->listen_fd, (struct sockaddr *)&addr, sizeof(addr));
-	umask(old);
-	if (rc < 0) {
-		log_error("--serial socket=%s: cannot bind: %m%s", con->cfg.path,
-			  errno == EADDRINUSE ? " (remove the stale socket or pick another path)" : "");
-		return false;
-	}
-	if (listen(con->listen_fd, 1) < 0) {
-		log_error("--serial socket=%s: cannot listen: %m", con->cfg.path);
-		return false;
-	}
-	return true;
+	/* Only the owner may talk to the console: 0600, like every socket. */
+	con->listen_fd = unix_listen("--serial socket", con->cfg.path, 1, SOCK_NONBLOCK);
+	return con->listen_fd >= 0;
 }
 
 static bool console_add_fd(struct console *con, int fd, int tag)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/unix-socket.h"
 #include "base/util.h"
 #include "dev/virtio-pci.h"
 
@@ -338,49 +339,12 @@ struct vsock_backend vsock_host_backend(struct vsock_host *h)
 /* ---- lifecycle ---- */
 
 /* Removes a stale socket at path; false (logged) if something else is there. */
-static bool clear_path(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT || (log_error("vsock socket %s: %m", path), false);
-	if (!S_ISSOCK(st.st_mode)) {
-		log_error("vsock socket %s: exists and is not a socket; choose another path", path);
-		return false;
-	}
-	if (unlink(path) < 0) {
-		log_error("vsock socket %s: cannot remove the old socket: %m", path);
-		return false;
-	}
-	return true;
-}
-
-static int listen_at(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		log_error("vsock socket %s: %m", path);
-		return -1;
-	}
-	/* 0600 from the start: the mode of a socket's inode is what bind gives the file. */
-	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
-		log_error("vsock socket %s: %m", path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 {
 	if (strlen(path) > VSOCK_HOST_PATH_MAX) {
 		log_error("vsock socket %s: longer than %d bytes", path, VSOCK_HOST_PATH_MAX);
 		return NULL;
 	}
-	if (!clear_path(path))
-		return NULL;
 	struct vsock_host *h = calloc(1, sizeof(*h));
 	if (!h) {
 		log_error("vsock: out of memory");
@@ -389,7 +353,7 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 	pthread_mutex_init(&h->lock, NULL);
 	memcpy(h->path, path, strlen(path) + 1);
 	h->io = io;
-	h->listen_fd = listen_at(path);
+	h->listen_fd = unix_listen("vsock socket", path, 128, SOCK_NONBLOCK);
 	if (h->listen_fd < 0) {
 		pthread_mutex_destroy(&h->lock);
 		free(h);
