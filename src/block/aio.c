@@ -16,9 +16,14 @@ struct aio_slot {
 	struct iovec *rest;       /* malloc'd remainder after a short transfer */
 	unsigned n;
 	uint64_t off;             /* file offset of iov[0] */
+	unsigned retries;         /* -EAGAIN/-EINTR answers so far */
 	bool write;
 	bool busy;
 };
+
+/* A request the kernel keeps answering "try again" fails after this many
+ * tries rather than spinning the I/O thread. */
+#define AIO_MAX_RETRIES 16
 
 struct block_aio {
 	struct io_uring ring;
@@ -249,7 +254,7 @@ static void free_slot(struct block_aio *a, unsigned s)
 static int complete_slot(struct block_aio *a, unsigned s, int res)
 {
 	struct aio_slot *sl = &a->slots[s];
-	if (res == -EINTR || res == -EAGAIN) {
+	if ((res == -EINTR || res == -EAGAIN) && sl->retries++ < AIO_MAX_RETRIES) {
 		prep_slot(a, s);
 		return -EINPROGRESS;
 	}
