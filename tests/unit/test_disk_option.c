@@ -120,12 +120,34 @@ static void test_all_keys(void **state)
 	assert_string_equal(opt.format, "raw");
 }
 
+/* aio= picks how reads and writes reach the image; auto by default. */
+static void test_aio(void **state)
+{
+	(void)state;
+	assert_true(parse("path=%s", img));
+	assert_int_equal(disk_option_config(&opt).aio, VIRTIO_BLK_AIO_AUTO);
+	const struct { const char *v; enum virtio_blk_aio mode; } modes[] = {
+		{ "auto", VIRTIO_BLK_AIO_AUTO },
+		{ "threads", VIRTIO_BLK_AIO_THREADS },
+		{ "io_uring", VIRTIO_BLK_AIO_IO_URING },
+	};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		assert_true(parse("path=%s,aio=%s", img, modes[i].v));
+		assert_int_equal(disk_option_config(&opt).aio, modes[i].mode);
+	}
+	char t[256];
+	snprintf(t, sizeof(t), "path=%s,aio=native", img);
+	expect_error(t, "aio=native", "aio=auto, aio=threads or aio=io_uring", NULL);
+	snprintf(t, sizeof(t), "path=%s,aio=threads,aio=auto", img);
+	expect_error(t, "'aio' given twice", NULL);
+}
+
 static void test_unknown_key(void **state)
 {
 	(void)state;
 	char t[256];
 	snprintf(t, sizeof(t), "path=%s,cache=none", img);
-	expect_error(t, "cache=none", "unknown key 'cache'", "path, readonly, serial, direct, format",
+	expect_error(t, "cache=none", "unknown key 'cache'", "path, readonly, serial, direct, format, aio",
 		     NULL);
 	snprintf(t, sizeof(t), "path=%s,=x", img);
 	expect_error(t, "unknown key ''", NULL);
@@ -249,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_bad_format),
 		cmocka_unit_test(test_empty_items),
 		cmocka_unit_test(test_file_checks),
+		cmocka_unit_test(test_aio),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
