@@ -998,15 +998,23 @@ static void test_raw_never_probed(void **state)
 	drv_close(&d);
 }
 
+/* Whether the image's file system takes O_DIRECT (tmpfs does not); when
+ * not and `skipping` names a case, says that the case is skipped. */
+static bool direct_supported(const char *skipping)
+{
+	int fd = open(raw_path, O_RDONLY | O_DIRECT);
+	if (fd >= 0)
+		close(fd);
+	else if (skipping)
+		print_message("SKIP %s: %s does not support O_DIRECT\n", skipping, dir);
+	return fd >= 0;
+}
+
 static void test_direct(void **state)
 {
 	(void)state;
-	int fd = open(raw_path, O_RDONLY | O_DIRECT);
-	if (fd < 0) {
-		print_message("SKIP direct=on: %s does not support O_DIRECT\n", dir);
+	if (!direct_supported("direct=on"))
 		return;
-	}
-	close(fd);
 	struct drv d;
 	struct virtio_blk_config cfg = { .path = raw_path, .direct = true };
 	drv_open(&d, &cfg);
@@ -1094,12 +1102,8 @@ static void test_vectored(void **state)
 {
 	(void)state;
 	vectored_case(false);
-	int fd = open(raw_path, O_RDONLY | O_DIRECT);
-	if (fd < 0) {
-		print_message("SKIP vectored direct=on: %s does not support O_DIRECT\n", dir);
+	if (!direct_supported("vectored direct=on"))
 		return;
-	}
-	close(fd);
 	make_raw_image();
 	vectored_case(true);
 }
@@ -1292,10 +1296,7 @@ static void test_flush_order(void **state)
 static void test_reset_in_flight(void **state)
 {
 	(void)state;
-	int probe = open(raw_path, O_RDONLY | O_DIRECT);
-	struct virtio_blk_config cfg = { .path = raw_path, .direct = probe >= 0 };
-	if (probe >= 0)
-		close(probe);
+	struct virtio_blk_config cfg = { .path = raw_path, .direct = direct_supported(NULL) };
 	struct drv d;
 	for (unsigned round = 0; round < 20; round++) {
 		drv_open(&d, &cfg);
@@ -1394,12 +1395,8 @@ static void test_qcow2(void **state)
 static void test_rmw_after_ring_write(void **state)
 {
 	(void)state;
-	int fd = open(raw_path, O_RDONLY | O_DIRECT);
-	if (fd < 0) {
-		print_message("SKIP: %s does not support O_DIRECT\n", dir);
+	if (!direct_supported("the RMW ordering case"))
 		return;
-	}
-	close(fd);
 	struct drv d;
 	struct virtio_blk_config cfg = { .path = raw_path, .direct = true };
 	drv_open(&d, &cfg);
