@@ -138,8 +138,20 @@ declare -A case_cmdline=([intx]='pci=nomsi')
 shoji_only() { [[ $1 == reboot || -n ${case_args[$1]:-} ]]; }
 # SHOJI_E2E_CASES="name cpus mem action status;..." replaces the list (for
 # chasing an intermittent failure with many boots in one L1).
+# A name may carry a suffix ("vsock:2") to run a case several times: each
+# copy gets the base case's options and host steps.
 if [[ -n ${SHOJI_E2E_CASES:-} ]]; then
     IFS=';' read -r -a cases <<<"$SHOJI_E2E_CASES"
+    for line in "${cases[@]}"; do
+        read -r name _ <<<"$line"
+        base=${name%%:*}
+        [[ $name == "$base" ]] && continue
+        [[ -n ${case_args[$base]:-} ]] && case_args[$name]=${case_args[$base]}
+        [[ -n ${case_pre[$base]:-} ]] && case_pre[$name]=${case_pre[$base]}
+        [[ -n ${case_post[$base]:-} ]] && case_post[$name]=${case_post[$base]}
+        [[ -n ${case_cmdline[$base]:-} ]] && case_cmdline[$name]=${case_cmdline[$base]}
+    done
+    unset line name base
 fi
 
 # Seconds one case may take. Nested, boots take 25-60 s (up to 160 s once
@@ -587,10 +599,12 @@ check_case() {
     fi
     echo "FAIL $name (${cpus} vCPU, ${mem}M)"
     printf '       - %s\n' "${why[@]}"
-    echo "       --- guest console, last 25 lines ---"
-    section "$name" out | tail -n 25 | sed 's/^/       | /' | grep . || echo "       (nothing)"
+    # The VMM's own log first: CI shows only the start of a long report, and
+    # the VMM's last lines (a crash's exit reason and RIP) say the most.
     echo "       --- shoji-vmm stderr, last 10 lines ---"
     section "$name" err | tail -n 10 | sed 's/^/       | /' | grep . || echo "       (nothing)"
+    echo "       --- guest console, last 25 lines ---"
+    section "$name" out | tail -n 25 | sed 's/^/       | /' | grep . || echo "       (nothing)"
     return 1
 }
 
