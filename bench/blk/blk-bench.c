@@ -89,7 +89,7 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 	pthread_cond_signal(&vd->irq);
 }
 
-static struct virtio_dev vd = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+static struct virtio_dev vd = { .lock = PTHREAD_MUTEX_INITIALIZER, .irq = PTHREAD_COND_INITIALIZER };
 static struct virtio_blk *blk;
 static int kick_fd;
 

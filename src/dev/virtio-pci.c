@@ -209,7 +209,8 @@ static void virtio_activate(struct virtio_dev *vd)
 		vq->indirect = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_INDIRECT_DESC_BIT);
 		vq->event_idx = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX_BIT);
 		uint64_t gpa = notify_gpa(vd, q);
-		if (vd->q[q].enabled && vd->host.set_ioeventfd &&
+		bool on_vcpu = vd->ops->vcpu_notify_queues & (1u << q);
+		if (vd->q[q].enabled && !on_vcpu && vd->host.set_ioeventfd &&
 		    vd->host.set_ioeventfd(vd->host.ctx, vd, q, gpa, true)) {
 			vd->q[q].eventfd_attached = true;
 			vd->q[q].eventfd_gpa = gpa;

@@ -871,6 +871,9 @@ const struct virtio_device_ops virtio_vsock_ops = {
 	.num_queues = 3,
 	.queue_max_size = VSOCK_QUEUE_SIZE,
 	.config_size = VSOCK_CONFIG_SIZE,
+	/* A guest's send then reaches the host socket without waking a thread;
+	 * rx refills stay on the I/O thread, as they may read many sockets. */
+	.vcpu_notify_queues = 1u << VIRTIO_VSOCK_QUEUE_TX,
 	.features = vsock_features,
 	.config_read = vsock_config_read,
 	.config_write = vsock_config_write,

@@ -9,7 +9,8 @@
  *   - activate() once the driver sets DRIVER_OK, with the negotiated
  *     features (always a subset of what the device offered);
  *   - queue_notify() on the I/O thread when the driver kicks a queue, or
- *     when the device signalled the queue's queue_event_fd();
+ *     when the device signalled the queue's queue_event_fd(); for a queue
+ *     in vcpu_notify_queues, on the kicking vCPU's thread instead;
  *   - reset() when the driver resets the device (status 0) or the machine
  *     stops; afterwards no queue may be touched until the next activate().
  *
@@ -52,6 +53,14 @@ struct virtio_device_ops {
 	unsigned num_queues;     /* 1 .. VIRTIO_MAX_QUEUES */
 	uint16_t queue_max_size; /* power of two */
 	uint32_t config_size;    /* bytes of device-specific configuration */
+	/*
+	 * Queues (bit q for queue q) whose kicks the device serves on the
+	 * vCPU thread that wrote the notify register, with no ioeventfd: the
+	 * MMIO exit to user space costs less than waking the I/O thread, for
+	 * a queue where latency counts and each kick's work is short and
+	 * never blocks (vsock's tx: one non-blocking sendmsg per packet).
+	 */
+	uint32_t vcpu_notify_queues;
 
 	/* Device features; VERSION_1 is added by the transport. */
 	uint64_t (*features)(void *dev);

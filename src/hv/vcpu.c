@@ -251,3 +251,11 @@ bool vcpu_idt_empty(struct vcpu *vcpu)
 		return false;
 	return sregs.idt.limit == 0;
 }
+
+bool vcpu_in_reset_state(struct vcpu *vcpu)
+{
+	struct kvm_sregs sregs;
+	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		return false;
+	return vcpu_rip(vcpu) == 0xfff0 && sregs.cs.base == 0xffff0000u && !(sregs.cr0 & 1);
+}

@@ -38,6 +38,14 @@ int vcpu_run(struct vcpu *vcpu);
  */
 bool vcpu_idt_empty(struct vcpu *vcpu);
 
+/*
+ * True when the vCPU holds the reset vector's state (CS base 0xffff0000,
+ * RIP 0xfff0, real mode). After a triple fault on AMD, KVM re-initialises
+ * the vCPU (the VMCB is undefined after a shutdown intercept), so the
+ * registers no longer say where the guest faulted, nor what its IDT was.
+ */
+bool vcpu_in_reset_state(struct vcpu *vcpu);
+
 /* Guest RIP for diagnostics; 0 if it cannot be read. */
 uint64_t vcpu_rip(struct vcpu *vcpu);
 

@@ -245,6 +245,9 @@ static void machine_handle_shutdown(struct machine *m, struct vcpu *v)
 	if (vcpu_idt_empty(v)) {
 		log_info("guest rebooted (triple fault with an empty IDT)");
 		machine_stop(m, VMM_EXIT_REBOOT);
+	} else if (vcpu_in_reset_state(v)) {
+		machine_vcpu_crashed(m, v, "triple fault (KVM_EXIT_SHUTDOWN; KVM reset the vCPU's registers, "
+					   "as on AMD, so where it faulted is unknown)");
 	} else {
 		machine_vcpu_crashed(m, v, "triple fault (KVM_EXIT_SHUTDOWN)");
 	}

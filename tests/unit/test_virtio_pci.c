@@ -471,9 +471,8 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-static int setup(void **state)
+static int setup_with(const struct virtio_device_ops *ops)
 {
-	(void)state;
 	memset(guest_mem_ptr(&mem, 0, 2u << 20), 0, 2u << 20);
 	memset(&td, 0, sizeof(td));
 	memset(&fh, 0, sizeof(fh));
@@ -485,12 +484,29 @@ static int setup(void **state)
 	if (!pci_bus_init(&pbus) || !pci_bus_attach(&pbus, &pio, &mmio, &cf9_ops, &cf9))
 		return -1;
 	pci_bus_set_intx_sink(&pbus, fh_set_irq, &fh);
-	vd = virtio_pci_create(&pbus, &mem, &tdev_ops, &td, &fake_host_ops);
+	vd = virtio_pci_create(&pbus, &mem, ops, &td, &fake_host_ops);
 	if (!vd)
 		return -1;
 	bar = drv_cfg_read(PCI_BASE_ADDRESS_0, 4) & PCI_BASE_ADDRESS_MEM_MASK;
 	msix_cap = drv_find_cap(VSLOT, PCI_CAP_ID_MSIX, 0);
 	return msix_cap ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_with(&tdev_ops);
+}
+
+/* The test device with queue 1 served on the vCPU thread (as vsock's tx). */
+static struct virtio_device_ops tdev_vcpu_ops;
+
+static int setup_vcpu_notify(void **state)
+{
+	(void)state;
+	tdev_vcpu_ops = tdev_ops;
+	tdev_vcpu_ops.vcpu_notify_queues = 1u << 1;
+	return setup_with(&tdev_vcpu_ops);
 }
 
 static int teardown(void **state)
@@ -992,6 +1008,28 @@ static void test_bring_up_kick_and_msi(void **state)
 	assert_int_equal(td.cfg_writes, writes);
 }
 
+/* A queue in vcpu_notify_queues gets no ioeventfd: the guest's notify
+ * write itself runs queue_notify (on the vCPU thread that made it); the
+ * other queue keeps its eventfd. Reset detaches only what was attached. */
+static void test_vcpu_notify_queue(void **state)
+{
+	(void)state;
+	drv_bring_up();
+	assert_int_equal(fh.nio, 1);
+	assert_int_equal(fh.io[0].queue, 0);
+	assert_true(fh.io[0].on);
+	drv_publish(1, 3, 100);
+	drv_kick(1);
+	assert_int_equal(td.notifies, 1);
+	assert_int_equal(td.last_queue, 1);
+	assert_int_equal(drv_used_idx(1), 1);
+	assert_int_equal(fh.nmsi, 1);
+	drv_set_status(0);
+	assert_int_equal(fh.nio, 2);
+	assert_int_equal(fh.io[1].queue, 0);
+	assert_false(fh.io[1].on);
+}
+
 static void test_kick_before_driver_ok_is_ignored(void **state)
 {
 	(void)state;
@@ -1447,6 +1485,7 @@ int main(void)
 		T(test_queue_select_out_of_range),
 		T(test_msix_vector_bounds),
 		T(test_bring_up_kick_and_msi),
+		cmocka_unit_test_setup_teardown(test_vcpu_notify_queue, setup_vcpu_notify, teardown),
 		T(test_kick_before_driver_ok_is_ignored),
 		T(test_msix_vector_mask),
 		T(test_msix_function_mask),
