@@ -6,7 +6,7 @@
 # One line per guest and round goes straight into the results stream:
 #   ROUND <n> <a|b> <L1 uptime> <ready|STALLED|EXITED> ...
 # and for a stalled guest its VMM's threads and one second of L2 exits.
-# Inputs: VMM L2_KERNEL L2_INITRD ROUNDS PAIR_SERIAL RESULTS.
+# Inputs: VMM L2_KERNEL L2_INITRD ROUNDS PAIR_SERIAL RESULTS [PAIR_THP].
 
 pair_threads() {
     for t in /proc/"$1"/task/*; do
@@ -66,6 +66,13 @@ pair_round() {
 
 # Each round's lines go to the stream at once: an L1 that dies keeps them.
 pair_all() {
+    # PAIR_THP=never|always|madvise: L1's transparent huge pages for the
+    # run (guest RAM asks for them with MADV_HUGEPAGE), to tell whether
+    # page compaction under L1's KVM matters to the guests' crashes.
+    if [ -n "${PAIR_THP:-}" ]; then
+        echo "$PAIR_THP" >/sys/kernel/mm/transparent_hugepage/enabled
+        echo "THP $(cat /sys/kernel/mm/transparent_hugepage/enabled)" | tee -a "$RESULTS"
+    fi
     n=1
     while [ "$n" -le "$ROUNDS" ]; do
         pair_round "$n" | tee -a "$RESULTS"

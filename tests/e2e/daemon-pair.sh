@@ -6,6 +6,7 @@
 # named, put a qemu-system-x86_64 wrapper first in PATH that adds
 # "-d cpu_reset,guest_errors -D FILE" (QEMU logs "Triple fault" there).
 # Usage: tests/e2e/daemon-pair.sh BUILD_DIR [ROUNDS] [file=|socket=]
+# SHOJI_PAIR_THP=never|always|madvise sets L1's transparent huge pages.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +22,7 @@ mkdir -p "$work"
 printf 'host_step pair pair_all\n' >"$work/job.sh"
 cat >"$work/env.sh" <<E2
 export VMM=/bin/shoji-vmm L2_VMM=/bin/shoji-vmm L2_KERNEL=/l2/vmlinuz L2_INITRD=/l2/initrd.cpio.gz
-export ROUNDS=$rounds PAIR_SERIAL=$serial
+export ROUNDS=$rounds PAIR_SERIAL=$serial PAIR_THP=${SHOJI_PAIR_THP:-}
 . /lib/shoji/daemon-pair-steps.sh
 E2
 nested_build_l1 "$work/l1.cpio" "$cache" "$work/job.sh" "$work/env.sh" \
