@@ -250,22 +250,14 @@ static double median(const double *v)
 }
 
 /* The smallest and largest of the runs' own ratios a[i] / b[i]. */
-static double min_ratio(const double *a, const double *b)
+static void ratio_range(const double *a, const double *b, double *lo, double *hi)
 {
-	double m = a[0] / b[0];
-	for (unsigned i = 1; i < REPEATS; i++)
-		if (a[i] / b[i] < m)
-			m = a[i] / b[i];
-	return m;
-}
-
-static double max_ratio(const double *a, const double *b)
-{
-	double m = a[0] / b[0];
-	for (unsigned i = 1; i < REPEATS; i++)
-		if (a[i] / b[i] > m)
-			m = a[i] / b[i];
-	return m;
+	*lo = *hi = a[0] / b[0];
+	for (unsigned i = 1; i < REPEATS; i++) {
+		double r = a[i] / b[i];
+		*lo = r < *lo ? r : *lo;
+		*hi = r > *hi ? r : *hi;
+	}
 }
 
 int main(int argc, char **argv)
@@ -324,13 +316,16 @@ int main(int argc, char **argv)
 		}
 	}
 	double mpt = median(pt), mvt = median(vt), mpl = median(pl), mvl = median(vl);
+	double tlo, thi, llo, lhi;
+	ratio_range(vt, pt, &tlo, &thi);
+	ratio_range(vl, pl, &llo, &lhi);
 	printf("64 KiB writes, %u x %llu MiB, medians:  plain %.0f MiB/s, vsock %.0f MiB/s, ratio %.2f "
 	       "(goal >= 0.8; per run %.2f to %.2f)\n",
 	       REPEATS, (unsigned long long)mib, mpt / (1 << 20), mvt / (1 << 20), mvt / mpt,
-	       min_ratio(vt, pt), max_ratio(vt, pt));
+	       tlo, thi);
 	printf("1-byte round trip, %u x %u rounds, medians:  plain %.1f us, vsock %.1f us, ratio %.2f "
 	       "(goal <= 2; per run %.2f to %.2f)\n",
-	       REPEATS, rounds, mpl * 1e6, mvl * 1e6, mvl / mpl, min_ratio(vl, pl), max_ratio(vl, pl));
+	       REPEATS, rounds, mpl * 1e6, mvl * 1e6, mvl / mpl, llo, lhi);
 
 	iothread_destroy(io);
 	vsock_host_detach_io(h);

@@ -347,13 +347,15 @@ run_nested() {
 # after "deferred pages initialised", 2.7 s into a boot, 1 boot in about
 # 10; the last CI run lost its vsock case so), as the daemon e2e's guests
 # and L1 itself triple-fault on their own (docs/testing.md).
+crash_line() { section "$1" err | grep -m1 -e 'triple fault' -e 'KVM internal error'; }
+
 crashed_guests() {
     local line name expect
     for line in "${cases[@]}"; do
         read -r name _ _ _ expect <<<"$line"
-        [[ $expect != 4 && $(end_field "$name" rc) == 4 ]] || continue
-        section "$name" err | grep -q -e 'triple fault' -e 'KVM internal error' && echo "$name"
+        [[ $expect != 4 && $(end_field "$name" rc) == 4 && -n $(crash_line "$name") ]] && echo "$name"
     done
+    return 0
 }
 
 # rerun_crashed_guests PAYLOAD...: in nested mode, the cases crashed_guests
@@ -369,7 +371,7 @@ rerun_crashed_guests() {
     local name line item rc=0
     : >"$work/job-crashed.sh"
     for name in "${crashed[@]}"; do
-        crash_notes+=("$name: its first run ended with '$(section "$name" err | grep -m1 -e 'triple fault' -e 'KVM internal error' | sed 's/^shoji-vmm: error: //')'; the case ran again in a fresh L1")
+        crash_notes+=("$name: its first run ended with '$(crash_line "$name" | sed 's/^shoji-vmm: error: //')'; the case ran again in a fresh L1")
         while IFS= read -r line; do
             read -r _ item _ <<<"$line"
             [[ $item == "$name" || $item == "$name:pre" || $item == "$name:post" ]] && echo "$line"
