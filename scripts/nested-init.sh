@@ -29,9 +29,12 @@ ip link set lo up
 say "up after $(cut -d' ' -f1 /proc/uptime) s"
 
 # The module tree has no modules.dep (depmod runs at package install), so
-# load KVM's three modules by hand in dependency order.
+# load KVM's three modules by hand in dependency order. Parameters on L1's
+# command line in modprobe's form (kvm_amd.npt=0, via SHOJI_L1_APPEND) are
+# passed on, as modprobe would; busybox insmod does not read them itself.
 for m in irqbypass kvm kvm-amd; do
-    if ! insmod "/lib/shoji-kvm/$m.ko"; then
+    # shellcheck disable=SC2046 # one word per parameter
+    if ! insmod "/lib/shoji-kvm/$m.ko" $(tr ' ' '\n' </proc/cmdline | sed -n "s/^$(echo "$m" | tr - _)\.//p"); then
         say "FATAL: insmod $m.ko failed"
         echo "@@FATAL insmod $m.ko failed" >/dev/ttyS1 2>/dev/null
         finish
@@ -58,7 +61,7 @@ fi
 # shellcheck source=/dev/null
 . /lib/shoji/job-env.sh
 
-say "kvm ready after $(cut -d' ' -f1 /proc/uptime) s; L2 VMM: $L2_VMM"
+say "kvm ready after $(cut -d' ' -f1 /proc/uptime) s (nested paging: $(cat /sys/module/kvm_amd/parameters/npt 2>/dev/null || echo unknown)); L2 VMM: $L2_VMM"
 emit "@@L1-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 # shellcheck source=/dev/null
 . /lib/shoji/job.sh
