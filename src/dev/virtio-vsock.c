@@ -397,8 +397,13 @@ static void conn_rw(struct virtio_vsock *vs, struct vsock_conn *c, const struct 
 		conn_close(vs, c, true);
 		return;
 	}
-	/* Tell the guest about freed space before it can run dry. */
-	if (c->fwd_cnt - c->fwd_cnt_sent >= VSOCK_CONN_BUF / 4)
+	/*
+	 * Tell the guest about freed space before it can run dry: at half the
+	 * credit, so a guest whose bytes the host takes at once always has at
+	 * least half left. (At a quarter, every 64 KiB packet cost the guest
+	 * a credit packet too.)
+	 */
+	if (c->fwd_cnt - c->fwd_cnt_sent >= VSOCK_CONN_BUF / 2)
 		c->pending |= P_CREDIT;
 }
 

@@ -327,16 +327,24 @@ static void test_guest_to_host_data(void **state)
 	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 10000, 60000);
 	assert_int_equal(f->sent_len, 70000);
 	assert_memory_equal(f->sent, buf, 70000);
-	/* 70000 forwarded bytes: the guest is told (at least a quarter of buf_alloc). */
+	assert_int_equal(stats().buffered, 0);
+	/* 70000 forwarded bytes, under half of buf_alloc: no update unasked. */
+	expect_no_rx();
+	/* A CREDIT_REQUEST is answered. */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_CREDIT_REQUEST, 0, 65536, 0, NULL, 0);
 	struct sim_pkt p = rx();
 	assert_int_equal(p.op, VSOCK_OP_CREDIT_UPDATE);
 	assert_int_equal(p.fwd_cnt, 70000);
-	assert_int_equal(stats().buffered, 0);
-	/* A CREDIT_REQUEST is answered. */
-	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_CREDIT_REQUEST, 0, 65536, 0, NULL, 0);
+	/* Half of buf_alloc forwarded since that answer: the guest is told. */
+	for (uint32_t sent = 0; sent < VSOCK_CONN_BUF / 2; sent += 60000) {
+		expect_no_rx();
+		sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 60000);
+	}
 	p = rx();
 	assert_int_equal(p.op, VSOCK_OP_CREDIT_UPDATE);
-	assert_int_equal(p.fwd_cnt, 70000);
+	assert_int_equal(p.fwd_cnt, 70000 + 3 * 60000);
+	_Static_assert(2 * 60000 < VSOCK_CONN_BUF / 2 && 3 * 60000 >= VSOCK_CONN_BUF / 2, "sizes");
+	assert_int_equal(f->sent_len, 70000 + 3 * 60000);
 }
 
 static void test_host_to_guest_data_and_credit(void **state)

@@ -94,6 +94,12 @@ struct sim {
 	 * as a guest's notify is an ioeventfd the VMM's I/O thread serves
 	 * (bench/vsock); otherwise the kick runs the device right here. */
 	int kick_fd[3];
+	/* 0: each tx descriptor pair has its own 64 KiB payload slot. N: the
+	 * payloads reuse N slots in turn, as a guest's socket layer reuses the
+	 * few buffers its credit lets it have in flight (bench/vsock); only
+	 * where no one checks the bytes (a slot may come round again before
+	 * the device has read it). */
+	unsigned tx_data_slots;
 };
 
 struct sim_pkt {
@@ -231,7 +237,7 @@ static inline void sim_tx_publish(struct sim *s, const uint8_t *hdr, uint32_t hd
 	struct vring_desc *d = sim_desc(s, VIRTIO_VSOCK_QUEUE_TX);
 	uint16_t head = s->tx_next;
 	uint16_t slot = (uint16_t)(head / 2);
-	uint64_t hgpa = SIM_TXHDR_GPA + 64u * slot, dgpa = SIM_TXDAT_GPA + 0x10000u * slot;
+	uint64_t hgpa = SIM_TXHDR_GPA + 64u * slot, dgpa = SIM_TXDAT_GPA + 0x10000u * (s->tx_data_slots ? slot % s->tx_data_slots : slot);
 	memcpy(guest_mem_ptr(&s->mem, hgpa, 64), hdr, hdr_len < 64 ? hdr_len : 64);
 	if (data_len && data) /* NULL: the payload is in the slot already (bench/vsock) */
 		memcpy(guest_mem_ptr(&s->mem, dgpa, data_len), data, data_len);
