@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static bool parse_digits(const char *text, const char **end, uint64_t *out)
 {
@@ -77,4 +78,11 @@ const char *format_size(uint64_t bytes, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%llu %s", (unsigned long long)bytes, names[i]);
 	return buf;
+}
+
+long monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -63,4 +63,8 @@ bool parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 /* Formats a byte count as "2 GiB", "512 MiB" or "12345 B" into buf. */
 const char *format_size(uint64_t bytes, char *buf, size_t len);
 
+/* CLOCK_MONOTONIC in milliseconds: for deadlines and back-offs, never
+ * for wall-clock times. */
+long monotonic_ms(void);
+
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/util.h"
 #include "daemon/proc.h"
 #include "daemon/store.h"
 #include "daemon/vm.h"
@@ -68,7 +69,7 @@ void sup_adopt(struct sup *s, struct vm *vm)
 			 (int)vm->vmm);
 	vm->state = VM_STARTING; /* running as soon as its control socket answers */
 	vm->gen++;
-	vm->started_ms = sup_now_ms();
+	vm->started_ms = monotonic_ms();
 	vm_watch_keeper(s, vm);
 	events_emit(s->events, "adopted", vm->def.name, json_pack("{s:i}", "pid", (int)vm->vmm));
 }

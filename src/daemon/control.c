@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/util.h"
 #include "daemon/proc.h"
 #include "daemon/store.h"
 #include "daemon/vm.h"
@@ -293,7 +294,7 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 	vm->restart_after_exit = restart;
 	if (vm->state != VM_STOPPING) {
 		vm->state = VM_STOPPING;
-		vm->stop_deadline_ms = sup_now_ms() + s->cfg.stop_timeout_ms;
+		vm->stop_deadline_ms = monotonic_ms() + s->cfg.stop_timeout_ms;
 		*press = true;
 	}
 	return SUP_OK;

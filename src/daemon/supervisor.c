@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/util.h"
 #include "daemon/proc.h"
 #include "daemon/spawn.h"
 #include "daemon/store.h"
@@ -30,13 +31,6 @@
 #define TICK_MS 50
 #define PING_TIMEOUT_MS 100
 #define VMM_KILL_WAIT_MS 2000
-
-long sup_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *vm_state_name(enum vm_state st)
 {
@@ -224,7 +218,7 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 	vm->state = VM_STARTING;
 	vm->gen++;
 	vm->start_timed_out = false;
-	vm->started_ms = sup_now_ms();
+	vm->started_ms = monotonic_ms();
 	vm_save_state(vm);
 	vm_watch_keeper(s, vm);
 	spawn_release(&sp);
@@ -333,7 +327,7 @@ static void vm_close_process(struct sup *s, struct vm *vm)
 /* A service VM failed: count it, and either schedule the restart or give up. */
 static void vm_schedule_restart(struct sup *s, struct vm *vm)
 {
-	long now = sup_now_ms();
+	long now = monotonic_ms();
 	unsigned kept = 0;
 	for (unsigned i = 0; i < vm->nfail; i++)
 		if (now - vm->fail_ms[i] < RESTART_WINDOW_S * 1000L)
@@ -542,7 +536,7 @@ static struct ping *pings_collect(struct sup *s, size_t *n)
 
 static void pings_apply(struct sup *s, struct ping *p, size_t n)
 {
-	long now = sup_now_ms();
+	long now = monotonic_ms();
 	for (size_t i = 0; i < n; i++)
 		if (p[i].ok && p[i].vm->gen == p[i].gen && p[i].vm->state == VM_STARTING)
 			vm_mark_running(s, p[i].vm, now);
@@ -576,7 +570,7 @@ static void *sup_thread(void *arg)
 		}
 		for (int i = 0; i < n; i++)
 			sup_handle_event(s, &evs[i]);
-		long now = sup_now_ms();
+		long now = monotonic_ms();
 		for (struct vm *vm = s->vms; vm; vm = vm->next)
 			vm_tick(s, vm, now);
 		size_t np;

@@ -77,7 +77,6 @@ struct sup {
 	bool stopping;
 };
 
-long sup_now_ms(void);
 const char *vm_state_name(enum vm_state st);
 struct vm *sup_find(struct sup *s, const char *name);
 /* Under the lock: */

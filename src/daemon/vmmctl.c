@@ -12,21 +12,16 @@
 
 #include <jansson.h>
 
-#define CONNECT_RETRY_MS 10
+#include "base/util.h"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#define CONNECT_RETRY_MS 10
 
 /* Reads one line (without the newline) before the deadline. */
 static bool read_line(int fd, char *line, size_t len, long deadline)
 {
 	size_t n = 0;
 	while (n + 1 < len) {
-		long left = deadline - now_ms();
+		long left = deadline - monotonic_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
 			return false;
@@ -54,7 +49,7 @@ static int connect_before(const struct sockaddr_un *addr, long deadline)
 		return -1;
 	while (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
 		int e = errno;
-		if ((e != EAGAIN && e != EINTR) || now_ms() + CONNECT_RETRY_MS > deadline) {
+		if ((e != EAGAIN && e != EINTR) || monotonic_ms() + CONNECT_RETRY_MS > deadline) {
 			close(fd);
 			errno = e == EAGAIN ? ETIMEDOUT : e;
 			return -1;
@@ -72,7 +67,7 @@ bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, si
 		return false;
 	}
 	memcpy(addr.sun_path, path, strlen(path) + 1);
-	long deadline = now_ms() + timeout_ms;
+	long deadline = monotonic_ms() + timeout_ms;
 	int fd = connect_before(&addr, deadline);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));

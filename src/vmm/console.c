@@ -27,6 +27,7 @@
 
 #include "base/log.h"
 #include "base/unix-socket.h"
+#include "base/util.h"
 
 #define ESCAPE_CHAR 0x01 /* Ctrl-a */
 #define DRAIN_TIMEOUT_MS 2000
@@ -325,18 +326,11 @@ bool console_start(struct console *con)
 	return true;
 }
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Final delivery after the thread stopped: pending output, bounded in time. */
 static void console_flush_remaining(struct console *con)
 {
-	long deadline = now_ms() + DRAIN_TIMEOUT_MS;
-	while (serial_tx_pending(con->serial) > 0 && con->out_fd >= 0 && now_ms() < deadline) {
+	long deadline = monotonic_ms() + DRAIN_TIMEOUT_MS;
+	while (serial_tx_pending(con->serial) > 0 && con->out_fd >= 0 && monotonic_ms() < deadline) {
 		console_drain(con);
 		if (serial_tx_pending(con->serial) > 0) {
 			struct epoll_event ev;
