@@ -237,7 +237,8 @@ static inline void sim_tx_publish(struct sim *s, const uint8_t *hdr, uint32_t hd
 	struct vring_desc *d = sim_desc(s, VIRTIO_VSOCK_QUEUE_TX);
 	uint16_t head = s->tx_next;
 	uint16_t slot = (uint16_t)(head / 2);
-	uint64_t hgpa = SIM_TXHDR_GPA + 64u * slot, dgpa = SIM_TXDAT_GPA + 0x10000u * (s->tx_data_slots ? slot % s->tx_data_slots : slot);
+	unsigned data_slot = s->tx_data_slots ? slot % s->tx_data_slots : slot;
+	uint64_t hgpa = SIM_TXHDR_GPA + 64u * slot, dgpa = SIM_TXDAT_GPA + 0x10000u * data_slot;
 	memcpy(guest_mem_ptr(&s->mem, hgpa, 64), hdr, hdr_len < 64 ? hdr_len : 64);
 	if (data_len && data) /* NULL: the payload is in the slot already (bench/vsock) */
 		memcpy(guest_mem_ptr(&s->mem, dgpa, data_len), data, data_len);
