@@ -36,23 +36,23 @@
 #define PORT  7000u
 
 static struct sim sim;
-/* The sending thread's CPU time over the wall time of the last throughput
- * run: near 1 when the sender is what limits the rate. */
-static double sender_busy;
 static char sock_path[96];
 
-static double thread_cpu(void)
+static double clock_s(clockid_t id)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static double now(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return clock_s(CLOCK_MONOTONIC);
+}
+
+static double thread_cpu(void)
+{
+	return clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 /* Refills the rx queue to n buffers once fewer than half are left, with
@@ -155,7 +155,9 @@ static void guest_connect(uint32_t gport, void *(*fn)(void *), pthread_t *t)
 
 /* ---- the measurements ---- */
 
-static double vsock_throughput(uint64_t bytes, uint32_t gport)
+/* Bytes per second; *busy: the sending thread's CPU time over the run's
+ * wall time, near 1 when the sender is what limits the rate. */
+static double vsock_throughput(uint64_t bytes, uint32_t gport, double *busy)
 {
 	pthread_t t;
 	guest_connect(gport, drain, &t);
@@ -181,13 +183,13 @@ static double vsock_throughput(uint64_t bytes, uint32_t gport)
 		total += CHUNK;
 	}
 	double dt = now() - t0;
-	sender_busy = (thread_cpu() - c0) / dt;
+	*busy = (thread_cpu() - c0) / dt;
 	sim_tx(&sim, gport, PORT, VSOCK_OP_SHUTDOWN, 3, 1 << 20, 0, NULL, 0);
 	pthread_join(t, NULL);
 	return (double)bytes / dt;
 }
 
-static double plain_throughput(uint64_t bytes)
+static double plain_throughput(uint64_t bytes, double *busy)
 {
 	int sv[2];
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
@@ -199,7 +201,7 @@ static double plain_throughput(uint64_t bytes)
 		if (write(sv[0], chunk, CHUNK) != CHUNK)
 			abort();
 	double dt = now() - t0;
-	sender_busy = (thread_cpu() - c0) / dt;
+	*busy = (thread_cpu() - c0) / dt;
 	close(sv[0]);
 	pthread_join(t, NULL);
 	close(sv[1]);
@@ -318,15 +320,11 @@ int main(int argc, char **argv)
 	double pt[REPEATS], vt[REPEATS], pl[REPEATS], vl[REPEATS], pc[REPEATS], vc[REPEATS];
 	for (unsigned i = 0; i < REPEATS; i++) {
 		if (i % 2) {
-			vt[i] = vsock_throughput(mib << 20, 1000 + 2 * i);
-			vc[i] = sender_busy;
-			pt[i] = plain_throughput(mib << 20);
-			pc[i] = sender_busy;
+			vt[i] = vsock_throughput(mib << 20, 1000 + 2 * i, &vc[i]);
+			pt[i] = plain_throughput(mib << 20, &pc[i]);
 		} else {
-			pt[i] = plain_throughput(mib << 20);
-			pc[i] = sender_busy;
-			vt[i] = vsock_throughput(mib << 20, 1000 + 2 * i);
-			vc[i] = sender_busy;
+			pt[i] = plain_throughput(mib << 20, &pc[i]);
+			vt[i] = vsock_throughput(mib << 20, 1000 + 2 * i, &vc[i]);
 		}
 	}
 	for (unsigned i = 0; i < REPEATS; i++) {
