@@ -83,8 +83,9 @@ case_pre[net]='mkdir -p "$SCRATCH/www" || exit 1
 # in the background, while the guest runs: 100 connections x 1 MiB to the
 # guest's echo server; once the guest's own client is done too, a
 # connection to the guest's endless source that is never read, sampling the
-# VMM's own memory (RSS less guest RAM) 3 s and 23 s into it; 50 connections held open, a knock on port 5009 that makes the
-# guest reboot, and EOF expected on all 50.
+# VMM's own memory (RSS less guest RAM) 3 s and 23 s into it; 50
+# connections held open, a knock on port 5009 that makes the guest reboot,
+# and EOF expected on all 50.
 case_pre[vsock]='vt=/bin/vsock-test; [ -x "$vt" ] || vt=$VSOCK_TEST; sock=$SCRATCH/v.sock
     rm -f "$SCRATCH"/vsock.* "$SCRATCH/pids"
     "$vt" server --unix "${sock}_6000" </dev/null >/dev/null 2>&1 &
@@ -95,7 +96,8 @@ case_pre[vsock]='vt=/bin/vsock-test; [ -x "$vt" ] || vt=$VSOCK_TEST; sock=$SCRAT
         # The 100 x 1 MiB run of the guest must be over before the memory is
         # sampled: its connections buffer and free, and a sanitizer build keeps
         # what is freed resident for a while (the ASan quarantine). The guest
-        # reports it on its console, which the runner keeps in CASE.out.
+        # reports it on its console, which run_case keeps in CASE.out
+        # (hs_name, set by host_step, is CASE:pre).
         con=$RUNNER_WORK/${hs_name%:pre}.out
         i=0; while [ $i -lt 300 ] && ! grep -q "SHOJI-REPORT g2h=" "$con" 2>/dev/null; do sleep 1; i=$((i + 1)); done
         "$vt" stall --unix "$sock" 5001 30 >"$SCRATCH/vsock.stall" 2>&1 &
