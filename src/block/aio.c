@@ -63,14 +63,18 @@ static int restrict_ring(struct io_uring *ring, bool read_only)
 	return r < 0 ? r : io_uring_register((unsigned)ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
 }
 
-static int setup_ring(struct block_aio *a, int event_fd)
+static int setup_ring(struct block_aio *a, int event_fd, enum block_aio_signal signal)
 {
+	/* No IORING_SETUP_COOP_TASKRUN or DEFER_TASKRUN: completions must
+	 * interrupt the submitter's sleep (see block_aio_signal). */
 	struct io_uring_params p = { .flags = IORING_SETUP_R_DISABLED };
 	int r = io_uring_queue_init_params(a->depth, &a->ring, &p);
 	if (r < 0)
 		return r;
 	if ((r = io_uring_register_files(&a->ring, &a->fd, 1)) < 0 ||
-	    (r = io_uring_register_eventfd(&a->ring, event_fd)) < 0 ||
+	    (r = signal == BLOCK_AIO_SIGNAL_WORKER
+			 ? io_uring_register_eventfd_async(&a->ring, event_fd)
+			 : io_uring_register_eventfd(&a->ring, event_fd)) < 0 ||
 	    (r = restrict_ring(&a->ring, a->read_only)) < 0) {
 		io_uring_queue_exit(&a->ring);
 		return r;
@@ -78,7 +82,8 @@ static int setup_ring(struct block_aio *a, int event_fd)
 	return 0;
 }
 
-int block_aio_open(struct block_aio **out, struct block_dev *bd, unsigned depth, int event_fd)
+int block_aio_open(struct block_aio **out, struct block_dev *bd, unsigned depth, int event_fd,
+		   enum block_aio_signal signal)
 {
 	struct block_extent ext;
 	int r = block_map_direct(bd, 0, 0, &ext);
@@ -99,7 +104,7 @@ int block_aio_open(struct block_aio **out, struct block_dev *bd, unsigned depth,
 	}
 	for (unsigned i = 0; i < depth; i++)
 		a->free_slots[i] = depth - 1 - i;
-	if ((r = setup_ring(a, event_fd)) < 0)
+	if ((r = setup_ring(a, event_fd, signal)) < 0)
 		goto fail;
 	*out = a;
 	return 0;
@@ -132,9 +137,14 @@ static bool aligned_to(uint64_t v, uint32_t align)
 	return (v & (align - 1)) == 0;
 }
 
-bool block_aio_may_rmw(const struct block_aio *a)
+bool block_aio_direct(const struct block_aio *a)
 {
 	return a->align > 1;
+}
+
+bool block_aio_may_rmw(const struct block_aio *a)
+{
+	return block_aio_direct(a); /* file.c patches only what O_DIRECT cannot take */
 }
 
 static bool unaligned(const struct block_aio *a, const struct iovec *iov, unsigned n, uint64_t off)
@@ -306,6 +316,16 @@ int block_aio_wait(struct block_aio *a)
 			return r;
 	}
 	return 0;
+}
+
+bool block_aio_has_completions(const struct block_aio *a)
+{
+	/* The kernel publishes the tail with release ordering; the head is
+	 * ours, moved under the caller's lock: a stale one only sends the
+	 * caller to the lock to find nothing. */
+	unsigned tail = __atomic_load_n(a->ring.cq.ktail, __ATOMIC_ACQUIRE);
+	unsigned head = __atomic_load_n(a->ring.cq.khead, __ATOMIC_RELAXED);
+	return tail != head;
 }
 
 unsigned block_aio_inflight(const struct block_aio *a)

@@ -19,6 +19,8 @@
  *
  * Not thread-safe: one thread at a time per struct block_aio (the caller's
  * lock), which is also the only one to touch the iovecs until completion.
+ * That thread may change from call to call (vCPU threads submit to one
+ * ring in turn); block_aio_has_completions() needs no lock.
  */
 #ifndef SHOJI_BLOCK_AIO_H
 #define SHOJI_BLOCK_AIO_H
@@ -37,13 +39,34 @@ struct block_aio_done {
 };
 
 /*
- * Sets up a ring of `depth` requests for bd that signals event_fd (an
- * eventfd) each time one completes. Returns -ENOTSUP when bd's format
- * cannot be read and written straight (qcow2), another -errno when this
- * host cannot give us a restricted ring (no io_uring, or a kernel older
- * than 5.10); logs nothing, so the caller says what it falls back to.
+ * Which completions signal a ring's eventfd.
+ *
+ * BLOCK_AIO_SIGNAL_ALL: every one; for a ring one thread submits to and
+ * sleeps on (the I/O thread's epoll loop).
+ *
+ * BLOCK_AIO_SIGNAL_WORKER: only those the kernel posts from its own worker
+ * threads (io-wq: a buffered write, a request it could not start without
+ * blocking). Every other completion of a read or write on a file runs as
+ * task work on the thread that submitted the request: the kernel
+ * interrupts that thread's sleep to post it (KVM_RUN and epoll_wait return
+ * -EINTR, so the thread looks at the ring itself), or it was posted before
+ * the submit call returned. A ring submitted to from threads that sleep
+ * elsewhere (vCPU threads in KVM_RUN) then wakes exactly the submitter,
+ * with no other thread in between, and the eventfd covers the rest.
+ * The ring must not be set up for cooperative task running (it is not).
  */
-int block_aio_open(struct block_aio **out, struct block_dev *bd, unsigned depth, int event_fd);
+enum block_aio_signal { BLOCK_AIO_SIGNAL_ALL, BLOCK_AIO_SIGNAL_WORKER };
+
+/*
+ * Sets up a ring of `depth` requests for bd that signals event_fd (an
+ * eventfd) when a request completes, as `signal` says. Returns -ENOTSUP
+ * when bd's format cannot be read and written straight (qcow2), another
+ * -errno when this host cannot give us a restricted ring (no io_uring, or
+ * a kernel older than 5.10); logs nothing, so the caller says what it
+ * falls back to.
+ */
+int block_aio_open(struct block_aio **out, struct block_dev *bd, unsigned depth, int event_fd,
+		   enum block_aio_signal signal);
 /* Waits for the requests in flight (dropping their results), then frees
  * the ring. Accepts NULL. */
 void block_aio_close(struct block_aio *a);
@@ -68,6 +91,10 @@ int block_aio_writev(struct block_aio *a, const struct iovec *iov, unsigned n, u
  * virtio-blk.c). False for buffered files: they never read-modify-write. */
 bool block_aio_may_rmw(const struct block_aio *a);
 
+/* Whether the file is open O_DIRECT (so writes do not wait in the page
+ * cache's locks, and the kernel rarely needs a worker thread for them). */
+bool block_aio_direct(const struct block_aio *a);
+
 /* Hands the queued requests to the kernel; 0 or -errno (they stay queued
  * and the next call retries them). */
 int block_aio_submit(struct block_aio *a);
@@ -83,6 +110,14 @@ unsigned block_aio_reap(struct block_aio *a, struct block_aio_done *done, unsign
  * caller that needs none in flight loops on wait and reap while
  * block_aio_inflight() is not 0. 0, or -errno when waiting failed. */
 int block_aio_wait(struct block_aio *a);
+
+/*
+ * Whether the kernel has posted completions not yet reaped. The one call
+ * that any thread may make without holding the caller's lock (it only
+ * reads the completion queue's indices), so that a thread can look
+ * cheaply before taking the lock to reap.
+ */
+bool block_aio_has_completions(const struct block_aio *a);
 
 /* Requests queued or in the kernel, not yet reaped. */
 unsigned block_aio_inflight(const struct block_aio *a);

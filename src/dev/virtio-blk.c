@@ -84,6 +84,10 @@
 #define BLK_MIN_WORKERS 8
 #define BLK_MAX_WORKERS 32
 
+/* Requests on the vCPU ring: one at a time, as a vCPU takes a request only
+ * when nothing is in flight. */
+#define BLK_VCPU_RING_DEPTH 1
+
 /* A request between vq_pop() and vq_push(): the chain without its status
  * byte, copied because the device's scratch chain is reused at once. */
 struct blk_io {
@@ -116,10 +120,13 @@ struct virtio_blk {
 	char serial[VIRTIO_BLK_ID_BYTES];
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
 	struct vq_chain chain;        /* the chain being popped; too big for a stack */
-	unsigned inflight;            /* popped, not yet pushed (I/O thread only) */
+	unsigned inflight;            /* popped, not yet pushed (transport's lock) */
 	int event_fd;                 /* workers: the done list became non-empty;
 					 the ring: a request completed */
 	struct block_aio *aio;        /* NULL: every request goes to the pool */
+	struct block_aio *vcpu_aio;   /* the vCPU threads' ring (see the header);
+					 NULL when aio is */
+	struct blk_list handed;       /* popped on a vCPU, for the I/O thread */
 	bool aio_error_logged;
 	unsigned pool_writes;         /* may-RMW requests in the pool (see header) */
 
@@ -458,9 +465,9 @@ static uint32_t blk_peek_type(const struct blk_io *io)
  * that fails a check (the pool answers it, with its warning) or one the
  * ring refuses (O_DIRECT cannot take its buffers): the pool serves those.
  */
-static bool blk_ring_start(struct virtio_blk *blk, struct blk_io *io)
+static bool blk_ring_start(struct virtio_blk *blk, struct block_aio *ring, struct blk_io *io)
 {
-	if (!blk->aio || io->nr_readable == 0 || io->iov[0].iov_len != VIRTIO_BLK_REQ_HDR_BYTES)
+	if (!ring || io->nr_readable == 0 || io->iov[0].iov_len != VIRTIO_BLK_REQ_HDR_BYTES)
 		return false;
 	uint8_t hdr[VIRTIO_BLK_REQ_HDR_BYTES];
 	memcpy(hdr, io->iov[0].iov_base, sizeof(hdr));
@@ -477,8 +484,8 @@ static bool blk_ring_start(struct virtio_blk *blk, struct blk_io *io)
 	    !blk_range_ok(blk, sector, len))
 		return false;
 	uint64_t off = sector * VIRTIO_BLK_SECTOR_SIZE;
-	int r = write ? block_aio_writev(blk->aio, data, n, off, io)
-		      : block_aio_readv(blk->aio, data, n, off, io);
+	int r = write ? block_aio_writev(ring, data, n, off, io)
+		      : block_aio_readv(ring, data, n, off, io);
 	if (r < 0)
 		return false;
 	io->direct_read = !write;
@@ -504,37 +511,55 @@ static void blk_ring_finish(struct virtio_blk *blk, struct vq *vq, struct blk_io
 	blk->inflight--;
 }
 
-/* Returns what the ring has finished to the driver; the count. */
-static unsigned blk_ring_reap(struct virtio_blk *blk, struct vq *vq)
+/* Returns what one ring has finished to the driver; the count. */
+static unsigned blk_ring_reap_one(struct virtio_blk *blk, struct block_aio *ring, struct vq *vq)
 {
 	struct block_aio_done done[32];
 	unsigned n = 0, got;
-	while (blk->aio && (got = block_aio_reap(blk->aio, done, ARRAY_SIZE(done))) > 0)
+	while (ring && (got = block_aio_reap(ring, done, ARRAY_SIZE(done))) > 0)
 		for (unsigned i = 0; i < got; i++, n++)
 			blk_ring_finish(blk, vq, done[i].tag, done[i].error);
 	return n;
 }
 
-/* Waits for the ring's writes and returns them (see the header); the
- * count of requests returned. */
+/* Returns what both rings have finished to the driver; the count. */
+static unsigned blk_ring_reap(struct virtio_blk *blk, struct vq *vq)
+{
+	return blk_ring_reap_one(blk, blk->aio, vq) + blk_ring_reap_one(blk, blk->vcpu_aio, vq);
+}
+
+/* Waits for the writes on both rings and returns them (see the header);
+ * the count of requests returned. */
 static unsigned blk_ring_wait_writes(struct virtio_blk *blk, struct vq *vq)
 {
 	unsigned n = 0;
-	while (block_aio_writes_inflight(blk->aio) > 0 && block_aio_wait(blk->aio) == 0)
-		n += blk_ring_reap(blk, vq);
+	struct block_aio *rings[] = { blk->aio, blk->vcpu_aio };
+	for (unsigned i = 0; i < ARRAY_SIZE(rings); i++)
+		while (rings[i] && block_aio_writes_inflight(rings[i]) > 0 &&
+		       block_aio_wait(rings[i]) == 0)
+			n += blk_ring_reap_one(blk, rings[i], vq);
 	return n;
 }
 
-/* Waits for everything on the ring (it writes into guest memory) and
- * forgets it unreturned: reset and teardown. */
-static void blk_ring_drop(struct virtio_blk *blk)
+/* Waits for everything on one ring (it writes into guest memory) and
+ * forgets it unreturned: reset and teardown. A request a vCPU thread
+ * submitted completes as task work on that thread, which the kernel runs
+ * when it interrupts the thread's sleep (KVM_RUN, or the transport's lock
+ * this thread may hold), so waiting here from another thread ends. */
+static void blk_ring_drop_one(struct block_aio *ring)
 {
 	struct block_aio_done done[32];
 	unsigned got;
-	while (blk->aio && block_aio_inflight(blk->aio) > 0 && block_aio_wait(blk->aio) == 0)
-		while ((got = block_aio_reap(blk->aio, done, ARRAY_SIZE(done))) > 0)
+	while (ring && block_aio_inflight(ring) > 0 && block_aio_wait(ring) == 0)
+		while ((got = block_aio_reap(ring, done, ARRAY_SIZE(done))) > 0)
 			for (unsigned i = 0; i < got; i++)
 				free(done[i].tag);
+}
+
+static void blk_ring_drop(struct virtio_blk *blk)
+{
+	blk_ring_drop_one(blk->aio);
+	blk_ring_drop_one(blk->vcpu_aio);
 }
 
 /* Whether io, headed for the pool, may read-modify-write blocks that the
@@ -660,6 +685,7 @@ static void blk_quiesce(struct virtio_blk *blk)
 		pthread_cond_wait(&blk->idle, &blk->lock);
 	list_free(&blk->done);
 	pthread_mutex_unlock(&blk->lock);
+	list_free(&blk->handed);
 	blk_ring_drop(blk);
 	blk->inflight = 0;
 	blk->pool_writes = 0;
@@ -673,6 +699,8 @@ void virtio_blk_drain(struct virtio_blk *blk)
 	pthread_mutex_unlock(&blk->lock);
 	if (blk->aio)
 		block_aio_wait(blk->aio);
+	if (blk->vcpu_aio)
+		block_aio_wait(blk->vcpu_aio);
 }
 
 /* ---- the queue (I/O thread) ---- */
@@ -719,7 +747,7 @@ static bool blk_io_is_quick(const struct blk_io *io)
 static bool blk_hand_over(struct virtio_blk *blk, struct vq *vq, struct blk_io *io,
 			  unsigned *pushed)
 {
-	if (blk_ring_start(blk, io))
+	if (blk_ring_start(blk, blk->aio, io))
 		return true;
 	io->pool_write = blk_pool_may_rmw(blk, io);
 	if (io->pool_write)
@@ -730,23 +758,10 @@ static bool blk_hand_over(struct virtio_blk *blk, struct vq *vq, struct blk_io *
 	return true;
 }
 
-/* Starts one popped chain; returns the count of requests completed here. */
-static unsigned blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
+/* Serves or hands over a request the I/O thread now owns (not counted in
+ * inflight); returns the count of requests completed here. */
+static unsigned blk_route(struct virtio_blk *blk, struct vq *vq, struct blk_io *io)
 {
-	uint16_t head = c->head;
-	uint8_t *status = blk_take_status(c);
-	if (!status) {
-		/* Nowhere to put a status: still complete it so the driver is not hung. */
-		blk_warn(blk, "request without a writable status byte");
-		vq_push(vq, head, 0);
-		return 1;
-	}
-	struct blk_io *io = blk_io_new(c, status);
-	if (!io) {
-		__atomic_store_n(status, VIRTIO_BLK_S_IOERR, __ATOMIC_RELAXED); /* see blk_io_run */
-		vq_push(vq, head, 1);
-		return 1;
-	}
 	/* A request on its own (nothing in flight, nothing behind it: a guest
 	 * at queue depth 1) is served right here: a hand-over to a worker and
 	 * back would add two thread wake-ups to its latency and buy nothing. */
@@ -761,6 +776,51 @@ static unsigned blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain
 	free(io);
 	return pushed + 1;
 }
+
+/* A popped chain as a request of its own; NULL when it was completed
+ * at once with an error (counted in *completed). */
+static struct blk_io *blk_io_take(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c,
+				  unsigned *completed)
+{
+	uint16_t head = c->head;
+	uint8_t *status = blk_take_status(c);
+	if (!status) {
+		/* Nowhere to put a status: still complete it so the driver is not hung. */
+		blk_warn(blk, "request without a writable status byte");
+		vq_push(vq, head, 0);
+		++*completed;
+		return NULL;
+	}
+	struct blk_io *io = blk_io_new(c, status);
+	if (!io) {
+		__atomic_store_n(status, VIRTIO_BLK_S_IOERR, __ATOMIC_RELAXED); /* see blk_io_run */
+		vq_push(vq, head, 1);
+		++*completed;
+	}
+	return io;
+}
+
+/* Starts one popped chain; returns the count of requests completed here. */
+static unsigned blk_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c)
+{
+	unsigned completed = 0;
+	struct blk_io *io = blk_io_take(blk, vq, c, &completed);
+	return io ? blk_route(blk, vq, io) : completed;
+}
+
+/* Serves the requests a vCPU thread popped and left to us (see
+ * blk_vcpu_queue_notify); the count completed here. */
+static unsigned blk_take_handed(struct virtio_blk *blk, struct vq *vq)
+{
+	unsigned n = 0;
+	struct blk_io *io;
+	while ((io = list_take(&blk->handed))) {
+		blk->inflight--;
+		n += blk_route(blk, vq, io);
+	}
+	return n;
+}
+
 
 /*
  * Pops and starts chains until the ring is empty or broken (the result of
@@ -853,6 +913,7 @@ static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 	if (!vq)
 		return;
 	unsigned completed = blk_push_done(blk, vq);
+	completed += blk_take_handed(blk, vq);
 	enum vq_pop_result r;
 	do {
 		vq_enable_notify(vq, false);
@@ -863,6 +924,89 @@ static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 		virtio_queue_interrupt(vd, 0);
 	if (r == VQ_BROKEN)
 		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken request queue");
+}
+
+/* ---- the vCPU side (see the header) ---- */
+
+/* Whether a request popped on a vCPU goes on the vCPU ring: reads, and
+ * writes to an O_DIRECT file. The kernel hands a buffered write to one of
+ * its worker threads (io-wq), whose completion then reaches the guest
+ * through the I/O thread: one wake-up more than the I/O thread writing it
+ * itself, so those go there. */
+static bool blk_vcpu_may_start(const struct virtio_blk *blk, const struct blk_io *io)
+{
+	uint32_t type = blk_peek_type(io);
+	return type == VIRTIO_BLK_T_IN ||
+	       (type == VIRTIO_BLK_T_OUT && block_aio_direct(blk->vcpu_aio));
+}
+
+/* Starts a chain popped on a vCPU thread without blocking: on the vCPU
+ * ring, or else on the list for the I/O thread (*wake_io_thread). Returns
+ * the count of requests completed here (malformed ones). */
+static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c,
+			       bool *wake_io_thread)
+{
+	unsigned completed = 0;
+	struct blk_io *io = blk_io_take(blk, vq, c, &completed);
+	if (!io)
+		return completed;
+	blk->inflight++;
+	if (blk_vcpu_may_start(blk, io) && blk_ring_start(blk, blk->vcpu_aio, io)) {
+		/* A failed submission stays queued; the I/O thread's next reap
+		 * submits it again. */
+		if (block_aio_submit(blk->vcpu_aio) < 0)
+			*wake_io_thread = true;
+		return 0;
+	}
+	list_add(&blk->handed, io);
+	*wake_io_thread = true;
+	return 0;
+}
+
+/*
+ * A kick on the vCPU thread, or completions on the vCPU ring (from
+ * virtio_pci_poll). Returns what is finished; then, if nothing is in
+ * flight, pops one request and starts it (a guest at queue depth 1: the
+ * one request it waits for). Everything else (requests behind that one, a
+ * kick while requests are in flight) is the I/O thread's, woken through
+ * event_fd as if a worker had finished: it pops them with notifications
+ * off, and turns them back on when it is done. Nothing here blocks.
+ */
+static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+{
+	struct virtio_blk *blk = dev;
+	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
+	if (!vq)
+		return;
+	unsigned completed = blk_push_done(blk, vq);
+	bool wake_io_thread = blk->handed.count > 0;
+	enum vq_pop_result r = VQ_EMPTY;
+	if (blk->inflight == 0 && (r = vq_pop(vq, &blk->chain)) == VQ_CHAIN)
+		completed += blk_vcpu_start(blk, vq, &blk->chain, &wake_io_thread);
+	/* Publishes avail_event past what we took, so that the next request
+	 * is kicked, unless more are already there. */
+	if (r != VQ_BROKEN && vq_enable_notify(vq, true)) {
+		vq_enable_notify(vq, false);
+		wake_io_thread = true;
+	}
+	if (wake_io_thread)
+		blk_signal_done(blk);
+	if (completed)
+		virtio_queue_interrupt(vd, 0);
+	if (r == VQ_BROKEN)
+		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken request queue");
+}
+
+static uint32_t blk_vcpu_notify_queues(void *dev)
+{
+	struct virtio_blk *blk = dev;
+	return blk->vcpu_aio ? 1u : 0;
+}
+
+static uint32_t blk_vcpu_completions(void *dev)
+{
+	struct virtio_blk *blk = dev;
+	return blk->vcpu_aio && block_aio_has_completions(blk->vcpu_aio) ? 1u : 0;
 }
 
 /* Called with the transport's lock held; workers never take it, so waiting
@@ -895,6 +1039,9 @@ const struct virtio_device_ops virtio_blk_ops = {
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
 	.queue_event_fd = blk_queue_event_fd,
+	.vcpu_notify_queues = blk_vcpu_notify_queues,
+	.vcpu_queue_notify = blk_vcpu_queue_notify,
+	.vcpu_completions = blk_vcpu_completions,
 };
 
 /* ---- creation ---- */
@@ -940,6 +1087,17 @@ static void blk_fill_config(struct virtio_blk *blk)
 	c[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
 }
 
+/* The vCPU threads' ring (see the header). Without it kicks go to the I/O
+ * thread through an ioeventfd, as for any other disk. */
+static void blk_open_vcpu_ring(struct virtio_blk *blk)
+{
+	int r = block_aio_open(&blk->vcpu_aio, blk->bd, BLK_VCPU_RING_DEPTH, blk->event_fd,
+			       BLOCK_AIO_SIGNAL_WORKER);
+	if (r < 0)
+		log_info("%s: no second io_uring for the vCPU threads (%s); all requests go through the I/O thread",
+			 blk->bd->filename, strerror(-r));
+}
+
 /*
  * The io_uring of a raw image, as cfg->aio asks. Without one (qcow2, or a
  * host that cannot give us a restricted ring: aio=auto says so and goes
@@ -950,9 +1108,12 @@ static bool blk_open_ring(struct virtio_blk *blk, const struct virtio_blk_config
 {
 	if (cfg->aio == VIRTIO_BLK_AIO_THREADS)
 		return true;
-	int r = block_aio_open(&blk->aio, blk->bd, VIRTIO_BLK_QUEUE_SIZE, blk->event_fd);
-	if (r == 0)
+	int r = block_aio_open(&blk->aio, blk->bd, VIRTIO_BLK_QUEUE_SIZE, blk->event_fd,
+			       BLOCK_AIO_SIGNAL_ALL);
+	if (r == 0) {
+		blk_open_vcpu_ring(blk);
 		return true;
+	}
 	if (cfg->aio == VIRTIO_BLK_AIO_IO_URING) {
 		if (r == -ENOTSUP)
 			log_error("%s: aio=io_uring needs a raw image (use aio=threads or aio=auto for %s)",
@@ -1023,6 +1184,7 @@ struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 	pthread_cond_init(&blk->idle, NULL);
 	list_init(&blk->pending);
 	list_init(&blk->done);
+	list_init(&blk->handed);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	blk->max_workers = cpus > 0 && cpus < BLK_MAX_WORKERS / 4 ? (unsigned)cpus * 4 : BLK_MAX_WORKERS;
 	if (blk->max_workers < BLK_MIN_WORKERS)
@@ -1050,6 +1212,7 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 		return;
 	blk_stop_workers(blk);
 	blk_ring_drop(blk);
+	block_aio_close(blk->vcpu_aio);
 	block_aio_close(blk->aio);
 	if (!blk->read_only && block_flush(blk->bd) < 0)
 		log_error("%s: flush at close failed", blk->bd->filename);

@@ -57,6 +57,7 @@ struct virtio_dev {
 	uint16_t queue_select;
 	uint8_t isr;
 	bool reset_logged;
+	uint32_t vcpu_queues;  /* the device's vcpu_notify_queues() while running */
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 
 	uint8_t msix_cap;
@@ -184,6 +185,7 @@ static void virtio_reset(struct virtio_dev *vd)
 	vd->isr = 0;
 	intx_update(vd);
 	vd->reset_logged = false;
+	vd->vcpu_queues = 0;
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vq_reset(&vd->q[q].vq, vd->mem);
 		vd->q[q].size = vd->ops->queue_max_size;
@@ -204,12 +206,13 @@ static bool features_acceptable(struct virtio_dev *vd)
 
 static void virtio_activate(struct virtio_dev *vd)
 {
+	vd->vcpu_queues = vd->ops->vcpu_notify_queues ? vd->ops->vcpu_notify_queues(vd->dev) : 0;
 	for (unsigned q = 0; q < vd->ops->num_queues; q++) {
 		struct vq *vq = &vd->q[q].vq;
 		vq->indirect = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_INDIRECT_DESC_BIT);
 		vq->event_idx = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX_BIT);
 		uint64_t gpa = notify_gpa(vd, q);
-		bool on_vcpu = vd->ops->vcpu_notify_queues & (1u << q);
+		bool on_vcpu = vd->vcpu_queues & (1u << q);
 		if (vd->q[q].enabled && !on_vcpu && vd->host.set_ioeventfd &&
 		    vd->host.set_ioeventfd(vd->host.ctx, vd, q, gpa, true)) {
 			vd->q[q].eventfd_attached = true;
@@ -421,10 +424,21 @@ static void virtio_pci_config_written(void *opaque, uint32_t offset, uint32_t le
 /* ---- BAR 0 ---- */
 
 /* A kick counts only for an enabled queue of a running, unbroken device. */
-static void kick_locked(struct virtio_dev *vd, uint64_t q)
+static bool queue_running(const struct virtio_dev *vd, uint64_t q)
 {
-	if (q < vd->ops->num_queues && (vd->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
-	    !(vd->status & VIRTIO_CONFIG_S_NEEDS_RESET) && vd->q[q].enabled)
+	return q < vd->ops->num_queues && (vd->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	       !(vd->status & VIRTIO_CONFIG_S_NEEDS_RESET) && vd->q[q].enabled;
+}
+
+/* A kick through the notify register (on_vcpu: an MMIO write, on the
+ * vCPU's thread) or through the queue's eventfd (on the I/O thread). */
+static void kick_locked(struct virtio_dev *vd, uint64_t q, bool on_vcpu)
+{
+	if (!queue_running(vd, q))
+		return;
+	if (on_vcpu && (vd->vcpu_queues & (1u << q)) && vd->ops->vcpu_queue_notify)
+		vd->ops->vcpu_queue_notify(vd->dev, vd, (unsigned)q);
+	else
 		vd->ops->queue_notify(vd->dev, vd, (unsigned)q);
 }
 
@@ -458,7 +472,7 @@ static void bar_write_locked(struct virtio_dev *vd, uint64_t off, const uint8_t 
 		if (rel + len <= vd->ops->config_size && vd->ops->config_write)
 			vd->ops->config_write(vd->dev, (uint32_t)rel, data, len);
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF && off < VIRTIO_PCI_MSIX_OFF) {
-		kick_locked(vd, (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT);
+		kick_locked(vd, (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT, true);
 	} else if (off >= VIRTIO_PCI_MSIX_OFF && off % 4 == 0 && len == 4) {
 		msix_write(vd, off, (uint32_t)le_load(data, len));
 	}
@@ -488,7 +502,20 @@ const struct io_ops virtio_pci_bar_ops = {
 void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
 {
 	pthread_mutex_lock(&vd->lock);
-	kick_locked(vd, queue);
+	kick_locked(vd, queue, false);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+void virtio_pci_poll(struct virtio_dev *vd)
+{
+	/* Without the lock: this runs before every KVM_RUN of every vCPU. */
+	uint32_t ready = vd->ops->vcpu_completions ? vd->ops->vcpu_completions(vd->dev) : 0;
+	if (!ready)
+		return;
+	pthread_mutex_lock(&vd->lock);
+	for (unsigned q = 0; q < vd->ops->num_queues; q++)
+		if ((ready & (1u << q)) && (vd->vcpu_queues & (1u << q)) && queue_running(vd, q))
+			vd->ops->vcpu_queue_notify(vd->dev, vd, q);
 	pthread_mutex_unlock(&vd->lock);
 }
 

@@ -9,7 +9,8 @@
  * notification address to an eventfd (KVM ioeventfd) so kicks reach the I/O
  * thread without a vCPU exit; it then calls virtio_pci_kick() for them.
  * Without an eventfd, a kick arrives as an MMIO write and is handled the
- * same way on the vCPU thread.
+ * same way on the vCPU thread; a device may ask for that on purpose
+ * (vcpu_notify_queues) and then finish the work with virtio_pci_poll().
  *
  * Not there yet: INTx for drivers that do not enable MSI-X (the device then
  * only sets its ISR bits), and the VIRTIO_PCI_CAP_PCI_CFG window.
@@ -49,6 +50,15 @@ void virtio_pci_destroy(struct virtio_dev *vd);
 
 /* A notification for `queue` arrived through its eventfd. */
 void virtio_pci_kick(struct virtio_dev *vd, unsigned queue);
+
+/*
+ * Returns to the driver what the device finished of the work it started
+ * from vCPU kicks (virtio_device_ops.vcpu_completions). Every thread that
+ * may have started such work calls this whenever it wakes: the vCPU
+ * threads before each KVM_RUN (and so after every -EINTR), the I/O thread
+ * after each epoll_wait. Cheap when there is nothing: no lock is taken.
+ */
+void virtio_pci_poll(struct virtio_dev *vd);
 
 /* The BAR 0 ops, for tests that drive the transport as a driver would. */
 extern const struct io_ops virtio_pci_bar_ops;

@@ -870,15 +870,21 @@ static void vsock_reset(void *dev)
 	pthread_mutex_unlock(&vs->lock);
 }
 
+/* A guest's send then reaches the host socket without waking a thread;
+ * rx refills stay on the I/O thread, as they may read many sockets. */
+static uint32_t vsock_vcpu_notify_queues(void *dev)
+{
+	(void)dev;
+	return 1u << VIRTIO_VSOCK_QUEUE_TX;
+}
+
 const struct virtio_device_ops virtio_vsock_ops = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
 	.num_queues = 3,
 	.queue_max_size = VSOCK_QUEUE_SIZE,
 	.config_size = VSOCK_CONFIG_SIZE,
-	/* A guest's send then reaches the host socket without waking a thread;
-	 * rx refills stay on the I/O thread, as they may read many sockets. */
-	.vcpu_notify_queues = 1u << VIRTIO_VSOCK_QUEUE_TX,
+	.vcpu_notify_queues = vsock_vcpu_notify_queues,
 	.features = vsock_features,
 	.config_read = vsock_config_read,
 	.config_write = vsock_config_write,

@@ -10,7 +10,8 @@
  *     features (always a subset of what the device offered);
  *   - queue_notify() on the I/O thread when the driver kicks a queue, or
  *     when the device signalled the queue's queue_event_fd(); for a queue
- *     in vcpu_notify_queues, on the kicking vCPU's thread instead;
+ *     in vcpu_notify_queues(), on the kicking vCPU's thread instead (or
+ *     vcpu_queue_notify(), which the device has for that thread);
  *   - reset() when the driver resets the device (status 0) or the machine
  *     stops; afterwards no queue may be touched until the next activate().
  *
@@ -54,14 +55,15 @@ struct virtio_device_ops {
 	uint16_t queue_max_size; /* power of two */
 	uint32_t config_size;    /* bytes of device-specific configuration */
 	/*
-	 * Queues (bit q for queue q) whose kicks the device serves on the
-	 * vCPU thread that wrote the notify register, with no ioeventfd: the
-	 * MMIO exit to user space costs less than waking the I/O thread, for
-	 * a queue where latency counts and each kick's work is short and
-	 * never blocks (vsock's tx: one non-blocking sendmsg per packet).
+	 * Optional: the queues (bit q for queue q) whose kicks the device
+	 * serves on the vCPU thread that wrote the notify register, with no
+	 * ioeventfd; asked once per activation. The MMIO exit to user space
+	 * costs less than waking the I/O thread, for a queue where latency
+	 * counts and each kick's work is short and never blocks (vsock's tx:
+	 * one non-blocking sendmsg per packet; virtio-blk at queue depth 1:
+	 * one io_uring submission, see vcpu_queue_notify).
 	 */
-	uint32_t vcpu_notify_queues;
-
+	uint32_t (*vcpu_notify_queues)(void *dev);
 	/* Device features; VERSION_1 is added by the transport. */
 	uint64_t (*features)(void *dev);
 	void (*config_read)(void *dev, uint32_t offset, uint8_t *data, uint32_t len);
@@ -70,6 +72,23 @@ struct virtio_device_ops {
 	bool (*features_ok)(void *dev, uint64_t features);
 	void (*activate)(void *dev, struct virtio_dev *vd, uint64_t features);
 	void (*queue_notify)(void *dev, struct virtio_dev *vd, unsigned queue);
+	/*
+	 * Optional: what a kick of a vcpu_notify_queues queue calls instead
+	 * of queue_notify, on the vCPU thread; also called from
+	 * virtio_pci_poll() for the queues vcpu_completions() names. Must not
+	 * block: the guest's CPU waits for it to return.
+	 */
+	void (*vcpu_queue_notify)(void *dev, struct virtio_dev *vd, unsigned queue);
+	/*
+	 * Optional, called without the transport's lock from any thread:
+	 * the queues (bit q for queue q) where work started by
+	 * vcpu_queue_notify has finished and waits for it to be returned.
+	 * Work a vCPU thread starts in the kernel (an io_uring request)
+	 * finishes as task work on that same thread, which interrupts its
+	 * KVM_RUN; the vCPU loop then calls virtio_pci_poll(), and so the
+	 * completion reaches the guest with one thread wake-up, the vCPU's.
+	 */
+	uint32_t (*vcpu_completions)(void *dev);
 	void (*reset)(void *dev);
 	/*
 	 * Optional: an eventfd (owned by the device, open until it is

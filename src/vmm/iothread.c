@@ -42,6 +42,8 @@ struct iothread {
 	 * handed out their pointer in the batch being dispatched. */
 	struct io_watch *dead;
 	struct io_call *calls, **calls_tail;
+	iothread_fn on_wake;  /* set before the thread starts */
+	void *on_wake_ctx;
 };
 
 struct iothread *iothread_create(void)
@@ -205,6 +207,8 @@ static void *iothread_main(void *arg)
 		free_dead_watches(io);
 		struct epoll_event events[64];
 		int n = epoll_wait(io->epoll_fd, events, 64, -1);
+		if (io->on_wake)
+			io->on_wake(io->on_wake_ctx);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -214,6 +218,12 @@ static void *iothread_main(void *arg)
 		dispatch(io, events, n);
 	}
 	return NULL;
+}
+
+void iothread_on_wake(struct iothread *io, iothread_fn fn, void *ctx)
+{
+	io->on_wake = fn;
+	io->on_wake_ctx = ctx;
 }
 
 bool iothread_start(struct iothread *io)

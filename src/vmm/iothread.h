@@ -47,6 +47,15 @@ bool iothread_call(struct iothread *io, iothread_fn fn, void *ctx);
 /* True on the I/O thread itself. */
 bool iothread_is_current(const struct iothread *io);
 
+/*
+ * Calls fn(ctx) on the I/O thread each time it wakes, before the ready
+ * callbacks, also when the wait was only interrupted (-EINTR): work the
+ * thread submitted to an io_uring without an eventfd completes as task
+ * work that interrupts the wait and is seen only this way (see
+ * block/aio.h, BLOCK_AIO_SIGNAL_WORKER). Only before iothread_start().
+ */
+void iothread_on_wake(struct iothread *io, iothread_fn fn, void *ctx);
+
 bool iothread_start(struct iothread *io);
 /*
  * Stops and joins the thread (if started), runs the calls still queued,

@@ -304,6 +304,10 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
 	while (!atomic_load(&m->stopping) && !atomic_load(&m->vcpus_halted)) {
+		/* Disk reads this thread submitted finish as task work that
+		 * makes KVM_RUN return -EINTR: return them to the guest here. */
+		if (m->virtio)
+			virtio_host_poll(m->virtio);
 		int rc = vcpu_run(&s->vcpu);
 		if (rc == -EINTR || rc == -EAGAIN)
 			continue;

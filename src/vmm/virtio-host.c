@@ -32,6 +32,10 @@ struct virtio_host {
 	bool any_length_ioeventfd;
 	unsigned count;
 	struct host_device dev[VIRTIO_HOST_MAX_DEVICES];
+	/* The devices with vcpu_completions, for virtio_host_poll(); only
+	 * added to before the vCPUs and the I/O thread start. */
+	unsigned npolled;
+	struct virtio_dev *polled[VIRTIO_HOST_MAX_DEVICES];
 };
 
 static void host_send_msi(void *ctx, uint64_t addr, uint32_t data)
@@ -79,6 +83,11 @@ static bool watch_device_event(struct virtio_host *h, struct host_device *hd,
 	return true;
 }
 
+static void host_poll_on_wake(void *ctx)
+{
+	virtio_host_poll(ctx);
+}
+
 struct virtio_host *virtio_host_create(struct kvm_vm *vm, struct pci_bus *bus, struct iothread *io)
 {
 	struct virtio_host *h = calloc(1, sizeof(*h));
@@ -88,7 +97,14 @@ struct virtio_host *virtio_host_create(struct kvm_vm *vm, struct pci_bus *bus, s
 	h->bus = bus;
 	h->io = io;
 	h->any_length_ioeventfd = kvm_vm_has_cap(vm, KVM_CAP_IOEVENTFD_ANY_LENGTH);
+	iothread_on_wake(io, host_poll_on_wake, h);
 	return h;
+}
+
+void virtio_host_poll(struct virtio_host *h)
+{
+	for (unsigned i = 0; i < h->npolled; i++)
+		virtio_pci_poll(h->polled[i]);
 }
 
 bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops, void *dev)
@@ -109,6 +125,8 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 	h->count++; /* counted now so that destroy releases what was made */
 	if (!hd->vd)
 		return false;
+	if (ops->vcpu_completions)
+		h->polled[h->npolled++] = hd->vd;
 	for (unsigned q = 0; q < hd->nqueues; q++) {
 		struct kick_source *k = &hd->kick[q];
 		k->vd = hd->vd;

@@ -75,7 +75,7 @@ static int rig_open(struct rig *r, const char *path, const char *format, bool re
 	r->efd = eventfd(0, EFD_CLOEXEC);
 	assert_true(r->efd >= 0);
 	r->aio = NULL;
-	return block_aio_open(&r->aio, r->bd, depth, r->efd);
+	return block_aio_open(&r->aio, r->bd, depth, r->efd, BLOCK_AIO_SIGNAL_ALL);
 }
 
 static void rig_open_ok(struct rig *r, bool read_only, bool direct, unsigned depth)

@@ -24,7 +24,9 @@
 
 #include <cmocka.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +52,9 @@ static struct guest_mem mem;
 /* Every test runs twice: with the disks' default (raw images on io_uring)
  * and with aio=threads (every request on the worker pool). */
 static enum virtio_blk_aio test_aio;
+/* The third run: aio=auto with kicks on the vCPU thread, as the VMM
+ * delivers them for a raw disk (see drv_notify). */
+static bool test_vcpu_kicks;
 static char dir[64];
 static char raw_path[128];
 
@@ -169,10 +174,52 @@ static void drv_publish(struct drv *d, const struct seg *segs, unsigned n, bool 
 	avail[1]++;
 }
 
-/* A kick as the I/O thread delivers it: one queue_notify. */
-static void drv_notify(struct drv *d)
+/* Whether kicks of this disk go to the vCPU thread (third run, and the
+ * disk has a vCPU ring), as virtio-pci.c asks the device at activation. */
+static bool drv_on_vcpu(const struct drv *d)
+{
+	return test_vcpu_kicks && (virtio_blk_ops.vcpu_notify_queues(d->blk) & 1u);
+}
+
+/* What the I/O thread does when the device's event fd fires. */
+static void drv_event(struct drv *d)
 {
 	virtio_blk_ops.queue_notify(d->blk, &d->vd, 0);
+}
+
+/* What a vCPU thread does before it enters the guest again (virtio_pci_poll). */
+static void drv_vcpu_poll(struct drv *d)
+{
+	if (drv_on_vcpu(d) && (virtio_blk_ops.vcpu_completions(d->blk) & 1u))
+		virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+}
+
+/* Whether the device's event fd fired (and clears it). */
+static bool drv_event_fired(struct drv *d)
+{
+	uint64_t n;
+	return read(virtio_blk_ops.queue_event_fd(d->blk, 0), &n, sizeof(n)) == sizeof(n);
+}
+
+/* A kick as the VMM delivers it: one queue_notify on the I/O thread; or,
+ * for a disk served on the vCPU thread, vcpu_queue_notify there, then
+ * queue_notify if it handed work to the I/O thread. */
+static void drv_notify(struct drv *d)
+{
+	if (!drv_on_vcpu(d)) {
+		drv_event(d);
+		return;
+	}
+	virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+	if (drv_event_fired(d))
+		drv_event(d);
+}
+
+/* Everything the VMM's threads do with completions: both of the above. */
+static void drv_serve(struct drv *d)
+{
+	drv_vcpu_poll(d);
+	drv_event(d);
 }
 
 /* A kick, then the completion event once the device has served it all. */
@@ -180,7 +227,7 @@ static void drv_kick(struct drv *d)
 {
 	drv_notify(d);
 	virtio_blk_drain(d->blk);
-	drv_notify(d);
+	drv_serve(d);
 }
 
 /* What the VMM's I/O thread does with the device's event fd: waits for it
@@ -196,7 +243,7 @@ static void drv_wait_used(struct drv *d, uint16_t want)
 			uint64_t n;
 			assert_int_equal(read(fd, &n, sizeof(n)), sizeof(n));
 		}
-		drv_notify(d);
+		drv_serve(d);
 	}
 }
 
@@ -518,6 +565,10 @@ static bool served_within_kick(struct drv *d, uint32_t type, uint32_t out_len, u
 static void test_lone_request_placement(void **state)
 {
 	(void)state;
+	if (test_vcpu_kicks) {
+		print_message("SKIP: the I/O thread's placement; test_vcpu_placement covers this run\n");
+		return;
+	}
 	struct drv d;
 	drv_open_raw(&d);
 	assert_true(served_within_kick(&d, VIRTIO_BLK_T_IN, 0, 4096));
@@ -779,8 +830,13 @@ static void test_broken_chain(void **state)
 	/* Further kicks find the queue broken and do nothing else. */
 	drv_notify(&d);
 	assert_int_equal(*gpa(STATUS_GPA, 1), VIRTIO_BLK_S_OK);
-	assert_int_equal(drv_used_hdr()[1], 0);
-	assert_int_equal(d.vd.interrupt_calls, 0);
+	/* On the vCPU thread the read goes on the vCPU ring, and may finish
+	 * (from the page cache, at once) before the I/O thread pops the broken
+	 * chain behind it; it is then returned, as it may be. */
+	uint16_t returned = drv_on_vcpu(&d) ? drv_used_hdr()[1] : 0;
+	assert_int_equal(drv_used_hdr()[1], returned);
+	assert_true(returned <= 1);
+	assert_int_equal(d.vd.interrupt_calls, returned);
 
 	/* A loop, after a reset. */
 	virtio_blk_ops.reset(d.blk);
@@ -927,6 +983,12 @@ static void test_open_errors(void **state)
 static void test_interrupts_event_idx(void **state)
 {
 	(void)state;
+	if (test_vcpu_kicks) {
+		/* The counts below are of one thread's batches; the vCPU thread
+		 * and the I/O thread split a batch between them. */
+		print_message("SKIP: interrupt counts per batch are the I/O thread's; test_vcpu_placement counts the vCPU path's\n");
+		return;
+	}
 	struct drv d;
 	drv_open_raw(&d);
 	assert_true(d.vd.vq.event_idx);
@@ -1466,6 +1528,218 @@ static void test_io_uring_needs_raw(void **state)
 	unlink(img);
 }
 
+/* ---- kicks on the vCPU thread (raw disks with io_uring) ---- */
+
+static uint16_t drv_used_idx(void)
+{
+	return __atomic_load_n(&drv_used_hdr()[1], __ATOMIC_ACQUIRE);
+}
+
+/* Waits (5 s at most) until the vCPU ring has a completion, as the vCPU
+ * loop would see after KVM_RUN; any system call lets the kernel run the
+ * task work that posts it. */
+static void wait_vcpu_completion(struct drv *d)
+{
+	for (int turns = 0; !(virtio_blk_ops.vcpu_completions(d->blk) & 1u); turns++) {
+		assert_true(turns < 50000);
+		usleep(100);
+	}
+}
+
+/* A disk served on the vCPU threads, or (aio=threads) asserted not to be. */
+static bool open_vcpu_disk(struct drv *d, bool direct)
+{
+	struct virtio_blk_config cfg = { .path = raw_path, .direct = direct };
+	drv_open(d, &cfg);
+	if (test_aio == VIRTIO_BLK_AIO_THREADS) {
+		/* No ring: kicks go to the I/O thread through an ioeventfd. */
+		assert_int_equal(virtio_blk_ops.vcpu_notify_queues(d->blk), 0);
+		assert_int_equal(virtio_blk_ops.vcpu_completions(d->blk), 0);
+		drv_close(d);
+		return false;
+	}
+	assert_int_equal(virtio_blk_ops.vcpu_notify_queues(d->blk), 1);
+	drv_event_fired(d); /* start from a quiet event fd */
+	return true;
+}
+
+/*
+ * Where a kick on the vCPU thread puts each request: a lone read (or
+ * O_DIRECT write) on the vCPU ring, returned by the vCPU's poll and not by
+ * the I/O thread; anything else, and anything behind the first request,
+ * to the I/O thread through the event fd.
+ */
+static void test_vcpu_placement(void **state)
+{
+	(void)state;
+	bool direct = direct_supported(NULL);
+	struct drv d;
+	if (!open_vcpu_disk(&d, direct))
+		return;
+	uint8_t want[REQ_BYTES];
+	file_read(raw_path, want, REQ_BYTES, 8 * 5 * 512);
+
+	/* A lone read: submitted here, returned by the poll, one interrupt. */
+	publish_slot(&d, 5, VIRTIO_BLK_T_IN);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_int_equal(drv_used_idx(), 0);
+	wait_vcpu_completion(&d);
+	unsigned calls = d.vd.interrupt_calls;
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_int_equal(drv_used_idx(), 1);
+	assert_int_equal(drv_take_used(&d), REQ_BYTES + 1);
+	assert_int_equal(*gpa(STATUS_GPA + 5, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gpa(IN_GPA + 5 * REQ_BYTES, REQ_BYTES), want, REQ_BYTES);
+	assert_int_equal(d.vd.interrupt_calls, calls + 1);
+	assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
+	/* avail_event asks for the next request's kick. */
+	assert_int_equal(*(uint16_t *)&drv_used_ring()[2 * QSIZE], 1);
+
+	/* Two at once: the first on the vCPU ring, the second left in the
+	 * avail ring for the I/O thread, which the event fd wakes. */
+	publish_slot(&d, 1, VIRTIO_BLK_T_IN);
+	publish_slot(&d, 2, VIRTIO_BLK_T_IN);
+	drv_event_fired(&d);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_true(drv_event_fired(&d));
+	wait_vcpu_completion(&d);
+	drv_event(&d);
+	drv_wait_used(&d, 3);
+	d.used_seen = 3;
+	assert_int_equal(*gpa(STATUS_GPA + 1, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(*gpa(STATUS_GPA + 2, 1), VIRTIO_BLK_S_OK);
+
+	/* A kick while a request is in flight takes nothing: the I/O thread
+	 * gets the new one. */
+	publish_slot(&d, 3, VIRTIO_BLK_T_IN);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	drv_event_fired(&d);
+	publish_slot(&d, 4, VIRTIO_BLK_T_IN);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_true(drv_event_fired(&d));
+	drv_wait_used(&d, 5);
+	d.used_seen = 5;
+
+	/* A lone flush is the I/O thread's (it blocks): handed over, then
+	 * served by the pool. */
+	write_hdr(6, VIRTIO_BLK_T_FLUSH, 0);
+	struct seg f[] = { { HDR_GPA + 32 * 6, 16, false }, { STATUS_GPA + 6, 1, true } };
+	*gpa(STATUS_GPA + 6, 1) = 0xee;
+	drv_publish(&d, f, 2, false);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_true(drv_event_fired(&d));
+	assert_int_equal(drv_used_idx(), 5);
+	drv_event(&d);
+	drv_wait_used(&d, 6);
+	d.used_seen = 6;
+	assert_int_equal(*gpa(STATUS_GPA + 6, 1), VIRTIO_BLK_S_OK);
+	drv_close(&d);
+
+	/* A lone write to a buffered file is the I/O thread's too (the kernel
+	 * would hand it to a worker thread); it serves it at once. */
+	if (!open_vcpu_disk(&d, false))
+		return;
+	memset(gpa(OUT_GPA + 7 * REQ_BYTES, REQ_BYTES), 0x6b, REQ_BYTES);
+	publish_slot(&d, 7, VIRTIO_BLK_T_OUT);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_true(drv_event_fired(&d));
+	assert_int_equal(drv_used_idx(), 0);
+	drv_event(&d);
+	assert_int_equal(drv_used_idx(), 1);
+	assert_int_equal(*gpa(STATUS_GPA + 7, 1), VIRTIO_BLK_S_OK);
+	d.used_seen = 1;
+	uint8_t got[REQ_BYTES];
+	file_read(raw_path, got, REQ_BYTES, 8 * 7 * 512);
+	assert_memory_equal(got, gpa(OUT_GPA + 7 * REQ_BYTES, REQ_BYTES), REQ_BYTES);
+	drv_close(&d);
+}
+
+/*
+ * What the design rests on: a read the vCPU thread submitted interrupts
+ * that thread's sleep when it completes (epoll_wait returns -EINTR, as
+ * KVM_RUN does), or signals the event fd when a kernel worker finished it;
+ * it never completes silently. A ring set up for cooperative task running
+ * would fail this. O_DIRECT, so the read is still in flight when the
+ * thread goes to sleep.
+ */
+static void test_vcpu_completion_wakes_submitter(void **state)
+{
+	(void)state;
+	if (!direct_supported("the vCPU wake-up case"))
+		return;
+	struct drv d;
+	if (!open_vcpu_disk(&d, true))
+		return;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(ep >= 0);
+	struct epoll_event ev = { .events = EPOLLIN };
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, virtio_blk_ops.queue_event_fd(d.blk, 0), &ev), 0);
+	unsigned interrupted = 0, slept = 0;
+	for (unsigned round = 0; round < 16; round++) {
+		unsigned slot = round % 8;
+		publish_slot(&d, slot, VIRTIO_BLK_T_IN);
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		if (!(virtio_blk_ops.vcpu_completions(d.blk) & 1u)) {
+			slept++;
+			int n = epoll_wait(ep, &ev, 1, 5000);
+			assert_true(n == 1 || (n < 0 && errno == EINTR)); /* 0: a lost wake-up */
+			interrupted += n < 0;
+			drv_event_fired(&d);
+		}
+		wait_vcpu_completion(&d);
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		assert_int_equal(drv_used_idx(), round + 1);
+		d.used_seen++;
+		assert_int_equal(*gpa(STATUS_GPA + slot, 1), VIRTIO_BLK_S_OK);
+	}
+	close(ep);
+	drv_close(&d);
+	if (slept == 0)
+		print_message("SKIP the wake-up check: every read completed before the thread slept\n");
+	else
+		assert_true(interrupted > 0); /* the task-work path, not only kernel workers */
+}
+
+/* Reset with a request on the vCPU ring: once reset returns nothing is
+ * written into guest memory or returned, nothing is left to poll, and the
+ * driver starts over. */
+static void test_vcpu_reset_in_flight(void **state)
+{
+	(void)state;
+	struct drv d;
+	for (unsigned round = 0; round < 20; round++) {
+		if (!open_vcpu_disk(&d, direct_supported(NULL)))
+			return;
+		memset(gpa(IN_GPA, REQ_BYTES), 0xcc, REQ_BYTES);
+		publish_slot(&d, 0, VIRTIO_BLK_T_IN);
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		if (round % 2)
+			usleep(50);
+		virtio_blk_ops.reset(d.blk);
+		static uint8_t in[REQ_BYTES];
+		memcpy(in, gpa(IN_GPA, REQ_BYTES), REQ_BYTES);
+		uint8_t status = *gpa(STATUS_GPA, 1);
+		assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
+		usleep(2000);
+		assert_memory_equal(gpa(IN_GPA, REQ_BYTES), in, REQ_BYTES);
+		assert_int_equal(*gpa(STATUS_GPA, 1), status);
+		assert_int_equal(drv_used_idx(), 0);
+		/* A poll or a kick after the reset touches nothing. */
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		assert_int_equal(drv_used_idx(), 0);
+
+		drv_start(&d, virtio_blk_ops.features(d.blk));
+		publish_slot(&d, 1, VIRTIO_BLK_T_IN);
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		wait_vcpu_completion(&d);
+		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		assert_int_equal(drv_used_idx(), 1);
+		d.used_seen = 1;
+		assert_int_equal(*gpa(STATUS_GPA + 1, 1), VIRTIO_BLK_S_OK);
+		drv_close(&d);
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup(f, test_setup)
@@ -1503,11 +1777,17 @@ int main(void)
 		T(test_qcow2),
 		T(test_rmw_after_ring_write),
 		T(test_io_uring_needs_raw),
+		T(test_vcpu_placement),
+		T(test_vcpu_completion_wakes_submitter),
+		T(test_vcpu_reset_in_flight),
 	};
 	test_aio = VIRTIO_BLK_AIO_AUTO;
 	int failed = cmocka_run_group_tests_name("aio=auto (io_uring)", tests, group_setup,
 						 group_teardown);
 	test_aio = VIRTIO_BLK_AIO_THREADS;
-	return failed + cmocka_run_group_tests_name("aio=threads", tests, group_setup,
-						    group_teardown);
+	failed += cmocka_run_group_tests_name("aio=threads", tests, group_setup, group_teardown);
+	test_aio = VIRTIO_BLK_AIO_AUTO;
+	test_vcpu_kicks = true;
+	return failed + cmocka_run_group_tests_name("aio=auto, kicks on the vCPU thread", tests,
+						    group_setup, group_teardown);
 }

@@ -54,6 +54,8 @@ static struct guest_mem mem;
 
 struct tdev {
 	unsigned activations, resets, notifies;
+	unsigned vcpu_notifies;     /* vcpu_queue_notify calls */
+	uint32_t vcpu_ready;        /* what vcpu_completions reports */
 	unsigned last_queue;
 	uint64_t features;
 	uint8_t cfg[TDEV_CFG];
@@ -113,6 +115,22 @@ static void tdev_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 	}
 	if (pushed)
 		virtio_queue_interrupt(vd, queue);
+}
+
+/* The vCPU-side variant: the same work, counted apart. */
+static void tdev_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+{
+	struct tdev *t = dev;
+	t->vcpu_notifies++;
+	t->vcpu_ready &= ~(1u << queue);
+	tdev_queue_notify(dev, vd, queue);
+	t->notifies--;
+}
+
+static uint32_t tdev_vcpu_completions(void *dev)
+{
+	const struct tdev *t = dev;
+	return t->vcpu_ready;
 }
 
 static void tdev_reset(void *dev)
@@ -501,11 +519,17 @@ static int setup(void **state)
 /* The test device with queue 1 served on the vCPU thread (as vsock's tx). */
 static struct virtio_device_ops tdev_vcpu_ops;
 
+static uint32_t tdev_vcpu_queues(void *dev)
+{
+	(void)dev;
+	return 1u << 1;
+}
+
 static int setup_vcpu_notify(void **state)
 {
 	(void)state;
 	tdev_vcpu_ops = tdev_ops;
-	tdev_vcpu_ops.vcpu_notify_queues = 1u << 1;
+	tdev_vcpu_ops.vcpu_notify_queues = tdev_vcpu_queues;
 	return setup_with(&tdev_vcpu_ops);
 }
 
@@ -1030,6 +1054,43 @@ static void test_vcpu_notify_queue(void **state)
 	assert_false(fh.io[1].on);
 }
 
+/* A device with vcpu_queue_notify gets its vCPU queue's MMIO kicks there
+ * (an eventfd kick of the same queue, as a test would send, still goes to
+ * queue_notify); virtio_pci_poll() calls it for the queues that
+ * vcpu_completions() names, only while they run. */
+static void test_vcpu_queue_notify_and_poll(void **state)
+{
+	(void)state;
+	tdev_vcpu_ops.vcpu_queue_notify = tdev_vcpu_queue_notify;
+	tdev_vcpu_ops.vcpu_completions = tdev_vcpu_completions;
+	drv_bring_up();
+	drv_publish(1, 3, 100);
+	drv_kick(1);
+	assert_int_equal(td.vcpu_notifies, 1);
+	assert_int_equal(td.notifies, 0);
+	assert_int_equal(drv_used_idx(1), 1);
+	virtio_pci_kick(vd, 1);
+	assert_int_equal(td.notifies, 1);
+	assert_int_equal(td.vcpu_notifies, 1);
+
+	virtio_pci_poll(vd); /* nothing reported: nothing called */
+	assert_int_equal(td.vcpu_notifies, 1);
+	drv_publish(1, 4, 100);
+	td.vcpu_ready = 1u << 1;
+	virtio_pci_poll(vd);
+	assert_int_equal(td.vcpu_notifies, 2);
+	assert_int_equal(drv_used_idx(1), 2);
+	/* Queue 0 is not a vCPU queue: a report for it is ignored. */
+	td.vcpu_ready = 1u << 0;
+	virtio_pci_poll(vd);
+	assert_int_equal(td.vcpu_notifies, 2);
+	/* After a reset the queue is not running. */
+	drv_set_status(0);
+	td.vcpu_ready = 1u << 1;
+	virtio_pci_poll(vd);
+	assert_int_equal(td.vcpu_notifies, 2);
+}
+
 static void test_kick_before_driver_ok_is_ignored(void **state)
 {
 	(void)state;
@@ -1486,6 +1547,7 @@ int main(void)
 		T(test_msix_vector_bounds),
 		T(test_bring_up_kick_and_msi),
 		cmocka_unit_test_setup_teardown(test_vcpu_notify_queue, setup_vcpu_notify, teardown),
+		cmocka_unit_test_setup_teardown(test_vcpu_queue_notify_and_poll, setup_vcpu_notify, teardown),
 		T(test_kick_before_driver_ok_is_ignored),
 		T(test_msix_vector_mask),
 		T(test_msix_function_mask),
