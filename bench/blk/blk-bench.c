@@ -5,26 +5,44 @@
  * simulated driver in this process; no guest, no KVM. run.sh runs fio on the
  * same file with the same pattern and prints the comparison.
  *
- * The path is the VMM's: the driver publishes requests in the split ring in
- * guest memory and kicks an eventfd (what KVM's ioeventfd signals); the
- * VMM's I/O thread (src/vmm/iothread.c) wakes, reads the eventfd and calls
- * the device's queue_notify under the transport's lock, as
- * src/vmm/virtio-host.c and virtio_pci_kick() do; the device hands every
- * available request to its worker threads, which signal the device's
- * completion eventfd (queue_event_fd), which the I/O thread watches the
- * same way and answers with queue_notify again, which puts the finished
- * requests in the used ring and interrupts; the driver sleeps until that
- * "interrupt" (a condition variable standing in for the MSI), takes the
- * completions and refills the ring. EVENT_IDX and indirect descriptors are
- * negotiated as a Linux guest does, and the driver honours avail_event /
- * used_event like Linux's virtio_ring.
+ * The path is the VMM's. KICK "vmm" (the default) does what the VMM does
+ * for this disk; "iothread" forces the I/O thread path below for comparison.
+ *
+ * I/O thread path (a disk without a vCPU ring, e.g. aio=threads): the
+ * driver publishes requests in the split ring in guest memory and kicks an
+ * eventfd (what KVM's ioeventfd signals); the VMM's I/O thread
+ * (src/vmm/iothread.c) wakes, reads the eventfd and calls the device's
+ * queue_notify under the transport's lock, as src/vmm/virtio-host.c and
+ * virtio_pci_kick() do; the device hands the requests to its ring or its
+ * workers, whose completions signal the device's event fd
+ * (queue_event_fd), which the I/O thread watches the same way and answers
+ * with queue_notify again, which puts the finished requests in the used
+ * ring and interrupts; the driver sleeps until that "interrupt" (an
+ * eventfd standing in for the MSI), takes the completions and refills.
+ *
+ * vCPU path (a raw disk with io_uring, as the VMM runs it: the device's
+ * vcpu_notify_queues()): the driver thread plays the vCPU thread. A kick
+ * is the MMIO exit: it calls vcpu_queue_notify under the transport's lock
+ * on the driver's own thread, as virtio-pci.c does for the notify write.
+ * Waiting for the interrupt is the halted vCPU in KVM_RUN: the thread
+ * sleeps in epoll_wait on the "MSI" eventfd, which returns for an
+ * interrupt from the I/O thread or with -EINTR when io_uring task work
+ * interrupts the sleep (KVM_RUN returns -EINTR for the same task work);
+ * before every sleep and after every wake it does what the vCPU loop does
+ * before KVM_RUN: virtio_pci_poll(), i.e. vcpu_completions() and, if set,
+ * vcpu_queue_notify under the lock. The I/O thread runs as above for the
+ * requests the device hands it.
+ *
+ * EVENT_IDX and indirect descriptors are negotiated as a Linux guest does,
+ * and the driver honours avail_event / used_event like Linux's
+ * virtio_ring.
  *
  * Queue depth QD means QD requests are in the ring at once: the driver
  * starts QD, and puts a new one in for each that completes.
  * Each request: an indirect table with the 16-byte header, the data
  * (one descriptor per SEG bytes, 4 KiB aligned), the status byte.
  *
- * usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG]
+ * usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG [AIO [KICK]]]
  * prints: "<ops> <seconds> <iops> <MB/s>" (MB = 10^6 bytes)
  */
 #include <errno.h>
@@ -32,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -60,11 +79,18 @@ static struct guest_mem mem;
 
 struct virtio_dev {
 	pthread_mutex_t lock;    /* the transport's lock, as in virtio-pci.c */
-	pthread_cond_t irq;      /* signalled when the device interrupts */
+	int irq_fd;              /* eventfd: the device interrupted (the MSI) */
 	struct vq vq;
 	unsigned long interrupts;
 	bool broken;
 };
+
+static void raise_irq(struct virtio_dev *vd)
+{
+	uint64_t one = 1;
+	if (write(vd->irq_fd, &one, sizeof(one)) != sizeof(one))
+		perror("eventfd write");
+}
 
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
 {
@@ -76,7 +102,7 @@ void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
 	(void)q;
 	if (vq_should_interrupt(&vd->vq)) { /* an MSI would be sent */
 		vd->interrupts++;
-		pthread_cond_signal(&vd->irq);
+		raise_irq(vd);
 	}
 }
 
@@ -86,12 +112,23 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	fprintf(stderr, "blk-bench: device needs reset: %s\n", why);
 	vd->broken = true;
-	pthread_cond_signal(&vd->irq);
+	raise_irq(vd);
 }
 
-static struct virtio_dev vd = { .lock = PTHREAD_MUTEX_INITIALIZER, .irq = PTHREAD_COND_INITIALIZER };
+static struct virtio_dev vd = { .lock = PTHREAD_MUTEX_INITIALIZER, .irq_fd = -1 };
 static struct virtio_blk *blk;
 static int kick_fd;
+static bool on_vcpu;   /* kicks on the driver's thread (see the header) */
+
+/* What the vCPU loop does before each KVM_RUN (virtio_pci_poll). */
+static void vcpu_poll(void)
+{
+	if (!on_vcpu || !(virtio_blk_ops.vcpu_completions(blk) & 1u))
+		return;
+	pthread_mutex_lock(&vd.lock);
+	virtio_blk_ops.vcpu_queue_notify(blk, &vd, 0);
+	pthread_mutex_unlock(&vd.lock);
+}
 
 /* What virtio-host.c's host_kick does on the I/O thread, for the kick
  * eventfd and for the device's completion eventfd alike. */
@@ -172,9 +209,15 @@ static void kick(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	uint16_t event = __atomic_load_n((uint16_t *)&used_ring[2 * QSIZE], __ATOMIC_ACQUIRE);
 	if (need_event(event, avail_idx, kicked_idx)) {
-		uint64_t one = 1;
-		if (write(kick_fd, &one, sizeof(one)) != sizeof(one))
-			perror("eventfd write");
+		if (on_vcpu) { /* the notify write's MMIO exit, served on this thread */
+			pthread_mutex_lock(&vd.lock);
+			virtio_blk_ops.vcpu_queue_notify(blk, &vd, 0);
+			pthread_mutex_unlock(&vd.lock);
+		} else {
+			uint64_t one = 1;
+			if (write(kick_fd, &one, sizeof(one)) != sizeof(one))
+				perror("eventfd write");
+		}
 	}
 	kicked_idx = avail_idx;
 }
@@ -188,8 +231,9 @@ static double now(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG [AIO]]\n"
-		"  AIO: auto (default), threads or io_uring, as --disk ...,aio=\n");
+	fprintf(stderr, "usage: blk-bench FILE read|write|randread|randwrite BS QD SECONDS [SEG [AIO [KICK]]]\n"
+		"  AIO: auto (default), threads or io_uring, as --disk ...,aio=\n"
+		"  KICK: vmm (default: as the VMM does for this disk) or iothread\n");
 	return 2;
 }
 
@@ -211,6 +255,9 @@ int main(int argc, char **argv)
 	else if (strcmp(aio, "io_uring") == 0)
 		aio_mode = VIRTIO_BLK_AIO_IO_URING;
 	else if (strcmp(aio, "auto") != 0)
+		return usage();
+	const char *kick_mode = argc > 8 ? argv[8] : "vmm";
+	if (strcmp(kick_mode, "vmm") != 0 && strcmp(kick_mode, "iothread") != 0)
 		return usage();
 	rand_io = strncmp(rw, "rand", 4) == 0;
 	write_io = strcmp(rw + (rand_io ? 4 : 0), "write") == 0;
@@ -249,6 +296,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	virtio_blk_ops.activate(blk, &vd, features);
+	on_vcpu = strcmp(kick_mode, "vmm") == 0 && (virtio_blk_ops.vcpu_notify_queues(blk) & 1u);
 	desc = guest_mem_ptr(&mem, DESC_GPA, 16 * QSIZE);
 	avail = guest_mem_ptr(&mem, AVAIL_GPA, 6 + 2 * QSIZE);
 	used_hdr = guest_mem_ptr(&mem, USED_GPA, 4);
@@ -256,11 +304,18 @@ int main(int argc, char **argv)
 	memset(guest_mem_ptr(&mem, DATA_GPA, (uint64_t)qd * bs), 0x5a, (uint64_t)qd * bs);
 
 	kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vd.irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event irq_ev = { .events = EPOLLIN };
+	if (vd.irq_fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, vd.irq_fd, &irq_ev) < 0)
+		return 1;
 	struct iothread *io = iothread_create();
-	static int done_fd;
+	static int done_fd, timer_fd;
 	done_fd = virtio_blk_ops.queue_event_fd ? virtio_blk_ops.queue_event_fd(blk, 0) : -1;
+	timer_fd = virtio_blk_ops.queue_timer_fd ? virtio_blk_ops.queue_timer_fd(blk, 0) : -1;
 	if (kick_fd < 0 || !io || !iothread_watch(io, kick_fd, EPOLLIN, on_kick, &kick_fd) ||
 	    (done_fd >= 0 && !iothread_watch(io, done_fd, EPOLLIN, on_kick, &done_fd)) ||
+	    (timer_fd >= 0 && !iothread_watch(io, timer_fd, EPOLLIN, on_kick, &timer_fd)) ||
 	    !iothread_start(io))
 		return 1;
 
@@ -272,13 +327,22 @@ int main(int argc, char **argv)
 		submit(s);
 	kick();
 	for (;;) {
-		/* Wait for the interrupt; used_event asks for one at the next completion. */
-		pthread_mutex_lock(&vd.lock);
+		/* Wait for the interrupt; used_event asks for one at the next
+		 * completion. The vCPU polls before it "enters the guest" and
+		 * whenever the sleep ends (an MSI, or -EINTR). */
 		avail[2 + QSIZE] = used_seen; /* used_event */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		while (__atomic_load_n(&used_hdr[1], __ATOMIC_ACQUIRE) == used_seen && !vd.broken)
-			pthread_cond_wait(&vd.irq, &vd.lock);
-		pthread_mutex_unlock(&vd.lock);
+		for (;;) {
+			vcpu_poll();
+			if (__atomic_load_n(&used_hdr[1], __ATOMIC_ACQUIRE) != used_seen || vd.broken)
+				break;
+			struct epoll_event ev;
+			if (epoll_wait(ep, &ev, 1, -1) == 1) {
+				uint64_t n;
+				if (read(vd.irq_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+					return 1;
+			}
+		}
 		if (vd.broken)
 			return 1;
 		uint16_t used = __atomic_load_n(&used_hdr[1], __ATOMIC_ACQUIRE);
@@ -304,6 +368,8 @@ int main(int argc, char **argv)
 	t1 = now();
 	iothread_destroy(io);
 	close(kick_fd);
+	close(ep);
+	close(vd.irq_fd);
 	virtio_blk_ops.reset(blk);
 	virtio_blk_destroy(blk);
 	guest_mem_free(&mem);

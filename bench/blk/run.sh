@@ -6,14 +6,19 @@
 # What it measures, per row, on the same raw image file (>= 1 GiB, written
 # in full with random data before the runs so every block is allocated):
 #   device: bench/blk/blk-bench.c, built here with cc against the sources.
-#           The real device model (src/dev/virtio-blk.c, with its worker
-#           threads and completion eventfd), the real virtqueue
+#           The real device model (src/dev/virtio-blk.c, with its rings,
+#           worker threads and completion eventfd), the real virtqueue
 #           code and the real block layer (raw format, O_DIRECT as with
-#           --disk ...,direct=on), kicked through an eventfd on the VMM's
-#           real I/O thread (src/vmm/iothread.c) as virtio-host.c does, and
-#           driven by a simulated guest driver (indirect descriptors,
-#           EVENT_IDX, a data descriptor per --seg bytes, sleeps until the
-#           device's interrupt). Queue depth N = N requests in the ring at
+#           --disk ...,direct=on), on the VMM's real I/O thread
+#           (src/vmm/iothread.c), driven by a simulated guest driver
+#           (indirect descriptors, EVENT_IDX, a data descriptor per --seg
+#           bytes). Kicks and waits as the VMM has them for this disk
+#           (--kick vmm): the driver thread plays the vCPU thread, serves
+#           its kick itself (the MMIO exit) and sleeps in epoll_wait until
+#           an interrupt or the io_uring task work that makes KVM_RUN
+#           return -EINTR, then polls as the vCPU loop does; --kick iothread
+#           sends every kick through an eventfd to the I/O thread instead
+#           (the ioeventfd path). Queue depth N = N requests in the ring at
 #           once, refilled as each completes.
 #   fio:    the same pattern straight on the file: --direct=1, --ioengine
 #           io_uring (or --engine libaio), same block size, same queue depth,
@@ -26,7 +31,7 @@
 #
 # usage: bench/blk/run.sh [--quick] [--dir DIR] [--size MIB] [--time SECS]
 #                         [--engine io_uring|libaio] [--seq-qd N] [--seg BYTES]
-#                         [--aio auto|threads|io_uring]
+#                         [--aio auto|threads|io_uring] [--kick vmm|iothread]
 #   --quick   2 s per measurement instead of 10
 #   --dir     where the image goes (default /var/tmp; needs --size MiB free)
 #   --size    image size in MiB (default 1024, at least 1024)
@@ -35,11 +40,14 @@
 #             1048576 for a physically contiguous 1 MiB buffer)
 #   --aio     the device's --disk aio= mode (default auto: io_uring for the
 #             raw image's reads and writes; threads: the worker pool only)
+#   --kick    vmm (default): kicks where the VMM serves them for this disk
+#             (the vCPU thread for a raw image on io_uring); iothread: all
+#             through the I/O thread, the path before the vCPU ring
 # Needs fio (Debian: apt-get install fio) and cc. Run from anywhere after
 # checking out; it builds what it needs in a temporary folder.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dir=/var/tmp size=1024 secs=10 engine=io_uring seqqd=1 seg=4096 aio=auto
+dir=/var/tmp size=1024 secs=10 engine=io_uring seqqd=1 seg=4096 aio=auto kick=vmm
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) secs=2 ;;
@@ -50,6 +58,7 @@ while [ $# -gt 0 ]; do
 	--seq-qd) seqqd=$2; shift ;;
 	--seg) seg=$2; shift ;;
 	--aio) aio=$2; shift ;;
+	--kick) kick=$2; shift ;;
 	-h|--help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/blk: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -78,12 +87,12 @@ dd if=/dev/urandom of="$img" bs=1M count="$size" oflag=direct conv=fsync status=
 echo "bench/blk: virtio-blk device path vs fio on the same file"
 echo "host: $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "image: $img, $size MiB raw, $(df -P "$dir" | awk 'NR==2 { print $1 }'), O_DIRECT on both sides"
-echo "fio $(fio --version | sed 's/^fio-//'), --ioengine=$engine; $secs s per measurement; device data descriptors of $seg bytes, aio=$aio"
+echo "fio $(fio --version | sed 's/^fio-//'), --ioengine=$engine; $secs s per measurement; device data descriptors of $seg bytes, aio=$aio, kick=$kick"
 echo
 printf '%-26s %10s %9s %10s %9s %7s\n' "row" "dev IOPS" "dev MB/s" "fio IOPS" "fio MB/s" "ratio"
 
 row() { # label rw bs qd
-	dev=$("$out/blk-bench" "$img" "$2" "$3" "$4" "$secs" "$seg" "$aio") || {
+	dev=$("$out/blk-bench" "$img" "$2" "$3" "$4" "$secs" "$seg" "$aio" "$kick") || {
 		echo "bench/blk: the device run failed ($1)" >&2; exit 1; }
 	# terse v3: field 8 read IOPS, 7 read KiB/s; 49 write IOPS, 48 write KiB/s
 	f=$(fio --name=blk --filename="$img" --direct=1 --ioengine="$engine" --rw="$2" \

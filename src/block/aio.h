@@ -54,6 +54,10 @@ struct block_aio_done {
  * elsewhere (vCPU threads in KVM_RUN) then wakes exactly the submitter,
  * with no other thread in between, and the eventfd covers the rest.
  * The ring must not be set up for cooperative task running (it is not).
+ * A thread must look at the ring (block_aio_has_completions) before each
+ * sleep; task work that runs when it returns to user space after that look
+ * (an interrupt) posts the completion without interrupting the sleep that
+ * follows, so such a caller also needs a timeout of its own.
  */
 enum block_aio_signal { BLOCK_AIO_SIGNAL_ALL, BLOCK_AIO_SIGNAL_WORKER };
 

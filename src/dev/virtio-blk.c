@@ -35,7 +35,33 @@
  * while one is in the pool, writes go to the pool too (pool_writes).
  * Guests write whole aligned pages, so this is rare.
  *
+ * A guest at queue depth 1 (one request, then wait for it) is served on
+ * its own vCPU thread, which is cheaper than any hand-over: a raw disk on
+ * io_uring has a second ring of one request, vcpu_aio, and its queue is
+ * kicked on the vCPU thread (vcpu_notify_queues: no ioeventfd). When
+ * nothing is in flight, the kick pops the request and submits it to that
+ * ring right there (reads, and writes to an O_DIRECT file; anything else
+ * is handed to the I/O thread unstarted, on the `handed` list). The kernel
+ * completes it as task work on the submitting thread, which interrupts
+ * its KVM_RUN (-EINTR); the vCPU loop then calls virtio_pci_poll(), which
+ * returns the request and interrupts: one thread wake-up per request, the
+ * vCPU's, instead of the I/O thread's and then the vCPU's. What the kernel
+ * finishes on its own worker threads signals event_fd instead
+ * (BLOCK_AIO_SIGNAL_WORKER). Requests behind the first, and kicks while
+ * one is in flight, go to the I/O thread through event_fd as above.
+ * One window is left: task work that runs when the vCPU thread returns to
+ * user space between its last look at the ring and KVM_RUN (a timer
+ * interrupt there) posts the completion without interrupting anything, and
+ * a halted guest would wait for it. So every submission arms a watchdog
+ * (a timerfd the I/O thread watches as a second event fd) for
+ * BLK_VCPU_WATCHDOG_NS; when it fires, the I/O thread reaps the vCPU ring
+ * as it reaps its own. A missed wake-up costs at most that delay; a
+ * request slower than that costs an I/O thread wake-up per period.
+ *
  * Who touches what:
+ *   - a vCPU thread (vcpu_queue_notify, under the transport's lock) pops
+ *     a request only when nothing is in flight, and touches the lists and
+ *     rings as the I/O thread does;
  *   - the I/O thread (queue_notify, under the transport's lock) pops
  *     chains, takes the status byte, copies the chain into a struct blk_io
  *     and queues it; it alone pushes to the used ring and interrupts, once
@@ -66,6 +92,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -87,6 +114,11 @@
 /* Requests on the vCPU ring: one at a time, as a vCPU takes a request only
  * when nothing is in flight. */
 #define BLK_VCPU_RING_DEPTH 1
+
+/* How long a request may sit on the vCPU ring before the I/O thread looks
+ * (see the header): the worst-case delay of a completion whose wake-up the
+ * vCPU missed, and the I/O thread's wake-up period for a slower request. */
+#define BLK_VCPU_WATCHDOG_NS (2 * 1000 * 1000)
 
 /* A request between vq_pop() and vq_push(): the chain without its status
  * byte, copied because the device's scratch chain is reused at once. */
@@ -127,6 +159,8 @@ struct virtio_blk {
 	struct block_aio *vcpu_aio;   /* the vCPU threads' ring (see the header);
 					 NULL when aio is */
 	struct blk_list handed;       /* popped on a vCPU, for the I/O thread */
+	int watchdog_fd;              /* timerfd: a vCPU ring request may be
+					 waiting unseen (see the header) */
 	bool aio_error_logged;
 	unsigned pool_writes;         /* may-RMW requests in the pool (see header) */
 
@@ -852,6 +886,18 @@ static void blk_ring_submit(struct virtio_blk *blk)
 	}
 }
 
+/* Makes the I/O thread look at the vCPU ring in BLK_VCPU_WATCHDOG_NS
+ * (replacing an earlier deadline). */
+static void blk_arm_watchdog(struct virtio_blk *blk)
+{
+	struct itimerspec t = { .it_value = { .tv_nsec = BLK_VCPU_WATCHDOG_NS } };
+	if (timerfd_settime(blk->watchdog_fd, 0, &t, NULL) < 0 && !blk->aio_error_logged) {
+		blk->aio_error_logged = true;
+		log_warn("virtio-blk %s: cannot arm the vCPU ring's watchdog: %s", blk->bd->filename,
+			 strerror(errno));
+	}
+}
+
 /* ---- the ops table ---- */
 
 static uint64_t blk_features(void *dev)
@@ -914,6 +960,8 @@ static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 		return;
 	unsigned completed = blk_push_done(blk, vq);
 	completed += blk_take_handed(blk, vq);
+	if (blk->vcpu_aio && block_aio_inflight(blk->vcpu_aio) > 0)
+		blk_arm_watchdog(blk); /* still slower than the watchdog: look again */
 	enum vq_pop_result r;
 	do {
 		vq_enable_notify(vq, false);
@@ -956,6 +1004,7 @@ static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_
 		 * submits it again. */
 		if (block_aio_submit(blk->vcpu_aio) < 0)
 			*wake_io_thread = true;
+		blk_arm_watchdog(blk);
 		return 0;
 	}
 	list_add(&blk->handed, io);
@@ -1025,6 +1074,12 @@ static int blk_queue_event_fd(void *dev, unsigned queue)
 	return queue == 0 ? blk->event_fd : -1;
 }
 
+static int blk_queue_timer_fd(void *dev, unsigned queue)
+{
+	struct virtio_blk *blk = dev;
+	return queue == 0 && blk->vcpu_aio ? blk->watchdog_fd : -1;
+}
+
 const struct virtio_device_ops virtio_blk_ops = {
 	.name = "virtio-blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -1039,6 +1094,7 @@ const struct virtio_device_ops virtio_blk_ops = {
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
 	.queue_event_fd = blk_queue_event_fd,
+	.queue_timer_fd = blk_queue_timer_fd,
 	.vcpu_notify_queues = blk_vcpu_notify_queues,
 	.vcpu_queue_notify = blk_vcpu_queue_notify,
 	.vcpu_completions = blk_vcpu_completions,
@@ -1091,8 +1147,10 @@ static void blk_fill_config(struct virtio_blk *blk)
  * thread through an ioeventfd, as for any other disk. */
 static void blk_open_vcpu_ring(struct virtio_blk *blk)
 {
-	int r = block_aio_open(&blk->vcpu_aio, blk->bd, BLK_VCPU_RING_DEPTH, blk->event_fd,
-			       BLOCK_AIO_SIGNAL_WORKER);
+	blk->watchdog_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	int r = blk->watchdog_fd < 0 ? -errno
+		: block_aio_open(&blk->vcpu_aio, blk->bd, BLK_VCPU_RING_DEPTH, blk->event_fd,
+				 BLOCK_AIO_SIGNAL_WORKER);
 	if (r < 0)
 		log_info("%s: no second io_uring for the vCPU threads (%s); all requests go through the I/O thread",
 			 blk->bd->filename, strerror(-r));
@@ -1145,6 +1203,7 @@ struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 	blk->mem = mem;
 	blk->read_only = cfg->read_only;
 	blk->event_fd = -1;
+	blk->watchdog_fd = -1;
 	if (cfg->serial)
 		memcpy(blk->serial, cfg->serial, strlen(cfg->serial));
 	/* Lock before opening: opening a qcow2 image for writing changes it. */
@@ -1214,6 +1273,8 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	blk_ring_drop(blk);
 	block_aio_close(blk->vcpu_aio);
 	block_aio_close(blk->aio);
+	if (blk->watchdog_fd >= 0)
+		close(blk->watchdog_fd);
 	if (!blk->read_only && block_flush(blk->bd) < 0)
 		log_error("%s: flush at close failed", blk->bd->filename);
 	block_close(blk->bd);

@@ -98,6 +98,9 @@ struct virtio_device_ops {
 	 * as a kick. -1 when the queue has none.
 	 */
 	int (*queue_event_fd)(void *dev, unsigned queue);
+	/* Optional: a second one, watched and handled the same way (read 8
+	 * bytes, then queue_notify); virtio-blk's watchdog timerfd. */
+	int (*queue_timer_fd)(void *dev, unsigned queue);
 };
 
 /*

@@ -70,6 +70,7 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(pwritev2, "virtio-blk: vectored writes (newer libc)"),
 	ALLOW(io_uring_enter, "virtio-blk: submitting and reaping reads and writes (the ring is "
 			      "restricted to readv/writev of the image's registered descriptor)"),
+	ALLOW(timerfd_settime, "virtio-blk: the vCPU ring's watchdog (see virtio-blk.c)"),
 	ALLOW(fdatasync, "virtio-blk: a guest flush reaches stable storage"),
 	ALLOW(fsync, "virtio-blk: flush on close"),
 	ALLOW(fallocate, "virtio-blk: discard and write-zeroes punch holes"),

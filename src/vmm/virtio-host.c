@@ -21,8 +21,10 @@ struct host_device {
 	struct virtio_dev *vd;
 	unsigned nqueues;
 	struct kick_source kick[VIRTIO_MAX_QUEUES];
-	/* The device's own queue_event_fd()s (its fds: not closed here). */
+	/* The device's own queue_event_fd()s and queue_timer_fd()s (its fds:
+	 * not closed here). */
 	struct kick_source event[VIRTIO_MAX_QUEUES];
+	struct kick_source timer[VIRTIO_MAX_QUEUES];
 };
 
 struct virtio_host {
@@ -69,18 +71,26 @@ static void host_kick(void *ctx, uint32_t events)
 
 /* A device that finishes work on its own threads (virtio-blk's workers)
  * signals an eventfd; its queue is then served as if kicked. */
-static bool watch_device_event(struct virtio_host *h, struct host_device *hd,
-			       const struct virtio_device_ops *ops, void *dev, unsigned q)
+static bool watch_device_fd(struct virtio_host *h, struct kick_source *k, struct virtio_dev *vd,
+			    const struct virtio_device_ops *ops, int fd, unsigned q)
 {
-	int fd = ops->queue_event_fd ? ops->queue_event_fd(dev, q) : -1;
 	if (fd < 0)
 		return true;
-	hd->event[q] = (struct kick_source){ hd->vd, q, fd };
-	if (!iothread_watch(h->io, fd, EPOLLIN, host_kick, &hd->event[q])) {
+	*k = (struct kick_source){ vd, q, fd };
+	if (!iothread_watch(h->io, fd, EPOLLIN, host_kick, k)) {
 		log_error("%s: cannot watch the completions of queue %u", ops->name, q);
 		return false;
 	}
 	return true;
+}
+
+static bool watch_device_event(struct virtio_host *h, struct host_device *hd,
+			       const struct virtio_device_ops *ops, void *dev, unsigned q)
+{
+	int event = ops->queue_event_fd ? ops->queue_event_fd(dev, q) : -1;
+	int timer = ops->queue_timer_fd ? ops->queue_timer_fd(dev, q) : -1;
+	return watch_device_fd(h, &hd->event[q], hd->vd, ops, event, q) &&
+	       watch_device_fd(h, &hd->timer[q], hd->vd, ops, timer, q);
 }
 
 static void host_poll_on_wake(void *ctx)

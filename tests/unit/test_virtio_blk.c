@@ -1700,6 +1700,35 @@ static void test_vcpu_completion_wakes_submitter(void **state)
 		assert_true(interrupted > 0); /* the task-work path, not only kernel workers */
 }
 
+/* A completion the vCPU thread never polls for (its wake-up lost in the
+ * window between its last look and KVM_RUN) still reaches the guest: the
+ * watchdog timer fd fires and the I/O thread returns it. */
+static void test_vcpu_watchdog(void **state)
+{
+	(void)state;
+	struct drv d;
+	if (!open_vcpu_disk(&d, direct_supported(NULL)))
+		return;
+	int timer = virtio_blk_ops.queue_timer_fd(d.blk, 0);
+	assert_true(timer >= 0);
+	struct pollfd p = { .fd = timer, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 0), 0); /* not armed before a request */
+	publish_slot(&d, 2, VIRTIO_BLK_T_IN);
+	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	wait_vcpu_completion(&d);
+	assert_int_equal(drv_used_idx(), 0);
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	uint64_t n;
+	assert_int_equal(read(timer, &n, sizeof(n)), sizeof(n));
+	drv_event(&d); /* what the I/O thread does for the timer fd */
+	assert_int_equal(drv_used_idx(), 1);
+	d.used_seen = 1;
+	assert_int_equal(*gpa(STATUS_GPA + 2, 1), VIRTIO_BLK_S_OK);
+	/* Nothing in flight: the I/O thread does not re-arm it. */
+	assert_int_equal(poll(&p, 1, 10), 0);
+	drv_close(&d);
+}
+
 /* Reset with a request on the vCPU ring: once reset returns nothing is
  * written into guest memory or returned, nothing is left to poll, and the
  * driver starts over. */
@@ -1779,6 +1808,7 @@ int main(void)
 		T(test_io_uring_needs_raw),
 		T(test_vcpu_placement),
 		T(test_vcpu_completion_wakes_submitter),
+		T(test_vcpu_watchdog),
 		T(test_vcpu_reset_in_flight),
 	};
 	test_aio = VIRTIO_BLK_AIO_AUTO;
