@@ -23,7 +23,9 @@
  * vCPU path (a raw disk with io_uring, as the VMM runs it: the device's
  * vcpu_notify_queues()): the driver thread plays the vCPU thread. A kick
  * is the MMIO exit: it calls vcpu_queue_notify under the transport's lock
- * on the driver's own thread, as virtio-pci.c does for the notify write.
+ * on the driver's own thread, as virtio-pci.c does for the notify write
+ * (or, when another thread holds the lock, signals the device's event fd
+ * instead, as virtio-pci.c does).
  * Waiting for the interrupt is the halted vCPU in KVM_RUN: the thread
  * sleeps in epoll_wait on the "MSI" eventfd, which returns for an
  * interrupt from the I/O thread or with -EINTR when io_uring task work
@@ -209,13 +211,16 @@ static void kick(void)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	uint16_t event = __atomic_load_n((uint16_t *)&used_ring[2 * QSIZE], __ATOMIC_ACQUIRE);
 	if (need_event(event, avail_idx, kicked_idx)) {
-		if (on_vcpu) { /* the notify write's MMIO exit, served on this thread */
-			pthread_mutex_lock(&vd.lock);
+		if (on_vcpu && pthread_mutex_trylock(&vd.lock) == 0) {
+			/* The notify write's MMIO exit, served on this thread. */
 			virtio_blk_ops.vcpu_queue_notify(blk, &vd, 0);
 			pthread_mutex_unlock(&vd.lock);
 		} else {
+			/* The ioeventfd; or, on the vCPU path with the lock busy,
+			 * the device's event fd, as virtio-pci.c lock_for_write(). */
+			int fd = on_vcpu ? virtio_blk_ops.queue_event_fd(blk, 0) : kick_fd;
 			uint64_t one = 1;
-			if (write(kick_fd, &one, sizeof(one)) != sizeof(one))
+			if (write(fd, &one, sizeof(one)) != sizeof(one))
 				perror("eventfd write");
 		}
 	}

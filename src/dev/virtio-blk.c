@@ -1027,6 +1027,12 @@ static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned que
 	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
 	if (!vq)
 		return;
+	if (blk->inflight > 0 && !block_aio_has_completions(blk->vcpu_aio)) {
+		/* A guest at a deeper queue: the I/O thread's, as an ioeventfd
+		 * kick would be. Its completions are its own to return. */
+		blk_signal_done(blk);
+		return;
+	}
 	unsigned completed = blk_push_done(blk, vq);
 	bool wake_io_thread = blk->handed.count > 0;
 	enum vq_pop_result r = VQ_EMPTY;

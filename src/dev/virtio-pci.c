@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -185,7 +186,7 @@ static void virtio_reset(struct virtio_dev *vd)
 	vd->isr = 0;
 	intx_update(vd);
 	vd->reset_logged = false;
-	vd->vcpu_queues = 0;
+	__atomic_store_n(&vd->vcpu_queues, 0, __ATOMIC_RELAXED);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vq_reset(&vd->q[q].vq, vd->mem);
 		vd->q[q].size = vd->ops->queue_max_size;
@@ -206,7 +207,9 @@ static bool features_acceptable(struct virtio_dev *vd)
 
 static void virtio_activate(struct virtio_dev *vd)
 {
-	vd->vcpu_queues = vd->ops->vcpu_notify_queues ? vd->ops->vcpu_notify_queues(vd->dev) : 0;
+	__atomic_store_n(&vd->vcpu_queues,
+			 vd->ops->vcpu_notify_queues ? vd->ops->vcpu_notify_queues(vd->dev) : 0,
+			 __ATOMIC_RELAXED);
 	for (unsigned q = 0; q < vd->ops->num_queues; q++) {
 		struct vq *vq = &vd->q[q].vq;
 		vq->indirect = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_INDIRECT_DESC_BIT);
@@ -486,10 +489,47 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+/* The event fd of the queue that a write at `off` kicks, if the device
+ * serves that queue on vCPU threads and has one; else -1. */
+static int vcpu_kick_event_fd(struct virtio_dev *vd, uint64_t off)
+{
+	if (off < VIRTIO_PCI_NOTIFY_OFF || off >= VIRTIO_PCI_MSIX_OFF || !vd->ops->queue_event_fd)
+		return -1;
+	uint64_t q = (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
+	/* Read without the lock: a stale value only sends a kick the other way. */
+	uint32_t vcpu_queues = __atomic_load_n(&vd->vcpu_queues, __ATOMIC_RELAXED);
+	if (q >= vd->ops->num_queues || !(vcpu_queues & (1u << q)))
+		return -1;
+	return vd->ops->queue_event_fd(vd->dev, (unsigned)q);
+}
+
+/*
+ * Takes the lock for a write to BAR 0; false instead when the write is a
+ * vCPU's kick of such a queue and another thread holds the lock (the I/O
+ * thread in the middle of a batch, most likely): rather than wait, the
+ * vCPU signals the queue's event fd, which makes the I/O thread run
+ * queue_notify again after its batch, so the kick is not lost.
+ */
+static bool lock_for_write(struct virtio_dev *vd, uint64_t off)
+{
+	int fd = vcpu_kick_event_fd(vd, off);
+	if (fd < 0) {
+		pthread_mutex_lock(&vd->lock);
+		return true;
+	}
+	if (pthread_mutex_trylock(&vd->lock) == 0)
+		return true;
+	uint64_t one = 1;
+	ssize_t w = write(fd, &one, sizeof(one));
+	(void)w; /* EAGAIN: the counter is huge, a wake-up is pending anyway */
+	return false;
+}
+
 static void bar_write(void *opaque, uint64_t off, const uint8_t *data, unsigned len)
 {
 	struct virtio_dev *vd = opaque;
-	pthread_mutex_lock(&vd->lock);
+	if (!lock_for_write(vd, off))
+		return;
 	bar_write_locked(vd, off, data, len);
 	pthread_mutex_unlock(&vd->lock);
 }

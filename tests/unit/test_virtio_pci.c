@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <linux/pci_regs.h>
@@ -71,8 +74,29 @@ static uint64_t tdev_features(void *dev)
 	       VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX_BIT);
 }
 
+/* A config read that holds the transport's lock until released, to stand
+ * for another thread (the I/O thread's batch) in the lock. */
+static struct {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool armed, inside, release;
+} hold = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, false };
+
+static void hold_in_config_read(void)
+{
+	pthread_mutex_lock(&hold.m);
+	if (hold.armed) {
+		hold.inside = true;
+		pthread_cond_broadcast(&hold.c);
+		while (!hold.release)
+			pthread_cond_wait(&hold.c, &hold.m);
+	}
+	pthread_mutex_unlock(&hold.m);
+}
+
 static void tdev_config_read(void *dev, uint32_t off, uint8_t *data, uint32_t len)
 {
+	hold_in_config_read();
 	struct tdev *t = dev;
 	t->cfg_reads++;
 	memcpy(data, &t->cfg[off], len);
@@ -1091,6 +1115,68 @@ static void test_vcpu_queue_notify_and_poll(void **state)
 	assert_int_equal(td.vcpu_notifies, 2);
 }
 
+static int tdev_event_fd = -1;
+
+static int tdev_queue_event_fd(void *dev, unsigned queue)
+{
+	(void)dev;
+	return queue == 1 ? tdev_event_fd : -1;
+}
+
+static void *read_config_in_thread(void *arg)
+{
+	(void)arg;
+	drv_bar_read(VIRTIO_PCI_DEVICE_OFF, 1);
+	return NULL;
+}
+
+/* A vCPU's kick of a vCPU queue while another thread holds the lock does
+ * not wait for it: the queue's event fd is signalled instead, and the
+ * I/O thread's kick then serves the request. */
+static void test_vcpu_kick_while_locked(void **state)
+{
+	(void)state;
+	tdev_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(tdev_event_fd >= 0);
+	tdev_vcpu_ops.vcpu_queue_notify = tdev_vcpu_queue_notify;
+	tdev_vcpu_ops.queue_event_fd = tdev_queue_event_fd;
+	drv_bring_up();
+	drv_publish(1, 3, 100);
+	hold.armed = true;
+	pthread_t holder;
+	assert_int_equal(pthread_create(&holder, NULL, read_config_in_thread, NULL), 0);
+	pthread_mutex_lock(&hold.m);
+	while (!hold.inside)
+		pthread_cond_wait(&hold.c, &hold.m);
+	pthread_mutex_unlock(&hold.m);
+
+	/* The notify write alone (drv_kick also reads the common config,
+	 * which waits for the lock as any config access does). The test
+	 * device's notify_off is its queue index. */
+	drv_bar_write(VIRTIO_PCI_NOTIFY_OFF + 1 * VIRTIO_PCI_NOTIFY_MULT, 1, 2);
+	assert_int_equal(td.vcpu_notifies, 0);
+	assert_int_equal(drv_used_idx(1), 0);
+	uint64_t n = 0;
+	assert_int_equal(read(tdev_event_fd, &n, sizeof(n)), sizeof(n));
+	assert_int_equal(n, 1);
+
+	pthread_mutex_lock(&hold.m);
+	hold.release = true;
+	pthread_cond_broadcast(&hold.c);
+	pthread_mutex_unlock(&hold.m);
+	pthread_join(holder, NULL);
+	hold.armed = hold.inside = hold.release = false;
+	virtio_pci_kick(vd, 1); /* what the I/O thread does for the event fd */
+	assert_int_equal(drv_used_idx(1), 1);
+	/* With the lock free, the kick is served on the vCPU thread again. */
+	drv_publish(1, 4, 100);
+	drv_kick(1);
+	assert_int_equal(td.vcpu_notifies, 1);
+	assert_int_equal(drv_used_idx(1), 2);
+	close(tdev_event_fd);
+	tdev_event_fd = -1;
+}
+
 static void test_kick_before_driver_ok_is_ignored(void **state)
 {
 	(void)state;
@@ -1548,6 +1634,7 @@ int main(void)
 		T(test_bring_up_kick_and_msi),
 		cmocka_unit_test_setup_teardown(test_vcpu_notify_queue, setup_vcpu_notify, teardown),
 		cmocka_unit_test_setup_teardown(test_vcpu_queue_notify_and_poll, setup_vcpu_notify, teardown),
+		cmocka_unit_test_setup_teardown(test_vcpu_kick_while_locked, setup_vcpu_notify, teardown),
 		T(test_kick_before_driver_ok_is_ignored),
 		T(test_msix_vector_mask),
 		T(test_msix_function_mask),
