@@ -272,6 +272,9 @@ int main(int argc, char **argv)
 		return usage();
 
 	log_init("blk-bench", LOG_LEVEL_WARN);
+	/* New offsets every run, as fio's --randrepeat=0: a repeated run must
+	 * not find the blocks of the last one in the host's cache. */
+	rng ^= (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
 	if (!guest_mem_alloc(&mem, DATA_GPA + (uint64_t)qd * bs + (1u << 20))) {
 		fprintf(stderr, "blk-bench: cannot allocate guest memory\n");
 		return 1;
