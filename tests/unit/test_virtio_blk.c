@@ -1366,6 +1366,10 @@ static void test_reset_in_flight(void **state)
 		for (unsigned i = 0; i < NREQ; i++)
 			publish_slot(&d, i, VIRTIO_BLK_T_IN);
 		drv_notify(&d);
+		/* On the vCPU path the first read may already be back (the I/O
+		 * thread's notify returned it); nothing may come after the reset. */
+		uint16_t returned = drv_used_hdr()[1];
+		assert_true(returned <= (drv_on_vcpu(&d) ? 1 : 0));
 		if (round % 2)
 			usleep(200); /* let some start */
 		virtio_blk_ops.reset(d.blk);
@@ -1375,10 +1379,10 @@ static void test_reset_in_flight(void **state)
 		usleep(2000);
 		assert_memory_equal(gpa(IN_GPA, sizeof(in)), in, sizeof(in));
 		assert_memory_equal(gpa(STATUS_GPA, NREQ), status, NREQ);
-		assert_int_equal(drv_used_hdr()[1], 0);
+		assert_int_equal(drv_used_hdr()[1], returned);
 		/* A completion event left over from before the reset. */
 		drv_notify(&d);
-		assert_int_equal(drv_used_hdr()[1], 0);
+		assert_int_equal(drv_used_hdr()[1], returned);
 
 		drv_start(&d, virtio_blk_ops.features(d.blk));
 		assert_int_equal(request(&d, VIRTIO_BLK_T_IN, 3, 0, 512, NULL), VIRTIO_BLK_S_OK);
