@@ -858,7 +858,6 @@ static unsigned blk_take_handed(struct virtio_blk *blk, struct vq *vq)
 	return n;
 }
 
-
 /*
  * Pops and starts chains until the ring is empty or broken (the result of
  * vq_pop) or the queue's size of requests is in flight (VQ_CHAIN: a
@@ -1045,7 +1044,7 @@ static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned que
 	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
 	if (!vq)
 		return;
-	if (blk->inflight > 0 && !block_aio_has_completions(blk->vcpu_aio)) {
+	if (!blk->vcpu_aio || (blk->inflight > 0 && !block_aio_has_completions(blk->vcpu_aio))) {
 		/* A guest at a deeper queue: the I/O thread's, as an ioeventfd
 		 * kick would be. Its completions are its own to return. */
 		blk_signal_done(blk);
