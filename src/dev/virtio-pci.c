@@ -549,7 +549,8 @@ void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
 void virtio_pci_poll(struct virtio_dev *vd)
 {
 	/* Without the lock: this runs before every KVM_RUN of every vCPU. */
-	uint32_t ready = vd->ops->vcpu_completions ? vd->ops->vcpu_completions(vd->dev) : 0;
+	uint32_t ready = vd->ops->vcpu_completions && vd->ops->vcpu_queue_notify
+				 ? vd->ops->vcpu_completions(vd->dev) : 0;
 	if (!ready)
 		return;
 	pthread_mutex_lock(&vd->lock);
