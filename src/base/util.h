@@ -66,5 +66,7 @@ const char *format_size(uint64_t bytes, char *buf, size_t len);
 /* CLOCK_MONOTONIC in milliseconds: for deadlines and back-offs, never
  * for wall-clock times. */
 long monotonic_ms(void);
+/* The same clock in nanoseconds. */
+uint64_t monotonic_ns(void);
 
 #endif

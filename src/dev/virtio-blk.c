@@ -91,7 +91,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -886,13 +885,6 @@ static void blk_ring_submit(struct virtio_blk *blk)
 		log_warn("virtio-blk %s: cannot submit to io_uring: %s (retried at the next request)",
 			 blk->bd->filename, strerror(-r));
 	}
-}
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* Makes the I/O thread look at the vCPU ring within BLK_VCPU_WATCHDOG_NS

@@ -426,6 +426,12 @@ static void virtio_pci_config_written(void *opaque, uint32_t offset, uint32_t le
 
 /* ---- BAR 0 ---- */
 
+/* The queue a write at `off`, inside the notification area, kicks. */
+static uint64_t notify_queue(uint64_t off)
+{
+	return (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
+}
+
 /* A kick counts only for an enabled queue of a running, unbroken device. */
 static bool queue_running(const struct virtio_dev *vd, uint64_t q)
 {
@@ -475,7 +481,7 @@ static void bar_write_locked(struct virtio_dev *vd, uint64_t off, const uint8_t 
 		if (rel + len <= vd->ops->config_size && vd->ops->config_write)
 			vd->ops->config_write(vd->dev, (uint32_t)rel, data, len);
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF && off < VIRTIO_PCI_MSIX_OFF) {
-		kick_locked(vd, (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT, true);
+		kick_locked(vd, notify_queue(off), true);
 	} else if (off >= VIRTIO_PCI_MSIX_OFF && off % 4 == 0 && len == 4) {
 		msix_write(vd, off, (uint32_t)le_load(data, len));
 	}
@@ -495,7 +501,7 @@ static int vcpu_kick_event_fd(struct virtio_dev *vd, uint64_t off)
 {
 	if (off < VIRTIO_PCI_NOTIFY_OFF || off >= VIRTIO_PCI_MSIX_OFF || !vd->ops->queue_event_fd)
 		return -1;
-	uint64_t q = (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
+	uint64_t q = notify_queue(off);
 	/* Read without the lock: a stale value only sends a kick the other way. */
 	uint32_t vcpu_queues = __atomic_load_n(&vd->vcpu_queues, __ATOMIC_RELAXED);
 	if (q >= vd->ops->num_queues || !(vcpu_queues & (1u << q)))
