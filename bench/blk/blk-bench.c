@@ -331,7 +331,8 @@ int main(int argc, char **argv)
 	driver_thread = true;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event irq_ev = { .events = EPOLLIN };
-	if (vd.irq_fd < 0 || vd.self_msi_fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, vd.irq_fd, &irq_ev) < 0)
+	if (vd.irq_fd < 0 || vd.self_msi_fd < 0 || ep < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, vd.irq_fd, &irq_ev) < 0)
 		return 1;
 	struct iothread *io = iothread_create();
 	static int done_fd, timer_fd;
