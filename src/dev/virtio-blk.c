@@ -35,20 +35,24 @@
  * while one is in the pool, writes go to the pool too (pool_writes).
  * Guests write whole aligned pages, so this is rare.
  *
- * A guest at queue depth 1 (one request, then wait for it) is served on
- * its own vCPU thread, which is cheaper than any hand-over: a raw disk on
- * io_uring has a second ring of one request, vcpu_aio, and its queue is
- * kicked on the vCPU thread (vcpu_notify_queues: no ioeventfd). When
- * nothing is in flight, the kick pops the request and submits it to that
- * ring right there (reads, and writes to an O_DIRECT file; anything else
- * is handed to the I/O thread unstarted, on the `handed` list). The kernel
- * completes it as task work on the submitting thread, which interrupts
- * its KVM_RUN (-EINTR); the vCPU loop then calls virtio_pci_poll(), which
- * returns the request and interrupts: one thread wake-up per request, the
- * vCPU's, instead of the I/O thread's and then the vCPU's. What the kernel
+ * Reads and O_DIRECT writes are started on the guest's own vCPU thread,
+ * which is cheaper than any hand-over: a raw disk on io_uring has a second
+ * ring, vcpu_aio, and its queue is kicked on the vCPU thread
+ * (vcpu_notify_queues: no ioeventfd). The kick pops what the ring has room
+ * for (BLK_VCPU_RING_DEPTH) and submits it in one system call (anything
+ * that would block, and buffered writes, is handed to the I/O thread
+ * unstarted, on the `handed` list). The kernel completes each request as
+ * task work on the submitting thread, which interrupts its KVM_RUN
+ * (-EINTR); the vCPU loop then calls virtio_pci_poll(), which returns the
+ * requests and interrupts: one thread wake-up per batch, the vCPU's,
+ * instead of the I/O thread's and then the vCPU's. This is what fio does
+ * (one thread submits and reaps); on the development machine it served
+ * 4 KiB writes at queue depth 32 about a quarter faster (155-180k IOPS
+ * against 116-148k) than a ring of one that left everything behind the
+ * first request to the I/O thread. What the kernel
  * finishes on its own worker threads signals event_fd instead
- * (BLOCK_AIO_SIGNAL_WORKER). Requests behind the first, and kicks while
- * one is in flight, go to the I/O thread through event_fd as above.
+ * (BLOCK_AIO_SIGNAL_WORKER). What is left in the avail ring when the
+ * vCPU ring is full goes to the I/O thread through event_fd as above.
  * One window is left: task work that runs when the vCPU thread returns to
  * user space between its last look at the ring and KVM_RUN (a timer
  * interrupt there) posts the completion without interrupting anything, and
@@ -60,8 +64,8 @@
  *
  * Who touches what:
  *   - a vCPU thread (vcpu_queue_notify, under the transport's lock) pops
- *     a request only when nothing is in flight, and touches the lists and
- *     rings as the I/O thread does;
+ *     what its ring has room for, and touches the lists and rings as the
+ *     I/O thread does;
  *   - the I/O thread (queue_notify, under the transport's lock) pops
  *     chains, takes the status byte, copies the chain into a struct blk_io
  *     and queues it; it alone pushes to the used ring and interrupts, once
@@ -111,9 +115,10 @@
 #define BLK_MIN_WORKERS 8
 #define BLK_MAX_WORKERS 32
 
-/* Requests on the vCPU ring: one at a time, as a vCPU takes a request only
- * when nothing is in flight. */
-#define BLK_VCPU_RING_DEPTH 1
+/* Requests on the vCPU ring at most: what a kick pops and submits on the
+ * vCPU thread before it leaves the rest to the I/O thread (see the
+ * header). */
+#define BLK_VCPU_RING_DEPTH 32
 
 /* How long a request may sit on the vCPU ring before the I/O thread looks
  * (see the header): the worst-case delay of a completion whose wake-up the
@@ -1001,7 +1006,7 @@ static bool blk_vcpu_may_start(const struct virtio_blk *blk, const struct blk_io
  * ring, or else on the list for the I/O thread (*wake_io_thread). Returns
  * the count of requests completed here (malformed ones). */
 static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c,
-			       bool *wake_io_thread)
+			       bool *wake_io_thread, bool *submit)
 {
 	unsigned completed = 0;
 	struct blk_io *io = blk_io_take(blk, vq, c, &completed);
@@ -1009,11 +1014,7 @@ static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_
 		return completed;
 	blk->inflight++;
 	if (blk_vcpu_may_start(blk, io) && blk_ring_start(blk, blk->vcpu_aio, io)) {
-		/* A failed submission stays queued; the I/O thread's next reap
-		 * submits it again. */
-		if (block_aio_submit(blk->vcpu_aio) < 0)
-			*wake_io_thread = true;
-		blk_arm_watchdog(blk);
+		*submit = true;
 		return 0;
 	}
 	list_add(&blk->handed, io);
@@ -1021,14 +1022,35 @@ static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_
 	return 0;
 }
 
+/* Pops requests onto the vCPU ring while it has room (and the queue's
+ * bound on requests in flight allows), then submits them in one system
+ * call; the count completed here. */
+static unsigned blk_vcpu_take_requests(struct virtio_blk *blk, struct vq *vq,
+				       enum vq_pop_result *r, bool *wake_io_thread)
+{
+	unsigned completed = 0;
+	bool submit = false;
+	while (block_aio_inflight(blk->vcpu_aio) < BLK_VCPU_RING_DEPTH && blk->inflight < vq->size &&
+	       (*r = vq_pop(vq, &blk->chain)) == VQ_CHAIN)
+		completed += blk_vcpu_start(blk, vq, &blk->chain, wake_io_thread, &submit);
+	if (submit) {
+		/* A failed submission stays queued; the I/O thread's next reap
+		 * submits it again. */
+		if (block_aio_submit(blk->vcpu_aio) < 0)
+			*wake_io_thread = true;
+		blk_arm_watchdog(blk);
+	}
+	return completed;
+}
+
 /*
  * A kick on the vCPU thread, or completions on the vCPU ring (from
- * virtio_pci_poll). Returns what is finished; then, if nothing is in
- * flight, pops one request and starts it (a guest at queue depth 1: the
- * one request it waits for). Everything else (requests behind that one, a
- * kick while requests are in flight) is the I/O thread's, woken through
- * event_fd as if a worker had finished: it pops them with notifications
- * off, and turns them back on when it is done. Nothing here blocks.
+ * virtio_pci_poll). Returns what is finished, then pops what the vCPU ring
+ * has room for and starts it. What is left in the avail ring when the
+ * vCPU ring is full, and requests the vCPU must not start (they block),
+ * are the I/O thread's, woken through event_fd as if a worker had
+ * finished: it pops them with notifications off, and turns them back on
+ * when it is done. Nothing here blocks.
  */
 static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 {
@@ -1036,19 +1058,16 @@ static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned que
 	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
 	if (!vq)
 		return;
-	if (!blk->vcpu_aio || (blk->inflight > 0 && !block_aio_has_completions(blk->vcpu_aio))) {
-		/* A guest at a deeper queue: the I/O thread's, as an ioeventfd
-		 * kick would be. Its completions are its own to return. */
+	if (!blk->vcpu_aio) {
 		blk_signal_done(blk);
 		return;
 	}
 	unsigned completed = blk_push_done(blk, vq);
 	bool wake_io_thread = blk->handed.count > 0;
 	enum vq_pop_result r = VQ_EMPTY;
-	if (blk->inflight == 0 && (r = vq_pop(vq, &blk->chain)) == VQ_CHAIN)
-		completed += blk_vcpu_start(blk, vq, &blk->chain, &wake_io_thread);
+	completed += blk_vcpu_take_requests(blk, vq, &r, &wake_io_thread);
 	/* Publishes avail_event past what we took, so that the next request
-	 * is kicked, unless more are already there. */
+	 * is kicked, unless more are already there (the I/O thread's). */
 	if (r != VQ_BROKEN && vq_enable_notify(vq, true)) {
 		vq_enable_notify(vq, false);
 		wake_io_thread = true;

@@ -1366,10 +1366,11 @@ static void test_reset_in_flight(void **state)
 		for (unsigned i = 0; i < NREQ; i++)
 			publish_slot(&d, i, VIRTIO_BLK_T_IN);
 		drv_notify(&d);
-		/* On the vCPU path the first read may already be back (the I/O
-		 * thread's notify returned it); nothing may come after the reset. */
+		/* On the vCPU path the reads on the vCPU ring (32) may already be
+		 * back (the I/O thread's notify returned them); nothing may come
+		 * after the reset. */
 		uint16_t returned = drv_used_hdr()[1];
-		assert_true(returned <= (drv_on_vcpu(&d) ? 1 : 0));
+		assert_true(returned <= (drv_on_vcpu(&d) ? 32 : 0));
 		if (round % 2)
 			usleep(200); /* let some start */
 		virtio_blk_ops.reset(d.blk);
@@ -1567,11 +1568,27 @@ static bool open_vcpu_disk(struct drv *d, bool direct)
 	return true;
 }
 
+/* Calls the vCPU's poll, as its loop does after KVM_RUN, until the used
+ * index reaches `want`: no I/O thread involved. */
+static void vcpu_wait_used(struct drv *d, uint16_t want)
+{
+	while (drv_used_idx() != want) {
+		wait_vcpu_completion(d);
+		virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+	}
+}
+
+/* The avail_event the device last published: how far it has popped. */
+static uint16_t drv_avail_event(void)
+{
+	return *(uint16_t *)&drv_used_ring()[2 * QSIZE];
+}
+
 /*
- * Where a kick on the vCPU thread puts each request: a lone read (or
- * O_DIRECT write) on the vCPU ring, returned by the vCPU's poll and not by
- * the I/O thread; anything else, and anything behind the first request,
- * to the I/O thread through the event fd.
+ * Where a kick on the vCPU thread puts each request: reads (and O_DIRECT
+ * writes) on the vCPU ring, as many as it holds, returned by the vCPU's
+ * poll and not by the I/O thread; what is left when the ring is full, and
+ * anything that would block, to the I/O thread through the event fd.
  */
 static void test_vcpu_placement(void **state)
 {
@@ -1597,32 +1614,41 @@ static void test_vcpu_placement(void **state)
 	assert_int_equal(d.vd.interrupt_calls, calls + 1);
 	assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
 	/* avail_event asks for the next request's kick. */
-	assert_int_equal(*(uint16_t *)&drv_used_ring()[2 * QSIZE], 1);
+	assert_int_equal(drv_avail_event(), 1);
 
-	/* Two at once: the first on the vCPU ring, the second left in the
-	 * avail ring for the I/O thread, which the event fd wakes. */
+	/* Two at once, then a third kicked while they are in flight: all on
+	 * the vCPU ring, the I/O thread never woken. */
 	publish_slot(&d, 1, VIRTIO_BLK_T_IN);
 	publish_slot(&d, 2, VIRTIO_BLK_T_IN);
-	drv_event_fired(&d);
 	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
-	assert_true(drv_event_fired(&d));
-	wait_vcpu_completion(&d);
-	drv_event(&d);
-	drv_wait_used(&d, 3);
-	d.used_seen = 3;
-	assert_int_equal(*gpa(STATUS_GPA + 1, 1), VIRTIO_BLK_S_OK);
-	assert_int_equal(*gpa(STATUS_GPA + 2, 1), VIRTIO_BLK_S_OK);
-
-	/* A kick while a request is in flight takes nothing: the I/O thread
-	 * gets the new one. */
 	publish_slot(&d, 3, VIRTIO_BLK_T_IN);
 	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
-	drv_event_fired(&d);
-	publish_slot(&d, 4, VIRTIO_BLK_T_IN);
+	assert_false(drv_event_fired(&d));
+	assert_int_equal(drv_avail_event(), 4);
+	vcpu_wait_used(&d, 4);
+	d.used_seen = 4;
+	for (unsigned slot = 1; slot <= 3; slot++)
+		assert_int_equal(*gpa(STATUS_GPA + slot, 1), VIRTIO_BLK_S_OK);
+	assert_false(drv_event_fired(&d));
+
+	/* More than the vCPU ring holds (32): it takes 32, the I/O thread the
+	 * rest. Each read lands where it was asked for. */
+	enum { MANY = 40, FIRST = 10 };
+	for (unsigned i = 0; i < MANY; i++)
+		publish_slot(&d, FIRST + i, VIRTIO_BLK_T_IN);
 	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	assert_int_equal(drv_avail_event(), 4 + 32);
 	assert_true(drv_event_fired(&d));
-	drv_wait_used(&d, 5);
-	d.used_seen = 5;
+	drv_event(&d);
+	drv_wait_used(&d, 4 + MANY);
+	d.used_seen = 4 + MANY;
+	static uint8_t disk_part[MANY * REQ_BYTES];
+	file_read(raw_path, disk_part, sizeof(disk_part), 8 * FIRST * 512);
+	assert_memory_equal(gpa(IN_GPA + FIRST * REQ_BYTES, sizeof(disk_part)), disk_part,
+			    sizeof(disk_part));
+	for (unsigned i = 0; i < MANY; i++)
+		assert_int_equal(*gpa(STATUS_GPA + FIRST + i, 1), VIRTIO_BLK_S_OK);
+	drv_event_fired(&d);
 
 	/* A lone flush is the I/O thread's (it blocks): handed over, then
 	 * served by the pool. */
@@ -1632,10 +1658,9 @@ static void test_vcpu_placement(void **state)
 	drv_publish(&d, f, 2, false);
 	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
 	assert_true(drv_event_fired(&d));
-	assert_int_equal(drv_used_idx(), 5);
+	assert_int_equal(drv_used_idx(), 4 + MANY);
 	drv_event(&d);
-	drv_wait_used(&d, 6);
-	d.used_seen = 6;
+	drv_wait_used(&d, 4 + MANY + 1);
 	assert_int_equal(*gpa(STATUS_GPA + 6, 1), VIRTIO_BLK_S_OK);
 	drv_close(&d);
 
@@ -1733,42 +1758,43 @@ static void test_vcpu_watchdog(void **state)
 	drv_close(&d);
 }
 
-/* Reset with a request on the vCPU ring: once reset returns nothing is
- * written into guest memory or returned, nothing is left to poll, and the
- * driver starts over. */
+/* Reset with requests on the vCPU ring (one, or as many as it holds):
+ * once reset returns nothing is written into guest memory or returned,
+ * nothing is left to poll, and the driver starts over. */
 static void test_vcpu_reset_in_flight(void **state)
 {
 	(void)state;
 	struct drv d;
+	static uint8_t in[32 * REQ_BYTES];
 	for (unsigned round = 0; round < 20; round++) {
 		if (!open_vcpu_disk(&d, direct_supported(NULL)))
 			return;
-		memset(gpa(IN_GPA, REQ_BYTES), 0xcc, REQ_BYTES);
-		publish_slot(&d, 0, VIRTIO_BLK_T_IN);
+		unsigned n = round % 4 < 2 ? 1 : 32;
+		memset(gpa(IN_GPA, n * REQ_BYTES), 0xcc, n * REQ_BYTES);
+		for (unsigned slot = 0; slot < n; slot++)
+			publish_slot(&d, slot, VIRTIO_BLK_T_IN);
 		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
 		if (round % 2)
 			usleep(50);
 		virtio_blk_ops.reset(d.blk);
-		static uint8_t in[REQ_BYTES];
-		memcpy(in, gpa(IN_GPA, REQ_BYTES), REQ_BYTES);
-		uint8_t status = *gpa(STATUS_GPA, 1);
+		memcpy(in, gpa(IN_GPA, n * REQ_BYTES), n * REQ_BYTES);
+		uint8_t status[32];
+		memcpy(status, gpa(STATUS_GPA, n), n);
 		assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
 		usleep(2000);
-		assert_memory_equal(gpa(IN_GPA, REQ_BYTES), in, REQ_BYTES);
-		assert_int_equal(*gpa(STATUS_GPA, 1), status);
+		assert_memory_equal(gpa(IN_GPA, n * REQ_BYTES), in, n * REQ_BYTES);
+		assert_memory_equal(gpa(STATUS_GPA, n), status, n);
 		assert_int_equal(drv_used_idx(), 0);
 		/* A poll or a kick after the reset touches nothing. */
 		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
 		assert_int_equal(drv_used_idx(), 0);
 
 		drv_start(&d, virtio_blk_ops.features(d.blk));
-		publish_slot(&d, 1, VIRTIO_BLK_T_IN);
+		publish_slot(&d, 40, VIRTIO_BLK_T_IN);
 		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
-		wait_vcpu_completion(&d);
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
-		assert_int_equal(drv_used_idx(), 1);
+		vcpu_wait_used(&d, 1);
 		d.used_seen = 1;
-		assert_int_equal(*gpa(STATUS_GPA + 1, 1), VIRTIO_BLK_S_OK);
+		assert_int_equal(*gpa(STATUS_GPA + 40, 1), VIRTIO_BLK_S_OK);
 		drv_close(&d);
 	}
 }
