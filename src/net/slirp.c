@@ -68,6 +68,14 @@ struct net_slirp {
 	atomic_bool poked;
 	struct pollfd *pfd;
 	unsigned npfd, pfd_cap;
+	/* What the thread last filled pfd with (under `lock`): digests of
+	 * the descriptors in order (which fixes the indices slirp holds) and
+	 * of their events, and when its poll times out. A frame from the
+	 * guest wakes the thread only when these change. */
+	uint64_t wait_layout, wait_digest;
+	int64_t wait_deadline_ms;
+	bool wait_unknown;            /* the last fill lost a socket (no memory) */
+	unsigned fill_gen;            /* bumped when pfd's indices may be stale */
 	struct slirp_timer timers[SLIRP_MAX_TIMERS];
 	bool guest_error_logged;
 	uint8_t tx_buf[NET_MAX_FRAME];
@@ -238,19 +246,48 @@ static short to_poll_events(int e)
 	return p;
 }
 
+static uint64_t digest_add(uint64_t d, int fd, int events)
+{
+	/* FNV-1a over (fd, events): only compared for equality. */
+	uint64_t v = (uint64_t)(uint32_t)fd << 8 | (uint64_t)(events & 0xff);
+	for (unsigned i = 0; i < 5; i++, v >>= 8)
+		d = (d ^ (v & 0xff)) * 0x100000001b3ull;
+	return d;
+}
+
 static int cb_add_poll(int fd, int events, void *opaque)
 {
 	struct net_slirp *s = opaque;
 	if (s->npfd == s->pfd_cap) {
 		unsigned cap = s->pfd_cap ? 2 * s->pfd_cap : 32;
 		struct pollfd *p = realloc(s->pfd, cap * sizeof(*p));
-		if (!p)
+		if (!p) {
+			s->wait_unknown = true;
 			return -1; /* slirp skips a socket it has no index for */
+		}
 		s->pfd = p;
 		s->pfd_cap = cap;
 	}
 	s->pfd[s->npfd] = (struct pollfd){ .fd = fd, .events = to_poll_events(events) };
+	s->wait_layout = digest_add(s->wait_layout, fd, 0);
+	s->wait_digest = digest_add(s->wait_digest, fd, events);
 	return (int)s->npfd++;
+}
+
+/* The poll set slirp would ask for now, as a digest, without touching
+ * pfd: slirp_pollfds_fill stores each socket's index, so this hands out
+ * the indices the thread's own fill gave while the set is the same. */
+struct poll_probe {
+	uint64_t layout, digest;
+	int next;
+};
+
+static int cb_probe_poll(int fd, int events, void *opaque)
+{
+	struct poll_probe *p = opaque;
+	p->layout = digest_add(p->layout, fd, 0);
+	p->digest = digest_add(p->digest, fd, events);
+	return p->next++;
 }
 
 static int cb_get_revents(int idx, void *opaque)
@@ -262,6 +299,12 @@ static int cb_get_revents(int idx, void *opaque)
 	return (r & POLLIN ? SLIRP_POLL_IN : 0) | (r & POLLOUT ? SLIRP_POLL_OUT : 0) |
 	       (r & POLLPRI ? SLIRP_POLL_PRI : 0) | (r & POLLERR ? SLIRP_POLL_ERR : 0) |
 	       (r & POLLHUP ? SLIRP_POLL_HUP : 0);
+}
+
+static int cb_no_revents(int idx, void *opaque)
+{
+	(void)idx, (void)opaque;
+	return 0;
 }
 
 /* Milliseconds until the first armed timer, capped at `limit`. */
@@ -294,16 +337,44 @@ static void timers_run(struct net_slirp *s)
 	}
 }
 
+static int64_t deadline_ms(uint32_t timeout)
+{
+	return timeout == UINT32_MAX ? INT64_MAX : now_ns() / 1000000 + timeout;
+}
+
+/* After slirp_input (under `lock`): wakes the thread only if the frame
+ * changed what it should wait for (a new socket, output queued for a host
+ * socket, room to read more for the guest, an earlier timeout such as a
+ * delayed ACK). Waking it for every frame cost a thread switch and a
+ * rebuilt poll set per guest packet. */
+static void slirp_poke_if_changed(struct net_slirp *s)
+{
+	struct poll_probe p = { .layout = digest_add(0, s->poke_fd, 0),
+				.digest = digest_add(0, s->poke_fd, SLIRP_POLL_IN),
+				.next = 1 };
+	uint32_t timeout = UINT32_MAX;
+	slirp_pollfds_fill(s->slirp, &timeout, cb_probe_poll, &p);
+	timeout = timers_timeout(s, timeout);
+	if (s->wait_unknown || p.layout != s->wait_layout)
+		s->fill_gen++; /* the indices slirp now holds may not match pfd */
+	if (s->wait_unknown || p.digest != s->wait_digest || deadline_ms(timeout) < s->wait_deadline_ms)
+		slirp_poke(s);
+}
+
 /* One turn: build the set, wait, hand slirp what is ready, run timers. */
 static void slirp_turn(struct net_slirp *s)
 {
 	pthread_mutex_lock(&s->lock);
 	atomic_store(&s->poked, false);
 	s->npfd = 0;
+	s->wait_layout = s->wait_digest = 0;
+	s->wait_unknown = false;
 	cb_add_poll(s->poke_fd, SLIRP_POLL_IN, s);
 	uint32_t timeout = UINT32_MAX;
 	slirp_pollfds_fill(s->slirp, &timeout, cb_add_poll, s);
 	timeout = timers_timeout(s, timeout);
+	s->wait_deadline_ms = deadline_ms(timeout);
+	unsigned gen = s->fill_gen;
 	pthread_mutex_unlock(&s->lock);
 
 	int n = poll(s->pfd, s->npfd, timeout == UINT32_MAX ? -1 : (int)timeout);
@@ -313,7 +384,10 @@ static void slirp_turn(struct net_slirp *s)
 		(void)r;
 	}
 	pthread_mutex_lock(&s->lock);
-	slirp_pollfds_poll(s->slirp, n < 0 && errno != EINTR, cb_get_revents, s);
+	/* If a probe found the set changed, slirp's indices may not match pfd:
+	 * skip its readiness this turn (poll is level-triggered, the next turn
+	 * sees it again), but still run its timers. */
+	slirp_pollfds_poll(s->slirp, n < 0 && errno != EINTR, gen == s->fill_gen ? cb_get_revents : cb_no_revents, s);
 	timers_run(s);
 	pthread_mutex_unlock(&s->lock);
 	slirp_wake_nic(s);
@@ -351,8 +425,8 @@ static void slirp_send(struct net_backend *nb, const struct iovec *iov, unsigned
 		skip = 0;
 	}
 	slirp_input(s->slirp, s->tx_buf, (int)done);
+	slirp_poke_if_changed(s);
 	pthread_mutex_unlock(&s->lock);
-	slirp_poke(s); /* the frame may have opened a socket or queued output */
 	slirp_wake_nic(s);
 }
 
@@ -414,6 +488,10 @@ static void slirp_destroy(struct net_backend *nb)
 	}
 	if (s->slirp)
 		slirp_cleanup(s->slirp);
+	if (s->dropped)
+		log_info("net user: %llu frames for the guest were dropped (its receive ring "
+			 "stayed full past %d queued frames)",
+			 (unsigned long long)s->dropped, SLIRP_QUEUE_MAX);
 	while (s->q_head)
 		slirp_pop(nb);
 	if (s->poke_fd >= 0)
