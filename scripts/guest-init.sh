@@ -15,6 +15,9 @@
 #                          host's loopback through the user-mode network), then
 #                          serve a CGI on port 8080 until the host fetched it
 #                          through its host forward (at most 150 s)
+#   shoji.action=iperf     DHCP on eth0, then iperf3 to and from the server on
+#                          the host's loopback (bench/net/slirp.sh), for
+#                          shoji.iperf=SECONDS (default 10) each way
 #   shoji.action=vsock     with /bin/vsock-test (tests/e2e/vsock-test.c): echo
 #                          server on vsock port 5000, a source that never
 #                          stops on 5001, 100 connections x 1 MiB to the host's
@@ -40,12 +43,14 @@ mount -t tmpfs tmpfs /tmp
 
 action=shell
 ttysize=
+iperf_seconds=10
 read -r cmdline </proc/cmdline
 # Word splitting is wanted here: one kernel parameter per word.
 for word in $cmdline; do
     case $word in
         shoji.action=*) action=${word#shoji.action=} ;;
         shoji.ttysize=*) ttysize=${word#shoji.ttysize=} ;;
+        shoji.iperf=*) iperf_seconds=${word#shoji.iperf=} ;;
     esac
 done
 
@@ -112,10 +117,12 @@ diskroot() {
     echo "SHOJI-REPORT done"
 }
 
-net() {
+# Brings eth0 up with an address from the user-mode network's DHCP server
+# and reports it; false (after a SHOJI-ERROR line) without a NIC.
+net_up() {
     load_modules
     ip link set lo up
-    wait_for /sys/class/net/eth0 || { echo "SHOJI-ERROR no eth0"; return; }
+    wait_for /sys/class/net/eth0 || { echo "SHOJI-ERROR no eth0"; return 1; }
     ip link set eth0 up
     # Routes through a link the kernel does not yet see as up are refused.
     i=0
@@ -130,6 +137,10 @@ EOF
     udhcpc -q -n -t 10 -i eth0 -s /tmp/udhcpc.sh >/dev/null 2>&1
     echo "SHOJI-REPORT ip=$(ip -4 addr show eth0 | awk '/inet / { print $2 }')"
     echo "SHOJI-REPORT route=$(ip route show default)"
+}
+
+net() {
+    net_up || return
     wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin
     echo "SHOJI-REPORT fetched-sha256=$(sha256sum /tmp/f.bin 2>/dev/null | cut -d' ' -f1)"
     # The host fetches this CGI through its forward; running it marks it done.
@@ -144,6 +155,23 @@ EOF
     while [ ! -e /tmp/served ] && [ $i -lt 1500 ]; do sleep 0.1; i=$((i + 1)); done
     [ -e /tmp/served ] && echo "SHOJI-REPORT hostfwd=served" || echo "SHOJI-REPORT hostfwd=timeout"
     sleep 1
+    echo "SHOJI-REPORT done"
+}
+
+# bench/net/slirp.sh: iperf3 against the server on the host's loopback
+# (10.0.2.2 through the user-mode network), guest to host (tx) and host to
+# guest (rx, iperf3 -R), for shoji.iperf=SECONDS each. Reports the
+# receiver's Mbit/s.
+iperf() {
+    net_up || return
+    [ -x /bin/iperf3 ] || { echo "SHOJI-ERROR no /bin/iperf3 in this initramfs"; return; }
+    for dir in tx rx; do
+        flag=
+        [ $dir = rx ] && flag=-R
+        iperf3 -c 10.0.2.2 -t "$iperf_seconds" -f m $flag >/tmp/iperf.$dir 2>&1
+        mbits=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' /tmp/iperf.$dir)
+        echo "SHOJI-REPORT iperf-$dir=${mbits:-failed: $(tail -n 1 /tmp/iperf.$dir)}"
+    done
     echo "SHOJI-REPORT done"
 }
 
@@ -228,6 +256,7 @@ case $action in
     diskroot) diskroot; sync; poweroff -f ;;
     panic)    panic_now ;;
     net)      net; poweroff -f ;;
+    iperf)    iperf; poweroff -f ;;
     vsock)    vsock; echo "SHOJI-REBOOTING"; reboot -f ;;
     room)     room; sync; poweroff -f ;;
     *)        shell; echo "SHOJI-POWEROFF"; poweroff -f ;;

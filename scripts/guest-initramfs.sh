@@ -5,13 +5,19 @@
 # Usage: scripts/guest-initramfs.sh OUT.cpio.gz [CACHE] [EXE...]
 #   CACHE is where scripts/fetch-guest.sh put busybox
 #   (default ${SHOJI_CACHE:-<repo>/.cache}); each EXE (a static program,
-#   such as the build's vsock-test) is copied into /bin.
+#   such as the build's vsock-test, or a dynamic one such as iperf3, whose
+#   shared libraries ldd names are copied along at their own paths) is
+#   copied into /bin.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:?usage: guest-initramfs.sh OUT.cpio.gz [CACHE]}
 cache=${2:-${SHOJI_CACHE:-$here/../.cache}}
 extra=("${@:3}")
+
+# shellcheck source=nested-lib.sh
+source "$here/nested-lib.sh"
 
 die() { echo "guest-initramfs: $*" >&2; exit 1; }
 
@@ -69,6 +75,7 @@ main() {
     for exe in "${extra[@]}"; do
         [[ -x $exe ]] || die "$exe is not an executable"
         install -m 0755 "$exe" "$root/bin/"
+        nested_copy_libs "$root" "$exe"
     done
     copy_modules "$root/lib/modules" "$cache/modules/kernel"
     mkdir -p "$(dirname "$out")"

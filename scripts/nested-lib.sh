@@ -48,15 +48,23 @@ nested_l1_cpus() {
     echo "${SHOJI_L1_CPUS:-$n}"
 }
 
-# nested_copy_exe ROOT SRC DEST: copies executable SRC to ROOT/DEST and every
-# shared library ldd names (the dynamic loader included) at its own absolute
-# path, so the binary runs unchanged inside L1. Works for sanitizer builds
-# too, whose libasan/libubsan ldd lists like any other library.
+# nested_copy_exe ROOT SRC DEST: copies executable SRC to ROOT/DEST and its
+# shared libraries (nested_copy_libs), so the binary runs unchanged inside
+# L1. Works for sanitizer builds too, whose libasan/libubsan ldd lists like
+# any other library.
 nested_copy_exe() {
-    local root=$1 src=$2 dest=$3 lib
+    local root=$1 src=$2 dest=$3
     [[ -x $src ]] || { echo "nested: $src is not an executable" >&2; return 1; }
     mkdir -p "$root/$(dirname "$dest")"
     cp -L "$src" "$root/$dest"
+    nested_copy_libs "$root" "$src"
+}
+
+# nested_copy_libs ROOT EXE: copies every shared library ldd names for EXE
+# (the dynamic loader included) into ROOT at its own absolute path; nothing
+# for a static EXE.
+nested_copy_libs() {
+    local root=$1 src=$2 lib
     # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and
     # "/lib64/ld-linux-x86-64.so.2 (0x...)"; vdso has no file.
     while read -r lib; do

@@ -9,7 +9,7 @@
 # status 3 the way shoji-vmm does.
 set -eu
 
-kernel='' initrd='' cmdline='' cpus=1 memory=512M serial=tty
+kernel='' initrd='' cmdline='' cpus=1 memory=512M serial=tty net=''
 while [ $# -gt 0 ]; do
     case $1 in
         --kernel) kernel=$2; shift 2 ;;
@@ -18,6 +18,7 @@ while [ $# -gt 0 ]; do
         --cpus) cpus=$2; shift 2 ;;
         --memory) memory=$2; shift 2 ;;
         --serial) serial=$2; shift 2 ;;
+        --net) net=$2; shift 2 ;;
         --log-level) shift 2 ;;
         *) echo "qemu-standin: unsupported option $1" >&2; exit 2 ;;
     esac
@@ -32,9 +33,20 @@ case $serial in
     *) echo "qemu-standin: bad --serial $serial" >&2; exit 2 ;;
 esac
 
-set -- -M microvm -enable-kvm -cpu host -smp "$cpus" -m "$memory" \
+# --net user: a virtio-net PCI NIC on QEMU's own libslirp (bench/net/slirp.sh),
+# so microvm gets its PCIe host bridge; no option ROM (the kernel is loaded
+# directly).
+machine=microvm
+case $net in
+    '') ;;
+    user) machine=microvm,pcie=on ;;
+    *) echo "qemu-standin: only --net user is translated, not '$net'" >&2; exit 2 ;;
+esac
+
+set -- -M "$machine" -enable-kvm -cpu host -smp "$cpus" -m "$memory" \
     -nodefaults -no-user-config -display none -no-reboot \
     -chardev "$chardev,id=con0" -serial chardev:con0 \
     -kernel "$kernel" -append "$cmdline"
 [ -z "$initrd" ] || set -- "$@" -initrd "$initrd"
+[ -z "$net" ] || set -- "$@" -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
 exec qemu-system-x86_64 "$@"
