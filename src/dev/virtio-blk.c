@@ -39,9 +39,9 @@
  * which is cheaper than any hand-over: a raw disk on io_uring has a second
  * ring, vcpu_aio, and its queue is kicked on the vCPU thread
  * (vcpu_notify_queues: no ioeventfd). The kick pops what the ring has room
- * for (BLK_VCPU_RING_DEPTH) and submits it in one system call (anything
- * that would block, and buffered writes, is handed to the I/O thread
- * unstarted, on the `handed` list). The kernel completes each request as
+ * for (BLK_VCPU_RING_DEPTH) and submits it in one system call (the first
+ * request that would block, a flush or a buffered write, is handed to the
+ * I/O thread unstarted, on the `handed` list, and ends the kick's popping). The kernel completes each request as
  * task work on the submitting thread, which interrupts its KVM_RUN
  * (-EINTR); the vCPU loop then calls virtio_pci_poll(), which returns the
  * requests and interrupts: one thread wake-up per batch, the vCPU's,
@@ -68,9 +68,10 @@
  *     I/O thread does;
  *   - the I/O thread (queue_notify, under the transport's lock) pops
  *     chains, takes the status byte, copies the chain into a struct blk_io
- *     and queues it; it alone pushes to the used ring and interrupts, once
- *     per batch, so EVENT_IDX suppression works as with synchronous
- *     requests. vq_push() publishes with release ordering;
+ *     and queues it; it and a vCPU thread (both under that lock) push to
+ *     the used ring and interrupt once per batch, so EVENT_IDX
+ *     suppression works as with synchronous requests. vq_push()
+ *     publishes with release ordering;
  *   - a worker parses and serves a blk_io (the checks are the ones the
  *     synchronous device made, in the same order), writes its status byte
  *     and puts it on the done list, then signals event_fd; the transport
@@ -1003,10 +1004,10 @@ static bool blk_vcpu_may_start(const struct virtio_blk *blk, const struct blk_io
 }
 
 /* Starts a chain popped on a vCPU thread without blocking: on the vCPU
- * ring, or else on the list for the I/O thread (*wake_io_thread). Returns
- * the count of requests completed here (malformed ones). */
+ * ring (*submit), or else on the list for the I/O thread (*handed).
+ * Returns the count of requests completed here (malformed ones). */
 static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_chain *c,
-			       bool *wake_io_thread, bool *submit)
+			       bool *handed, bool *submit)
 {
 	unsigned completed = 0;
 	struct blk_io *io = blk_io_take(blk, vq, c, &completed);
@@ -1018,21 +1019,26 @@ static unsigned blk_vcpu_start(struct virtio_blk *blk, struct vq *vq, struct vq_
 		return 0;
 	}
 	list_add(&blk->handed, io);
-	*wake_io_thread = true;
+	*handed = true;
 	return 0;
 }
 
 /* Pops requests onto the vCPU ring while it has room (and the queue's
  * bound on requests in flight allows), then submits them in one system
- * call; the count completed here. */
+ * call; the count completed here. It stops at the first request it must
+ * hand over (a flush, a buffered write): the rest are the I/O thread's,
+ * so a guest writing to a buffered disk costs its vCPU one request's
+ * parsing per kick, not a queue's. */
 static unsigned blk_vcpu_take_requests(struct virtio_blk *blk, struct vq *vq,
 				       enum vq_pop_result *r, bool *wake_io_thread)
 {
 	unsigned completed = 0;
-	bool submit = false;
-	while (block_aio_inflight(blk->vcpu_aio) < BLK_VCPU_RING_DEPTH && blk->inflight < vq->size &&
-	       (*r = vq_pop(vq, &blk->chain)) == VQ_CHAIN)
-		completed += blk_vcpu_start(blk, vq, &blk->chain, wake_io_thread, &submit);
+	bool submit = false, handed = false;
+	while (!handed && block_aio_inflight(blk->vcpu_aio) < BLK_VCPU_RING_DEPTH &&
+	       blk->inflight < vq->size && (*r = vq_pop(vq, &blk->chain)) == VQ_CHAIN)
+		completed += blk_vcpu_start(blk, vq, &blk->chain, &handed, &submit);
+	if (handed)
+		*wake_io_thread = true;
 	if (submit) {
 		/* A failed submission stays queued; the I/O thread's next reap
 		 * submits it again. */

@@ -60,8 +60,8 @@ struct virtio_device_ops {
 	 * ioeventfd; asked once per activation. The MMIO exit to user space
 	 * costs less than waking the I/O thread, for a queue where latency
 	 * counts and each kick's work is short and never blocks (vsock's tx:
-	 * one non-blocking sendmsg per packet; virtio-blk at queue depth 1:
-	 * one io_uring submission, see vcpu_queue_notify).
+	 * one non-blocking sendmsg per packet; virtio-blk's reads and O_DIRECT
+	 * writes: one io_uring submission per kick, see vcpu_queue_notify).
 	 */
 	uint32_t (*vcpu_notify_queues)(void *dev);
 	/* Device features; VERSION_1 is added by the transport. */

@@ -1650,18 +1650,22 @@ static void test_vcpu_placement(void **state)
 		assert_int_equal(*gpa(STATUS_GPA + FIRST + i, 1), VIRTIO_BLK_S_OK);
 	drv_event_fired(&d);
 
-	/* A lone flush is the I/O thread's (it blocks): handed over, then
-	 * served by the pool. */
+	/* A flush is the I/O thread's (it blocks): handed over, then served
+	 * by the pool; the read behind it is left in the avail ring for the
+	 * I/O thread too (the vCPU stops at the first request handed). */
 	write_hdr(6, VIRTIO_BLK_T_FLUSH, 0);
 	struct seg f[] = { { HDR_GPA + 32 * 6, 16, false }, { STATUS_GPA + 6, 1, true } };
 	*gpa(STATUS_GPA + 6, 1) = 0xee;
 	drv_publish(&d, f, 2, false);
+	publish_slot(&d, 7, VIRTIO_BLK_T_IN);
 	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
 	assert_true(drv_event_fired(&d));
+	assert_int_equal(drv_avail_event(), 4 + MANY + 1);
 	assert_int_equal(drv_used_idx(), 4 + MANY);
 	drv_event(&d);
-	drv_wait_used(&d, 4 + MANY + 1);
+	drv_wait_used(&d, 4 + MANY + 2);
 	assert_int_equal(*gpa(STATUS_GPA + 6, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(*gpa(STATUS_GPA + 7, 1), VIRTIO_BLK_S_OK);
 	drv_close(&d);
 
 	/* A lone write to a buffered file is the I/O thread's too (the kernel
