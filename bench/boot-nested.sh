@@ -113,23 +113,12 @@ main() {
     echo "bench/boot-nested: mode $mode, $runs runs each"
     if [[ $mode == native ]]; then
         write_job "$work/job.sh" "$cache/vmlinuz" "$work/initrd.cpio.gz" "$build/shoji-vmm" "$repo/scripts/nested-qemu-standin.sh"
-        : >"$results"
-        RESULTS=$results RUNNER_WORK=$work/runner \
-            bash -c 'source "$1"; source "$2"' _ "$repo/scripts/nested-runner.sh" "$work/job.sh"
+        nested_bench_here "$work"
     else
         write_job "$work/job.sh" /l2/vmlinuz /l2/initrd.cpio.gz /bin/shoji-vmm /bin/qemu-standin
-        echo "export L2_VMM=/bin/shoji-vmm" >"$work/job-env.sh"
-        nested_build_l1 "$work/l1.cpio" "$cache" "$work/job.sh" "$work/job-env.sh" \
-            FILE "$cache/vmlinuz:/l2/vmlinuz" FILE "$work/initrd.cpio.gz:/l2/initrd.cpio.gz" \
-            EXE "$build/shoji-vmm:/bin/shoji-vmm" QEMU
-        local -a steps=()
-        local i
-        for ((i = 0; i < 2 * runs; i++)); do steps+=("$((limit + 60)):boot-time run $((i + 1))"); done
-        local t0=$SECONDS rc=0
-        nested_run_batch "$cache" "$work/l1.cpio" "$(nested_l1_cpus "$cpus")" \
-            "$work/l1-console.log" "$results" 180 "${steps[@]}" || rc=$?
-        echo "bench/boot-nested: L1 ran $((SECONDS - t0)) s (QEMU exit $rc); console in $work/l1-console.log"
-        ((rc == 0)) || { tail -n 20 "$work/l1-console.log" >&2; die "L1 did not finish"; }
+        nested_bench_l1 bench/boot-nested "$cache" "$work" "$(nested_l1_cpus "$cpus")" \
+            "$((limit + 60))" "$((2 * runs))" EXE "$build/shoji-vmm:/bin/shoji-vmm" QEMU ||
+            die "L1 did not finish"
     fi
     summarise "$results"
 }

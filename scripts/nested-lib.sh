@@ -198,6 +198,35 @@ nested_run_batch() {
     wait "$qpid"
 }
 
+# nested_bench_here WORK: runs a benchmark's job WORK/job.sh on this host
+# (native mode), its records into WORK/results.log.
+nested_bench_here() {
+    local work=$1
+    : >"$work/results.log"
+    RESULTS=$work/results.log RUNNER_WORK=$work/runner \
+        bash -c 'source "$1"; source "$2"' _ "$NESTED_SCRIPTS/nested-runner.sh" "$work/job.sh"
+}
+
+# nested_bench_l1 NAME CACHE WORK CPUS STEP_S NSTEPS ITEM...: runs a
+# benchmark's job WORK/job.sh in one L1 boot with CPUS vCPUs, shoji-vmm's
+# L2 kernel and initrd (WORK/initrd.cpio.gz) and the nested_build_l1 ITEMs,
+# its records into WORK/results.log; each of the NSTEPS runs must report
+# within STEP_S seconds. False, after L1's last console lines, if L1 did not
+# finish.
+nested_bench_l1() {
+    local name=$1 cache=$2 work=$3 cpus=$4 step_s=$5 nsteps=$6 i t0=$SECONDS rc=0
+    shift 6
+    local -a steps=()
+    echo "export L2_VMM=/bin/shoji-vmm" >"$work/job-env.sh"
+    nested_build_l1 "$work/l1.cpio" "$cache" "$work/job.sh" "$work/job-env.sh" \
+        FILE "$cache/vmlinuz:/l2/vmlinuz" FILE "$work/initrd.cpio.gz:/l2/initrd.cpio.gz" "$@" || return 1
+    for ((i = 0; i < nsteps; i++)); do steps+=("$step_s:run $((i + 1)) of $nsteps"); done
+    nested_run_batch "$cache" "$work/l1.cpio" "$cpus" "$work/l1-console.log" "$work/results.log" \
+        180 "${steps[@]}" || rc=$?
+    echo "$name: L1 ran $((SECONDS - t0)) s (QEMU exit $rc); console in $work/l1-console.log"
+    ((rc == 0)) || { tail -n 20 "$work/l1-console.log" >&2; return 1; }
+}
+
 # nested_run_interactive CACHE CPIO CPUS: boots L1 with its console on this
 # terminal. signal=off and no QEMU multiplexer: every key, Ctrl-C and Ctrl-A
 # included, goes through to L1 and on to the VMM inside it, so the keys are

@@ -169,25 +169,13 @@ main() {
     if [[ $mode == native ]]; then
         write_job "$work/job.sh" "$cache/vmlinuz" "$work/initrd.cpio.gz" "$build/shoji-vmm" \
             "$repo/scripts/nested-qemu-standin.sh" "$iperf"
-        : >"$results"
-        RESULTS=$results RUNNER_WORK=$work/runner \
-            bash -c 'source "$1"; source "$2"' _ "$repo/scripts/nested-runner.sh" "$work/job.sh"
+        nested_bench_here "$work"
     else
         write_job "$work/job.sh" /l2/vmlinuz /l2/initrd.cpio.gz /bin/shoji-vmm /bin/qemu-standin /bin/iperf3
-        echo "export L2_VMM=/bin/shoji-vmm" >"$work/job-env.sh"
-        nested_build_l1 "$work/l1.cpio" "$cache" "$work/job.sh" "$work/job-env.sh" \
-            FILE "$cache/vmlinuz:/l2/vmlinuz" FILE "$work/initrd.cpio.gz:/l2/initrd.cpio.gz" \
-            EXE "$build/shoji-vmm:/bin/shoji-vmm" EXE "$iperf:/bin/iperf3" QEMU
-        local -a steps=()
-        local i
-        for ((i = 0; i < 2 * rounds; i++)); do
-            steps+=("$(($(case_limit) + 2 * seconds + 60)):guest run $((i + 1)) of $((2 * rounds))")
-        done
-        local t0=$SECONDS rc=0
-        nested_run_batch "$cache" "$work/l1.cpio" "$(nested_l1_cpus "$cpus")" \
-            "$work/l1-console.log" "$results" 180 "${steps[@]}" || rc=$?
-        echo "bench/net/slirp: L1 ran $((SECONDS - t0)) s (QEMU exit $rc); console in $work/l1-console.log"
-        ((rc == 0)) || { tail -n 20 "$work/l1-console.log" >&2; die "L1 did not finish"; }
+        nested_bench_l1 bench/net/slirp "$cache" "$work" "$(nested_l1_cpus "$cpus")" \
+            "$(($(case_limit) + 2 * seconds + 60))" "$((2 * rounds))" \
+            EXE "$build/shoji-vmm:/bin/shoji-vmm" EXE "$iperf:/bin/iperf3" QEMU ||
+            die "L1 did not finish"
     fi
     summarise "$results"
 }
