@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
 #include "block/driver.h"
+#include "block/lock.h"
 
 static const struct block_driver *const drivers[] = {
 	&block_driver_raw,
@@ -26,6 +29,9 @@ struct block_chain {
 	ino_t ino;
 	const struct block_chain *next;
 };
+
+static int backing_allowed(const char *overlay, const char *name, char **full,
+			   const char *const *dirs);
 
 static const struct block_driver *find_driver(const char *format)
 {
@@ -50,6 +56,10 @@ int block_open(struct block_dev **out, const char *path, const char *format,
 			  format ? format : "(none)");
 		return -EINVAL;
 	}
+	if (o.force_share && !o.read_only) {
+		log_error("%s: force share (-U) is only for read-only opens", path);
+		return -EINVAL;
+	}
 	if (o.depth > BLOCK_MAX_CHAIN_DEPTH) {
 		log_error("%s: backing chain deeper than %d images", path, BLOCK_MAX_CHAIN_DEPTH);
 		return -ELOOP;
@@ -59,6 +69,12 @@ int block_open(struct block_dev **out, const char *path, const char *format,
 		int err = -errno;
 		log_error("%s: cannot open: %s", path, strerror(errno));
 		return err;
+	}
+	/* A device node or FIFO named by an image is never a disk (a FIFO would
+	 * even block the open); the top image is the caller's own choice. */
+	if (o.depth > 0 && !S_ISREG(st.st_mode)) {
+		log_error("%s: a backing file must be a regular file", path);
+		return -EINVAL;
 	}
 	for (const struct block_chain *c = o.chain; c; c = c->next) {
 		if (c->dev == st.st_dev && c->ino == st.st_ino) {
@@ -85,9 +101,61 @@ int block_open_backing(struct block_dev **out, const char *overlay, const char *
 	char *full = block_backing_path(overlay, path);
 	if (!full)
 		return -ENOMEM;
-	int r = block_open(out, full, format, &o);
+	int r = o.backing_dirs ? backing_allowed(overlay, path, &full, o.backing_dirs) : 0;
+	if (r == 0)
+		r = block_open(out, full, format, &o);
 	free(full);
 	return r;
+}
+
+/* True when `path` (resolved) is `dir` (resolved) or below it. */
+static bool under_dir(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	if (n == 1 && dir[0] == '/')
+		return true;
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+int block_path_within(const char *path, const char *const *dirs)
+{
+	char *real = realpath(path, NULL);
+	if (!real)
+		return -errno;
+	int r = -EACCES;
+	for (const char *const *d = dirs; *d && r == -EACCES; d++) {
+		char *rd = realpath(*d, NULL);
+		if (rd && under_dir(real, rd))
+			r = 0;
+		free(rd);
+	}
+	free(real);
+	return r;
+}
+
+/* Checks *full against dirs and replaces it by its resolved path, so that
+ * what is opened is what was checked. Logs one line when refused. */
+static int backing_allowed(const char *overlay, const char *name, char **full,
+			   const char *const *dirs)
+{
+	int r = block_path_within(*full, dirs);
+	if (r == -EACCES) {
+		log_error("%s: backing file '%s' lies outside the directories allowed for "
+			  "backing files (%s%s); move it there or allow its directory "
+			  "(shoji-vmm --disk ...,backing-dir=DIR; shojid --image-dir DIR)",
+			  overlay, name, dirs[0] ? dirs[0] : "none", dirs[0] && dirs[1] ? ", ..." : "");
+		return r;
+	}
+	if (r < 0) {
+		log_error("%s: backing file '%s': %s", overlay, name, strerror(-r));
+		return r;
+	}
+	char *real = realpath(*full, NULL);
+	if (!real)
+		return -errno;
+	free(*full);
+	*full = real;
+	return 0;
 }
 
 char *block_backing_path(const char *overlay, const char *path)
@@ -302,5 +370,17 @@ int block_create(const char *path, const char *format, const struct block_create
 			  format ? format : "(none)");
 		return -EINVAL;
 	}
-	return drv->create(path, opts);
+	/* Lock first: creating truncates, and the file may be a disk in use
+	 * (or the very image a convert reads from). */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int err = -errno;
+		log_error("%s: cannot create: %s", path, strerror(errno));
+		return err;
+	}
+	int r = block_lock_fd(fd, BLOCK_LOCK_WRITE, path);
+	if (r == 0)
+		r = drv->create(path, opts);
+	close(fd);
+	return r;
 }

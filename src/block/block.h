@@ -121,20 +121,35 @@ struct block_dev {
  * opens with O_DIRECT. */
 enum block_cache { BLOCK_CACHE_WRITEBACK, BLOCK_CACHE_NONE };
 
+/*
+ * Backing files named inside an image are untrusted input: a hostile image
+ * could name /etc/shadow as its raw backing file and let a guest read it.
+ * So a backing file must be a regular file, and when backing_dirs is set
+ * its real path (symbolic links resolved) must lie under one of those
+ * directories. Callers that run guests (the VMM, the daemon) always set
+ * it; shoji-img, run by a user on images of their choice with their own
+ * rights, leaves it NULL as qemu-img does.
+ */
 struct block_open_opts {
 	bool read_only;
 	enum block_cache cache;
 	bool no_backing;        /* do not open the backing chain (info, rebase -u) */
 	bool repair;            /* allow writing to images marked dirty or corrupt */
+	bool force_share;       /* read-only look without taking or checking locks (-U) */
 	uint64_t l2_cache_size; /* bytes of L2 tables cached; 0 = default 1 MiB */
+	/* NULL-terminated list of directories backing files must lie in, or
+	 * NULL for no restriction (see above). */
+	const char *const *backing_dirs;
+	bool no_lock;           /* internal: block_create holds the lock already */
 	unsigned depth;         /* internal: position in a backing chain */
 	const void *chain;      /* internal: files already in the chain (loops) */
 };
 
 #define BLOCK_MAX_CHAIN_DEPTH 64
 
-/* Opens path with the named format. On error logs one line and returns
- * -errno; *out is untouched. */
+/* Opens path with the named format, locking each file of its chain (see
+ * block/lock.h: -EBUSY when another VM or program has it). On error logs
+ * one line and returns -errno; *out is untouched. */
 int block_open(struct block_dev **out, const char *path, const char *format,
 	       const struct block_open_opts *opts);
 void block_close(struct block_dev *bd);
@@ -187,6 +202,15 @@ int block_make_empty(struct block_dev *bd);
  * between (qcow2), -EINVAL when the range is outside the disk. */
 int block_map_direct(struct block_dev *bd, uint64_t off, uint64_t len, struct block_extent *ext);
 
+/* Creates (or truncates and rewrites) path, holding the write lock on it
+ * throughout: an image in use by a VM or program is refused, never
+ * truncated. */
 int block_create(const char *path, const char *format, const struct block_create_opts *opts);
+
+/*
+ * 0 when the real path of `path` lies under one of dirs (NULL-terminated),
+ * else -EACCES; -errno when it cannot be resolved. Logs nothing.
+ */
+int block_path_within(const char *path, const char *const *dirs);
 
 #endif

@@ -21,7 +21,37 @@ void *bfile_alloc(size_t len)
 	return p;
 }
 
-int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct)
+/*
+ * The image lock lives on a descriptor of its own: an io_uring that has
+ * the data descriptor registered keeps its open file alive until the
+ * ring's asynchronous teardown ends, and the lock with it, so a disk closed
+ * and opened again at once would find itself still locked. A second
+ * descriptor is closed when we say. `st` is the data descriptor's, so both
+ * must be the same file.
+ */
+static int lock_open(const char *path, const struct stat *st, enum block_lock_mode mode,
+		     int *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct stat ls;
+	if (fstat(fd, &ls) < 0 || ls.st_dev != st->st_dev || ls.st_ino != st->st_ino) {
+		log_error("%s: the file changed while it was being opened; try again", path);
+		close(fd);
+		return -EAGAIN;
+	}
+	int r = block_lock_fd(fd, mode, path);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct,
+	       enum block_lock_mode lock)
 {
 	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	if (direct)
@@ -35,13 +65,21 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct)
 		close(fd);
 		return err;
 	}
+	int lock_fd = -1;
+	int r = lock == BLOCK_LOCK_NONE ? 0 : lock_open(path, &st, lock, &lock_fd);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
 	off_t end = lseek(fd, 0, SEEK_END); /* block devices report 0 in st_size */
 	if (end < 0) {
 		int err = -errno;
 		close(fd);
+		if (lock_fd >= 0)
+			close(lock_fd);
 		return err;
 	}
-	*f = (struct bfile){ .fd = fd, .direct = direct, .read_only = read_only,
+	*f = (struct bfile){ .fd = fd, .lock_fd = lock_fd, .direct = direct, .read_only = read_only,
 			     .align = direct ? BFILE_DIRECT_ALIGN : 1, .size = (uint64_t)end };
 	pthread_rwlock_init(&f->rmw_lock, NULL);
 	return 0;
@@ -51,9 +89,12 @@ void bfile_close(struct bfile *f)
 {
 	if (f->fd >= 0) {
 		close(f->fd);
+		if (f->lock_fd >= 0)
+			close(f->lock_fd);
 		pthread_rwlock_destroy(&f->rmw_lock);
 	}
 	f->fd = -1;
+	f->lock_fd = -1;
 }
 
 /*

@@ -20,8 +20,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "block/lock.h"
+
 struct bfile {
 	int fd;
+	int lock_fd;     /* holds the image lock, or -1 (see bfile_open) */
 	bool direct;
 	bool read_only;
 	uint32_t align;  /* O_DIRECT alignment of offsets, lengths and buffers */
@@ -29,7 +32,10 @@ struct bfile {
 	pthread_rwlock_t rmw_lock; /* see write_lock() in file.c */
 };
 
-int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct);
+/* Opens path and takes the image lock `lock` on it before returning (see
+ * block/lock.h); -EBUSY, logged, when another user holds a conflicting one. */
+int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct,
+	       enum block_lock_mode lock);
 void bfile_close(struct bfile *f);
 int bfile_pread(struct bfile *f, void *buf, size_t len, uint64_t off);
 int bfile_pwrite(struct bfile *f, const void *buf, size_t len, uint64_t off);

@@ -40,7 +40,8 @@ static int pick_geometry(const char *path, const struct block_create_opts *o, un
 
 static int write_skeleton(const char *path, struct qcow2 *q)
 {
-	int r = bfile_open(&q->file, path, false, false);
+	/* block_create holds the image's write lock on another descriptor. */
+	int r = bfile_open(&q->file, path, false, false, BLOCK_LOCK_NONE);
 	if (r < 0)
 		return r;
 	r = qcow2_write_header(q);
@@ -94,7 +95,7 @@ int qcow2_create(const char *path, const struct block_create_opts *opts)
 		return r;
 	}
 	struct block_dev *bd;
-	struct block_open_opts oo = { .no_backing = true };
+	struct block_open_opts oo = { .no_backing = true, .no_lock = true };
 	r = block_open(&bd, path, "qcow2", &oo);
 	if (r < 0)
 		return r;

@@ -442,8 +442,9 @@ static int qcow2_open(struct block_dev **out, const char *path, const struct blo
 	q->file.fd = -1;
 	int r = q->bd.filename ? 0 : -ENOMEM;
 	if (r == 0) {
-		r = bfile_open(&q->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE);
-		if (r < 0)
+		r = bfile_open(&q->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE,
+			       block_lock_mode_of(opts));
+		if (r < 0 && r != -EBUSY) /* the lock said why */
 			log_error("%s: cannot open: %s", path, strerror(-r));
 	}
 	if (r == 0)

@@ -158,9 +158,11 @@ static int raw_open(struct block_dev **out, const char *path, const struct block
 	struct raw_dev *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	int err = bfile_open(&r->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE);
+	int err = bfile_open(&r->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE,
+			     block_lock_mode_of(opts));
 	if (err < 0) {
-		log_error("%s: cannot open: %s", path, strerror(-err));
+		if (err != -EBUSY) /* the lock said why */
+			log_error("%s: cannot open: %s", path, strerror(-err));
 		free(r);
 		return err;
 	}

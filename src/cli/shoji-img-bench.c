@@ -57,7 +57,7 @@ static void *bench_worker(void *arg)
 
 struct bench_args {
 	uint64_t count, depth, bufsize, offset, step, flush_interval;
-	bool write, step_set;
+	bool write, step_set, shared;
 	int pattern;
 	enum block_cache cache;
 	const char *fmt;
@@ -84,7 +84,8 @@ static bool bench_parse(int argc, char **argv, struct bench_args *a)
 		case 'w': a->write = true; break;
 		case 'P': ok = parse_uint(optarg, 0, 255, &v); a->pattern = (int)v; break;
 		case 'F': ok = parse_uint(optarg, 0, UINT32_MAX, &a->flush_interval); break;
-		case 'n': case 'i': case 'q': case 'U': break;
+		case 'U': a->shared = true; break;
+		case 'n': case 'i': case 'q': break;
 		default: ok = false;
 		}
 		if (!ok) {
@@ -102,7 +103,7 @@ int img_bench(int argc, char **argv)
 	struct bench_args a;
 	if (!bench_parse(argc, argv, &a))
 		return 1;
-	struct block_dev *bd = img_open(argv[optind], a.fmt, a.write, a.cache, false);
+	struct block_dev *bd = img_open(argv[optind], a.fmt, a.write, a.cache, false, a.shared);
 	if (!bd)
 		return 1;
 	uint64_t size = block_get_size(bd);

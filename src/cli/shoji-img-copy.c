@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -69,12 +70,31 @@ static int copy_chunk(struct block_dev *src, struct block_dev *dst, uint8_t *buf
 	return r;
 }
 
+/* True (after one line) when out is the source image or a file of its
+ * backing chain: creating the output would truncate what is being read. */
+static bool convert_onto_source(struct block_dev *src, const char *out)
+{
+	struct stat o;
+	if (stat(out, &o) < 0)
+		return false; /* a new file cannot be any of them */
+	for (struct block_dev *bd = src; bd; bd = bd->backing) {
+		struct stat s;
+		if (stat(bd->filename, &s) == 0 && s.st_dev == o.st_dev && s.st_ino == o.st_ino) {
+			log_error("%s: is %s; convert to a new file, then rename it", out,
+				  bd == src ? "the image being converted"
+					    : "a backing file of the image being converted");
+			return true;
+		}
+	}
+	return false;
+}
+
 int img_convert(int argc, char **argv)
 {
 	const char *fmt = NULL, *ofmt = "raw";
 	struct block_create_opts o = { 0 };
 	enum block_cache tcache = BLOCK_CACHE_WRITEBACK, scache = BLOCK_CACHE_WRITEBACK;
-	bool compress = false;
+	bool compress = false, shared = false;
 	int c;
 	while ((c = getopt(argc, argv, "f:O:co:t:T:pqWm:U")) != -1) {
 		switch (c) {
@@ -84,7 +104,8 @@ int img_convert(int argc, char **argv)
 		case 'o': if (!img_parse_create_opts(optarg, &o)) return 1; break;
 		case 't': if (!img_parse_cache(optarg, &tcache)) return 1; break;
 		case 'T': if (!img_parse_cache(optarg, &scache)) return 1; break;
-		case 'p': case 'q': case 'W': case 'm': case 'U': break;
+		case 'U': shared = true; break;
+		case 'p': case 'q': case 'W': case 'm': break;
 		default: return img_usage_error("convert"), 1;
 		}
 	}
@@ -92,9 +113,13 @@ int img_convert(int argc, char **argv)
 		return img_usage_error("convert"), 1;
 	if (compress && strcmp(ofmt, "qcow2") != 0)
 		return log_error("compression (-c) needs -O qcow2"), 1;
-	struct block_dev *src = img_open(argv[optind], fmt, false, scache, false);
+	struct block_dev *src = img_open(argv[optind], fmt, false, scache, false, shared);
 	if (!src)
 		return 1;
+	if (convert_onto_source(src, argv[optind + 1])) {
+		block_close(src);
+		return 1;
+	}
 	o.size = block_get_size(src);
 	struct block_dev *dst = NULL;
 	struct block_open_opts oo = { .cache = tcache };
@@ -152,7 +177,7 @@ int img_commit(int argc, char **argv)
 	if (optind != argc - 1)
 		return img_usage_error("commit"), 1;
 	const char *path = argv[optind];
-	struct block_dev *top = img_open(path, fmt, !keep, cache, true);
+	struct block_dev *top = img_open(path, fmt, !keep, cache, true, false);
 	if (!top)
 		return 1;
 	struct block_info in;
@@ -161,7 +186,7 @@ int img_commit(int argc, char **argv)
 	if (r == 0 && !in.backing_file)
 		r = (log_error("%s: image has no backing file to commit to", path), -EINVAL);
 	char *bpath = r == 0 ? block_backing_path(path, in.backing_file) : NULL;
-	if (r == 0 && !(base = img_open(bpath, in.backing_format, true, cache, false)))
+	if (r == 0 && !(base = img_open(bpath, in.backing_format, true, cache, false, false)))
 		r = -EIO;
 	uint8_t *buf = malloc(COPY_CHUNK);
 	uint64_t size = block_get_size(top);
@@ -237,14 +262,14 @@ int img_rebase(int argc, char **argv)
 		backing = NULL;
 	if (backing && !bfmt)
 		return log_error("-b needs the backing file's format with -F raw|qcow2"), 1;
-	struct block_dev *top = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, unsafe);
+	struct block_dev *top = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, unsafe, false);
 	if (!top)
 		return 1;
 	int r = 0;
 	if (!unsafe) {
 		struct block_dev *nb = NULL;
 		char *full = backing ? block_backing_path(path, backing) : NULL;
-		if (backing && !(nb = img_open(full, bfmt, false, BLOCK_CACHE_WRITEBACK, false)))
+		if (backing && !(nb = img_open(full, bfmt, false, BLOCK_CACHE_WRITEBACK, false, false)))
 			r = -EIO;
 		if (r == 0)
 			r = rebase_copy(top, nb);
@@ -262,10 +287,12 @@ int img_rebase(int argc, char **argv)
 int img_compare(int argc, char **argv)
 {
 	const char *f1 = NULL, *f2 = NULL;
-	bool strict = false;
+	bool strict = false, shared = false;
 	int c;
 	while ((c = getopt(argc, argv, "f:F:sqpU")) != -1) {
-		if (c == 'f')
+		if (c == 'U')
+			shared = true;
+		else if (c == 'f')
 			f1 = optarg;
 		else if (c == 'F')
 			f2 = optarg;
@@ -276,9 +303,9 @@ int img_compare(int argc, char **argv)
 	}
 	if (optind != argc - 2)
 		return img_usage_error("compare"), 2;
-	struct block_dev *a = img_open(argv[optind], f1, false, BLOCK_CACHE_WRITEBACK, false);
+	struct block_dev *a = img_open(argv[optind], f1, false, BLOCK_CACHE_WRITEBACK, false, shared);
 	struct block_dev *b = a ? img_open(argv[optind + 1], f2 ? f2 : f1, false,
-					   BLOCK_CACHE_WRITEBACK, false) : NULL;
+					   BLOCK_CACHE_WRITEBACK, false, shared) : NULL;
 	if (!a || !b) {
 		block_close(a);
 		return 2;
@@ -346,19 +373,22 @@ int img_map(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL, *output = "human";
+	bool shared = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
 		if (c == 'f')
 			fmt = optarg;
 		else if (c == 'O')
 			output = optarg;
-		else if (c != 'U')
+		else if (c == 'U')
+			shared = true;
+		else
 			return img_usage_error("map"), 1;
 	}
 	if (optind != argc - 1)
 		return img_usage_error("map"), 1;
 	bool json = strcmp(output, "json") == 0;
-	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, false);
+	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, false, shared);
 	if (!bd)
 		return 1;
 	if (json)

@@ -45,9 +45,10 @@ struct block_dev *img_open_opts(const char *path, const char *fmt, const struct 
 }
 
 struct block_dev *img_open(const char *path, const char *fmt, bool rw, enum block_cache cache,
-			   bool no_backing)
+			   bool no_backing, bool force_share)
 {
-	struct block_open_opts o = { .read_only = !rw, .cache = cache, .no_backing = no_backing };
+	struct block_open_opts o = { .read_only = !rw, .cache = cache, .no_backing = no_backing,
+				     .force_share = force_share };
 	return img_open_opts(path, fmt, &o);
 }
 
@@ -142,7 +143,7 @@ static int img_create(int argc, char **argv)
 		return log_error("-b needs the backing file's format with -F raw|qcow2"), 1;
 	if (backing && !have_size) {
 		char *full = block_backing_path(path, backing);
-		struct block_dev *b = full ? img_open(full, bfmt, false, BLOCK_CACHE_WRITEBACK, false) : NULL;
+		struct block_dev *b = full ? img_open(full, bfmt, false, BLOCK_CACHE_WRITEBACK, false, false) : NULL;
 		free(full);
 		if (!b)
 			return 1;
@@ -293,18 +294,21 @@ static int img_info(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL, *output = "human";
+	bool shared = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
 		if (c == 'f')
 			fmt = optarg;
 		else if (c == 'O')
 			output = optarg;
-		else if (c != 'U')
+		else if (c == 'U')
+			shared = true;
+		else
 			return img_usage_error("info"), 1;
 	}
 	if (optind != argc - 1 || (strcmp(output, "human") && strcmp(output, "json")))
 		return img_usage_error("info"), 1;
-	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, true);
+	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, true, shared);
 	if (!bd)
 		return 1;
 	struct block_info in;
@@ -359,6 +363,7 @@ static int img_check(int argc, char **argv)
 		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
 	const char *fmt = NULL, *output = "human";
 	int c, repair = 0;
+	bool shared = false;
 	while ((c = getopt_long(argc, argv, "f:r:qU", longopts, NULL)) != -1) {
 		if (c == 'f')
 			fmt = optarg;
@@ -368,14 +373,16 @@ static int img_check(int argc, char **argv)
 			repair = BLOCK_REPAIR_LEAKS;
 		else if (c == 'r' && strcmp(optarg, "all") == 0)
 			repair = BLOCK_REPAIR_ALL;
-		else if (c != 'q' && c != 'U')
+		else if (c == 'U')
+			shared = true;
+		else if (c != 'q')
 			return img_usage_error("check"), 1;
 	}
 	if (optind != argc - 1)
 		return img_usage_error("check"), 1;
 	const char *path = argv[optind];
 	struct block_open_opts oo = { .read_only = !repair, .no_backing = true,
-				      .repair = repair == BLOCK_REPAIR_ALL };
+				      .repair = repair == BLOCK_REPAIR_ALL, .force_share = shared };
 	struct block_dev *bd = img_open_opts(path, fmt, &oo);
 	if (!bd)
 		return 1;
@@ -426,7 +433,7 @@ static int img_resize(int argc, char **argv)
 	uint64_t n, size;
 	if (!parse_size(arg + (sign != 0), &n))
 		return log_error("bad size '%s'", arg), 1;
-	struct block_dev *bd = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false);
+	struct block_dev *bd = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false, false);
 	if (!bd)
 		return 1;
 	uint64_t cur = block_get_size(bd);
@@ -449,6 +456,7 @@ static int img_snapshot(int argc, char **argv)
 {
 	const char *fmt = NULL, *name = NULL;
 	int c, op = -1;
+	bool shared = false;
 	while ((c = getopt(argc, argv, "f:c:a:d:lqU")) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
@@ -456,13 +464,15 @@ static int img_snapshot(int argc, char **argv)
 		case 'a': op = BLOCK_SNAP_APPLY; name = optarg; break;
 		case 'd': op = BLOCK_SNAP_DELETE; name = optarg; break;
 		case 'l': op = -2; break;
-		case 'q': case 'U': break;
+		case 'U': shared = true; break;
+		case 'q': break;
 		default: return img_usage_error("snapshot"), 1;
 		}
 	}
 	if (optind != argc - 1 || op == -1)
 		return img_usage_error("snapshot"), 1;
-	struct block_dev *bd = img_open(argv[optind], fmt, op != -2, BLOCK_CACHE_WRITEBACK, op == -2);
+	struct block_dev *bd = img_open(argv[optind], fmt, op != -2, BLOCK_CACHE_WRITEBACK, op == -2,
+					shared);
 	if (!bd)
 		return 1;
 	int r;
@@ -483,16 +493,16 @@ static int img_snapshot(int argc, char **argv)
 
 static const struct img_verb verbs[] = {
 	{ "create", img_create, "create [-f fmt] [-b backing -F backing_fmt] [-o options] file [size]" },
-	{ "info", img_info, "info [-f fmt] [--output human|json] file" },
-	{ "check", img_check, "check [-f fmt] [-r leaks|all] [--output human|json] file" },
-	{ "convert", img_convert, "convert [-f fmt] [-O output_fmt] [-c] [-o options] [-t cache] "
+	{ "info", img_info, "info [-f fmt] [-U] [--output human|json] file" },
+	{ "check", img_check, "check [-f fmt] [-U] [-r leaks|all] [--output human|json] file" },
+	{ "convert", img_convert, "convert [-f fmt] [-U] [-O output_fmt] [-c] [-o options] [-t cache] "
 				  "[-T src_cache] src dst" },
 	{ "commit", img_commit, "commit [-f fmt] [-t cache] [-d] file" },
 	{ "rebase", img_rebase, "rebase [-f fmt] [-u] -b backing [-F backing_fmt] file" },
 	{ "resize", img_resize, "resize [-f fmt] [--shrink] file [+|-]size" },
-	{ "snapshot", img_snapshot, "snapshot [-f fmt] -l | -c name | -a name | -d name file" },
-	{ "map", img_map, "map [-f fmt] [--output human|json] file" },
-	{ "compare", img_compare, "compare [-f fmt] [-F fmt] [-s] file1 file2" },
+	{ "snapshot", img_snapshot, "snapshot [-f fmt] [-U] -l | -c name | -a name | -d name file" },
+	{ "map", img_map, "map [-f fmt] [-U] [--output human|json] file" },
+	{ "compare", img_compare, "compare [-f fmt] [-F fmt] [-U] [-s] file1 file2" },
 	{ "bench", img_bench, "bench [-c count] [-d depth] [-s size] [-w] [-t cache] [-f fmt] "
 			      "[-o offset] [-S step] [--pattern=N] [--flush-interval=N] file" },
 };

@@ -21,8 +21,10 @@ struct img_verb {
  * extension (.qcow2 -> qcow2; .raw, .img, .iso -> raw). The file's content
  * is never looked at. NULL (after an error line) when neither says. */
 const char *img_format(const char *path, const char *fmt);
+/* force_share (-U): a read-only look that takes no image lock and so works
+ * on an image a VM is running on (what it reads may be inconsistent). */
 struct block_dev *img_open(const char *path, const char *fmt, bool rw, enum block_cache cache,
-			   bool no_backing);
+			   bool no_backing, bool force_share);
 struct block_dev *img_open_opts(const char *path, const char *fmt, const struct block_open_opts *o);
 bool img_parse_cache(const char *arg, enum block_cache *out);
 void img_usage_error(const char *verb);

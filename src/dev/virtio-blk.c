@@ -148,7 +148,6 @@ struct blk_list {
 
 struct virtio_blk {
 	struct block_dev *bd;
-	int lock_fd;                  /* holds the OFD lock on the image */
 	const struct guest_mem *mem;
 	bool read_only;
 	bool active;                  /* between activate and reset */
@@ -1142,30 +1141,35 @@ const struct virtio_device_ops virtio_blk_ops = {
 
 /* ---- creation ---- */
 
-/*
- * An OFD lock on a second descriptor of the image: write for a writable
- * disk, read for a read-only one, so two writers (or a writer and a
- * reader) never share an image. OFD locks belong to the open file, not the
- * process, so they also conflict inside one process and survive fork.
- */
-static int blk_lock(const char *path, bool read_only)
+/* Opens (and so locks) the image, its backing files confined to the
+ * directories cfg allows or else to the image's own directory. */
+static int blk_open_image(struct virtio_blk *blk, const struct virtio_blk_config *cfg)
 {
-	int fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (fd < 0) {
-		log_error("%s: cannot open: %s", path, strerror(errno));
-		return -1;
+	char *own_dir = NULL;
+	const char *const *dirs = cfg->backing_dirs;
+	const char *own[2] = { NULL, NULL };
+	if (!dirs[0]) {
+		own_dir = strdup(cfg->path);
+		if (!own_dir)
+			return -ENOMEM;
+		char *slash = strrchr(own_dir, '/');
+		if (!slash)
+			strcpy(own_dir, ".");
+		else if (slash == own_dir)
+			own_dir[1] = '\0'; /* "/img" lies in "/" */
+		else
+			*slash = '\0';
+		own[0] = own_dir;
+		dirs = own;
 	}
-	struct flock fl = { .l_type = read_only ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return fd;
-	if (errno == EAGAIN || errno == EACCES)
-		log_error("%s: is in use by another VM (%s); stop that VM first", path,
-			  read_only ? "open for writing there"
-				    : "a disk may be open in only one VM when writable");
-	else
-		log_error("%s: cannot lock: %s", path, strerror(errno));
-	close(fd);
-	return -1;
+	struct block_open_opts opts = {
+		.read_only = cfg->read_only,
+		.cache = cfg->direct ? BLOCK_CACHE_NONE : BLOCK_CACHE_WRITEBACK,
+		.backing_dirs = dirs,
+	};
+	int r = block_open(&blk->bd, cfg->path, cfg->format ? cfg->format : "raw", &opts);
+	free(own_dir);
+	return r;
 }
 
 static void blk_fill_config(struct virtio_blk *blk)
@@ -1246,18 +1250,7 @@ struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 	blk->watchdog_fd = -1;
 	if (cfg->serial)
 		memcpy(blk->serial, cfg->serial, strlen(cfg->serial));
-	/* Lock before opening: opening a qcow2 image for writing changes it. */
-	blk->lock_fd = blk_lock(cfg->path, cfg->read_only);
-	if (blk->lock_fd < 0) {
-		free(blk);
-		return NULL;
-	}
-	struct block_open_opts opts = {
-		.read_only = cfg->read_only,
-		.cache = cfg->direct ? BLOCK_CACHE_NONE : BLOCK_CACHE_WRITEBACK,
-	};
-	if (block_open(&blk->bd, cfg->path, cfg->format ? cfg->format : "raw", &opts) < 0) {
-		close(blk->lock_fd);
+	if (blk_open_image(blk, cfg) < 0) {
 		free(blk);
 		return NULL;
 	}
@@ -1267,14 +1260,12 @@ struct virtio_blk *virtio_blk_create(const struct virtio_blk_config *cfg,
 	if (blk->event_fd < 0) {
 		log_error("%s: cannot create an eventfd: %s", cfg->path, strerror(errno));
 		block_close(blk->bd);
-		close(blk->lock_fd);
 		free(blk);
 		return NULL;
 	}
 	if (!blk_open_ring(blk, cfg)) {
 		close(blk->event_fd);
 		block_close(blk->bd);
-		close(blk->lock_fd);
 		free(blk);
 		return NULL;
 	}
@@ -1318,7 +1309,6 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 	if (!blk->read_only && block_flush(blk->bd) < 0)
 		log_error("%s: flush at close failed", blk->bd->filename);
 	block_close(blk->bd);
-	close(blk->lock_fd);
 	close(blk->event_fd);
 	pthread_cond_destroy(&blk->idle);
 	pthread_cond_destroy(&blk->work);

@@ -8,10 +8,11 @@
  * device signals queue_event_fd() when some are done, and the transport
  * then calls queue_notify() to return them (see virtio-blk.c).
  *
- * Creating a device takes an OFD lock on the image (a write lock for a
- * writable disk, a read lock for a read-only one), so that an image another
- * VM has open for writing is refused instead of being corrupted by two
- * writers.
+ * Creating a device opens the image through the block layer, which locks
+ * every file of its chain (block/lock.h), so that an image another VM or
+ * program has open for writing is refused instead of being corrupted by
+ * two writers, and which opens backing files only inside the directories
+ * the disk allows (block_open_opts.backing_dirs).
  */
 #ifndef SHOJI_DEV_VIRTIO_BLK_H
 #define SHOJI_DEV_VIRTIO_BLK_H
@@ -85,6 +86,8 @@ enum virtio_blk_aio {
 	VIRTIO_BLK_AIO_IO_URING, /* io_uring, or refuse to start */
 };
 
+#define VIRTIO_BLK_MAX_BACKING_DIRS 4
+
 /* A disk as the user defined it (see vmm/disk-option.h). */
 struct virtio_blk_config {
 	const char *path;
@@ -93,6 +96,10 @@ struct virtio_blk_config {
 	const char *serial;   /* NULL or up to VIRTIO_BLK_ID_BYTES bytes */
 	bool direct;          /* O_DIRECT: bypass the host page cache */
 	enum virtio_blk_aio aio;
+	/* Where backing files may lie, NULL-terminated; none given means the
+	 * image's own directory. The image names its backing files, and a
+	 * hostile image must not reach any other host file. */
+	const char *backing_dirs[VIRTIO_BLK_MAX_BACKING_DIRS + 1];
 };
 
 struct virtio_blk;

@@ -1,6 +1,7 @@
 /*
  * Parser for --disk path=P[,readonly=on|off][,serial=S][,direct=on|off]
- * [,format=raw|qcow2][,aio=auto|threads|io_uring]: a comma-separated key=value list, one table entry
+ * [,format=raw|qcow2][,aio=auto|threads|io_uring][,backing-dir=DIR]...: a
+ * comma-separated key=value list, one table entry
  * per key. Every mistake is reported in one line naming the key and value
  * and what would be accepted; nothing is ever silently defaulted.
  */
@@ -14,7 +15,7 @@
 #include <unistd.h>
 
 #define DISK_SYNTAX "path=IMAGE[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]" \
-	"[,aio=auto|threads|io_uring]"
+	"[,aio=auto|threads|io_uring][,backing-dir=DIR]..."
 
 __attribute__((format(printf, 3, 4)))
 static bool fail(char *err, size_t errlen, const char *fmt, ...)
@@ -78,6 +79,23 @@ static bool key_aio(struct disk_option *d, const char *value, char *err, size_t 
 	return true;
 }
 
+/* May repeat: the directories a qcow2 image's backing files must lie in. */
+static bool key_backing_dir(struct disk_option *d, const char *value, char *err, size_t errlen)
+{
+	if (d->nbacking_dirs == VIRTIO_BLK_MAX_BACKING_DIRS)
+		return fail(err, errlen, "--disk backing-dir=%s: at most %d backing directories",
+			    value, VIRTIO_BLK_MAX_BACKING_DIRS);
+	struct stat st;
+	if (stat(value, &st) < 0)
+		return fail(err, errlen, "--disk backing-dir=%s: %s", value, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(err, errlen, "--disk backing-dir=%s: not a directory", value);
+	if (strlen(value) >= sizeof(d->backing_dirs[0]))
+		return fail(err, errlen, "--disk backing-dir=%.40s...: path too long", value);
+	strcpy(d->backing_dirs[d->nbacking_dirs++], value);
+	return true;
+}
+
 /* The guest reads the serial as up to 20 bytes of text (GET_ID). */
 static bool key_serial(struct disk_option *d, const char *value, char *err, size_t errlen)
 {
@@ -104,6 +122,7 @@ static const struct disk_key {
 	{ "direct", key_direct },
 	{ "format", key_format },
 	{ "aio", key_aio },
+	{ "backing-dir", key_backing_dir },
 };
 
 #define NKEYS (sizeof(disk_keys) / sizeof(disk_keys[0]))
@@ -138,8 +157,8 @@ static bool parse_item(struct disk_option *d, const char *item, size_t len, bool
 	const struct disk_key *k = find_key(item, klen);
 	if (!k)
 		return fail(err, errlen, "--disk %.*s: unknown key '%.*s'; keys are path, readonly, "
-			    "serial, direct, format, aio", (int)len, item, (int)klen, item);
-	if (seen[k - disk_keys])
+			    "serial, direct, format, aio, backing-dir", (int)len, item, (int)klen, item);
+	if (seen[k - disk_keys] && k->parse != key_backing_dir)
 		return fail(err, errlen, "--disk %.*s: key '%s' given twice", (int)len, item, k->name);
 	seen[k - disk_keys] = true;
 	char value[PATH_MAX + 1];
@@ -199,7 +218,7 @@ bool disk_option_parse(const char *text, struct disk_option *out, char *err, siz
 
 struct virtio_blk_config disk_option_config(const struct disk_option *d)
 {
-	return (struct virtio_blk_config){
+	struct virtio_blk_config c = {
 		.path = d->path,
 		.format = d->format,
 		.read_only = d->read_only,
@@ -207,4 +226,7 @@ struct virtio_blk_config disk_option_config(const struct disk_option *d)
 		.direct = d->direct,
 		.aio = d->aio,
 	};
+	for (unsigned i = 0; i < d->nbacking_dirs; i++)
+		c.backing_dirs[i] = d->backing_dirs[i];
+	return c;
 }

@@ -2,6 +2,7 @@
  * The --disk option of shoji-vmm:
  *
  *   --disk path=P[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]
+ *          [,aio=auto|threads|io_uring][,backing-dir=DIR]...
  *
  * parsed into a disk definition for dev/virtio-blk. Parsing does no I/O
  * except checking that the image exists and can be read (and written,
@@ -26,6 +27,9 @@ struct disk_option {
 	bool read_only;
 	bool direct;
 	enum virtio_blk_aio aio;
+	/* backing-dir=, in order given; may repeat up to VIRTIO_BLK_MAX_BACKING_DIRS */
+	char backing_dirs[VIRTIO_BLK_MAX_BACKING_DIRS][PATH_MAX];
+	unsigned nbacking_dirs;
 };
 
 /*

@@ -40,12 +40,12 @@ expect() {
 }
 
 start_vm "path=$dir/disk.img"
-expect "second writer refused" 2 "disk.img: is in use by another VM" "path=$dir/disk.img"
-expect "reader refused while a writer holds it" 2 "disk.img: is in use by another VM" "path=$dir/disk.img,readonly=on"
+expect "second writer refused" 2 "disk.img: is in use: another VM or program" "path=$dir/disk.img"
+expect "reader refused while a writer holds it" 2 "disk.img: is in use: another VM or program" "path=$dir/disk.img,readonly=on"
 kill "${pids[0]}"; wait "${pids[0]}" || true
 expect "free again once the writer stopped" 0 "powered off" "path=$dir/disk.img"
 rm -f "$dir/halt.out"
 start_vm "path=$dir/disk.img,readonly=on"
 expect "two readers share it" 0 "powered off" "path=$dir/disk.img,readonly=on"
-expect "writer refused while a reader holds it" 2 "disk.img: is in use by another VM" "path=$dir/disk.img"
+expect "writer refused while a reader holds it" 2 "disk.img: is in use: another VM or program" "path=$dir/disk.img"
 exit $fail

@@ -938,14 +938,14 @@ static void test_lock_conflict(void **state)
 	const char *log = capture_stderr(create_fn, &a);
 	assert_null(a.blk);
 	assert_non_null(strstr(log, raw_path));
-	assert_non_null(strstr(log, "is in use by another VM"));
+	assert_non_null(strstr(log, "is in use: another VM or program"));
 	const char *nl = strchr(log, '\n');
 	assert_true(nl && nl[1] == '\0'); /* exactly one line */
 
 	a.cfg = r; /* nor may anyone read it while it is written */
 	log = capture_stderr(create_fn, &a);
 	assert_null(a.blk);
-	assert_non_null(strstr(log, "is in use by another VM"));
+	assert_non_null(strstr(log, "is in use: another VM or program"));
 
 	virtio_blk_destroy(first);
 	/* Readers share; a writer is then refused. */
