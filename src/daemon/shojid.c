@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
 #include "daemon/api.h"
+#include "daemon/disk-check.h"
 #include "daemon/events.h"
 #include "daemon/supervisor.h"
 #include "daemon/vmlog.h"
@@ -39,6 +41,8 @@ static const char usage[] =
 	"  --socket PATH         the API socket (mode 0600); default RUN-DIR/shojid.sock,\n"
 	"                        or $SHOJI_SOCKET\n"
 	"  --vmm PATH            the VMM to run; default shoji-vmm next to shojid\n"
+	"  --image-dir DIR       backing files of VMs' disks must lie in DIR (up to 4\n"
+	"                        times); without it, in each disk's own directory\n"
 	"  --stop-timeout SECS   how long `stop` waits after the power button before\n"
 	"                        it kills the VMM (default 30)\n"
 	"  --start-timeout SECS  how long a VMM may take to answer on its control\n"
@@ -58,6 +62,8 @@ struct options {
 	const char *run_dir;
 	const char *socket;
 	const char *vmm;
+	const char *image_dirs[DISK_CHECK_MAX_DIRS + 1]; /* NULL-terminated */
+	unsigned nimage_dirs;
 	unsigned stop_timeout_s;
 	unsigned start_timeout_s;
 	unsigned backoff_ms;
@@ -84,6 +90,19 @@ static const char *env_or(const char *name, const char *fallback)
 	return v && v[0] ? v : fallback;
 }
 
+static bool add_image_dir(struct options *o, const char *dir)
+{
+	struct stat st;
+	if (o->nimage_dirs == DISK_CHECK_MAX_DIRS)
+		return fail("--image-dir %s: at most %d image directories", dir, DISK_CHECK_MAX_DIRS);
+	if (stat(dir, &st) < 0)
+		return fail("--image-dir %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail("--image-dir %s: not a directory", dir);
+	o->image_dirs[o->nimage_dirs++] = dir;
+	return true;
+}
+
 static bool parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longs[] = {
@@ -91,11 +110,14 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 'S' }, { "vmm", required_argument, NULL, 'm' },
 		{ "stop-timeout", required_argument, NULL, 't' }, { "backoff-ms", required_argument, NULL, 'b' },
 		{ "start-timeout", required_argument, NULL, 'T' },
+		{ "image-dir", required_argument, NULL, 'i' },
 		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
 	};
-	*o = (struct options){ env_or("SHOJI_STATE_DIR", "/var/lib/shoji"), env_or("SHOJI_RUN_DIR", "/run/shoji"),
-			       getenv("SHOJI_SOCKET"), NULL, 30, 30, 1000, LOG_LEVEL_INFO, false, false };
+	*o = (struct options){ .state_dir = env_or("SHOJI_STATE_DIR", "/var/lib/shoji"),
+			       .run_dir = env_or("SHOJI_RUN_DIR", "/run/shoji"),
+			       .socket = getenv("SHOJI_SOCKET"), .stop_timeout_s = 30,
+			       .start_timeout_s = 30, .backoff_ms = 1000, .level = LOG_LEVEL_INFO };
 	opterr = 0;
 	int c;
 	uint64_t n;
@@ -105,6 +127,10 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		case 'r': o->run_dir = optarg; break;
 		case 'S': o->socket = optarg; break;
 		case 'm': o->vmm = optarg; break;
+		case 'i':
+			if (!add_image_dir(o, optarg))
+				return false;
+			break;
 		case 't':
 			if (!parse_uint(optarg, 1, 3600, &n))
 				return fail("--stop-timeout %s: must be a number of seconds from 1 to 3600", optarg);
@@ -157,7 +183,8 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 	signal(SIGPIPE, SIG_IGN); /* a client that went away is a failed write, not our end */
 
 	struct sup_config cfg = { o->state_dir, o->run_dir, vmm, (int)o->stop_timeout_s * 1000,
-				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX };
+				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX,
+				  o->nimage_dirs ? o->image_dirs : NULL };
 	struct events *events = events_create();
 	struct sup *sup = events ? sup_create(&cfg, events) : NULL;
 	int fd = sup ? api_listen(socket_path) : -1;

@@ -22,6 +22,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "daemon/disk-check.h"
 #include "daemon/proc.h"
 #include "daemon/spawn.h"
 #include "daemon/store.h"
@@ -161,11 +162,11 @@ void vm_watch_keeper(struct sup *s, struct vm *vm)
 		log_error("%s: cannot watch the VMM: %m", vm->def.name);
 }
 
-static void vm_start_failed(struct sup *s, struct vm *vm)
+static void vm_start_failed(struct sup *s, struct vm *vm, const char *why)
 {
 	vm->state = VM_STOPPED;
 	snprintf(vm->last_exit, sizeof(vm->last_exit), "start-failed");
-	emit(s, "start-failed", vm, NULL);
+	emit(s, "start-failed", vm, why ? json_pack("{s:s}", "reason", why) : NULL);
 }
 
 /*
@@ -195,8 +196,15 @@ static bool vm_take_pids(struct vm *vm, const struct spawned *sp)
 
 bool vm_spawn(struct sup *s, struct vm *vm)
 {
+	char why[PATH_MAX + 64] = "";
+	if (!disk_check_chains(&vm->def, s->cfg.image_dirs, why, sizeof(why))) {
+		log_error("%s: not starting: %s", vm->def.name, why);
+		vm_start_failed(s, vm, why);
+		return false;
+	}
 	struct vmm_argv *a = malloc(sizeof(*a));
-	bool ok = a && vm_prepare_dir(vm) && vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, a);
+	bool ok = a && vm_prepare_dir(vm) &&
+		  vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, s->cfg.image_dirs, a);
 	struct spawned sp = { -1, -1, -1 };
 	if (ok) {
 		int err_fd = vm_open_stderr(s, vm);
@@ -212,7 +220,7 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 		ok = false;
 	}
 	if (!ok) {
-		vm_start_failed(s, vm);
+		vm_start_failed(s, vm, NULL);
 		return false;
 	}
 	vm->state = VM_STARTING;

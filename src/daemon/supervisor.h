@@ -43,6 +43,9 @@ struct sup_config {
 	int start_timeout_ms;     /* a VMM not answering its control socket by then is killed */
 	int backoff_ms;
 	uint64_t log_max;
+	/* Where disks' backing files may lie (NULL-terminated; NULL: each
+	 * disk's own directory). See daemon/disk-check.h. */
+	const char *const *image_dirs;
 };
 
 /* What went wrong, for the API's status codes. */

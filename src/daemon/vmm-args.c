@@ -55,8 +55,21 @@ static bool net_arg(struct vmm_argv *a, const struct vmdef_net *n)
 	return len < sizeof(v) && arg(a, "--net") && arg(a, "%s", v);
 }
 
+/* path=...,format=...[,readonly=on][,backing-dir=DIR]... */
+static bool disk_arg(struct vmm_argv *a, const struct vmdef_disk *disk,
+		     const char *const *image_dirs)
+{
+	char v[8192];
+	size_t len = (size_t)snprintf(v, sizeof(v), "path=%s,format=%s%s", disk->path,
+				      disk->qcow2 ? "qcow2" : "raw",
+				      disk->readonly ? ",readonly=on" : "");
+	for (const char *const *dir = image_dirs; dir && *dir && len < sizeof(v); dir++)
+		len += (size_t)snprintf(v + len, sizeof(v) - len, ",backing-dir=%s", *dir);
+	return len < sizeof(v) && arg(a, "--disk") && arg(a, "%s", v);
+}
+
 bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_paths *p,
-		    struct vmm_argv *a)
+		    const char *const *image_dirs, struct vmm_argv *a)
 {
 	a->argc = 0;
 	a->used = 0;
@@ -68,9 +81,7 @@ bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_path
 	if (ok && d->initrd[0])
 		ok = arg(a, "--initrd") && arg(a, "%s", d->initrd);
 	for (unsigned i = 0; ok && i < d->ndisks; i++)
-		ok = arg(a, "--disk") && arg(a, "path=%s,format=%s%s", d->disks[i].path,
-					     d->disks[i].qcow2 ? "qcow2" : "raw",
-					     d->disks[i].readonly ? ",readonly=on" : "");
+		ok = disk_arg(a, &d->disks[i], image_dirs);
 	for (unsigned i = 0; ok && i < d->nnets; i++)
 		ok = net_arg(a, &d->nets[i]);
 	if (ok && d->vsock_cid)

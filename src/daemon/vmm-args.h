@@ -38,6 +38,6 @@ struct vmm_argv {
 
 /* Fills `out` for running `vmm` with definition `d`; false if it does not fit. */
 bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_paths *p,
-		    struct vmm_argv *out);
+		    const char *const *image_dirs, struct vmm_argv *out);
 
 #endif

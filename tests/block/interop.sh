@@ -194,5 +194,54 @@ printf '\001' | dd of=lazy.qcow2 bs=1 seek=79 conv=notrunc 2>/dev/null
 qemu-img info lazy.qcow2 | grep -q "corrupt: false" && "$S" resize lazy.qcow2 32M >/dev/null &&
 	pass "check -r all clears the dirty bit" || fail "dirty bit"
 
+# 11. image locks, QEMU's lock bytes both ways (issue 16 item 5): a QEMU
+#     writer keeps shoji-img out (but -U looks), a shoji writer keeps
+#     qemu-img out, readers of both share; convert never overwrites its
+#     own source or the source's backing file.
+qemu-img create -q -f qcow2 held.qcow2 16M
+qemu-io -f qcow2 -c "write -P 0x5a 0 1M" held.qcow2 >/dev/null
+sum0=$(sha256sum held.qcow2)
+qemu-io -f qcow2 -c "sleep 60000" held.qcow2 >/dev/null 2>&1 & holder=$!
+for _ in $(seq 50); do qemu-img info held.qcow2 >/dev/null 2>&1 || break; sleep 0.1; done
+"$S" info held.qcow2 >/dev/null 2>lock.err && fail "info while QEMU writes"
+grep -q "held.qcow2: is in use" lock.err && [ "$(wc -l <lock.err)" = 1 ] &&
+	pass "QEMU's write lock refuses shoji-img info in one line" || { cat lock.err; fail "lock message"; }
+"$S" info -U held.qcow2 >/dev/null 2>&1 && pass "info -U while QEMU writes" || fail "info -U"
+"$S" check -r all held.qcow2 >/dev/null 2>&1 && fail "check -r all while QEMU writes"
+"$S" convert -O qcow2 held.qcow2 held.qcow2 >/dev/null 2>&1 && fail "convert onto a busy image"
+"$S" create -f qcow2 held.qcow2 1M >/dev/null 2>&1 && fail "create over a busy image"
+kill $holder; wait $holder 2>/dev/null
+[ "$(sha256sum held.qcow2)" = "$sum0" ] && pass "nothing written while QEMU held it" ||
+	fail "the held image changed"
+"$S" bench -w -c 100000000 -d 1 held.qcow2 >/dev/null 2>&1 & holder=$!
+for _ in $(seq 50); do qemu-img info held.qcow2 >/dev/null 2>&1 || break; sleep 0.1; done
+qemu-img info held.qcow2 >lock.err 2>&1 && fail "qemu-img info while shoji writes"
+grep -q 'Failed to get shared "write" lock' lock.err && pass "shoji's write lock refuses qemu-img" ||
+	{ cat lock.err; fail "QEMU does not see shoji's lock"; }
+qemu-img info -U held.qcow2 >/dev/null 2>&1 && pass "qemu-img info -U while shoji writes" ||
+	fail "qemu-img -U"
+kill $holder; wait $holder 2>/dev/null
+"$S" bench -c 100000000 -d 1 held.qcow2 >/dev/null 2>&1 & holder=$!
+sleep 0.5
+qemu-img info held.qcow2 >/dev/null 2>&1 && pass "a shoji reader shares with qemu-img info" ||
+	fail "reader locks do not share"
+qemu-io -c "write 0 4k" held.qcow2 >lock.err 2>&1 && fail "qemu-io wrote under a shoji reader"
+grep -q 'Failed to get "write" lock' lock.err && pass "a shoji reader refuses a QEMU writer" ||
+	{ cat lock.err; fail "writer message"; }
+kill $holder; wait $holder 2>/dev/null
+qemu-img check held.qcow2 >/dev/null 2>&1 && qcheck held.qcow2
+sum0=$(sha256sum held.qcow2)
+"$S" convert -O qcow2 held.qcow2 held.qcow2 2>lock.err; st=$?
+[ $st = 1 ] && grep -q "is the image being converted" lock.err &&
+	[ "$(sha256sum held.qcow2)" = "$sum0" ] && pass "convert onto itself refused, image intact" ||
+	{ cat lock.err; fail "convert onto itself (status $st)"; }
+ln -f held.qcow2 alias.qcow2
+"$S" convert -O raw held.qcow2 alias.qcow2 >/dev/null 2>&1 && fail "convert onto a hard link of itself"
+qemu-img create -q -f qcow2 -b held.qcow2 -F qcow2 over.qcow2
+"$S" convert -O raw over.qcow2 held.qcow2 2>lock.err; st=$?
+[ $st = 1 ] && grep -q "backing file of the image being converted" lock.err &&
+	[ "$(sha256sum held.qcow2)" = "$sum0" ] && pass "convert onto its backing file refused" ||
+	{ cat lock.err; fail "convert onto the backing file (status $st)"; }
+
 echo "$fails failures"
 [ $fails = 0 ]

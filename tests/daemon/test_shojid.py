@@ -562,6 +562,56 @@ def test_dir_checks(tmp):
     d.stop()
 
 
+def test_backing_confined(tmp):
+    """Issue 16 item 1: a qcow2 disk whose backing file lies outside the
+    daemon's image directories (or is no regular file) is not started: the
+    VMM never runs, the log names the file, start-failed gives a reason; a
+    disk whose chain stays inside starts, and the VMM is told the
+    directories (backing-dir=)."""
+    img = os.path.join(os.path.dirname(SHOJID), "shoji-img")
+    images = os.path.join(tmp, "images")
+    private = os.path.join(tmp, "private")
+    os.makedirs(images)
+    os.makedirs(private)
+    with open(os.path.join(private, "secret"), "wb") as f:
+        f.write(b"secret".ljust(65536, b"\0"))
+    with open(os.path.join(images, "base.raw"), "wb") as f:
+        f.truncate(1 << 20)
+    for name, backing in (("hostile", os.path.join(private, "secret")), ("dotdot", "../private/secret"),
+                          ("device", "/dev/zero"), ("good", "base.raw")):
+        subprocess.run([img, "create", "-f", "qcow2", "-b", backing, "-F", "raw",
+                        os.path.join(images, name + ".qcow2"), "1M"], check=True, capture_output=True)
+    d = Daemon(tmp, extra=("--image-dir", images))
+    ev = Events(d)
+    for name in ("hostile", "dotdot", "device", "good"):
+        d.req("POST", "/v1/vms", definition(name, "client", kernel(tmp, "bk-" + name, {}),
+                                            disks=[{"path": os.path.join(images, name + ".qcow2"),
+                                                    "format": "qcow2"}]))
+        d.req("POST", f"/v1/vms/{name}/start")
+    for name in ("hostile", "dotdot", "device"):
+        e = ev.find(name, "start-failed")
+        check(f"a disk backed by {name} is refused before any VMM runs",
+              e is not None and name + ".qcow2" in e.get("reason", "")
+              and not os.path.exists(os.path.join(tmp, "bk-" + name + ".kernel.argv")), e)
+    log = open(os.path.join(tmp, "shojid.log")).read()
+    check("the log names the backing file and the fix",
+          "private/secret' lies outside the directories allowed" in log and "--image-dir" in log
+          and "'/dev/zero' lies outside the directories allowed" in log, log[-2000:])
+    good = d.wait_state("good", "running")
+    check("a disk whose chain stays in the image directory starts", good["state"] == "running", good)
+    with open(os.path.join(tmp, "bk-good.kernel.argv")) as f:
+        argv = json.loads(f.readline())
+    check("the VMM is given the image directory as backing-dir",
+          any(a.endswith(",backing-dir=" + images) for a in argv), argv)
+    bad = subprocess.run([SHOJID, "--image-dir", os.path.join(tmp, "nowhere")], capture_output=True,
+                         text=True, timeout=10)
+    check("--image-dir of a missing directory is refused in one line",
+          bad.returncode == 2 and "nowhere" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr)
+    d.req("POST", "/v1/vms/good/kill")
+    d.wait_state("good", "stopped")
+    d.stop()
+
+
 def shoji(d, *args):
     cli = os.path.join(os.path.dirname(SHOJID), "shoji")
     return subprocess.run([cli, "--socket", d.sock, *args], capture_output=True, text=True, timeout=10)
@@ -651,6 +701,7 @@ def main():
         test_streams(tmp)
         test_dir_checks(tmp)
         test_cli_errors(tmp)
+        test_backing_confined(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:

@@ -258,6 +258,30 @@ static void test_file_checks(void **state)
 	assert_non_null(strstr(err, "path longer than"));
 }
 
+/* backing-dir= may repeat (up to 4), must name a directory, and reaches
+ * the device's configuration in order, NULL-terminated. */
+static void test_backing_dir(void **state)
+{
+	(void)state;
+	struct virtio_blk_config c;
+	assert_true(parse("path=%s", img));
+	c = disk_option_config(&opt);
+	assert_null(c.backing_dirs[0]); /* the device then allows the image's own directory */
+	assert_true(parse("path=%s,backing-dir=%s,backing-dir=/", img, dir));
+	c = disk_option_config(&opt);
+	assert_string_equal(c.backing_dirs[0], dir);
+	assert_string_equal(c.backing_dirs[1], "/");
+	assert_null(c.backing_dirs[2]);
+	char t[1024];
+	snprintf(t, sizeof(t), "path=%s,backing-dir=%s,backing-dir=%s,backing-dir=%s,"
+		 "backing-dir=%s,backing-dir=%s", img, dir, dir, dir, dir, dir);
+	expect_error(t, "at most 4", NULL);
+	snprintf(t, sizeof(t), "path=%s,backing-dir=%s", img, img);
+	expect_error(t, "backing-dir=", img, "not a directory", NULL);
+	snprintf(t, sizeof(t), "path=%s,backing-dir=%s/nowhere", img, dir);
+	expect_error(t, "nowhere", "No such file", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_empty_items),
 		cmocka_unit_test(test_file_checks),
 		cmocka_unit_test(test_aio),
+		cmocka_unit_test(test_backing_dir),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

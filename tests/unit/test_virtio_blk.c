@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "dev/virtio-blk.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
@@ -980,6 +981,52 @@ static void test_open_errors(void **state)
 	virtio_blk_destroy(b);
 }
 
+/*
+ * A qcow2 disk names its own backing file: one naming a host file outside
+ * the image's directory (the default) or outside backing-dir is refused
+ * with one line; one inside is used.
+ */
+static void test_backing_confined(void **state)
+{
+	(void)state;
+	char secret[160], over[160], good[160];
+	snprintf(secret, sizeof(secret), "%s.secret", dir); /* beside dir, not in it */
+	snprintf(over, sizeof(over), "%s/hostile.qcow2", dir);
+	snprintf(good, sizeof(good), "%s/good.qcow2", dir);
+	int fd = open(secret, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	close(fd);
+	struct block_create_opts co = { .size = 4096, .backing_file = secret, .backing_format = "raw" };
+	assert_int_equal(block_create(over, "qcow2", &co), 0);
+	co.backing_file = "disk.raw";
+	assert_int_equal(block_create(good, "qcow2", &co), 0);
+
+	struct create_arg a = { .cfg = { .path = over, .format = "qcow2", .read_only = true } };
+	const char *log = capture_stderr(create_fn, &a);
+	assert_null(a.blk);
+	assert_non_null(strstr(log, "outside the directories allowed"));
+	const char *nl = strchr(log, '\n');
+	assert_true(nl && nl[1] == '\0'); /* exactly one line */
+	/* backing-dir replaces the default: the image's own directory is then
+	 * not allowed either. */
+	a.cfg = (struct virtio_blk_config){ .path = good, .format = "qcow2", .read_only = true,
+					    .backing_dirs = { "/proc" } };
+	capture_stderr(create_fn, &a);
+	assert_null(a.blk);
+	a.cfg.backing_dirs[0] = dir;
+	capture_stderr(create_fn, &a);
+	assert_non_null(a.blk);
+	virtio_blk_destroy(a.blk);
+	a.cfg.backing_dirs[0] = NULL; /* the default: good.qcow2's own directory */
+	capture_stderr(create_fn, &a);
+	assert_non_null(a.blk);
+	virtio_blk_destroy(a.blk);
+	unlink(over);
+	unlink(good);
+	unlink(secret);
+}
+
 static void test_interrupts_event_idx(void **state)
 {
 	(void)state;
@@ -1828,6 +1875,7 @@ int main(void)
 		T(test_read_only),
 		T(test_lock_conflict),
 		T(test_open_errors),
+		T(test_backing_confined),
 		T(test_interrupts_event_idx),
 		T(test_raw_never_probed),
 		T(test_direct),
