@@ -41,6 +41,8 @@ static const char usage[] =
 	"  --socket PATH         the API socket (mode 0600); default RUN-DIR/shojid.sock,\n"
 	"                        or $SHOJI_SOCKET\n"
 	"  --vmm PATH            the VMM to run; default shoji-vmm next to shojid\n"
+	"  --jail on|off         run each VMM jailed as a user of its own, in namespaces\n"
+	"                        of its own (default on as root; off otherwise)\n"
 	"  --image-dir DIR       backing files of VMs' disks must lie in DIR (up to 4\n"
 	"                        times); without it, in each disk's own directory\n"
 	"  --stop-timeout SECS   how long `stop` waits after the power button before\n"
@@ -64,6 +66,7 @@ struct options {
 	const char *vmm;
 	const char *image_dirs[DISK_CHECK_MAX_DIRS + 1]; /* NULL-terminated */
 	unsigned nimage_dirs;
+	bool jail;
 	unsigned stop_timeout_s;
 	unsigned start_timeout_s;
 	unsigned backoff_ms;
@@ -111,13 +114,15 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{ "stop-timeout", required_argument, NULL, 't' }, { "backoff-ms", required_argument, NULL, 'b' },
 		{ "start-timeout", required_argument, NULL, 'T' },
 		{ "image-dir", required_argument, NULL, 'i' },
+		{ "jail", required_argument, NULL, 'j' },
 		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
 	};
 	*o = (struct options){ .state_dir = env_or("SHOJI_STATE_DIR", "/var/lib/shoji"),
 			       .run_dir = env_or("SHOJI_RUN_DIR", "/run/shoji"),
 			       .socket = getenv("SHOJI_SOCKET"), .stop_timeout_s = 30,
-			       .start_timeout_s = 30, .backoff_ms = 1000, .level = LOG_LEVEL_INFO };
+			       .start_timeout_s = 30, .backoff_ms = 1000, .level = LOG_LEVEL_INFO,
+			       .jail = geteuid() == 0 };
 	opterr = 0;
 	int c;
 	uint64_t n;
@@ -130,6 +135,13 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		case 'i':
 			if (!add_image_dir(o, optarg))
 				return false;
+			break;
+		case 'j':
+			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+				return fail("--jail %s: use on or off", optarg);
+			o->jail = strcmp(optarg, "on") == 0;
+			if (o->jail && geteuid() != 0)
+				return fail("--jail on needs root (each VMM changes user and namespaces)");
 			break;
 		case 't':
 			if (!parse_uint(optarg, 1, 3600, &n))
@@ -184,7 +196,7 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 
 	struct sup_config cfg = { o->state_dir, o->run_dir, vmm, (int)o->stop_timeout_s * 1000,
 				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX,
-				  o->nimage_dirs ? o->image_dirs : NULL };
+				  o->nimage_dirs ? o->image_dirs : NULL, o->jail };
 	struct events *events = events_create();
 	struct sup *sup = events ? sup_create(&cfg, events) : NULL;
 	int fd = sup ? api_listen(socket_path) : -1;
@@ -192,6 +204,9 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 	int code = 1;
 	if (api && sup_start(sup)) {
 		log_info("serving %s (state %s, VMM %s)", socket_path, o->state_dir, vmm);
+		if (!o->jail)
+			log_warn("VMMs run without a jail (%s)", geteuid() == 0 ? "--jail off"
+									 : "not root");
 		int sig = 0;
 		sigwait(&stop, &sig);
 		log_info("received %s: stopping; the VMs keep running", strsignal(sig));

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "daemon/disk-check.h"
+#include "daemon/jail-id.h"
 #include "daemon/proc.h"
 #include "daemon/spawn.h"
 #include "daemon/store.h"
@@ -110,10 +111,35 @@ static void vm_save_state(struct vm *vm)
 
 /* ---- starting ---- */
 
-static bool vm_prepare_dir(struct vm *vm)
+/* Two VM names whose jail ids collide must not share a user. */
+static bool vm_jail_id_unique(struct sup *s, struct vm *vm, uint32_t id)
+{
+	for (struct vm *o = s->vms; o; o = o->next) {
+		if (o != vm && jail_id_of(o->def.name) == id) {
+			log_error("%s: not starting: its jail user id %u is also VM %s's; rename one "
+				  "of them", vm->def.name, id, o->def.name);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * The VM's private run directory, 0700. A jailed VMM owns it (jail_id),
+ * so that as its own unprivileged user it can still remove its sockets
+ * and reach the host's PATH_<port> vsock listeners in it; nobody else but
+ * root may enter.
+ */
+static bool vm_prepare_dir(struct vm *vm, uint32_t jail_id)
 {
 	if (!store_mkdirs(vm->paths.dir, 0700) || chmod(vm->paths.dir, 0700) < 0) {
 		log_error("%s: cannot create %s: %m", vm->def.name, vm->paths.dir);
+		return false;
+	}
+	uid_t owner = jail_id ? (uid_t)jail_id : 0;
+	if (chown(vm->paths.dir, owner, (gid_t)owner) < 0) {
+		log_error("%s: cannot give %s to user %u: %m", vm->def.name, vm->paths.dir,
+			  (unsigned)owner);
 		return false;
 	}
 	/* Stale sockets of an earlier run: shoji-vmm's console refuses to bind over one. */
@@ -202,9 +228,14 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 		vm_start_failed(s, vm, why);
 		return false;
 	}
+	uint32_t jail_id = s->cfg.jail ? jail_id_of(vm->def.name) : 0;
+	if (jail_id && !vm_jail_id_unique(s, vm, jail_id)) {
+		vm_start_failed(s, vm, "its jail user id is another VM's; rename one of them");
+		return false;
+	}
 	struct vmm_argv *a = malloc(sizeof(*a));
-	bool ok = a && vm_prepare_dir(vm) &&
-		  vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, s->cfg.image_dirs, a);
+	bool ok = a && vm_prepare_dir(vm, jail_id) &&
+		  vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, s->cfg.image_dirs, jail_id, a);
 	struct spawned sp = { -1, -1, -1 };
 	if (ok) {
 		int err_fd = vm_open_stderr(s, vm);

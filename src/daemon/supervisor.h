@@ -46,6 +46,7 @@ struct sup_config {
 	/* Where disks' backing files may lie (NULL-terminated; NULL: each
 	 * disk's own directory). See daemon/disk-check.h. */
 	const char *const *image_dirs;
+	bool jail;                /* run each VMM jailed as its own user (daemon/jail-id.h) */
 };
 
 /* What went wrong, for the API's status codes. */

@@ -69,7 +69,7 @@ static bool disk_arg(struct vmm_argv *a, const struct vmdef_disk *disk,
 }
 
 bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_paths *p,
-		    const char *const *image_dirs, struct vmm_argv *a)
+		    const char *const *image_dirs, uint32_t jail_id, struct vmm_argv *a)
 {
 	a->argc = 0;
 	a->used = 0;
@@ -88,5 +88,7 @@ bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_path
 		ok = arg(a, "--vsock") && arg(a, "cid=%u,socket=%s", d->vsock_cid, p->vsock);
 	if (ok && d->rng)
 		ok = arg(a, "--rng");
+	if (ok && jail_id)
+		ok = arg(a, "--jail") && arg(a, "uid=%u,gid=%u", jail_id, jail_id);
 	return ok;
 }

@@ -36,8 +36,9 @@ struct vmm_argv {
 	size_t used;
 };
 
-/* Fills `out` for running `vmm` with definition `d`; false if it does not fit. */
+/* Fills `out` for running `vmm` with definition `d` (jailed as user and
+ * group jail_id unless it is 0); false if it does not fit. */
 bool vmm_argv_build(const char *vmm, const struct vmdef *d, const struct vm_paths *p,
-		    const char *const *image_dirs, struct vmm_argv *out);
+		    const char *const *image_dirs, uint32_t jail_id, struct vmm_argv *out);
 
 #endif

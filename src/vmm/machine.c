@@ -45,6 +45,7 @@
 #include "vmm/exit.h"
 #include "vmm/iothread.h"
 #include "vmm/net-host.h"
+#include "vmm/jail.h"
 #include "vmm/sandbox.h"
 #include "vmm/virtio-host.h"
 #include "vmm/vsock-host.h"
@@ -474,6 +475,45 @@ static unsigned machine_sandbox_needs(const struct vmm_options *o)
 	return needs;
 }
 
+/* The directory part of path into out ("." when it has none). */
+static const char *dir_of(const char *path, char *out, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+	if (n == 0 || n >= len)
+		return n == 0 ? "." : NULL;
+	memcpy(out, path, n);
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * What the jailed VMM keeps (vmm/jail.h): the directories of its sockets,
+ * to unlink them at exit and, for vsock, to reach the host's PATH_<port>
+ * listeners; the host's network and resolv.conf for user-mode networking.
+ */
+static bool machine_jail(const struct vmm_options *o)
+{
+	char dirs[3][PATH_MAX];
+	const char *paths[3] = {
+		o->serial.kind == CONSOLE_SOCKET ? o->serial.path : NULL,
+		o->api_socket,
+		o->vsock.enabled ? o->vsock.socket : NULL,
+	};
+	struct jail_needs needs = { .host_network = false };
+	for (size_t i = 0; i < 3; i++) {
+		const char *d = paths[i] ? dir_of(paths[i], dirs[i], sizeof(dirs[i])) : NULL;
+		for (size_t k = 0; d && k < i; k++)
+			if (needs.keep[k] && strcmp(needs.keep[k], d) == 0)
+				d = NULL;
+		needs.keep[i] = d;
+	}
+	for (unsigned i = 0; i < o->nnets; i++)
+		if (o->nets[i].kind == NET_USER)
+			needs.host_network = needs.resolv_conf = true;
+	return jail_enter(&o->jail, &needs);
+}
+
 static bool machine_create_vcpus(struct machine *m)
 {
 	m->slots = calloc(m->ncpus, sizeof(*m->slots));
@@ -521,8 +561,10 @@ static bool machine_setup(struct machine *m)
 	    !machine_create_vcpus(m))
 		return false;
 	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
-	/* From here on, only the system calls of a running VMM (vmm/sandbox.c). */
-	return m->console && (!o->seccomp || sandbox_enter_with(machine_sandbox_needs(o))) &&
+	/* From here on, only what the jail leaves (vmm/jail.h) and the system
+	 * calls of a running VMM (vmm/sandbox.c). */
+	return m->console && (!o->jail.enabled || machine_jail(o)) &&
+	       (!o->seccomp || sandbox_enter_with(machine_sandbox_needs(o))) &&
 	       console_start(m->console) && iothread_start(m->io) && net_host_start(m->net) &&
 	       machine_start_vcpus(m);
 }

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "vmm/disk-option.h"
+#include "vmm/jail.h"
 #include "vmm/net-option.h"
 #include "vmm/vsock-option.h"
 
@@ -50,6 +51,7 @@ struct vmm_options {
 	struct net_option nets[VMM_MAX_NETS];
 	struct vsock_option vsock;
 	const char *api_socket;   /* --api-socket: the control socket, or NULL */
+	struct jail_option jail;  /* --jail */
 	bool help;
 	bool version;
 };

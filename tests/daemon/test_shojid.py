@@ -95,6 +95,14 @@ def kernel(tmp, name, behaviour):
     return path
 
 
+def jail_id(name):
+    """daemon/jail-id.c: FNV-1a of the name in 24 bits above 0x70000000."""
+    h = 2166136261
+    for b in name.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return 0x70000000 + (h & 0xFFFFFF)
+
+
 def definition(name, role, k, **extra):
     d = {"name": name, "role": role, "kernel": k}
     d.update(extra)
@@ -233,6 +241,12 @@ def test_lifecycle(tmp):
           and "--api-socket" in argv, argv)
     rundir = os.path.join(tmp, "run", "vms", "svc")
     check("the per-VM run directory is mode 0700", os.stat(rundir).st_mode & 0o777 == 0o700)
+    if os.geteuid() == 0:
+        jid = jail_id("svc")
+        check("as root, the VMM is jailed as the VM's own user",
+              argv[argv.index("--jail") + 1] == f"uid={jid},gid={jid}" if "--jail" in argv else False, argv)
+        check("the jailed VMM's user owns the VM's run directory",
+              os.stat(rundir).st_uid == jid and os.stat(rundir).st_gid == jid, os.stat(rundir))
 
     e = ev.find("panicky", "exited", reason="panic")
     check("exit status 5 is reported as a panic", e is not None)

@@ -212,7 +212,28 @@ dm_autostart() {
     [ "$mode" = 700/700 ]
     dm_result $? run-dirs-private "run directories (sockets inside) mode $mode" \
         "run directories mode $mode, want 700/700"
+    dm_jailed svc
+    dm_jailed desk
     dm_diag
+}
+
+# dm_jailed VM: its VMM runs as the VM's own user (not root), owns the run
+# directory, has no capabilities, and lives in mount and network namespaces
+# that are not the daemon's (shoji-vmm --jail; docs/security.md).
+dm_jailed() {
+    dm_j_pid=$(dm_vm "$1" pid)
+    dm_j_uid=$(awk '/^Uid:/ { print $2 "/" $3 "/" $4 }' "/proc/$dm_j_pid/status" 2>/dev/null)
+    dm_j_cap=$(awk '/^CapEff:/ { print $2 }' "/proc/$dm_j_pid/status" 2>/dev/null)
+    dm_j_owner=$(stat -c %u "$DW/run/vms/$1" 2>/dev/null)
+    dm_j_mnt=$(readlink "/proc/$dm_j_pid/ns/mnt" 2>/dev/null)
+    dm_j_net=$(readlink "/proc/$dm_j_pid/ns/net" 2>/dev/null)
+    [ -n "$dm_j_owner" ] && [ "$dm_j_owner" != 0 ] &&
+        [ "$dm_j_uid" = "$dm_j_owner/$dm_j_owner/$dm_j_owner" ] &&
+        [ "$dm_j_cap" = 0000000000000000 ] &&
+        [ -n "$dm_j_mnt" ] && [ "$dm_j_mnt" != "$(readlink /proc/self/ns/mnt)" ] &&
+        [ -n "$dm_j_net" ] && [ "$dm_j_net" != "$(readlink /proc/self/ns/net)" ]
+    dm_result $? "jailed-$1" "$1's VMM (pid $dm_j_pid) runs as uid $dm_j_owner, no capabilities, own mount and network namespaces" \
+        "$1's VMM (pid $dm_j_pid): uids $dm_j_uid, run dir owner $dm_j_owner, CapEff $dm_j_cap, mnt $dm_j_mnt, net $dm_j_net"
 }
 
 # 8 clients at once, 25 `vm ls --json` each: every answer identical to one
