@@ -563,8 +563,8 @@ struct net_backend *net_slirp_create(const struct net_slirp_config *cfg)
 		.if_mru = NET_SLIRP_MTU,
 		/* IPv6 is off: one fewer stack (router advertisements, NDP) for a guest to probe. */
 		.in6_enabled = false,
-		/* Guests reach the host's loopback through 10.0.2.2, as users expect. */
-		.disable_host_loopback = false,
+		/* The host's loopback only when asked for (see net_slirp_config). */
+		.disable_host_loopback = !cfg->host_loopback,
 		.enable_emu = false,
 	};
 	if (s->poke_fd >= 0)
