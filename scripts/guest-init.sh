@@ -142,7 +142,8 @@ EOF
 
 net() {
     net_up || return
-    if wget -q -T 20 -O /tmp/f.bin http://10.0.2.2:8080/f.bin; then
+    # timeout, not wget -T: this busybox's wget segfaults with -T.
+    if timeout 60 wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin; then
         echo "SHOJI-REPORT fetch=ok"
     else
         echo "SHOJI-REPORT fetch=failed"
