@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 
 struct net_used {
@@ -44,7 +45,8 @@ struct virtio_net {
 	_Atomic(struct virtio_dev *) transport;
 	struct virtio_dev *vd;        /* between activate and reset */
 	uint64_t features;            /* negotiated */
-	bool warned;                  /* one warning per device for a hostile driver */
+	bool warned;                  /* one warning per device for a hostile driver, */
+	struct ratelimit log_limit;   /* and few lines at debug level after it */
 	struct virtio_net_stats stats;
 	struct vq_chain chain;        /* the chain being served; too big for a stack */
 	struct iovec tx_iov[VQ_MAX_SEGS + 1];
@@ -69,7 +71,7 @@ static void net_warn(struct virtio_net *net, const char *what)
 	if (!net->warned)
 		log_warn("virtio-net: %s (further ones at debug level)", what);
 	else
-		log_debug("virtio-net: %s", what);
+		log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s", what);
 	net->warned = true;
 }
 
@@ -371,7 +373,7 @@ static void net_rx(struct virtio_net *net, struct virtio_dev *vd)
 	while ((frame = net->nb->ops->peek(net->nb, &len)) != NULL) {
 		const char *bad = net_rx_frame_bad(net, frame, len);
 		if (bad) {
-			log_debug("virtio-net: %s; frame dropped", bad);
+			log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s; frame dropped", bad);
 			net->stats.rx_dropped++;
 			net->nb->ops->pop(net->nb);
 			continue;
@@ -469,7 +471,8 @@ static void net_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 		}
 	}
 	if (net->nb->offloads && !net->nb->ops->set_offloads(net->nb, net_rx_offloads(features)))
-		log_warn("virtio-net: the %s back end refused the guest's offloads", net->nb->ops->kind);
+		log_limited(&net->log_limit, LOG_LEVEL_WARN,
+			    "virtio-net: the %s back end refused the guest's offloads", net->nb->ops->kind);
 	atomic_store(&net->transport, vd);
 }
 
@@ -520,6 +523,7 @@ struct virtio_net *virtio_net_create(const uint8_t mac[6], struct net_backend *n
 	}
 	net->nb = nb;
 	net->mem = mem;
+	ratelimit_init(&net->log_limit, 60, 5);
 	memcpy(net->config + VIRTIO_NET_CFG_MAC, mac, 6);
 	le_store(net->config + VIRTIO_NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP, 2);
 	le_store(net->config + VIRTIO_NET_CFG_MAX_VQP, 1, 2);

@@ -19,9 +19,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -34,6 +36,7 @@
 #include "dev/virtio-pci.h"
 #include "dev/virtio-rng.h"
 #include "dev/virtio.h"
+#include "hv/kvm.h"
 #include "hv/layout.h"
 #include "hv/mem.h"
 
@@ -188,6 +191,9 @@ struct fake_host {
 	unsigned nio;
 	unsigned irq_gsi, irq_changes; /* INTx: the last GSI set and how often */
 	int irq_level;
+	/* When set, ioeventfds go to KVM through this VM (unrecorded), as the
+	 * machine's glue does; a VM whose fd is -1 fails every one. */
+	struct kvm_vm *kvm;
 };
 
 static struct fake_host fh;
@@ -204,6 +210,8 @@ static void fh_send_msi(void *ctx, uint64_t addr, uint32_t data)
 static bool fh_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on)
 {
 	struct fake_host *h = ctx;
+	if (h->kvm)
+		return kvm_vm_ioeventfd(h->kvm, gpa, 2, -1, on);
 	assert_true(h->nio < REC_MAX);
 	h->io[h->nio].vd = vd;
 	h->io[h->nio].queue = queue;
@@ -1613,6 +1621,83 @@ static void test_rng_request(void **state)
 	assert_false(fh.io[1].on);
 }
 
+/* ---- what a guest can make the host log ---- */
+
+static int saved_stderr = -1, capture_fd = -1;
+
+static void capture_stderr(void)
+{
+	fflush(stderr);
+	capture_fd = memfd_create("stderr", MFD_CLOEXEC);
+	assert_true(capture_fd >= 0);
+	saved_stderr = dup(STDERR_FILENO);
+	assert_true(dup2(capture_fd, STDERR_FILENO) == STDERR_FILENO);
+}
+
+/* Stops capturing; returns the lines written meanwhile. */
+static unsigned captured_lines(void)
+{
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	char buf[4096];
+	unsigned lines = 0;
+	ssize_t n;
+	for (off_t at = 0; (n = pread(capture_fd, buf, sizeof(buf), at)) > 0; at += n)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	close(capture_fd);
+	return lines;
+}
+
+/*
+ * A guest that breaks the device and resets it, thousands of times in a
+ * second: the device answers NEEDS_RESET every time, but the host's log
+ * gets a handful of lines (a rate limit per device), not one per cycle.
+ * Before the limit, each cycle wrote a line: 10 MB in under a second.
+ */
+#define RESET_CYCLES 5000
+
+static void test_reset_cycles_log_bounded(void **state)
+{
+	(void)state;
+	drv_enable_memory(true);
+	capture_stderr();
+	unsigned needs_reset = 0;
+	for (unsigned i = 0; i < RESET_CYCLES; i++) {
+		drv_set_status(0);
+		drv_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_DRIVER_OK);
+		needs_reset += (drv_status() & VIRTIO_CONFIG_S_NEEDS_RESET) != 0;
+	}
+	unsigned lines = captured_lines();
+	assert_int_equal(needs_reset, RESET_CYCLES);
+	if (lines < 1 || lines > 6)
+		fail_msg("%u resets of a broken driver logged %u lines; want 1 to 6", RESET_CYCLES, lines);
+}
+
+/*
+ * Each start of the device attaches an ioeventfd per queue; when KVM
+ * refuses them (here: a VM without an fd), a guest that restarts its
+ * driver in a loop must not get a line logged per start.
+ */
+static void test_ioeventfd_failures_log_bounded(void **state)
+{
+	(void)state;
+	struct kvm_vm broken = { .kvm_fd = -1, .vm_fd = -1 };
+	fh.kvm = &broken;
+	capture_stderr();
+	for (unsigned i = 0; i < RESET_CYCLES / 10; i++) {
+		drv_bring_up();
+		drv_set_status(0);
+	}
+	unsigned lines = captured_lines();
+	fh.kvm = NULL;
+	assert_int_equal(td.activations, RESET_CYCLES / 10);
+	if (lines < 1 || lines > 6)
+		fail_msg("%u device starts with failing ioeventfds logged %u lines; want 1 to 6",
+			 RESET_CYCLES / 10, lines);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1647,6 +1732,8 @@ int main(void)
 		T(test_cf9_through_config_ports),
 		T(test_bus_full),
 		T(test_rng_request),
+		T(test_reset_cycles_log_bounded),
+		T(test_ioeventfd_failures_log_bounded),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
