@@ -247,16 +247,20 @@ static void net_tx_one(struct virtio_net *net, struct vq_chain *c)
 	net->stats.tx_frames++;
 }
 
+/*
+ * Sends at most VIRTIO_QUEUE_BUDGET frames, then comes back on a later turn
+ * (notifications stay off meanwhile: the driver need not kick).
+ */
 static void net_tx(struct virtio_net *net, struct virtio_dev *vd)
 {
 	struct vq *vq = virtio_queue(vd, VIRTIO_NET_TXQ);
 	if (!vq)
 		return;
 	unsigned served = 0;
-	enum vq_pop_result r;
+	enum vq_pop_result r = VQ_EMPTY;
 	do {
 		vq_enable_notify(vq, false);
-		while ((r = vq_pop(vq, &net->chain)) == VQ_CHAIN) {
+		while (served < VIRTIO_QUEUE_BUDGET && (r = vq_pop(vq, &net->chain)) == VQ_CHAIN) {
 			net_tx_one(net, &net->chain);
 			vq_push(vq, net->chain.head, 0); /* nothing written into a transmit buffer */
 			served++;
@@ -264,6 +268,9 @@ static void net_tx(struct virtio_net *net, struct virtio_dev *vd)
 	} while (r == VQ_EMPTY && vq_enable_notify(vq, true));
 	if (served)
 		virtio_queue_interrupt(vd, VIRTIO_NET_TXQ);
+	/* The budget is spent: come back if the ring is not (as the loop would). */
+	if (r == VQ_CHAIN && (vq_has_avail(vq) || vq_enable_notify(vq, true)))
+		virtio_queue_notify_later(vd, VIRTIO_NET_TXQ);
 	if (r == VQ_BROKEN)
 		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken transmit queue");
 }
@@ -360,17 +367,26 @@ static enum rx_result net_rx_merged(struct virtio_net *net, struct vq *vq, uint8
 	return RX_DONE;
 }
 
-/* Moves frames from the back end into the guest while there is room. */
+/*
+ * Moves frames from the back end into the guest while there is room, at
+ * most VIRTIO_QUEUE_BUDGET of them (delivered or dropped) per call; the
+ * rest on a later turn.
+ */
 static void net_rx(struct virtio_net *net, struct virtio_dev *vd)
 {
 	struct vq *vq = virtio_queue(vd, VIRTIO_NET_RXQ);
 	if (!vq)
 		return;
-	unsigned moved = 0;
+	unsigned moved = 0, handled = 0;
 	enum rx_result r = RX_DONE;
 	uint8_t *frame;
 	size_t len;
 	while ((frame = net->nb->ops->peek(net->nb, &len)) != NULL) {
+		if (handled == VIRTIO_QUEUE_BUDGET) {
+			virtio_queue_notify_later(vd, VIRTIO_NET_RXQ);
+			break;
+		}
+		handled++;
 		const char *bad = net_rx_frame_bad(net, frame, len);
 		if (bad) {
 			log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s; frame dropped", bad);

@@ -160,6 +160,12 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 		virtio_config_changed(vd);
 }
 
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	if (q < vd->ops->num_queues && vd->host.kick_later)
+		vd->host.kick_later(vd->host.ctx, vd, q);
+}
+
 /* ---- lifecycle ---- */
 
 static uint64_t notify_gpa(const struct virtio_dev *vd, unsigned q)
