@@ -184,7 +184,8 @@ static void machine_console_quit(void *ctx)
 	machine_stop(ctx, VMM_EXIT_STOPPED);
 }
 
-/* Logs the first access to each unclaimed port; a guest probing is normal. */
+/* Logs the first access to each unclaimed port (a guest probing is normal),
+ * through a limit: a guest can still walk all 65536 of them. */
 static void machine_note_unclaimed_port(struct machine *m, uint16_t port, bool write)
 {
 	uint_fast8_t bit = (uint_fast8_t)(1u << (port % 8));
