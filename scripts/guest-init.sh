@@ -12,8 +12,9 @@
 #                          /dev/vda (a qcow2 overlay on the host), in a chroot
 #   shoji.action=panic     load pvpanic and crash the kernel (sysrq c)
 #   shoji.action=net       DHCP on eth0, fetch http://10.0.2.2:8080/f.bin (the
-#                          host's loopback through the user-mode network), then
-#                          serve a CGI on port 8080 until the host fetched it
+#                          host's loopback through the user-mode network, if
+#                          the VMM allows it: fetch=ok or failed), then serve
+#                          a CGI on port 8080 until the host fetched it
 #                          through its host forward (at most 150 s)
 #   shoji.action=iperf     DHCP on eth0, then iperf3 to and from the server on
 #                          the host's loopback (bench/net/slirp.sh), for
@@ -141,7 +142,12 @@ EOF
 
 net() {
     net_up || return
-    wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin
+    # timeout, not wget -T: this busybox's wget segfaults with -T.
+    if timeout 60 wget -q -O /tmp/f.bin http://10.0.2.2:8080/f.bin; then
+        echo "SHOJI-REPORT fetch=ok"
+    else
+        echo "SHOJI-REPORT fetch=failed"
+    fi
     echo "SHOJI-REPORT fetched-sha256=$(sha256sum /tmp/f.bin 2>/dev/null | cut -d' ' -f1)"
     # The host fetches this CGI through its forward; running it marks it done.
     token=$(dd if=/dev/urandom bs=8 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')

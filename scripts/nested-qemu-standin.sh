@@ -35,11 +35,12 @@ esac
 
 # --net user: a virtio-net PCI NIC on QEMU's own libslirp (bench/net/slirp.sh),
 # so microvm gets its PCIe host bridge; no option ROM (the kernel is loaded
-# directly).
+# directly). QEMU's user network always reaches the host's loopback, as
+# shoji's does with host-loopback=on.
 machine=microvm
 case $net in
     '') ;;
-    user) machine=microvm,pcie=on ;;
+    user|user,host-loopback=on) machine=microvm,pcie=on ;;
     *) echo "qemu-standin: only --net user is translated, not '$net'" >&2; exit 2 ;;
 esac
 

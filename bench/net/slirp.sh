@@ -69,7 +69,7 @@ case_limit() { echo $((180 + 3 * seconds)); }
 # KERNEL INITRD SHOJI QEMU IPERF are the paths as the job will see them.
 write_job() {
     local job=$1 kernel=$2 initrd=$3 shoji=$4 qemu=$5 iperf=$6 i order who vmm args
-    args="--kernel $kernel --initrd $initrd --cmdline 'console=ttyS0 quiet panic=-1 shoji.action=iperf shoji.iperf=$seconds' --cpus $cpus --memory $memory --net user"
+    args="--kernel $kernel --initrd $initrd --cmdline 'console=ttyS0 quiet panic=-1 shoji.action=iperf shoji.iperf=$seconds' --cpus $cpus --memory $memory --net user,host-loopback=on"
     cat >"$job" <<EOF
 $iperf -s -B 127.0.0.1 >"\$RUNNER_WORK/iperf-server.log" 2>&1 &
 iperf_server=\$!

@@ -4,6 +4,8 @@
  */
 #include "base/log.h"
 
+#include "base/ratelimit.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,21 +49,15 @@ bool log_level_parse(const char *name, enum log_level *out)
 	return false;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
-	if ((int)level > atomic_load(&log_threshold))
-		return;
-
 	char line[1024];
 	int n = snprintf(line, sizeof(line), "%s: %s: ", log_program, level_names[level]);
 	if (n < 0)
 		return;
 	size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
 
-	va_list ap;
-	va_start(ap, fmt);
 	int m = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
-	va_end(ap);
 	if (m > 0)
 		used += (size_t)m < sizeof(line) - used ? (size_t)m : sizeof(line) - used - 1;
 
@@ -72,4 +68,30 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	ssize_t w = write(STDERR_FILENO, line, used);
 	(void)w;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if ((int)level > atomic_load(&log_threshold))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
+}
+
+void log_limited(struct ratelimit *rl, enum log_level level, const char *fmt, ...)
+{
+	if ((int)level > atomic_load(&log_threshold))
+		return;
+	uint64_t held_back;
+	if (!ratelimit_pass(rl, &held_back))
+		return;
+	if (held_back)
+		log_msg(level, "(rate limit: %llu lines like the next one were not logged)",
+			(unsigned long long)held_back);
+	va_list ap;
+	va_start(ap, fmt);
+	log_vmsg(level, fmt, ap);
+	va_end(ap);
 }

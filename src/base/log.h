@@ -1,8 +1,8 @@
 /*
  * Logging for every shoji program: one line per message on stderr, prefixed
  * with the program name and level. Messages about guest misbehaviour go at
- * debug or warn level and are rate-limited by their callers (a guest must not
- * be able to flood the host's log).
+ * debug or warn level and are rate-limited by their callers with
+ * log_limited() (a guest must not be able to flood the host's log).
  */
 #ifndef SHOJI_BASE_LOG_H
 #define SHOJI_BASE_LOG_H
@@ -23,6 +23,17 @@ bool log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+struct ratelimit;
+
+/*
+ * log_msg() through a rate limit (base/ratelimit.h), for a line a guest (or
+ * anything outside the process) can cause at will. Once lines were dropped,
+ * the next one let through comes after one line saying how many. A line
+ * below the log level uses up nothing.
+ */
+void log_limited(struct ratelimit *rl, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -195,7 +195,7 @@ enum sup_status sup_define(struct sup *s, const char *name, const char *text, ch
 /* A new VM of the same name must not inherit the old one's console or VMM log. */
 static void remove_logs(struct sup *s, const char *name)
 {
-	static const char *const suffixes[] = { ".log", ".log.1", ".vmm.log" };
+	static const char *const suffixes[] = { ".log", ".log.1", ".vmm.log", ".vmm.log.1" };
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/logs/%s%s", s->cfg.state_dir, name, suffixes[i]);

@@ -52,6 +52,9 @@ static const char usage[] =
 	"                        (default 30)\n"
 	"  --backoff-ms MS       first restart delay of a failed service VM, doubling\n"
 	"                        up to 60 s (default 1000)\n"
+	"  --vmm-log-max SIZE    bound of each VMM's log (STATE-DIR/logs/NAME.vmm.log,\n"
+	"                        rotated to NAME.vmm.log.1 while the VM runs), e.g.\n"
+	"                        512K or 8M; at least 4K (default 8M)\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  -h, --help            print this help and exit\n"
 	"  -V, --version         print the version and exit\n"
@@ -70,6 +73,7 @@ struct options {
 	unsigned stop_timeout_s;
 	unsigned start_timeout_s;
 	unsigned backoff_ms;
+	uint64_t vmm_log_max;
 	enum log_level level;
 	bool help, version;
 };
@@ -115,13 +119,15 @@ static bool parse_options(int argc, char **argv, struct options *o)
 		{ "start-timeout", required_argument, NULL, 'T' },
 		{ "image-dir", required_argument, NULL, 'i' },
 		{ "jail", required_argument, NULL, 'j' },
+		{ "vmm-log-max", required_argument, NULL, 'L' },
 		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
 	};
 	*o = (struct options){ .state_dir = env_or("SHOJI_STATE_DIR", "/var/lib/shoji"),
 			       .run_dir = env_or("SHOJI_RUN_DIR", "/run/shoji"),
 			       .socket = getenv("SHOJI_SOCKET"), .stop_timeout_s = 30,
-			       .start_timeout_s = 30, .backoff_ms = 1000, .level = LOG_LEVEL_INFO,
+			       .start_timeout_s = 30, .backoff_ms = 1000,
+			       .vmm_log_max = VMM_LOG_DEFAULT_MAX, .level = LOG_LEVEL_INFO,
 			       .jail = geteuid() == 0 };
 	opterr = 0;
 	int c;
@@ -157,6 +163,11 @@ static bool parse_options(int argc, char **argv, struct options *o)
 			if (!parse_uint(optarg, 10, 60000, &n))
 				return fail("--backoff-ms %s: must be a number from 10 to 60000", optarg);
 			o->backoff_ms = (unsigned)n;
+			break;
+		case 'L':
+			if (!parse_size(optarg, &n) || n < 4 * KiB || n > 64 * GiB)
+				return fail("--vmm-log-max %s: must be a size from 4K to 64G, e.g. 8M", optarg);
+			o->vmm_log_max = n;
 			break;
 		case 'l':
 			if (!log_level_parse(optarg, &o->level))
@@ -196,7 +207,7 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 
 	struct sup_config cfg = { o->state_dir, o->run_dir, vmm, (int)o->stop_timeout_s * 1000,
 				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX,
-				  o->nimage_dirs ? o->image_dirs : NULL, o->jail };
+				  o->vmm_log_max, o->nimage_dirs ? o->image_dirs : NULL, o->jail };
 	struct events *events = events_create();
 	struct sup *sup = events ? sup_create(&cfg, events) : NULL;
 	int fd = sup ? api_listen(socket_path) : -1;

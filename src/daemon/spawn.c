@@ -56,7 +56,8 @@ static void keeper_write_status(const char *path, const char *tmp, int status)
 /*
  * The keeper's descriptors: /dev/null in, /dev/null out, the log as
  * stderr, 3 the pipe the VMM's pid goes to the daemon on, 4 the pipe the
- * daemon says "go" on; nothing else.
+ * daemon says "go" on; nothing else (the pipe of the VMM's stderr comes
+ * after).
  */
 static void keeper_fds(int stderr_fd, int pid_fd, int go_fd)
 {
@@ -82,9 +83,11 @@ static void keeper_fds(int stderr_fd, int pid_fd, int go_fd)
  * opens a pidfd for cannot have been reaped and reused meanwhile. No "go"
  * (the daemon failed or died): no VMM that nobody supervises.
  */
-static void vmm_child(char *const argv[], pid_t keeper)
+static void vmm_child(char *const argv[], pid_t keeper, int stderr_w)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != keeper)
+		_exit(1);
+	if (stderr_w >= 0 && dup2(stderr_w, 2) < 0)
 		_exit(1);
 	pid_t self = getpid();
 	char go = 0;
@@ -99,14 +102,42 @@ static void vmm_child(char *const argv[], pid_t keeper)
 	_exit(127);
 }
 
+/*
+ * Copies the VMM's stderr into the capped log until every writer is gone
+ * (the VMM exited), so the log is complete before the status is written.
+ */
+static void keeper_copy_log(int from, struct capped_file *log)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t r = read(from, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		capped_file_write(log, buf, (size_t)r);
+	}
+	close(from);
+}
+
 static _Noreturn void keeper_main(char *const argv[], const char *path, const char *tmp,
-				  int stderr_fd, int pid_fd, int go_fd)
+				  struct capped_file *log, int pid_fd, int go_fd)
 {
 	setsid();
 	/* Told apart from the daemon in ps and /proc (it is a fork of it). */
 	prctl(PR_SET_NAME, "shojid-keeper");
 	pid_t self = getpid();
-	keeper_fds(stderr_fd, pid_fd, go_fd);
+	keeper_fds(log->fd, pid_fd, go_fd);
+	if (log->fd >= 0)
+		log->fd = 2;
+	/*
+	 * The VMM writes into a pipe that the keeper copies into the capped
+	 * log. Without a pipe, it writes into the log file itself, uncapped,
+	 * as before: a log is worth more than its bound.
+	 */
+	int err_pipe[2] = { -1, -1 };
+	if (log->fd >= 0 && pipe2(err_pipe, O_CLOEXEC) < 0)
+		err_pipe[0] = err_pipe[1] = -1;
 	sigset_t none;
 	sigemptyset(&none);
 	signal(SIGPIPE, SIG_DFL);
@@ -121,11 +152,15 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 	 */
 	pid_t vmm = vfork();
 	if (vmm == 0)
-		vmm_child(argv, self);
+		vmm_child(argv, self, err_pipe[1]);
 	close(3); /* a failed vfork: the daemon reads EOF */
 	close(4);
+	if (err_pipe[1] >= 0)
+		close(err_pipe[1]);
 	if (vmm < 0)
 		_exit(1);
+	if (err_pipe[0] >= 0)
+		keeper_copy_log(err_pipe[0], log);
 	int status;
 	while (waitpid(vmm, &status, 0) < 0)
 		if (errno != EINTR)
@@ -146,7 +181,8 @@ static pid_t read_vmm_pid(int fd)
 	return r == sizeof(vmm) && vmm > 1 ? vmm : -1;
 }
 
-bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struct spawned *out)
+bool spawn_vmm(char *const argv[], const char *status_path, const struct capped_file *log,
+	       struct spawned *out)
 {
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", status_path) >= sizeof(tmp)) {
@@ -162,9 +198,10 @@ bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struc
 		close(p[1]);
 		return false;
 	}
+	struct capped_file keeper_log = *log; /* the keeper's, prepared before the fork */
 	pid_t keeper = fork();
 	if (keeper == 0)
-		keeper_main(argv, status_path, tmp, stderr_fd, p[1], g[0]);
+		keeper_main(argv, status_path, tmp, &keeper_log, p[1], g[0]);
 	close(p[1]);
 	close(g[0]);
 	if (keeper < 0) {

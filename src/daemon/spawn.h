@@ -11,14 +11,19 @@
  * unsupervised VMM behind.
  *
  * The keeper holds no descriptor of the daemon's: the VMM's stdin and
- * stdout are /dev/null, its stderr is the given log file. Nothing of the
- * VMM's is a pipe the daemon reads, so a dead daemon cannot SIGPIPE it.
+ * stdout are /dev/null, its stderr is a pipe to the keeper, which copies
+ * it into the VM's capped log file (NAME.vmm.log, rotated to NAME.vmm.log.1
+ * at its bound while the VM runs: a guest that makes its VMM log without
+ * end cannot fill the host's disk). Nothing of the VMM's is a pipe the
+ * daemon reads, so a dead daemon cannot SIGPIPE it.
  */
 #ifndef SHOJI_DAEMON_SPAWN_H
 #define SHOJI_DAEMON_SPAWN_H
 
 #include <stdbool.h>
 #include <sys/types.h>
+
+#include "daemon/vmlog.h"
 
 struct spawned {
 	pid_t keeper;
@@ -29,15 +34,18 @@ struct spawned {
 /*
  * Runs argv[0] with argv under a keeper that writes "exit N" or "signal N"
  * to `status_path` (atomically, through status_path.tmp) when it ends.
- * stderr_fd becomes the VMM's stderr. False (errno set) if the keeper could
- * not be started; a failed exec shows as "exit 127".
+ * The VMM's stderr goes into `log` (opened by the caller; its fd -1: thrown
+ * away), which the keeper owns from then on: the caller closes its copy.
+ * False (errno set) if the keeper could not be started; a failed exec
+ * shows as "exit 127".
  *
  * The VMM process waits before its exec until spawn_release(), so the
  * caller can open pidfds for both pids knowing neither has been reaped
  * and reused; spawn_abort() instead ends both (the keeper is reaped). One
  * of the two must follow every successful spawn_vmm.
  */
-bool spawn_vmm(char *const argv[], const char *status_path, int stderr_fd, struct spawned *out);
+bool spawn_vmm(char *const argv[], const char *status_path, const struct capped_file *log,
+	       struct spawned *out);
 /* Lets the VMM exec; false if it is already gone (its exit shows as usual). */
 bool spawn_release(struct spawned *sp);
 void spawn_abort(struct spawned *sp);

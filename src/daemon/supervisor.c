@@ -155,16 +155,19 @@ static void vmm_log_path(struct sup *s, struct vm *vm, char *out, size_t len)
 	snprintf(out, len, "%s/logs/%s.vmm.log", s->cfg.state_dir, vm->def.name);
 }
 
-/* The VMM's stderr: STATE/logs/NAME.vmm.log, started afresh when it passed the bound. */
-static int vm_open_stderr(struct sup *s, struct vm *vm)
+/*
+ * The VMM's stderr: STATE/logs/NAME.vmm.log, kept under --vmm-log-max by its
+ * keeper (NAME.vmm.log.1 holds the part before). fd -1 when it cannot be
+ * opened: the VMM then runs without a log rather than not at all.
+ */
+static void vm_open_stderr(struct sup *s, struct vm *vm, struct capped_file *log)
 {
 	char path[PATH_MAX + 16];
 	vmm_log_path(s, vm, path, sizeof(path));
-	struct stat st;
-	int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
-	if (stat(path, &st) == 0 && (uint64_t)st.st_size > s->cfg.log_max)
-		flags |= O_TRUNC;
-	return open(path, flags, 0600);
+	if (!capped_file_open(log, path, s->cfg.vmm_log_max, -1)) {
+		log_warn("%s: cannot open the VMM's log %s: %m", vm->def.name, path);
+		log->fd = -1;
+	}
 }
 
 bool vm_kill(struct vm *vm)
@@ -238,12 +241,12 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 		  vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, s->cfg.image_dirs, jail_id, a);
 	struct spawned sp = { -1, -1, -1 };
 	if (ok) {
-		int err_fd = vm_open_stderr(s, vm);
-		ok = spawn_vmm(a->argv, vm->paths.status, err_fd, &sp);
+		struct capped_file log;
+		vm_open_stderr(s, vm, &log);
+		ok = spawn_vmm(a->argv, vm->paths.status, &log, &sp);
 		if (!ok)
 			log_error("%s: cannot start %s: %m", vm->def.name, s->cfg.vmm_path);
-		if (err_fd >= 0)
-			close(err_fd);
+		capped_file_close(&log);
 	}
 	free(a);
 	if (ok && !vm_take_pids(vm, &sp)) {

@@ -42,7 +42,8 @@ struct sup_config {
 	int stop_timeout_ms;
 	int start_timeout_ms;     /* a VMM not answering its control socket by then is killed */
 	int backoff_ms;
-	uint64_t log_max;
+	uint64_t log_max;         /* each console log, NAME.log */
+	uint64_t vmm_log_max;     /* each VMM's stderr, NAME.vmm.log */
 	/* Where disks' backing files may lie (NULL-terminated; NULL: each
 	 * disk's own directory). See daemon/disk-check.h. */
 	const char *const *image_dirs;

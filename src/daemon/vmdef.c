@@ -309,6 +309,8 @@ static bool net_type(struct ctx *c, const char *p, json_t *obj, struct vmdef_net
 		return fail_at(c, p, "\"tap\" is only for \"type\": \"tap\"");
 	if (n->tap && n->nhostfwd)
 		return fail_at(c, p, "\"hostfwd\" is only for \"type\": \"user\"");
+	if (n->tap && n->host_loopback)
+		return fail_at(c, p, "\"host_loopback\" is only for \"type\": \"user\"");
 	return true;
 }
 
@@ -330,8 +332,10 @@ static bool net_one(struct ctx *c, const char *p, json_t *obj, struct vmdef_net 
 			ok = get_string(c, path, v, n->tap_name, sizeof(n->tap_name)) &&
 			     (n->tap_name[0] && !strpbrk(n->tap_name, ",/ ") ? true :
 			      fail_at(c, path, "must be an interface name"));
+		else if (strcmp(key, "host_loopback") == 0)
+			ok = get_bool(c, path, v, &n->host_loopback);
 		else if (strcmp(key, "type") != 0)
-			ok = fail_at(c, path, "unknown key (known: type, tap, hostfwd, mac)");
+			ok = fail_at(c, path, "unknown key (known: type, tap, hostfwd, host_loopback, mac)");
 		if (!ok)
 			return false;
 	}
@@ -464,6 +468,8 @@ static json_t *net_to_json(const struct vmdef_net *n)
 			json_array_append_new(fw, json_string(n->hostfwd[i]));
 		json_object_set_new(o, "hostfwd", fw);
 	}
+	if (!n->tap)
+		json_object_set_new(o, "host_loopback", json_boolean(n->host_loopback));
 	if (n->mac[0])
 		json_object_set_new(o, "mac", json_string(n->mac));
 	return o;

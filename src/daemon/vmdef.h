@@ -43,6 +43,7 @@ struct vmdef_net {
 	char tap_name[16];        /* IFNAMSIZ */
 	unsigned nhostfwd;
 	char hostfwd[VMDEF_MAX_HOSTFWD][VMDEF_HOSTFWD_MAX];
+	bool host_loopback;       /* user-mode: 10.0.2.2 reaches the host's 127.0.0.1 */
 	char mac[18];             /* "" when not given */
 };
 

@@ -1,6 +1,7 @@
 /*
- * The bounded console log (see vmlog.h). The file is rotated by rename, so
- * a reader that opened the old one keeps reading it whole.
+ * The bounded console log and the capped file under it (see vmlog.h). The
+ * file is rotated by rename, so a reader that opened the old one keeps
+ * reading it whole.
  */
 #include "daemon/vmlog.h"
 
@@ -17,14 +18,85 @@
 
 #include "base/log.h"
 
+/* ---- the capped file ---- */
+
+bool capped_file_open(struct capped_file *f, const char *path, uint64_t max, int fd)
+{
+	size_t n = strlen(path);
+	if (n + 2 >= sizeof(f->path) || max == 0) {
+		if (fd >= 0)
+			close(fd);
+		errno = max ? ENAMETOOLONG : EINVAL;
+		return false;
+	}
+	memcpy(f->path, path, n + 1);
+	memcpy(f->old_path, path, n);
+	memcpy(f->old_path + n, ".1", 3);
+	f->max = max;
+	f->fd = fd >= 0 ? fd : open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (f->fd < 0)
+		return false;
+	struct stat st;
+	f->size = fstat(f->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+	return true;
+}
+
+void capped_file_close(struct capped_file *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+}
+
+/*
+ * The current file is full: it becomes PATH.1 and a new one starts. When
+ * that cannot be done, the full file is emptied instead: its lines are
+ * lost, but never the bound. False if even that failed.
+ */
+static bool capped_file_rotate(struct capped_file *f)
+{
+	if (rename(f->path, f->old_path) == 0) {
+		int fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+			      0600);
+		if (fd >= 0) {
+			close(f->fd);
+			f->fd = fd;
+			f->size = 0;
+			return true;
+		}
+	}
+	if (ftruncate(f->fd, 0) < 0)
+		return false;
+	f->size = 0;
+	return true;
+}
+
+void capped_file_write(struct capped_file *f, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	size_t done = 0;
+	while (done < n && f->fd >= 0) {
+		if (f->size >= f->max && !capped_file_rotate(f))
+			break;
+		size_t chunk = n - done;
+		if (chunk > f->max - f->size)
+			chunk = (size_t)(f->max - f->size);
+		ssize_t w = write(f->fd, p + done, chunk);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		f->size += (uint64_t)w;
+		done += (size_t)w;
+	}
+}
+
+/* ---- the console log ---- */
+
 struct vmlog {
 	pthread_mutex_t lock;
 	pthread_cond_t grew;
-	char path[PATH_MAX];
-	char old_path[PATH_MAX + 2];
-	int fd;
-	uint64_t max;
-	uint64_t size;      /* of the current file */
+	struct capped_file file;
 	uint64_t total;     /* bytes appended since open */
 	unsigned wakeups;
 	uint8_t ring[VMLOG_RING];
@@ -33,23 +105,13 @@ struct vmlog {
 struct vmlog *vmlog_open(const char *path, uint64_t max)
 {
 	struct vmlog *l = calloc(1, sizeof(*l));
-	if (!l || strlen(path) >= sizeof(l->path)) {
-		free(l);
+	if (!l)
 		return NULL;
-	}
-	size_t n = strlen(path);
-	memcpy(l->path, path, n + 1);
-	memcpy(l->old_path, path, n);
-	memcpy(l->old_path + n, ".1", 3);
-	l->max = max;
-	l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (l->fd < 0) {
+	if (!capped_file_open(&l->file, path, max, -1)) {
 		log_error("console log %s: %m", path);
 		free(l);
 		return NULL;
 	}
-	struct stat st;
-	l->size = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	pthread_mutex_init(&l->lock, NULL);
 	pthread_cond_init(&l->grew, NULL);
 	return l;
@@ -59,44 +121,17 @@ void vmlog_close(struct vmlog *l)
 {
 	if (!l)
 		return;
-	close(l->fd);
+	capped_file_close(&l->file);
 	pthread_cond_destroy(&l->grew);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
-}
-
-/* The current file is full: it becomes NAME.log.1 and a new one starts. */
-static void vmlog_rotate(struct vmlog *l)
-{
-	if (rename(l->path, l->old_path) < 0)
-		log_warn("console log %s: cannot rotate: %m", l->path);
-	int fd = open(l->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		log_warn("console log %s: %m; keeping the old file", l->path);
-		return;
-	}
-	close(l->fd);
-	l->fd = fd;
-	l->size = 0;
 }
 
 void vmlog_append(struct vmlog *l, const void *buf, size_t n)
 {
 	pthread_mutex_lock(&l->lock);
 	const uint8_t *p = buf;
-	size_t done = 0;
-	while (done < n) {
-		if (l->size >= l->max)
-			vmlog_rotate(l);
-		size_t chunk = n - done;
-		if (chunk > l->max - l->size && l->size < l->max)
-			chunk = (size_t)(l->max - l->size);
-		ssize_t w = write(l->fd, p + done, chunk);
-		if (w <= 0)
-			break; /* disk full: the ring still has it */
-		l->size += (uint64_t)w;
-		done += (size_t)w;
-	}
+	capped_file_write(&l->file, buf, n); /* disk full: the ring still has it */
 	for (size_t i = 0; i < n; i++)
 		l->ring[(l->total + i) % VMLOG_RING] = p[i];
 	l->total += n;
@@ -179,11 +214,11 @@ char *vmlog_dump(struct vmlog *l, size_t max, size_t *len)
 		return NULL;
 	pthread_mutex_lock(&l->lock);
 	struct stat st;
-	size_t cur = stat(l->path, &st) == 0 ? (size_t)st.st_size : 0;
+	size_t cur = stat(l->file.path, &st) == 0 ? (size_t)st.st_size : 0;
 	if (cur > max)
 		cur = max;
-	size_t n = tail_file(l->old_path, out, max - cur);
-	n += tail_file(l->path, out + n, max - n);
+	size_t n = tail_file(l->file.old_path, out, max - cur);
+	n += tail_file(l->file.path, out + n, max - n);
 	pthread_mutex_unlock(&l->lock);
 	*len = n;
 	return out;

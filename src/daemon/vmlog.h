@@ -9,12 +9,40 @@
 #ifndef SHOJI_DAEMON_VMLOG_H
 #define SHOJI_DAEMON_VMLOG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define VMLOG_DEFAULT_MAX (1u << 20)
 #define VMLOG_RING (64u << 10)
+
+/* The bound of a VM's NAME.vmm.log (the VMM's stderr), shojid --vmm-log-max. */
+#define VMM_LOG_DEFAULT_MAX (8u << 20)
+
+/*
+ * A log file that never grows past `max` bytes: when it is full it becomes
+ * PATH.1 (replacing the older one) and a new PATH starts, so at most twice
+ * `max` is kept. System calls only, no allocation, locks or logging: the
+ * keeper (spawn.c), a fork of the threaded daemon, writes the VMM's stderr
+ * through one.
+ */
+struct capped_file {
+	int fd;
+	uint64_t size;      /* of the current file */
+	uint64_t max;
+	char path[PATH_MAX];
+	char old_path[PATH_MAX + 2];
+};
+
+/*
+ * Takes `fd` (open on `path` for appending; -1 for "open it here") and
+ * sizes it. False (fd closed) if the path is too long or cannot be opened.
+ */
+bool capped_file_open(struct capped_file *f, const char *path, uint64_t max, int fd);
+/* Writes all of buf, rotating as needed; stops early only on a failed write (disk full). */
+void capped_file_write(struct capped_file *f, const void *buf, size_t n);
+void capped_file_close(struct capped_file *f);
 
 struct vmlog;
 

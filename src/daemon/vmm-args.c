@@ -50,6 +50,8 @@ static bool net_arg(struct vmm_argv *a, const struct vmdef_net *n)
 		len = (size_t)snprintf(v, sizeof(v), "user");
 	for (unsigned i = 0; i < n->nhostfwd && len < sizeof(v); i++)
 		len += (size_t)snprintf(v + len, sizeof(v) - len, ",hostfwd=%s", n->hostfwd[i]);
+	if (n->host_loopback && len < sizeof(v))
+		len += (size_t)snprintf(v + len, sizeof(v) - len, ",host-loopback=on");
 	if (n->mac[0] && len < sizeof(v))
 		len += (size_t)snprintf(v + len, sizeof(v) - len, ",mac=%s", n->mac);
 	return len < sizeof(v) && arg(a, "--net") && arg(a, "%s", v);

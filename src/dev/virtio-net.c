@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 
 struct net_used {
@@ -44,7 +45,8 @@ struct virtio_net {
 	_Atomic(struct virtio_dev *) transport;
 	struct virtio_dev *vd;        /* between activate and reset */
 	uint64_t features;            /* negotiated */
-	bool warned;                  /* one warning per device for a hostile driver */
+	bool warned;                  /* one warning per device for a hostile driver, */
+	struct ratelimit log_limit;   /* and few lines at debug level after it */
 	struct virtio_net_stats stats;
 	struct vq_chain chain;        /* the chain being served; too big for a stack */
 	struct iovec tx_iov[VQ_MAX_SEGS + 1];
@@ -69,7 +71,7 @@ static void net_warn(struct virtio_net *net, const char *what)
 	if (!net->warned)
 		log_warn("virtio-net: %s (further ones at debug level)", what);
 	else
-		log_debug("virtio-net: %s", what);
+		log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s", what);
 	net->warned = true;
 }
 
@@ -245,16 +247,20 @@ static void net_tx_one(struct virtio_net *net, struct vq_chain *c)
 	net->stats.tx_frames++;
 }
 
+/*
+ * Sends at most VIRTIO_QUEUE_BUDGET frames, then comes back on a later turn
+ * (notifications stay off meanwhile: the driver need not kick).
+ */
 static void net_tx(struct virtio_net *net, struct virtio_dev *vd)
 {
 	struct vq *vq = virtio_queue(vd, VIRTIO_NET_TXQ);
 	if (!vq)
 		return;
 	unsigned served = 0;
-	enum vq_pop_result r;
+	enum vq_pop_result r = VQ_EMPTY;
 	do {
 		vq_enable_notify(vq, false);
-		while ((r = vq_pop(vq, &net->chain)) == VQ_CHAIN) {
+		while (served < VIRTIO_QUEUE_BUDGET && (r = vq_pop(vq, &net->chain)) == VQ_CHAIN) {
 			net_tx_one(net, &net->chain);
 			vq_push(vq, net->chain.head, 0); /* nothing written into a transmit buffer */
 			served++;
@@ -262,6 +268,9 @@ static void net_tx(struct virtio_net *net, struct virtio_dev *vd)
 	} while (r == VQ_EMPTY && vq_enable_notify(vq, true));
 	if (served)
 		virtio_queue_interrupt(vd, VIRTIO_NET_TXQ);
+	/* The budget is spent: come back if the ring is not (as the loop would). */
+	if (r == VQ_CHAIN && (vq_has_avail(vq) || vq_enable_notify(vq, true)))
+		virtio_queue_notify_later(vd, VIRTIO_NET_TXQ);
 	if (r == VQ_BROKEN)
 		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken transmit queue");
 }
@@ -358,20 +367,29 @@ static enum rx_result net_rx_merged(struct virtio_net *net, struct vq *vq, uint8
 	return RX_DONE;
 }
 
-/* Moves frames from the back end into the guest while there is room. */
+/*
+ * Moves frames from the back end into the guest while there is room, at
+ * most VIRTIO_QUEUE_BUDGET of them (delivered or dropped) per call; the
+ * rest on a later turn.
+ */
 static void net_rx(struct virtio_net *net, struct virtio_dev *vd)
 {
 	struct vq *vq = virtio_queue(vd, VIRTIO_NET_RXQ);
 	if (!vq)
 		return;
-	unsigned moved = 0;
+	unsigned moved = 0, handled = 0;
 	enum rx_result r = RX_DONE;
 	uint8_t *frame;
 	size_t len;
 	while ((frame = net->nb->ops->peek(net->nb, &len)) != NULL) {
+		if (handled == VIRTIO_QUEUE_BUDGET) {
+			virtio_queue_notify_later(vd, VIRTIO_NET_RXQ);
+			break;
+		}
+		handled++;
 		const char *bad = net_rx_frame_bad(net, frame, len);
 		if (bad) {
-			log_debug("virtio-net: %s; frame dropped", bad);
+			log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s; frame dropped", bad);
 			net->stats.rx_dropped++;
 			net->nb->ops->pop(net->nb);
 			continue;
@@ -469,7 +487,8 @@ static void net_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 		}
 	}
 	if (net->nb->offloads && !net->nb->ops->set_offloads(net->nb, net_rx_offloads(features)))
-		log_warn("virtio-net: the %s back end refused the guest's offloads", net->nb->ops->kind);
+		log_limited(&net->log_limit, LOG_LEVEL_WARN,
+			    "virtio-net: the %s back end refused the guest's offloads", net->nb->ops->kind);
 	atomic_store(&net->transport, vd);
 }
 
@@ -520,6 +539,7 @@ struct virtio_net *virtio_net_create(const uint8_t mac[6], struct net_backend *n
 	}
 	net->nb = nb;
 	net->mem = mem;
+	ratelimit_init(&net->log_limit, 60, 5);
 	memcpy(net->config + VIRTIO_NET_CFG_MAC, mac, 6);
 	le_store(net->config + VIRTIO_NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP, 2);
 	le_store(net->config + VIRTIO_NET_CFG_MAX_VQP, 1, 2);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 
 #define VIRTIO_PCI_VENDOR       0x1af4
@@ -57,7 +58,8 @@ struct virtio_dev {
 	uint16_t msix_config;
 	uint16_t queue_select;
 	uint8_t isr;
-	bool reset_logged;
+	bool reset_logged;     /* one line per broken episode ... */
+	struct ratelimit log_limit; /* ... and few across resets: a guest may cycle them */
 	uint32_t vcpu_queues;  /* the device's vcpu_notify_queues() while running */
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 
@@ -147,14 +149,21 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	if (!vd->reset_logged) {
 		vd->reset_logged = true;
-		log_warn("%s: the guest driver broke the device (%s); it needs a reset",
-			 vd->ops->name, why);
+		log_limited(&vd->log_limit, LOG_LEVEL_WARN,
+			    "%s: the guest driver broke the device (%s); it needs a reset",
+			    vd->ops->name, why);
 	}
 	if (vd->status & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return;
 	vd->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	if (vd->status & VIRTIO_CONFIG_S_DRIVER_OK)
 		virtio_config_changed(vd);
+}
+
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	if (q < vd->ops->num_queues && vd->host.kick_later)
+		vd->host.kick_later(vd->host.ctx, vd, q);
 }
 
 /* ---- lifecycle ---- */
@@ -625,6 +634,7 @@ struct virtio_dev *virtio_pci_create(struct pci_bus *bus, const struct guest_mem
 	if (!vd)
 		return NULL;
 	pthread_mutex_init(&vd->lock, NULL);
+	ratelimit_init(&vd->log_limit, 60, 5);
 	vd->ops = ops;
 	vd->dev = dev;
 	vd->mem = mem;

@@ -38,6 +38,13 @@ struct virtio_pci_host {
 	void (*send_msi)(void *ctx, uint64_t addr, uint32_t data);
 	/* Attach (on) or detach an eventfd for the 4-byte notify register at gpa. */
 	bool (*set_ioeventfd)(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on);
+	/*
+	 * Have virtio_pci_kick(vd, queue) called on a later turn of the I/O
+	 * thread (virtio_queue_notify_later()); called with the transport's
+	 * lock held, so it must only schedule. Without it, a device's queue
+	 * that stopped at its budget waits for the driver's next kick.
+	 */
+	void (*kick_later)(void *ctx, struct virtio_dev *vd, unsigned queue);
 	void *ctx;
 };
 

@@ -2,7 +2,10 @@
  * virtio-rng device (see virtio-rng.h). A request is any chain of
  * device-writable buffers; readable buffers in it are ignored. Each request
  * gets at most RNG_MAX_PER_REQUEST bytes so a guest asking for gigabytes
- * cannot keep the I/O thread busy: it just asks again.
+ * cannot keep the I/O thread busy: it just asks again. For the same reason
+ * one kick serves at most VIRTIO_RNG_BUDGET requests (1 MiB) and the rest comes on
+ * a later turn of the I/O thread: a guest that keeps re-posting buffers
+ * from another vCPU does not hold the thread the disks and sockets share.
  */
 #include "dev/virtio-rng.h"
 
@@ -57,8 +60,12 @@ static void rng_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 	(void)dev;
 	struct vq *vq = virtio_queue(vd, queue);
 	static _Thread_local struct vq_chain chain;
-	bool pushed = false;
+	unsigned served = 0;
 	for (;;) {
+		if (served >= VIRTIO_RNG_BUDGET && vq_has_avail(vq)) {
+			virtio_queue_notify_later(vd, queue);
+			break;
+		}
 		enum vq_pop_result r = vq_pop(vq, &chain);
 		if (r == VQ_BROKEN) {
 			virtio_needs_reset(vd, vq->why_broken);
@@ -70,9 +77,9 @@ static void rng_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 			continue; /* a buffer arrived while we re-enabled notifications */
 		}
 		vq_push(vq, chain.head, rng_fill(&chain));
-		pushed = true;
+		served++;
 	}
-	if (pushed)
+	if (served)
 		virtio_queue_interrupt(vd, queue);
 }
 

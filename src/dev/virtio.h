@@ -18,6 +18,12 @@
  * All callbacks of one device are serialised by the transport's lock, so a
  * device needs no lock of its own for state shared with them.
  *
+ * The I/O thread is shared by every device, the back ends and the control
+ * socket, and a guest can keep a ring full from another vCPU for ever: a
+ * queue_notify() on the I/O thread serves at most VIRTIO_QUEUE_BUDGET
+ * chains (or frames), then calls virtio_queue_notify_later() and returns,
+ * so the others get their turn before it goes on.
+ *
  * A device reports a broken driver with virtio_needs_reset(): the device
  * then sets DEVICE_NEEDS_RESET, tells the driver, logs one line, and
  * ignores its queues until reset. It never ends the VMM.
@@ -129,5 +135,16 @@ void virtio_config_changed(struct virtio_dev *vd);
 
 /* Puts the device in DEVICE_NEEDS_RESET; logs `why` once. */
 void virtio_needs_reset(struct virtio_dev *vd, const char *why);
+
+/* What one queue_notify() serves at most before it yields (see above). */
+#define VIRTIO_QUEUE_BUDGET 64
+
+/*
+ * Has queue_notify() called again for queue `q` on a later turn of the I/O
+ * thread, after the work that is ready there now: for a device that
+ * stopped at its budget with work left. Any number of calls before that
+ * turn make one call.
+ */
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q);
 
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "hv/layout.h"
 
 #define KVM_CPUID_MAX_ENTRIES 256
@@ -165,11 +166,21 @@ void kvm_vm_destroy(struct kvm_vm *vm)
 	vm->supported_cpuid = NULL;
 }
 
+/*
+ * The guest drives the calls below (its interrupts, its MSI addresses, its
+ * device starts), so their failures are logged through a limit. A VMM
+ * runs one VM: these are per-VM limits.
+ */
+static struct ratelimit irq_line_limit = RATELIMIT_GUEST;
+static struct ratelimit msi_limit = RATELIMIT_GUEST;
+static struct ratelimit ioeventfd_limit = RATELIMIT_GUEST;
+
 bool kvm_vm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level)
 {
 	struct kvm_irq_level irq = { .irq = gsi, .level = level };
 	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0) {
-		log_warn("KVM_IRQ_LINE gsi %u level %d failed: %m", gsi, level);
+		log_limited(&irq_line_limit, LOG_LEVEL_WARN, "KVM_IRQ_LINE gsi %u level %d failed: %m",
+			    gsi, level);
 		return false;
 	}
 	return true;
@@ -189,7 +200,8 @@ bool kvm_vm_signal_msi(struct kvm_vm *vm, uint64_t addr, uint32_t data)
 	};
 	/* 0 means the guest masked it at the LAPIC; only an error is worth a line. */
 	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0) {
-		log_debug("KVM_SIGNAL_MSI to 0x%llx failed: %m", (unsigned long long)addr);
+		log_limited(&msi_limit, LOG_LEVEL_DEBUG, "KVM_SIGNAL_MSI to 0x%llx failed: %m",
+			    (unsigned long long)addr);
 		return false;
 	}
 	return true;
@@ -204,8 +216,8 @@ bool kvm_vm_ioeventfd(struct kvm_vm *vm, uint64_t gpa, unsigned len, int fd, boo
 		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
 	};
 	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
-		log_warn("KVM_IOEVENTFD at 0x%llx (%s) failed: %m", (unsigned long long)gpa,
-			 assign ? "assign" : "deassign");
+		log_limited(&ioeventfd_limit, LOG_LEVEL_WARN, "KVM_IOEVENTFD at 0x%llx (%s) failed: %m",
+			    (unsigned long long)gpa, assign ? "assign" : "deassign");
 		return false;
 	}
 	return true;

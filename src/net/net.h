@@ -107,6 +107,13 @@ struct net_hostfwd {
 struct net_slirp_config {
 	unsigned nfwd;
 	struct net_hostfwd fwd[NET_SLIRP_MAX_FWD];
+	/*
+	 * Whether the guest may reach the host's loopback (127.0.0.1, where
+	 * local-only services listen) through the gateway 10.0.2.2. Off by
+	 * default: such services trust whoever can connect, and a guest is
+	 * not the host's user. Host forwards work either way.
+	 */
+	bool host_loopback;
 };
 
 /* The guest network slirp serves: 10.0.2.0/24, the host (gateway) at .2,

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 
 /* Frames waiting for guest buffers; past this, slirp's frames are dropped
@@ -78,6 +79,7 @@ struct net_slirp {
 	unsigned fill_gen;            /* bumped when pfd's indices may be stale */
 	struct slirp_timer timers[SLIRP_MAX_TIMERS];
 	bool guest_error_logged;
+	struct ratelimit guest_error_limit; /* for the ones after the first */
 	uint8_t tx_buf[NET_MAX_FRAME];
 
 	pthread_mutex_t q_lock;       /* the queue below */
@@ -152,7 +154,7 @@ static void cb_guest_error(const char *msg, void *opaque)
 	if (!s->guest_error_logged)
 		log_warn("net user: guest error: %s (further ones at debug level)", msg);
 	else
-		log_debug("net user: guest error: %s", msg);
+		log_limited(&s->guest_error_limit, LOG_LEVEL_DEBUG, "net user: guest error: %s", msg);
 	s->guest_error_logged = true;
 }
 
@@ -548,6 +550,7 @@ struct net_backend *net_slirp_create(const struct net_slirp_config *cfg)
 	s->nb.ops = &slirp_ops;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->q_lock, NULL);
+	ratelimit_init(&s->guest_error_limit, 60, 5);
 	s->q_tail = &s->q_head;
 	s->poke_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	SlirpConfig sc = {
@@ -563,8 +566,8 @@ struct net_backend *net_slirp_create(const struct net_slirp_config *cfg)
 		.if_mru = NET_SLIRP_MTU,
 		/* IPv6 is off: one fewer stack (router advertisements, NDP) for a guest to probe. */
 		.in6_enabled = false,
-		/* Guests reach the host's loopback through 10.0.2.2, as users expect. */
-		.disable_host_loopback = false,
+		/* The host's loopback only when asked for (see net_slirp_config). */
+		.disable_host_loopback = !cfg->host_loopback,
 		.enable_emu = false,
 	};
 	if (s->poke_fd >= 0)

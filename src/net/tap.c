@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 
 struct net_tap {
 	struct net_backend nb;
@@ -117,11 +118,15 @@ static unsigned to_tun_flags(unsigned offloads)
 	return f;
 }
 
+/* Called at every start of the guest's driver, which the guest may repeat at will. */
+static struct ratelimit offload_limit = RATELIMIT_GUEST;
+
 static bool tap_set_offloads(struct net_backend *nb, unsigned offloads)
 {
 	struct net_tap *t = to_tap(nb);
 	if (ioctl(t->fd, TUNSETOFFLOAD, (unsigned long)to_tun_flags(offloads & nb->offloads)) < 0) {
-		log_warn("net tap %s: TUNSETOFFLOAD: %s", t->name, strerror(errno));
+		log_limited(&offload_limit, LOG_LEVEL_WARN, "net tap %s: TUNSETOFFLOAD: %s", t->name,
+			    strerror(errno));
 		return false;
 	}
 	return true;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 #include "dev/bus.h"
 #include "dev/i8042.h"
@@ -149,11 +150,20 @@ static void machine_set_irq(void *ctx, unsigned gsi, int level)
 	kvm_vm_set_irq_line(&m->vm, gsi, level);
 }
 
+/*
+ * Lines the guest can cause as often as it likes (a pvpanic write, an
+ * access nobody claims), each through a limit. One VMM runs one VM, so
+ * these are per-VM limits.
+ */
+static struct ratelimit crash_loaded_limit = RATELIMIT_GUEST;
+static struct ratelimit unclaimed_limit = RATELIMIT_GUEST;
+static struct ratelimit bad_exit_limit = RATELIMIT_GUEST;
+
 static void machine_guest_panic(void *ctx, uint8_t events)
 {
 	struct machine *m = ctx;
 	if (!(events & PVPANIC_EVENT_PANICKED)) {
-		log_info("guest loaded a crash kernel (pvpanic)");
+		log_limited(&crash_loaded_limit, LOG_LEVEL_INFO, "guest loaded a crash kernel (pvpanic)");
 		return;
 	}
 	if (atomic_exchange(&m->panicked, true))
@@ -175,13 +185,15 @@ static void machine_console_quit(void *ctx)
 	machine_stop(ctx, VMM_EXIT_STOPPED);
 }
 
-/* Logs the first access to each unclaimed port; a guest probing is normal. */
+/* Logs the first access to each unclaimed port (a guest probing is normal),
+ * through a limit: a guest can still walk all 65536 of them. */
 static void machine_note_unclaimed_port(struct machine *m, uint16_t port, bool write)
 {
 	uint_fast8_t bit = (uint_fast8_t)(1u << (port % 8));
 	uint_fast8_t old = atomic_fetch_or(&m->port_logged[port / 8], bit);
 	if (!(old & bit))
-		log_debug("guest %s unclaimed I/O port 0x%x", write ? "wrote" : "read", port);
+		log_limited(&unclaimed_limit, LOG_LEVEL_DEBUG, "guest %s unclaimed I/O port 0x%x",
+			    write ? "wrote" : "read", port);
 }
 
 static void machine_handle_io(struct machine *m, struct vcpu *v)
@@ -190,7 +202,8 @@ static void machine_handle_io(struct machine *m, struct vcpu *v)
 	uint64_t size = run->io.size, count = run->io.count;
 	if (size < 1 || size > 4 || count == 0 ||
 	    !range_within(run->io.data_offset, size * count, (uint64_t)v->run_size)) {
-		log_warn("vCPU %u: malformed port I/O exit from KVM ignored", v->index);
+		log_limited(&bad_exit_limit, LOG_LEVEL_WARN, "vCPU %u: malformed port I/O exit from KVM ignored",
+			    v->index);
 		return;
 	}
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
@@ -208,15 +221,16 @@ static void machine_handle_mmio(struct machine *m, struct vcpu *v)
 	struct kvm_run *run = v->run;
 	unsigned len = run->mmio.len;
 	if (len < 1 || len > 8) {
-		log_warn("vCPU %u: malformed MMIO exit from KVM ignored", v->index);
+		log_limited(&bad_exit_limit, LOG_LEVEL_WARN, "vCPU %u: malformed MMIO exit from KVM ignored",
+			    v->index);
 		return;
 	}
 	bool claimed = run->mmio.is_write
 			       ? bus_write(&m->mmio, run->mmio.phys_addr, run->mmio.data, len)
 			       : bus_read(&m->mmio, run->mmio.phys_addr, run->mmio.data, len);
 	if (!claimed)
-		log_debug("guest %s unclaimed MMIO at 0x%llx", run->mmio.is_write ? "wrote" : "read",
-			  (unsigned long long)run->mmio.phys_addr);
+		log_limited(&unclaimed_limit, LOG_LEVEL_DEBUG, "guest %s unclaimed MMIO at 0x%llx",
+			    run->mmio.is_write ? "wrote" : "read", (unsigned long long)run->mmio.phys_addr);
 }
 
 static void machine_vcpu_crashed(struct machine *m, struct vcpu *v, const char *what)

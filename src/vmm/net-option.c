@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NET_SYNTAX "user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,mac=M] or tap=NAME[,mac=M]"
+#define NET_SYNTAX "user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M] " \
+	"or tap=NAME[,mac=M]"
 #define FWD_SYNTAX "hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[" NET_SLIRP_GUEST "]:GUESTPORT"
 
 __attribute__((format(printf, 3, 4)))
@@ -117,12 +118,28 @@ static bool parse_mac(struct net_option *n, const char *value, char *err, size_t
 	return true;
 }
 
+/* "on" or "off": whether 10.0.2.2 leads to the host's loopback. */
+static bool parse_host_loopback(struct net_option *n, const char *value, char *err, size_t errlen)
+{
+	if (n->kind != NET_USER)
+		return fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
+			    "host", value);
+	if (strcmp(value, "on") == 0)
+		n->slirp.host_loopback = true;
+	else if (strcmp(value, "off") == 0)
+		n->slirp.host_loopback = false;
+	else
+		return fail(err, errlen, "--net host-loopback=%s: use on or off", value);
+	return true;
+}
+
 static const struct net_key {
 	const char *name;
 	bool (*parse)(struct net_option *n, const char *value, char *err, size_t errlen);
 	bool repeat;
 } net_keys[] = {
 	{ "hostfwd", parse_hostfwd, true },
+	{ "host-loopback", parse_host_loopback, false },
 	{ "mac", parse_mac, false },
 };
 
@@ -162,7 +179,8 @@ static bool parse_item(struct net_option *n, const char *item, size_t len, bool 
 		if (strlen(net_keys[i].name) == klen && strncmp(net_keys[i].name, item, klen) == 0)
 			k = &net_keys[i];
 	if (!k)
-		return fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd and mac",
+		return fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd, host-loopback "
+			    "and mac",
 			    (int)len, item, (int)klen, item);
 	if (seen[k - net_keys] && !k->repeat)
 		return fail(err, errlen, "--net %.*s: key '%s' given twice", (int)len, item, k->name);

@@ -1,7 +1,8 @@
 /*
  * The --net option of shoji-vmm:
  *
- *   --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=M]
+ *   --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *             [,host-loopback=on|off][,mac=M]
  *   --net tap=NAME[,mac=M]
  *
  * parsed into a NIC definition for dev/virtio-net and a back end in net/.
@@ -11,6 +12,11 @@
  * A host forward's HOSTADDR defaults to 127.0.0.1 (only this host can
  * connect; give 0.0.0.0 to accept others) and GUESTADDR to 10.0.2.15, the
  * guest's DHCP address, which is the only one accepted.
+ *
+ * host-loopback=on lets the guest reach services on the host's loopback
+ * (127.0.0.1) through its gateway 10.0.2.2; the default, off, keeps them
+ * out of its reach (they trust any local client). Host forwards work
+ * either way.
  *
  * Without mac=, NIC number i (0-based, in command-line order) gets
  * 02:73:68:6f:00:i ("sho" after the locally administered unicast prefix

@@ -60,6 +60,22 @@ static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue,
 	return kvm_vm_ioeventfd(hd->host->vm, gpa, len, hd->kick[queue].fd, on);
 }
 
+/*
+ * A device stopped at its budget: the queue's eventfd makes the I/O thread
+ * kick it again once it has served what else was ready (epoll reports the
+ * ready descriptors in turn, so the others go first).
+ */
+static void host_kick_later(void *ctx, struct virtio_dev *vd, unsigned queue)
+{
+	struct host_device *hd = ctx;
+	(void)vd;
+	if (queue >= hd->nqueues || hd->kick[queue].fd < 0)
+		return;
+	uint64_t one = 1;
+	ssize_t w = write(hd->kick[queue].fd, &one, sizeof(one));
+	(void)w; /* EAGAIN: the counter is huge, a kick is pending anyway */
+}
+
 static void host_kick(void *ctx, uint32_t events)
 {
 	(void)events;
@@ -129,7 +145,8 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		hd->kick[q].fd = -1;
 	struct virtio_pci_host glue = {
-		.send_msi = host_send_msi, .set_ioeventfd = host_set_ioeventfd, .ctx = hd,
+		.send_msi = host_send_msi, .set_ioeventfd = host_set_ioeventfd,
+		.kick_later = host_kick_later, .ctx = hd,
 	};
 	hd->vd = virtio_pci_create(h->bus, &h->vm->mem, ops, dev, &glue);
 	h->count++; /* counted now so that destroy releases what was made */

@@ -19,6 +19,9 @@ is JSON:
   {"api_accept_count": N}                 accept N connections, then no more
   {"api_never_accept": true}              listen (backlog 0) but never accept:
                                           a connect() that blocks would block for ever
+  {"stderr_flood": BYTES}                 write BYTES to stderr in numbered 1 KiB
+                                          lines ("fake-vmm: flood line N ..."), then
+                                          create KERNEL.flooded and keep running
 
 Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
@@ -53,6 +56,9 @@ def main():
         sys.exit(behaviour["exit_at_once"])
     if "signal_after" in behaviour:
         threading.Thread(target=suicide, args=(behaviour,), daemon=True).start()
+    if "stderr_flood" in behaviour:
+        threading.Thread(target=stderr_flood, args=(behaviour["stderr_flood"], kernel),
+                         daemon=True).start()
 
     serial = opt(argv, "--serial")
     if serial and serial.startswith("socket="):
@@ -81,6 +87,13 @@ def suicide(behaviour):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     sig = getattr(signal, "SIG" + behaviour.get("signal", "SEGV"))
     os.kill(os.getpid(), sig)
+
+
+def stderr_flood(size, kernel):
+    for n in range(size // 1024):
+        line = b"fake-vmm: flood line %d " % n
+        os.write(2, line + b"x" * (1023 - len(line)) + b"\n")
+    open(kernel + ".flooded", "w").close()
 
 
 def flood(c, behaviour):

@@ -698,6 +698,41 @@ def test_hung_vmm(tmp):
     d.stop()
 
 
+def test_vmm_log_cap(tmp):
+    """issue 16.3: the VMM's stderr log stays under --vmm-log-max while the VM
+    runs, rotating into NAME.vmm.log.1; the newest lines are kept."""
+    p = subprocess.run([SHOJID, "--vmm-log-max", "1K"], capture_output=True, text=True, timeout=10)
+    check("--vmm-log-max below 4K is refused in one line",
+          p.returncode == 2 and "--vmm-log-max 1K" in p.stderr and p.stderr.count("\n") == 1,
+          (p.returncode, p.stderr))
+    cap = 64 << 10
+    d = Daemon(tmp, extra=("--vmm-log-max", "64K"))
+    k = kernel(tmp, "noisy", {"stderr_flood": 2 << 20, "on_power_button": "ignore"})
+    d.req("POST", "/v1/vms", definition("noisy", "client", k))
+    d.req("POST", "/v1/vms/noisy/start")
+    deadline = time.time() + 20
+    while not os.path.exists(k + ".flooded") and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the keeper copies what is still in the pipe
+    log = os.path.join(tmp, "state", "logs", "noisy.vmm.log")
+    sizes = [os.path.getsize(p) if os.path.exists(p) else None for p in (log, log + ".1")]
+    last = open(log, "rb").read().splitlines()[-1] if sizes[0] else b""
+    old = open(log + ".1", "rb").read() if sizes[1] else b""
+    running = d.state("noisy")["state"]
+    check("2 MiB of VMM stderr leave the log and its one older file each under 64 KiB",
+          os.path.exists(k + ".flooded") and sizes[0] is not None and sizes[1] is not None
+          and sizes[0] <= cap and sizes[1] <= cap and sizes[1] > cap // 2, sizes)
+    check("the newest lines are kept, the older ones in NAME.vmm.log.1, and the VM runs on",
+          last.startswith(b"fake-vmm: flood line 2047 ") and b"flood line" in old and running == "running",
+          (last[:40], old[:40], running))
+    d.req("POST", "/v1/vms/noisy/kill")
+    d.wait_state("noisy", "stopped")
+    d.req("DELETE", "/v1/vms/noisy")
+    gone = [p for p in (log, log + ".1") if os.path.exists(p)]
+    check("rm removes both VMM log files", not gone, gone)
+    d.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shoji-daemon-")
     try:
@@ -716,6 +751,7 @@ def main():
         test_dir_checks(tmp)
         test_cli_errors(tmp)
         test_backing_confined(tmp)
+        test_vmm_log_cap(tmp)
         test_lifecycle(tmp)
     finally:
         for p in daemons:

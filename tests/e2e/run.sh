@@ -45,6 +45,7 @@ cases=(
     "intx 2 512 storage 0"
     "qcow2-root 1 512 diskroot 0"
     "net 1 512 net 0"
+    "net-isolated 1 512 net 0"
     "vsock 2 512 vsock 3"
 )
 
@@ -56,7 +57,10 @@ declare -A case_args=(
     [storage]='--rng --disk path="$SCRATCH/vda.img" --disk path="$SCRATCH/vdb.img",readonly=on'
     [qcow2-root]='--disk path="$SCRATCH/overlay.qcow2",format=qcow2'
     [panic]='--on-panic exit'
-    [net]='--net user,hostfwd=tcp:127.0.0.1:5555-:8080'
+    [net]='--net user,host-loopback=on,hostfwd=tcp:127.0.0.1:5555-:8080'
+    # The default: the same HTTP server on the host's loopback, now out of
+    # the guest's reach; the host forward still reaches the guest.
+    [net-isolated]='--net user,hostfwd=tcp:127.0.0.1:5555-:8080'
     [vsock]='--vsock cid=3,socket="$SCRATCH/v.sock"'
 )
 declare -A case_pre=(
@@ -131,6 +135,8 @@ declare -A case_post=(
     [net]='echo "HOST fwd-content=$(cat "$SCRATCH/fwd.out" 2>/dev/null)"
         kill $(cat "$SCRATCH/pids") 2>/dev/null; rm -rf "$SCRATCH/www" "$SCRATCH/fwd.out" "$SCRATCH/pids"; true'
 )
+case_pre[net-isolated]=${case_pre[net]}
+case_post[net-isolated]=${case_post[net]}
 case_post[vsock]='i=0; while [ $i -lt 60 ] && [ ! -e "$SCRATCH/vsock.done" ]; do sleep 1; i=$((i + 1)); done
     for f in h2g stall own-before own-after hold knock; do
         echo "HOST $f=$(tail -n 1 "$SCRATCH/vsock.$f" 2>/dev/null)"
@@ -530,14 +536,20 @@ check_storage() {
 }
 
 # DHCP lease from the user-mode network, a file fetched from the host's
-# loopback intact, and the host forward reaching the guest's server.
+# loopback intact (with host-loopback=on; refused without it: net-isolated),
+# and the host forward reaching the guest's server.
 check_net() {
     local name=$1 want
     [[ $(report_field "$name" ip) == 10.0.2.15/* ]] ||
         why+=("eth0 address '$(report_field "$name" ip)', expected 10.0.2.15/24 from DHCP")
     want=$(host_field "$name" www-sha256)
-    [[ $want =~ ^[0-9a-f]{64}$ && $(report_field "$name" fetched-sha256) == "$want" ]] ||
-        why+=("f.bin fetched from 10.0.2.2:8080: sha256 '$(report_field "$name" fetched-sha256)', expected '${want:-?}'")
+    if [[ ${name%%:*} == net-isolated ]]; then
+        [[ $want =~ ^[0-9a-f]{64}$ && $(report_field "$name" fetch) == failed ]] ||
+            why+=("without host-loopback=on the guest reached the host's loopback: fetch of 10.0.2.2:8080 '$(report_field "$name" fetch)', expected 'failed'")
+    else
+        [[ $want =~ ^[0-9a-f]{64}$ && $(report_field "$name" fetched-sha256) == "$want" ]] ||
+            why+=("f.bin fetched from 10.0.2.2:8080: sha256 '$(report_field "$name" fetched-sha256)', expected '${want:-?}'")
+    fi
     [[ $(report_field "$name" hostfwd) == served ]] ||
         why+=("the host forward never reached the guest's server (hostfwd=$(report_field "$name" hostfwd))")
     want=$(report_field "$name" serve-token)

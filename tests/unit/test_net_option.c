@@ -71,6 +71,24 @@ static void test_hostfwd(void **state)
 	assert_int_equal(opt.slirp.fwd[0].guest_port, 65535);
 }
 
+/* The host's loopback is out of reach unless host-loopback=on says so. */
+static void test_host_loopback(void **state)
+{
+	(void)state;
+	assert_true(parse("user", 0));
+	assert_false(opt.slirp.host_loopback);
+	assert_true(parse("user,host-loopback=on,hostfwd=tcp::2222-:22", 0));
+	assert_true(opt.slirp.host_loopback);
+	assert_int_equal(opt.slirp.nfwd, 1);
+	assert_true(parse("user,host-loopback=off", 0));
+	assert_false(opt.slirp.host_loopback);
+	expect_error("user,host-loopback=yes", "host-loopback=yes: use on or off");
+	expect_error("user,host-loopback=on,host-loopback=on", "given twice");
+	expect_error("tap=tap0,host-loopback=on", "only --net user");
+	expect_error("user,host-loopback=", "empty value");
+	assert_null(strchr(err, '\n'));
+}
+
 static void test_tap_and_mac(void **state)
 {
 	(void)state;
@@ -159,6 +177,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_hostfwd),
+		cmocka_unit_test(test_host_loopback),
 		cmocka_unit_test(test_tap_and_mac),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_command_line),

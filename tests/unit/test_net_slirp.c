@@ -4,8 +4,10 @@
  * (DHCP, ARP replies, a minimal TCP) and exchanges them through the back
  * end's send/peek/pop, waiting on its wake callback.
  *   - DHCP DISCOVER gets an OFFER of 10.0.2.15 from 10.0.2.2;
- *   - a TCP connection from the guest to 10.0.2.2:PORT reaches a listener
- *     on the host's 127.0.0.1:PORT, and bytes go both ways;
+ *   - with host_loopback, a TCP connection from the guest to 10.0.2.2:PORT
+ *     reaches a listener on the host's 127.0.0.1:PORT, and bytes go both
+ *     ways; without it (the default) the guest is refused and the listener
+ *     sees nothing;
  *   - a host forward (127.0.0.1:HOSTPORT -> guest port 8080) reaches the
  *     fake guest, and bytes go both ways;
  *   - the same three under the VMM's seccomp filter (a child process with
@@ -63,6 +65,7 @@ struct pkt {
 
 #define TH_FIN 0x01
 #define TH_SYN 0x02
+#define TH_RST 0x04
 #define TH_PSH 0x08
 #define TH_ACK 0x10
 
@@ -209,8 +212,8 @@ static void parse(struct pkt *p)
 		p->flags = l4[13];
 		p->data = l4 + off;
 		p->data_len = off <= l4_len ? l4_len - off : 0;
-	} else {
-		p->proto = 0;
+	} else if (p->proto != 1) {
+		p->proto = 0; /* ICMP is kept, for its "unreachable" */
 	}
 }
 
@@ -373,6 +376,35 @@ static bool scenario_tcp_out(struct guest *g, int listener, uint16_t port)
 	return true;
 }
 
+/* What answers a SYN: a SYN-ACK, a RST, or an ICMP error. */
+static bool is_answer_to_syn(const struct pkt *p, const void *arg)
+{
+	const struct tcp_want *w = arg;
+	if (p->proto == 1)
+		return true;
+	return p->proto == 6 && p->sport == w->sport && p->dport == w->dport &&
+	       (p->flags & (TH_RST | TH_SYN));
+}
+
+/* Guest -> 10.0.2.2:PORT without host_loopback: refused, never reaching the host's listener. */
+static bool scenario_tcp_out_refused(struct guest *g, int listener, uint16_t port)
+{
+	uint32_t host;
+	inet_pton(AF_INET, NET_SLIRP_HOST, &host);
+	const uint16_t gport = 40001;
+	tcp_send(g, host, gport, port, 1000, 0, TH_SYN, NULL, 0);
+	struct pkt p;
+	struct tcp_want answer = { port, gport, 0, 0 };
+	if (!guest_recv(g, &p, is_answer_to_syn, &answer))
+		return false;
+	if (p.proto == 6 && (p.flags & TH_SYN))
+		return failed(g, "10.0.2.2 accepted a connection to the host's loopback");
+	struct pollfd pfd = { .fd = listener, .events = POLLIN };
+	if (poll(&pfd, 1, 200) != 0)
+		return failed(g, "the host's loopback listener saw a connection");
+	return true;
+}
+
 /* Host 127.0.0.1:HOSTPORT -> (hostfwd) -> guest port 8080. */
 static bool scenario_hostfwd(struct guest *g, uint16_t host_port)
 {
@@ -427,13 +459,13 @@ struct world {
 	uint16_t listen_port, fwd_port;
 };
 
-static bool world_open(struct world *w, bool start)
+static bool world_open(struct world *w, bool start, bool host_loopback)
 {
 	memset(w, 0, sizeof(*w));
 	w->g.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	w->listener = listen_loopback(&w->listen_port);
 	w->fwd_port = free_port();
-	struct net_slirp_config cfg = { .nfwd = 1 };
+	struct net_slirp_config cfg = { .nfwd = 1, .host_loopback = host_loopback };
 	cfg.fwd[0] = (struct net_hostfwd){ .host_addr.s_addr = htonl(INADDR_LOOPBACK),
 					   .host_port = w->fwd_port, .guest_port = GUEST_FWD_PORT };
 	w->g.nb = net_slirp_create(&cfg);
@@ -458,11 +490,19 @@ static bool all_scenarios(struct world *w)
 	       scenario_hostfwd(&w->g, w->fwd_port);
 }
 
+/* The default: the host's loopback out of reach, host forwards still in. */
+static bool all_scenarios_isolated(struct world *w)
+{
+	return scenario_dhcp(&w->g) &&
+	       scenario_tcp_out_refused(&w->g, w->listener, w->listen_port) &&
+	       scenario_hostfwd(&w->g, w->fwd_port);
+}
+
 static void test_dhcp_offer(void **state)
 {
 	(void)state;
 	struct world w;
-	assert_true(world_open(&w, true));
+	assert_true(world_open(&w, true, false));
 	assert_int_equal(w.g.nb->offloads, 0); /* slirp finishes nothing for the guest */
 	if (!scenario_dhcp(&w.g))
 		fail_msg("%s", w.g.why);
@@ -473,8 +513,18 @@ static void test_tcp_to_host_loopback(void **state)
 {
 	(void)state;
 	struct world w;
-	assert_true(world_open(&w, true));
+	assert_true(world_open(&w, true, true));
 	if (!scenario_dhcp(&w.g) || !scenario_tcp_out(&w.g, w.listener, w.listen_port))
+		fail_msg("%s", w.g.why);
+	world_close(&w);
+}
+
+static void test_host_loopback_off_by_default(void **state)
+{
+	(void)state;
+	struct world w;
+	assert_true(world_open(&w, true, false));
+	if (!all_scenarios_isolated(&w))
 		fail_msg("%s", w.g.why);
 	world_close(&w);
 }
@@ -483,7 +533,7 @@ static void test_hostfwd_reaches_guest(void **state)
 {
 	(void)state;
 	struct world w;
-	assert_true(world_open(&w, true));
+	assert_true(world_open(&w, true, false));
 	if (!scenario_dhcp(&w.g) || !scenario_hostfwd(&w.g, w.fwd_port))
 		fail_msg("%s", w.g.why);
 	world_close(&w);
@@ -508,7 +558,7 @@ static void test_garbage_frames(void **state)
 {
 	(void)state;
 	struct world w;
-	assert_true(world_open(&w, true));
+	assert_true(world_open(&w, true, false));
 	uint8_t junk[1514];
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(i * 31 + 3);
@@ -535,12 +585,19 @@ static void test_under_sandbox(void **state)
 	if (pid == 0) {
 		struct world w;
 		/* As in the VMM: the stack is made, then the filter, then its thread. */
-		if (!world_open(&w, false) || !sandbox_enter_with(SANDBOX_NET_USER) ||
-		    !w.g.nb->ops->start(w.g.nb))
+		struct world iso;
+		if (!world_open(&w, false, true) || !world_open(&iso, false, false) ||
+		    !sandbox_enter_with(SANDBOX_NET_USER) || !w.g.nb->ops->start(w.g.nb) ||
+		    !iso.g.nb->ops->start(iso.g.nb))
 			_exit(2);
 		bool ok = all_scenarios(&w);
 		if (!ok)
 			fprintf(stderr, "under the sandbox: %s\n", w.g.why);
+		bool iso_ok = all_scenarios_isolated(&iso);
+		if (!iso_ok)
+			fprintf(stderr, "under the sandbox, host-loopback off: %s\n", iso.g.why);
+		ok = ok && iso_ok;
+		world_close(&iso);
 		world_close(&w);
 		_exit(ok ? 0 : 3);
 	}
@@ -556,6 +613,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dhcp_offer),
 		cmocka_unit_test(test_tcp_to_host_loopback),
+		cmocka_unit_test(test_host_loopback_off_by_default),
 		cmocka_unit_test(test_hostfwd_reaches_guest),
 		cmocka_unit_test(test_hostfwd_port_in_use),
 		cmocka_unit_test(test_garbage_frames),

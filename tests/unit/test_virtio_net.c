@@ -7,7 +7,9 @@
  * space, transmit (scattered, the header copy, every hostile header), and
  * receive with and without MRG_RXBUF (num_buffers, one publication for all
  * buffers of a frame, buffers given back when the ring runs dry, a frame
- * no ring could hold, buffers too small, offloads the guest refused).
+ * no ring could hold, buffers too small, offloads the guest refused), and
+ * the per-kick budget of both queues (at most VIRTIO_QUEUE_BUDGET per
+ * notify, the rest on a later one, none lost, in order).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +40,7 @@ struct virtio_dev {
 	unsigned interrupts[2];
 	unsigned needs_reset;
 	char why[128];
+	unsigned later[2];      /* virtio_queue_notify_later() calls per queue */
 };
 
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
@@ -62,9 +65,15 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 	snprintf(vd->why, sizeof(vd->why), "%s", why);
 }
 
+/* What the I/O thread would do on its next turn: the test calls it. */
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	vd->later[q]++;
+}
+
 /* ---- the fake back end ---- */
 
-#define FAKE_MAX 8
+#define FAKE_MAX 160
 struct fake_nb {
 	struct net_backend nb;
 	unsigned sent;
@@ -76,7 +85,14 @@ struct fake_nb {
 	size_t rx_len[FAKE_MAX];
 	unsigned offloads_set;
 	unsigned set_calls;
+	unsigned out_of_order;             /* frames sent not in their tag's order */
 };
+
+/* A frame's tag: two bytes right after its Ethernet header. */
+static unsigned frame_tag(const uint8_t *frame)
+{
+	return (unsigned)frame[NET_ETH_HLEN] | (unsigned)frame[NET_ETH_HLEN + 1] << 8;
+}
 
 static struct fake_nb *fake(struct net_backend *nb)
 {
@@ -95,6 +111,8 @@ static void fake_send(struct net_backend *nb, const struct iovec *iov, unsigned 
 	assert_int_equal(done, len);
 	f->first_base = iov[0].iov_base;
 	f->last_len = len;
+	if (len >= NET_HDR_LEN + NET_ETH_HLEN + 2 && frame_tag(f->last + NET_HDR_LEN) != f->sent)
+		f->out_of_order++;
 	f->sent++;
 }
 
@@ -289,6 +307,18 @@ static int group_teardown(void **state)
 	(void)state;
 	guest_mem_free(&mem);
 	return 0;
+}
+
+/* Publishes a 60-byte frame tagged `tag` on the transmit queue, no kick. */
+static void drv_tx_tagged(struct drv *d, unsigned tag)
+{
+	uint64_t b = drv_buf(d);
+	uint8_t *p = gpa(b, NET_HDR_LEN + 60);
+	memset(p, 0, NET_HDR_LEN + 60);
+	p[NET_HDR_LEN + NET_ETH_HLEN] = (uint8_t)tag;
+	p[NET_HDR_LEN + NET_ETH_HLEN + 1] = (uint8_t)(tag >> 8);
+	struct seg s = { b, NET_HDR_LEN + 60, false };
+	drv_publish(d, VIRTIO_NET_TXQ, &s, 1);
 }
 
 /* ---- features and configuration ---- */
@@ -680,6 +710,72 @@ static void test_rx_broken_chain(void **state)
 }
 
 /* After reset nothing is touched; a new activation works again. */
+/*
+ * A guest that keeps the transmit ring full: one notify sends at most
+ * VIRTIO_QUEUE_BUDGET frames and asks to be called again; the rest go on
+ * the later calls, all of them, in order, and then no more is asked.
+ */
+#define MANY_FRAMES 120  /* fewer than drv_buf()'s 128 buffers: none reused */
+
+static void test_tx_budget_per_notify(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open(&d, 0, 0);
+	for (unsigned i = 0; i < MANY_FRAMES; i++)
+		drv_tx_tagged(&d, i);
+	drv_kick(&d, VIRTIO_NET_TXQ);
+	assert_int_equal(d.fb.sent, VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(drv_used_count(&d, VIRTIO_NET_TXQ), VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(d.vd.later[VIRTIO_NET_TXQ], 1);
+	/* The I/O thread's later turns, until the device stops asking. */
+	unsigned turns = 0;
+	while (d.vd.later[VIRTIO_NET_TXQ] > turns && turns < 10) {
+		unsigned before = d.fb.sent;
+		turns++;
+		drv_kick(&d, VIRTIO_NET_TXQ);
+		assert_true(d.fb.sent - before <= VIRTIO_QUEUE_BUDGET);
+	}
+	assert_int_equal(turns, 1);
+	assert_int_equal(d.fb.sent, MANY_FRAMES);
+	assert_int_equal(d.fb.out_of_order, 0);
+	assert_int_equal(drv_used_count(&d, VIRTIO_NET_TXQ), MANY_FRAMES);
+	assert_int_equal(d.vd.later[VIRTIO_NET_TXQ], 1);
+	/* Exactly a budget's worth asks for no later call: the ring is empty. */
+	for (unsigned i = 0; i < VIRTIO_QUEUE_BUDGET; i++)
+		drv_tx_tagged(&d, MANY_FRAMES + i);
+	drv_kick(&d, VIRTIO_NET_TXQ);
+	assert_int_equal(d.fb.sent, MANY_FRAMES + VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(d.vd.later[VIRTIO_NET_TXQ], 1);
+	assert_int_equal(d.fb.out_of_order, 0);
+	drv_close(&d);
+}
+
+/* The same on receive: at most a budget of frames per notify, none lost. */
+static void test_rx_budget_per_notify(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open(&d, 0, 0);
+	const unsigned frames = 100;
+	for (unsigned i = 0; i < frames; i++) {
+		drv_post_rx(&d, 2048);
+		fake_queue(&d.fb, 60, 0, 0);
+	}
+	drv_kick(&d, VIRTIO_NET_RXQ);
+	assert_int_equal(drv_used_count(&d, VIRTIO_NET_RXQ), VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(d.fb.nrx, frames - VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(d.vd.later[VIRTIO_NET_RXQ], 1);
+	drv_kick(&d, VIRTIO_NET_RXQ); /* the later turn */
+	assert_int_equal(drv_used_count(&d, VIRTIO_NET_RXQ), frames);
+	assert_int_equal(d.fb.nrx, 0);
+	assert_int_equal(d.vd.later[VIRTIO_NET_RXQ], 1);
+	for (unsigned i = 0; i < frames; i++)
+		assert_int_equal(drv_take_used(&d, VIRTIO_NET_RXQ, NULL), NET_HDR_LEN + 60);
+	assert_int_equal(virtio_net_stats(d.net).rx_frames, frames);
+	drv_close(&d);
+}
+
 static void test_reset_and_restart(void **state)
 {
 	(void)state;
@@ -718,6 +814,8 @@ int main(void)
 		cmocka_unit_test(test_rx_refused_offloads),
 		cmocka_unit_test(test_rx_broken_chain),
 		cmocka_unit_test(test_reset_and_restart),
+		cmocka_unit_test(test_tx_budget_per_notify),
+		cmocka_unit_test(test_rx_budget_per_notify),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -19,9 +19,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -34,8 +37,11 @@
 #include "dev/virtio-pci.h"
 #include "dev/virtio-rng.h"
 #include "dev/virtio.h"
+#include "hv/kvm.h"
 #include "hv/layout.h"
 #include "hv/mem.h"
+#include "vmm/iothread.h"
+#include "vmm/virtio-host.h"
 
 #define RAM_SIZE     (16u << 20)
 #define RING_GPA(q)  (0x10000u + (q) * 0x10000u)  /* desc; avail +0x1000; used +0x2000 */
@@ -188,6 +194,13 @@ struct fake_host {
 	unsigned nio;
 	unsigned irq_gsi, irq_changes; /* INTx: the last GSI set and how often */
 	int irq_level;
+	/* When set, ioeventfds go to KVM through this VM (unrecorded), as the
+	 * machine's glue does; a VM whose fd is -1 fails every one. */
+	struct kvm_vm *kvm;
+	/* kick_later() calls: the queues the I/O thread would kick again. */
+	struct virtio_dev *later_vd;
+	uint32_t later_queues;
+	unsigned nlater;
 };
 
 static struct fake_host fh;
@@ -204,6 +217,8 @@ static void fh_send_msi(void *ctx, uint64_t addr, uint32_t data)
 static bool fh_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on)
 {
 	struct fake_host *h = ctx;
+	if (h->kvm)
+		return kvm_vm_ioeventfd(h->kvm, gpa, 2, -1, on);
 	assert_true(h->nio < REC_MAX);
 	h->io[h->nio].vd = vd;
 	h->io[h->nio].queue = queue;
@@ -211,6 +226,28 @@ static bool fh_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue, u
 	h->io[h->nio].on = on;
 	h->nio++;
 	return true;
+}
+
+static void fh_kick_later(void *ctx, struct virtio_dev *vd, unsigned queue)
+{
+	struct fake_host *h = ctx;
+	h->later_vd = vd;
+	h->later_queues |= 1u << queue;
+	h->nlater++;
+}
+
+/* One turn of the I/O thread: the kicks asked for since the last one. */
+static unsigned fh_run_later(void)
+{
+	uint32_t queues = fh.later_queues;
+	fh.later_queues = 0;
+	unsigned kicked = 0;
+	for (unsigned q = 0; q < 32; q++)
+		if (queues & (1u << q)) {
+			virtio_pci_kick(fh.later_vd, q);
+			kicked++;
+		}
+	return kicked;
 }
 
 static void fh_set_irq(void *ctx, unsigned gsi, int level)
@@ -222,7 +259,8 @@ static void fh_set_irq(void *ctx, unsigned gsi, int level)
 }
 
 static const struct virtio_pci_host fake_host_ops = {
-	.send_msi = fh_send_msi, .set_ioeventfd = fh_set_ioeventfd, .ctx = &fh,
+	.send_msi = fh_send_msi, .set_ioeventfd = fh_set_ioeventfd, .kick_later = fh_kick_later,
+	.ctx = &fh,
 };
 
 /* ---- the fake reset control register at 0xCF9 ---- */
@@ -1613,6 +1651,225 @@ static void test_rng_request(void **state)
 	assert_false(fh.io[1].on);
 }
 
+/*
+ * A guest that fills the rng's ring (and would refill it from another vCPU)
+ * does not hold the I/O thread: one kick serves VIRTIO_RNG_BUDGET requests
+ * and asks the host for a later kick; the later turns serve the rest, each
+ * at most the budget, every buffer once, and then nothing more is asked.
+ */
+static void test_rng_budget_per_kick(void **state)
+{
+	(void)state;
+	struct virtio_rng *rng = virtio_rng_create();
+	assert_non_null(rng);
+	struct virtio_dev *rvd = virtio_pci_create(&pbus, &mem, &virtio_rng_ops, rng, &fake_host_ops);
+	assert_non_null(rvd);
+	uint32_t rbar = drv_ecam_read(2, 0, PCI_BASE_ADDRESS_0, 4) & PCI_BASE_ADDRESS_MEM_MASK;
+	drv_ecam_write(2, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	uint64_t saved = bar;
+	bar = rbar;
+	assert_true(drv_negotiate(VIRTIO_FEATURE(VIRTIO_F_VERSION_1_BIT)));
+	drv_queue_program(0, TDEV_QMAX, RING_GPA(0), RING_GPA(0) + 0x1000, RING_GPA(0) + 0x2000);
+	assert_true(drv_queue_enable(0));
+	drv_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	for (uint16_t head = 0; head < TDEV_QMAX; head++)
+		drv_publish(0, head, 32);
+	drv_kick(0);
+	assert_int_equal(drv_used_idx(0), VIRTIO_RNG_BUDGET);
+	assert_int_equal(fh.nlater, 1);
+	unsigned turns = 0;
+	uint16_t before = drv_used_idx(0);
+	while (fh_run_later() && turns < 100) {
+		turns++;
+		assert_true((uint16_t)(drv_used_idx(0) - before) <= VIRTIO_RNG_BUDGET);
+		before = drv_used_idx(0);
+	}
+	assert_int_equal(drv_used_idx(0), TDEV_QMAX);
+	assert_int_equal(turns, TDEV_QMAX / VIRTIO_RNG_BUDGET - 1);
+	/* Every buffer came back once, with what it asked for. */
+	uint32_t *used = guest_mem_ptr(&mem, RING_GPA(0) + 0x2000 + 4, 8 * TDEV_QMAX);
+	uint64_t seen = 0;
+	for (unsigned i = 0; i < TDEV_QMAX; i++) {
+		assert_true(used[2 * i] < TDEV_QMAX);
+		seen |= 1ull << used[2 * i];
+		assert_int_equal(used[2 * i + 1], 32);
+	}
+	assert_true(seen == ~0ull);
+	bar = saved;
+	virtio_pci_destroy(rvd);
+	virtio_rng_destroy(rng);
+}
+
+/*
+ * The same through the machine's glue (vmm/virtio-host.c) and a real I/O
+ * thread: the later kick goes through the queue's eventfd, so other work
+ * ready on the I/O thread (a probe eventfd here, standing for a disk
+ * completion or the control socket) is served before the rng's rest.
+ */
+struct gate {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool inside, open;
+};
+
+static void gate_hold(void *ctx)
+{
+	struct gate *g = ctx;
+	pthread_mutex_lock(&g->m);
+	g->inside = true;
+	pthread_cond_broadcast(&g->c);
+	while (!g->open)
+		pthread_cond_wait(&g->c, &g->m);
+	pthread_mutex_unlock(&g->m);
+}
+
+struct io_probe {
+	int fd;
+	_Atomic int used_seen;  /* the rng's used index when the probe ran; -1 before */
+};
+
+static void probe_fired(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct io_probe *p = ctx;
+	uint64_t v;
+	if (read(p->fd, &v, sizeof(v)) == sizeof(v))
+		atomic_store(&p->used_seen, drv_used_idx(0));
+}
+
+static void test_rng_budget_yields_io_thread(void **state)
+{
+	(void)state;
+	struct kvm_vm vm = { .kvm_fd = -1, .vm_fd = -1, .mem = mem }; /* no KVM: MSIs and ioeventfds fail */
+	struct iothread *io = iothread_create();
+	assert_non_null(io);
+	struct virtio_host *vh = virtio_host_create(&vm, &pbus, io);
+	struct virtio_rng *rng = virtio_rng_create();
+	assert_true(vh && rng && virtio_host_add(vh, &virtio_rng_ops, rng));
+	struct io_probe probe = { eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), -1 };
+	assert_true(probe.fd >= 0 && iothread_watch(io, probe.fd, EPOLLIN, probe_fired, &probe));
+	assert_true(iothread_start(io));
+
+	uint32_t rbar = drv_ecam_read(2, 0, PCI_BASE_ADDRESS_0, 4) & PCI_BASE_ADDRESS_MEM_MASK;
+	drv_ecam_write(2, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	uint64_t saved = bar;
+	bar = rbar;
+	assert_true(drv_negotiate(VIRTIO_FEATURE(VIRTIO_F_VERSION_1_BIT)));
+	drv_queue_program(0, TDEV_QMAX, RING_GPA(0), RING_GPA(0) + 0x1000, RING_GPA(0) + 0x2000);
+	assert_true(drv_queue_enable(0));
+	drv_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	for (uint16_t head = 0; head < TDEV_QMAX; head++)
+		drv_publish(0, head, 32);
+
+	/* Hold the I/O thread, kick (served here, on the "vCPU"), ready the probe, let go. */
+	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false };
+	assert_true(iothread_call(io, gate_hold, &g));
+	pthread_mutex_lock(&g.m);
+	while (!g.inside)
+		pthread_cond_wait(&g.c, &g.m);
+	pthread_mutex_unlock(&g.m);
+	drv_kick(0);
+	assert_int_equal(drv_used_idx(0), VIRTIO_RNG_BUDGET);
+	uint64_t one = 1;
+	assert_int_equal(write(probe.fd, &one, sizeof(one)), sizeof(one));
+	pthread_mutex_lock(&g.m);
+	g.open = true;
+	pthread_cond_broadcast(&g.c);
+	pthread_mutex_unlock(&g.m);
+
+	for (int i = 0; i < 5000 && drv_used_idx(0) != TDEV_QMAX; i++)
+		usleep(1000);
+	assert_int_equal(drv_used_idx(0), TDEV_QMAX); /* the rest came, with no kick of the driver's */
+	int seen = atomic_load(&probe.used_seen);
+	if (seen < VIRTIO_RNG_BUDGET || seen > 2 * VIRTIO_RNG_BUDGET)
+		fail_msg("the probe ran when the rng had served %d of %u buffers; want %u to %u",
+			 seen, TDEV_QMAX, VIRTIO_RNG_BUDGET, 2 * VIRTIO_RNG_BUDGET);
+	bar = saved;
+	iothread_destroy(io);
+	virtio_host_destroy(vh);
+	virtio_rng_destroy(rng);
+	close(probe.fd);
+}
+
+/* ---- what a guest can make the host log ---- */
+
+static int saved_stderr = -1, capture_fd = -1;
+
+static void capture_stderr(void)
+{
+	fflush(stderr);
+	capture_fd = memfd_create("stderr", MFD_CLOEXEC);
+	assert_true(capture_fd >= 0);
+	saved_stderr = dup(STDERR_FILENO);
+	assert_true(dup2(capture_fd, STDERR_FILENO) == STDERR_FILENO);
+}
+
+/* Stops capturing; returns the lines written meanwhile. */
+static unsigned captured_lines(void)
+{
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	char buf[4096];
+	unsigned lines = 0;
+	ssize_t n;
+	for (off_t at = 0; (n = pread(capture_fd, buf, sizeof(buf), at)) > 0; at += n)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	close(capture_fd);
+	return lines;
+}
+
+/*
+ * A guest that breaks the device and resets it, thousands of times in a
+ * second: the device answers NEEDS_RESET every time, but the host's log
+ * gets a handful of lines (a rate limit per device), not one per cycle.
+ * Before the limit, each cycle wrote a line: 10 MB in under a second.
+ */
+#define RESET_CYCLES 5000
+
+static void test_reset_cycles_log_bounded(void **state)
+{
+	(void)state;
+	drv_enable_memory(true);
+	capture_stderr();
+	unsigned needs_reset = 0;
+	for (unsigned i = 0; i < RESET_CYCLES; i++) {
+		drv_set_status(0);
+		drv_set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			       VIRTIO_CONFIG_S_DRIVER_OK);
+		needs_reset += (drv_status() & VIRTIO_CONFIG_S_NEEDS_RESET) != 0;
+	}
+	unsigned lines = captured_lines();
+	assert_int_equal(needs_reset, RESET_CYCLES);
+	if (lines < 1 || lines > 6)
+		fail_msg("%u resets of a broken driver logged %u lines; want 1 to 6", RESET_CYCLES, lines);
+}
+
+/*
+ * Each start of the device attaches an ioeventfd per queue; when KVM
+ * refuses them (here: a VM without an fd), a guest that restarts its
+ * driver in a loop must not get a line logged per start.
+ */
+static void test_ioeventfd_failures_log_bounded(void **state)
+{
+	(void)state;
+	struct kvm_vm broken = { .kvm_fd = -1, .vm_fd = -1 };
+	fh.kvm = &broken;
+	capture_stderr();
+	for (unsigned i = 0; i < RESET_CYCLES / 10; i++) {
+		drv_bring_up();
+		drv_set_status(0);
+	}
+	unsigned lines = captured_lines();
+	fh.kvm = NULL;
+	assert_int_equal(td.activations, RESET_CYCLES / 10);
+	if (lines < 1 || lines > 6)
+		fail_msg("%u device starts with failing ioeventfds logged %u lines; want 1 to 6",
+			 RESET_CYCLES / 10, lines);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1647,6 +1904,10 @@ int main(void)
 		T(test_cf9_through_config_ports),
 		T(test_bus_full),
 		T(test_rng_request),
+		T(test_rng_budget_per_kick),
+		T(test_rng_budget_yields_io_thread),
+		T(test_reset_cycles_log_bounded),
+		T(test_ioeventfd_failures_log_bounded),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,7 @@
 
 #include "daemon/jsonpos.h"
 #include "daemon/vmdef.h"
+#include "daemon/vmm-args.h"
 
 static char dir[64];
 static char kernel[128], initrd[128], disk[128], rodisk[128];
@@ -161,7 +162,8 @@ static void test_round_trip(void **state)
 	(void)state;
 	struct vmdef a, b;
 	expect_ok("{" BASE ", \"cpus\": 2, \"memory\": \"768M\", \"disks\": [{\"path\": \"%R\", \"readonly\": true}],"
-		  " \"nets\": [{\"type\": \"user\", \"hostfwd\": [\"tcp:127.0.0.1:1-:2\"]}], \"vsock\": {\"cid\": 9}}", &a);
+		  " \"nets\": [{\"type\": \"user\", \"hostfwd\": [\"tcp:127.0.0.1:1-:2\"], \"host_loopback\": true}],"
+		  " \"vsock\": {\"cid\": 9}}", &a);
 	json_t *j = vmdef_to_json(&a);
 	char *text = json_dumps(j, JSON_INDENT(2));
 	json_decref(j);
@@ -171,6 +173,44 @@ static void test_round_trip(void **state)
 	if (!ok)
 		fail_msg("its own output was refused: %s", err);
 	assert_memory_equal(&a, &b, sizeof(a));
+}
+
+/* A NIC reaches the host's loopback only when its definition says so, and
+ * the VMM is then told so with host-loopback=on; never for a tap NIC. */
+static bool argv_has(const struct vmm_argv *a, const char *text)
+{
+	for (int i = 0; i < a->argc; i++)
+		if (strstr(a->argv[i], text))
+			return true;
+	return false;
+}
+
+static void test_net_host_loopback(void **state)
+{
+	(void)state;
+	struct vmdef d;
+	struct vm_paths p;
+	struct vmm_argv *a = malloc(sizeof(*a));
+	assert_non_null(a);
+	assert_true(vm_paths_make("/run/shoji", "files", &p));
+
+	expect_ok("{" BASE ", \"nets\": [{\"type\": \"user\"}]}", &d);
+	assert_false(d.nets[0].host_loopback);
+	assert_true(vmm_argv_build("/bin/shoji-vmm", &d, &p, NULL, 0, a));
+	assert_true(argv_has(a, "user"));
+	assert_false(argv_has(a, "host-loopback"));
+
+	expect_ok("{" BASE ", \"nets\": [{\"type\": \"user\", \"host_loopback\": true,"
+		  " \"hostfwd\": [\"tcp:127.0.0.1:2222-:22\"]}]}", &d);
+	assert_true(d.nets[0].host_loopback);
+	assert_true(vmm_argv_build("/bin/shoji-vmm", &d, &p, NULL, 0, a));
+	assert_true(argv_has(a, "user,hostfwd=tcp:127.0.0.1:2222-:22,host-loopback=on"));
+
+	expect_error("{" BASE ",\n \"nets\": [{\"type\": \"user\",\n \"host_loopback\": \"yes\"}]}", 3,
+		     "nets[0].host_loopback", "true or false");
+	expect_error("{" BASE ", \"nets\": [{\"type\": \"tap\", \"tap\": \"tap0\", \"host_loopback\": true}]}",
+		     1, "nets[0]", "only for \"type\": \"user\"");
+	free(a);
 }
 
 static void test_syntax_errors(void **state)
@@ -330,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_full_definition),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_net_host_loopback),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_unknown_keys_named_with_line),
 		cmocka_unit_test(test_required_keys),
