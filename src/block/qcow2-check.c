@@ -172,7 +172,7 @@ static int compare(struct chk *c, int repair)
 			fix ? "Repairing" : (leak ? "Leaked" : "ERROR"), (unsigned long long)i,
 			(unsigned long long)stored, (unsigned long long)want);
 		if (fix) {
-			int r = qcow2_update_refcount(q, i, (int64_t)want - (int64_t)stored);
+			int r = qcow2_set_refcount(q, i, want);
 			if (r < 0)
 				return r;
 			*(leak ? &c->res->leaks_fixed : &c->res->corruptions_fixed) += 1;

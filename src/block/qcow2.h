@@ -201,6 +201,7 @@ int qcow2_flush_metadata(struct qcow2 *q);
 /* qcow2-refcount.c */
 int qcow2_get_refcount(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 int qcow2_update_refcount(struct qcow2 *q, uint64_t cluster, int64_t delta);
+int qcow2_set_refcount(struct qcow2 *q, uint64_t cluster, uint64_t value);
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
 int qcow2_free_later(struct qcow2 *q, uint64_t host_off);
 int qcow2_free_entry_later(struct qcow2 *q, uint64_t l2_entry);
