@@ -131,6 +131,9 @@ static int read_cluster(struct qcow2 *q, uint64_t e, uint64_t vaddr, uint8_t *bu
 	uint64_t in = qcow2_offset_into_cluster(q, vaddr), host;
 	if (e & QCOW2_OFLAG_COMPRESSED) {
 		if (q->dbuf_entry != e) {
+			/* A failed inflate leaves part of its output in dbuf: it
+			 * holds no cluster until one decompresses completely. */
+			q->dbuf_entry = 0;
 			int r = qcow2_decompress(q, e, q->dbuf);
 			if (r < 0)
 				return r;

@@ -4,6 +4,8 @@
  * byte, so every case says what it crafts. What each test proves:
  *   - repair of 64-bit refcounts at or above 2^63 is defined arithmetic
  *     (run under UBSan with halt_on_error, as meson.build does);
+ *   - a compressed cluster that fails to decompress leaves no damaged
+ *     cluster behind in the decompression cache;
  *   - check on a small file whose tables point many times at one table
  *     ends within seconds (meson's timeout ends it otherwise).
  */
@@ -25,6 +27,9 @@
 #include "base/log.h"
 #include "block/block.h"
 
+#define OFFSET_MASK UINT64_C(0x00fffffffffffe00)
+#define OFLAG_COPIED (UINT64_C(1) << 63)
+#define OFLAG_COMPRESSED (UINT64_C(1) << 62)
 
 static char dir[256];
 
@@ -76,6 +81,15 @@ static uint64_t peek64(const char *name, uint64_t off)
 	return be64toh(v);
 }
 
+static uint64_t file_size(const char *name)
+{
+	int fd = open(path_of(name), O_RDONLY);
+	assert_true(fd >= 0);
+	off_t end = lseek(fd, 0, SEEK_END);
+	close(fd);
+	return (uint64_t)end;
+}
+
 /* Header fields (QEMU's docs/interop/qcow2.txt). */
 #define HDR_L1_SIZE 36
 #define HDR_L1_OFFSET 40
@@ -114,6 +128,63 @@ static void test_repair_huge_refcounts(void **unused)
 	block_close(bd);
 }
 
+/* --- item 10: a failed decompression leaves nothing stale cached --- */
+
+/* A raw deflate stream that writes `good` bytes of 0xAA to its output and
+ * then fails: a stored block, then a block of the reserved type 3. */
+static size_t failing_deflate_stream(uint8_t *out, uint16_t good)
+{
+	size_t n = 0;
+	out[n++] = 0x00;                  /* BFINAL=0, BTYPE=00 (stored) */
+	out[n++] = (uint8_t)good;         /* LEN, little endian */
+	out[n++] = (uint8_t)(good >> 8);
+	out[n++] = (uint8_t)~good;        /* NLEN */
+	out[n++] = (uint8_t)(~good >> 8);
+	memset(out + n, 0xAA, good);
+	n += good;
+	out[n++] = 0x07;                  /* BFINAL=1, BTYPE=11: invalid */
+	return n;
+}
+
+static void test_bad_compressed_cluster_not_cached(void **unused)
+{
+	(void)unused;
+	const uint32_t cs = 65536;
+	create("z.qcow2", 1 << 20, cs, 0);
+	uint8_t *a = malloc(cs), *b = malloc(cs);
+	assert_non_null(a);
+	assert_non_null(b);
+	memset(a, 0x11, cs);
+	struct block_dev *bd = open_ok("z.qcow2", true);
+	assert_int_equal(block_write_compressed(bd, a, 0), 0);
+	block_close(bd);
+
+	/* Cluster 1 becomes a compressed cluster at the end of the file whose
+	 * stream inflates 1000 bytes and then turns out to be corrupt. */
+	uint8_t stream[1100];
+	size_t len = failing_deflate_stream(stream, 1000);
+	uint64_t at = (file_size("z.qcow2") + 511) & ~UINT64_C(511);
+	poke("z.qcow2", at, stream, len);
+	uint64_t l2 = peek64("z.qcow2", peek64("z.qcow2", HDR_L1_OFFSET)) & OFFSET_MASK;
+	assert_true(l2 != 0);
+	uint64_t nsect = (len + 511) / 512;
+	poke64("z.qcow2", l2 + 8, OFLAG_COMPRESSED | ((nsect - 1) << (62 - 8)) | at);
+
+	bd = open_ok("z.qcow2", false);
+	assert_int_equal(block_read(bd, b, cs, 0), 0); /* cluster 0 is now cached */
+	assert_memory_equal(b, a, cs);
+	assert_int_equal(block_read(bd, b, cs, cs), -EIO);
+	assert_int_equal(block_read(bd, b, cs, cs), -EIO);
+	/* The failed inflate wrote into the decompression buffer: the cached
+	 * cluster 0 must not be served from it. */
+	memset(b, 0, cs);
+	assert_int_equal(block_read(bd, b, cs, 0), 0);
+	assert_memory_equal(b, a, cs);
+	block_close(bd);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	log_init("test-hostile", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -123,6 +194,7 @@ int main(void)
 		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repair_huge_refcounts),
+		cmocka_unit_test(test_bad_compressed_cluster_not_cached),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[PATH_MAX + 16];
