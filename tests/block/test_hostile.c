@@ -6,8 +6,9 @@
  *     (run under UBSan with halt_on_error, as meson.build does);
  *   - a compressed cluster that fails to decompress leaves no damaged
  *     cluster behind in the decompression cache;
- *   - check on a small file whose tables point many times at one table
- *     ends within seconds (meson's timeout ends it otherwise).
+ *   - check and repair of a small file whose tables point many times at
+ *     one table end within seconds (meson's timeout ends them otherwise),
+ *     and L1 tables that cannot fit in the file are refused up front.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +72,12 @@ static void poke64(const char *name, uint64_t off, uint64_t v)
 	poke(name, off, &v, 8);
 }
 
+static void poke32(const char *name, uint64_t off, uint32_t v)
+{
+	v = htobe32(v);
+	poke(name, off, &v, 4);
+}
+
 static uint64_t peek64(const char *name, uint64_t off)
 {
 	uint64_t v = 0;
@@ -90,11 +97,18 @@ static uint64_t file_size(const char *name)
 	return (uint64_t)end;
 }
 
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Header fields (QEMU's docs/interop/qcow2.txt). */
 #define HDR_L1_SIZE 36
 #define HDR_L1_OFFSET 40
 #define HDR_RT_OFFSET 48
-#define HDR_RT_CLUSTERS 56
+#define HDR_SNAPSHOTS_OFFSET 64
 
 /* --- item 4: repair with 64-bit refcounts at and above 2^63 --- */
 
@@ -185,6 +199,103 @@ static void test_bad_compressed_cluster_not_cached(void **unused)
 	free(b);
 }
 
+/* --- item 11: check on tables that point many times at one table --- */
+
+#define BIG_CLUSTER (UINT32_C(2) << 20) /* 262144 entries per table */
+
+/* Checks name (read-only, then with repair) and returns the read-only
+ * result; each must end within a few seconds. */
+static struct block_check check_quickly(const char *name)
+{
+	struct block_check res = { 0 }, fixed = { 0 };
+	struct block_dev *bd = open_ok(name, false);
+	double t0 = now();
+	assert_int_equal(block_check(bd, &res, 0), 0);
+	double t1 = now();
+	block_close(bd);
+	bd = open_ok(name, true);
+	assert_int_equal(block_check(bd, &fixed, BLOCK_REPAIR_ALL), 0);
+	double t2 = now();
+	block_close(bd);
+	print_message("check %.2f s, repair %.2f s, %llu corruptions\n", t1 - t0, t2 - t1,
+		      (unsigned long long)res.corruptions);
+	assert_true(t1 - t0 < 5.0);
+	assert_true(t2 - t1 < 5.0);
+	return res;
+}
+
+static void test_check_one_l2_table_named_by_every_l1_entry(void **unused)
+{
+	(void)unused;
+	/* 2 MiB clusters: one L1 cluster holds 262144 entries, all naming the
+	 * same L2 table, whose first entry maps a data cluster. Walking the
+	 * table once per entry would be 262144^2 steps. The file is 12 MiB,
+	 * sparse but for the L1 table. */
+	create("l1.qcow2", 2 << 20, BIG_CLUSTER, 16);
+	uint64_t l1 = peek64("l1.qcow2", HDR_L1_OFFSET);
+	uint64_t l2 = l1 + BIG_CLUSTER, data = l2 + BIG_CLUSTER;
+	uint64_t entries = BIG_CLUSTER / 8;
+	uint64_t *t = malloc(BIG_CLUSTER);
+	assert_non_null(t);
+	for (uint64_t i = 0; i < entries; i++)
+		t[i] = htobe64(l2);
+	poke("l1.qcow2", l1, t, BIG_CLUSTER);
+	free(t);
+	poke64("l1.qcow2", l2, data | OFLAG_COPIED);
+	poke("l1.qcow2", data + BIG_CLUSTER - 1, "", 1);
+	poke32("l1.qcow2", HDR_L1_SIZE, (uint32_t)entries);
+
+	struct block_check res = check_quickly("l1.qcow2");
+	/* The L2 table and the data cluster have 262144 references each, more
+	 * than 16-bit refcounts hold: both are corruptions. */
+	assert_true(res.corruptions >= 2);
+}
+
+static void test_check_one_refcount_block_named_by_every_rt_entry(void **unused)
+{
+	(void)unused;
+	/* Every entry of a 2 MiB refcount table (262144 of them) names the one
+	 * refcount block, which holds 2^20 counts: reading it once per entry,
+	 * for counts of clusters far beyond the file, would be 2^38 steps. */
+	create("rt.qcow2", 2 << 20, BIG_CLUSTER, 16);
+	uint64_t rt = peek64("rt.qcow2", HDR_RT_OFFSET), rb = peek64("rt.qcow2", rt);
+	assert_true(rb != 0);
+	uint64_t *t = malloc(BIG_CLUSTER);
+	assert_non_null(t);
+	for (uint64_t i = 0; i < BIG_CLUSTER / 8; i++)
+		t[i] = htobe64(rb);
+	poke("rt.qcow2", rt, t, BIG_CLUSTER);
+	free(t);
+
+	struct block_check res = check_quickly("rt.qcow2");
+	assert_true(res.corruptions >= 1);
+}
+
+static void test_check_refuses_overlapping_l1_tables(void **unused)
+{
+	(void)unused;
+	/* A snapshot whose L1 table spans the file from its second cluster to
+	 * the end, and an active L1 table of 8193 entries: together more bytes
+	 * than the file has, so they overlap, and a check would read whatever
+	 * the overlap names as often as the tables repeat it. */
+	create("ov.qcow2", 1 << 20, 65536, 16);
+	struct block_dev *bd = open_ok("ov.qcow2", true);
+	assert_int_equal(block_snapshot(bd, BLOCK_SNAP_CREATE, "s"), 0);
+	block_close(bd);
+	const uint64_t size = 1 << 20;
+	assert_true(file_size("ov.qcow2") <= size);
+	poke("ov.qcow2", size - 1, "", 1);
+	uint64_t sn = peek64("ov.qcow2", HDR_SNAPSHOTS_OFFSET);
+	poke64("ov.qcow2", sn, 65536);
+	poke32("ov.qcow2", sn + 8, (uint32_t)((size - 65536) / 8));
+	poke32("ov.qcow2", HDR_L1_SIZE, 8193);
+
+	bd = open_ok("ov.qcow2", false);
+	struct block_check res = { 0 };
+	assert_int_equal(block_check(bd, &res, 0), -EINVAL);
+	block_close(bd);
+}
+
 int main(void)
 {
 	log_init("test-hostile", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -195,6 +306,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repair_huge_refcounts),
 		cmocka_unit_test(test_bad_compressed_cluster_not_cached),
+		cmocka_unit_test(test_check_one_l2_table_named_by_every_l1_entry),
+		cmocka_unit_test(test_check_one_refcount_block_named_by_every_rt_entry),
+		cmocka_unit_test(test_check_refuses_overlapping_l1_tables),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[PATH_MAX + 16];
