@@ -1,5 +1,6 @@
 /*
- * Hostile qcow2 images against check, repair and the read path (issue 16):
+ * Hostile qcow2 images against check, repair and the read path, and a
+ * guest's zeroing request against the file (issue 16):
  * each image is built here, from a shoji-created image patched byte by
  * byte, so every case says what it crafts. What each test proves:
  *   - repair of 64-bit refcounts at or above 2^63 is defined arithmetic
@@ -8,7 +9,9 @@
  *     cluster behind in the decompression cache;
  *   - check and repair of a small file whose tables point many times at
  *     one table end within seconds (meson's timeout ends them otherwise),
- *     and L1 tables that cannot fit in the file are refused up front.
+ *     and L1 tables that cannot fit in the file are refused up front;
+ *   - where the file system cannot zero a range, zeroing writes only over
+ *     the data the range holds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <endian.h>
 #include <cmocka.h>
 
@@ -296,6 +300,49 @@ static void test_check_refuses_overlapping_l1_tables(void **unused)
 	block_close(bd);
 }
 
+/* --- item 12: zeroing where the file system cannot zero a range --- */
+
+/* On tmpfs (no FALLOC_FL_ZERO_RANGE) write-zeroes falls back to writing
+ * zeros. Over a 64 MiB range of a sparse file holding 8 KiB of data it
+ * must write those 8 KiB, not 64 MiB: the guest picks the length, the file
+ * bounds the work. */
+static void test_zero_fallback_writes_only_data(void **unused)
+{
+	(void)unused;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "/dev/shm/shoji-test-zero-%d.raw", (int)getpid());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		skip();
+	const uint64_t size = 64 << 20, data_at = 32 << 20;
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0) {
+		close(fd);
+		unlink(path);
+		skip(); /* this tmpfs can zero: there is no fallback to test */
+	}
+	char buf[8192];
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(pwrite(fd, buf, sizeof(buf), (off_t)data_at), (ssize_t)sizeof(buf));
+
+	struct block_dev *bd = NULL;
+	struct block_open_opts o = { 0 };
+	assert_int_equal(block_open(&bd, path, "raw", &o), 0);
+	unlink(path); /* both descriptors keep it; nothing is left on failure */
+	assert_int_equal(block_write_zeroes(bd, 0, size), 0);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(block_read(bd, buf, sizeof(buf), data_at), 0);
+	block_close(bd);
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	print_message("allocated after zeroing: %lld KiB\n", (long long)st.st_blocks / 2);
+	assert_true((uint64_t)st.st_blocks * 512 <= (1 << 20));
+	close(fd);
+}
+
 int main(void)
 {
 	log_init("test-hostile", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -309,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_check_one_l2_table_named_by_every_l1_entry),
 		cmocka_unit_test(test_check_one_refcount_block_named_by_every_rt_entry),
 		cmocka_unit_test(test_check_refuses_overlapping_l1_tables),
+		cmocka_unit_test(test_zero_fallback_writes_only_data),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[PATH_MAX + 16];
