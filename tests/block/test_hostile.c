@@ -31,21 +31,11 @@
 
 #include "base/log.h"
 #include "block/block.h"
+#include "image_patch.h"
 
 #define OFFSET_MASK UINT64_C(0x00fffffffffffe00)
 #define OFLAG_COPIED (UINT64_C(1) << 63)
 #define OFLAG_COMPRESSED (UINT64_C(1) << 62)
-
-static char dir[256];
-
-static const char *path_of(const char *name)
-{
-	static char p[4][PATH_MAX];
-	static int i;
-	i = (i + 1) % 4;
-	snprintf(p[i], sizeof(p[i]), "%s/%s", dir, name);
-	return p[i];
-}
 
 static void create(const char *name, uint64_t size, uint32_t cs, unsigned refcount_bits)
 {
@@ -60,36 +50,6 @@ static struct block_dev *open_ok(const char *name, bool rw)
 	struct block_open_opts o = { .read_only = !rw };
 	assert_int_equal(block_open(&bd, path_of(name), "qcow2", &o), 0);
 	return bd;
-}
-
-static void poke(const char *name, uint64_t off, const void *data, size_t len)
-{
-	int fd = open(path_of(name), O_WRONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
-	close(fd);
-}
-
-static void poke64(const char *name, uint64_t off, uint64_t v)
-{
-	v = htobe64(v);
-	poke(name, off, &v, 8);
-}
-
-static void poke32(const char *name, uint64_t off, uint32_t v)
-{
-	v = htobe32(v);
-	poke(name, off, &v, 4);
-}
-
-static uint64_t peek64(const char *name, uint64_t off)
-{
-	uint64_t v = 0;
-	int fd = open(path_of(name), O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &v, 8, (off_t)off), 8);
-	close(fd);
-	return be64toh(v);
 }
 
 static uint64_t file_size(const char *name)
@@ -347,9 +307,6 @@ int main(void)
 {
 	log_init("test-hostile", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
 	log_set_level(getenv("VERBOSE") ? LOG_LEVEL_DEBUG : (enum log_level)-1);
-	snprintf(dir, sizeof(dir), "/tmp/shoji-test-hostile-XXXXXX");
-	if (!mkdtemp(dir))
-		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_repair_huge_refcounts),
 		cmocka_unit_test(test_bad_compressed_cluster_not_cached),
@@ -358,10 +315,5 @@ int main(void)
 		cmocka_unit_test(test_check_refuses_overlapping_l1_tables),
 		cmocka_unit_test(test_zero_fallback_writes_only_data),
 	};
-	int r = cmocka_run_group_tests(tests, NULL, NULL);
-	char cmd[PATH_MAX + 16];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		r = r ? r : 1;
-	return r;
+	return cmocka_run_group_tests(tests, scratch_dir_setup, scratch_dir_teardown);
 }
