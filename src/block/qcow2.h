@@ -29,6 +29,7 @@
 
 #include <endian.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -108,6 +109,11 @@ struct qcow2 {
 	pthread_cond_t resume;   /* broadcast when quiescing drops to zero */
 	unsigned quiescing;      /* threads waiting in qcow2_quiesce(): no new
 				  * write starts while one waits */
+	atomic_uint lock_wanted; /* requests waiting to take the lock */
+	uint64_t lock_turns;     /* times a request took it */
+	unsigned giving_way;     /* zeroings waiting for a request to have a
+				  * turn (on `turn`, signalled when one does) */
+	pthread_cond_t turn;
 	struct block_open_opts opts;
 
 	uint32_t version;

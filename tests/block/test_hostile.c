@@ -11,12 +11,16 @@
  *     one table end within seconds (meson's timeout ends them otherwise),
  *     and L1 tables that cannot fit in the file are refused up front;
  *   - where the file system cannot zero a range, zeroing writes only over
- *     the data the range holds.
+ *     the data the range holds, and a long qcow2 zeroing lets other
+ *     requests in between its slices.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -303,6 +307,67 @@ static void test_zero_fallback_writes_only_data(void **unused)
 	close(fd);
 }
 
+/* A guest's zeroing of a large range of a qcow2 image runs under the
+ * image's lock; other requests on the disk must get their turn between its
+ * slices instead of waiting for all of it. */
+struct reader {
+	struct block_dev *bd;
+	atomic_bool zeroing, stop;
+	atomic_uint reads, reads_during;
+};
+
+static void *read_while_zeroing(void *p)
+{
+	struct reader *rd = p;
+	char buf[512];
+	while (!atomic_load(&rd->stop)) {
+		bool before = atomic_load(&rd->zeroing);
+		assert_int_equal(block_read(rd->bd, buf, sizeof(buf), 0), 0);
+		atomic_fetch_add(&rd->reads, 1);
+		if (before && atomic_load(&rd->zeroing))
+			atomic_fetch_add(&rd->reads_during, 1);
+	}
+	return NULL;
+}
+
+static void test_qcow2_zeroing_gives_way(void **unused)
+{
+	(void)unused;
+	/* 512-byte clusters, 16 MiB allocated: zeroing the last 15 MiB
+	 * releases 30720 clusters, 30 flushes of queued frees included. */
+	const uint64_t size = 16 << 20, from = 1 << 20;
+	create("zw.qcow2", size, 512, 16);
+	struct block_dev *bd = open_ok("zw.qcow2", true);
+	char *data = malloc(1 << 20);
+	assert_non_null(data);
+	memset(data, 0x33, 1 << 20);
+	for (uint64_t off = 0; off < size; off += 1 << 20)
+		assert_int_equal(block_write(bd, data, 1 << 20, off), 0);
+	free(data);
+
+	struct reader rd = { .bd = bd };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, read_while_zeroing, &rd), 0);
+	while (atomic_load(&rd.reads) < 10)
+		usleep(1000);
+	atomic_store(&rd.zeroing, true);
+	double t0 = now();
+	assert_int_equal(block_write_zeroes(bd, from, size - from), 0);
+	double t1 = now();
+	atomic_store(&rd.zeroing, false);
+	atomic_store(&rd.stop, true);
+	pthread_join(t, NULL);
+	print_message("zeroing took %.3f s, %u reads finished meanwhile\n", t1 - t0,
+		      atomic_load(&rd.reads_during));
+	assert_true(atomic_load(&rd.reads_during) >= 10);
+
+	char got[512];
+	assert_int_equal(block_read(bd, got, sizeof(got), size - 512), 0);
+	for (size_t i = 0; i < sizeof(got); i++)
+		assert_int_equal(got[i], 0);
+	block_close(bd);
+}
+
 int main(void)
 {
 	log_init("test-hostile", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
@@ -314,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_check_one_refcount_block_named_by_every_rt_entry),
 		cmocka_unit_test(test_check_refuses_overlapping_l1_tables),
 		cmocka_unit_test(test_zero_fallback_writes_only_data),
+		cmocka_unit_test(test_qcow2_zeroing_gives_way),
 	};
 	return cmocka_run_group_tests(tests, scratch_dir_setup, scratch_dir_teardown);
 }
