@@ -425,6 +425,66 @@ int bfile_truncate(struct bfile *f, uint64_t size)
 	return 0;
 }
 
+/*
+ * Zeros written where the file system cannot zero a range (tmpfs has no
+ * FALLOC_FL_ZERO_RANGE; some have no hole punching): a guest chooses the
+ * length, so the work is bounded twice. Only the data the range holds is
+ * written (holes read as zeros already; SEEK_DATA finds the rest), and it
+ * is written in chunks that each take rmw_lock on their own, so a long
+ * zeroing never holds up other requests on the file for more than a chunk.
+ */
+#define BFILE_ZERO_CHUNK (1u << 20)
+
+/* Writes zeros over [off, off + len) in chunks. */
+static int write_zeros(struct bfile *f, const char *zeros, uint64_t off, uint64_t len)
+{
+	int r = 0;
+	while (len > 0 && r == 0) {
+		size_t n = len < BFILE_ZERO_CHUNK ? (size_t)len : BFILE_ZERO_CHUNK;
+		r = bfile_pwrite(f, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
+/* The first data extent [*data, *data_end) of [off, end); *data == end
+ * when only holes are left. Where SEEK_DATA fails, all of it is data. */
+static void next_data(const struct bfile *f, uint64_t off, uint64_t end, uint64_t *data,
+		      uint64_t *data_end)
+{
+	*data = off;
+	*data_end = end;
+	off_t d = lseek(f->fd, (off_t)off, SEEK_DATA);
+	if (d < 0) {
+		if (errno == ENXIO)
+			*data = end; /* a hole up to the end of the file */
+		return;
+	}
+	*data = (uint64_t)d < end ? (uint64_t)d : end;
+	off_t h = *data < end ? lseek(f->fd, d, SEEK_HOLE) : -1;
+	if (h >= 0 && (uint64_t)h > *data && (uint64_t)h < end)
+		*data_end = (uint64_t)h;
+}
+
+static int write_zeros_over_data(struct bfile *f, uint64_t off, uint64_t len)
+{
+	uint64_t chunk = len < BFILE_ZERO_CHUNK ? len : BFILE_ZERO_CHUNK, end = off + len;
+	char *zeros = bfile_alloc((size_t)chunk);
+	if (!zeros)
+		return -ENOMEM;
+	memset(zeros, 0, (size_t)chunk);
+	int r = 0;
+	while (off < end && r == 0) {
+		uint64_t data, data_end;
+		next_data(f, off, end, &data, &data_end);
+		r = write_zeros(f, zeros, data, data_end - data);
+		off = data_end;
+	}
+	free(zeros);
+	return r;
+}
+
 int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch)
 {
 	if (f->read_only)
@@ -446,22 +506,11 @@ int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch)
 	 */
 	write_lock(f, false);
 	int rc = fallocate(f->fd, mode, (off_t)off, (off_t)len);
+	int err = errno;
 	write_unlock(f);
 	if (rc == 0)
 		return 0;
-	/* The file system cannot do it: write zeros ourselves. */
-	size_t chunk = len < 1024 * 1024 ? (size_t)len : 1024 * 1024;
-	char *z = bfile_alloc(chunk);
-	if (!z)
-		return -ENOMEM;
-	memset(z, 0, chunk);
-	int r = 0;
-	while (len > 0 && r == 0) {
-		size_t n = len < chunk ? (size_t)len : chunk;
-		r = bfile_pwrite(f, z, n, off);
-		off += n;
-		len -= n;
-	}
-	free(z);
-	return r;
+	if (err != EOPNOTSUPP && err != ENOSYS)
+		return -err; /* a real failure: writing zeros would not help */
+	return write_zeros_over_data(f, off, len);
 }

@@ -94,6 +94,32 @@ int qcow2_get_l2(struct qcow2 *q, uint64_t vaddr, bool alloc, uint8_t **table)
 	return qcow2_cache_get(q, &q->l2c, off, true, table);
 }
 
+/*
+ * Takes q->lock for a guest request (or to go on with one after a transfer
+ * without it). It says so while it waits, so a long zeroing gives way to it
+ * between slices (give_way()) instead of making it wait for all of it.
+ */
+static void lock_for_request(struct qcow2 *q)
+{
+	atomic_fetch_add(&q->lock_wanted, 1);
+	pthread_mutex_lock(&q->lock);
+	atomic_fetch_sub(&q->lock_wanted, 1);
+	q->lock_turns++;
+	if (q->giving_way)
+		pthread_cond_broadcast(&q->turn);
+}
+
+/* Lets a request that waits for q->lock have it once (the lock is held,
+ * nothing pinned; dropped while waiting). */
+static void give_way(struct qcow2 *q)
+{
+	uint64_t turns = q->lock_turns;
+	q->giving_way++;
+	while (atomic_load(&q->lock_wanted) && q->lock_turns == turns)
+		pthread_cond_wait(&q->turn, &q->lock);
+	q->giving_way--;
+}
+
 /* Looks up the L2 entry of vaddr (0 when no L2 table). */
 static int lookup(struct qcow2 *q, uint64_t vaddr, uint64_t *entry)
 {
@@ -131,6 +157,9 @@ static int read_cluster(struct qcow2 *q, uint64_t e, uint64_t vaddr, uint8_t *bu
 	uint64_t in = qcow2_offset_into_cluster(q, vaddr), host;
 	if (e & QCOW2_OFLAG_COMPRESSED) {
 		if (q->dbuf_entry != e) {
+			/* A failed inflate leaves part of its output in dbuf: it
+			 * holds no cluster until one decompresses completely. */
+			q->dbuf_entry = 0;
 			int r = qcow2_decompress(q, e, q->dbuf);
 			if (r < 0)
 				return r;
@@ -218,11 +247,11 @@ static int read_run(struct qcow2 *q, uint64_t off, uint8_t *p, uint64_t len, uin
 		n = extend_run(q, off, host + in, n, len);
 		pthread_mutex_unlock(&q->lock);
 		r = bfile_pread(&q->file, p, n, host + in);
-		pthread_mutex_lock(&q->lock);
+		lock_for_request(q);
 	} else if (e == 0 && q->bd.backing) {
 		pthread_mutex_unlock(&q->lock);
 		r = block_read_padded(q->bd.backing, p, n, off);
-		pthread_mutex_lock(&q->lock);
+		lock_for_request(q);
 	} else {
 		r = read_cluster(q, e, off, p, n);
 	}
@@ -235,7 +264,7 @@ static int qcow2_read(struct block_dev *bd, void *buf, uint64_t len, uint64_t of
 	struct qcow2 *q = to_q(bd);
 	if (!range_within(off, len, bd->size))
 		return -EINVAL;
-	pthread_mutex_lock(&q->lock);
+	lock_for_request(q);
 	int r = 0;
 	uint8_t *p = buf;
 	while (len > 0 && r == 0) {
@@ -274,7 +303,7 @@ static int write_unlocked(struct qcow2 *q, const uint8_t *buf, uint64_t n, uint6
 	q->inflight++;
 	pthread_mutex_unlock(&q->lock);
 	int r = bfile_pwrite_within(&q->file, buf, n, host);
-	pthread_mutex_lock(&q->lock);
+	lock_for_request(q);
 	if (r == 0 && host + n > q->file.size)
 		q->file.size = host + n;
 	if (--q->inflight == 0)
@@ -388,7 +417,7 @@ static int qcow2_write(struct block_dev *bd, const void *buf, uint64_t len, uint
 		return -EROFS;
 	if (!range_within(off, len, bd->size))
 		return -EINVAL;
-	pthread_mutex_lock(&q->lock);
+	lock_for_request(q);
 	int r = 0;
 	const uint8_t *p = buf;
 	while (len > 0 && r == 0) {
@@ -451,6 +480,15 @@ static int zero_range(struct qcow2 *q, uint64_t off, uint64_t len)
 	return r;
 }
 
+/*
+ * A guest zeroes or discards up to 1 GiB at once (virtio-blk's limit): with
+ * small clusters that is millions of entries, and flushes of the queued
+ * frees, all under q->lock. It is done in slices, and between them every
+ * request that waits for the lock has its turn, so reads and writes on the
+ * disk wait for a slice, not for the whole zeroing.
+ */
+#define QCOW2_ZERO_SLICE_CLUSTERS 64
+
 static int qcow2_write_zeroes(struct block_dev *bd, uint64_t off, uint64_t len)
 {
 	struct qcow2 *q = to_q(bd);
@@ -458,8 +496,19 @@ static int qcow2_write_zeroes(struct block_dev *bd, uint64_t off, uint64_t len)
 		return -EROFS;
 	if (!range_within(off, len, bd->size))
 		return -EINVAL;
-	pthread_mutex_lock(&q->lock);
-	int r = zero_range(q, off, len);
+	uint64_t slice = QCOW2_ZERO_SLICE_CLUSTERS * q->cluster_size;
+	lock_for_request(q);
+	int r = 0;
+	while (len > 0 && r == 0) {
+		uint64_t n = slice - (off & (slice - 1));
+		if (n > len)
+			n = len;
+		r = zero_range(q, off, n);
+		off += n;
+		len -= n;
+		if (len > 0)
+			give_way(q);
+	}
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }
@@ -497,7 +546,7 @@ static int qcow2_block_status(struct block_dev *bd, uint64_t off, uint64_t len,
 	struct qcow2 *q = to_q(bd);
 	if (!range_within(off, len, bd->size) || len == 0)
 		return -EINVAL;
-	pthread_mutex_lock(&q->lock);
+	lock_for_request(q);
 	uint64_t done = 0, e, host0 = 0;
 	int r = 0;
 	enum block_state s0 = BLOCK_DATA;
@@ -535,7 +584,7 @@ static int qcow2_flush(struct block_dev *bd)
 	struct qcow2 *q = to_q(bd);
 	if (bd->read_only)
 		return 0;
-	pthread_mutex_lock(&q->lock);
+	lock_for_request(q);
 	qcow2_quiesce(q);
 	int r = qcow2_flush_locked(q);
 	pthread_mutex_unlock(&q->lock);

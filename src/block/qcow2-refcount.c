@@ -207,9 +207,11 @@ static int ensure_refblock(struct qcow2 *q, uint64_t cluster)
 	return create_refblock(q, b);
 }
 
-int qcow2_update_refcount(struct qcow2 *q, uint64_t cluster, int64_t delta)
+/* Pins the refcount block that holds cluster's count, creating it first
+ * when create is set (a count is about to rise from zero). */
+static int refblock_pin(struct qcow2 *q, uint64_t cluster, bool create, uint8_t **rb)
 {
-	int r = delta > 0 ? ensure_refblock(q, cluster) : 0;
+	int r = create ? ensure_refblock(q, cluster) : 0;
 	uint64_t off;
 	if (r == 0)
 		r = rb_offset(q, cluster / q->rb_entries, &off);
@@ -218,25 +220,54 @@ int qcow2_update_refcount(struct qcow2 *q, uint64_t cluster, int64_t delta)
 	if (off == 0)
 		return qcow2_mark_corrupt(q, "freeing cluster %llu that has no refcount",
 					  (unsigned long long)cluster);
+	return qcow2_cache_get(q, &q->rbc, off, true, rb);
+}
+
+static void refblock_store(struct qcow2 *q, uint8_t *rb, uint64_t cluster, uint64_t v)
+{
+	qcow2_rb_set(q, rb, cluster % q->rb_entries, v);
+	qcow2_cache_dirty(&q->rbc, rb);
+	if (v == 0 && cluster < q->free_hint)
+		q->free_hint = cluster;
+}
+
+int qcow2_update_refcount(struct qcow2 *q, uint64_t cluster, int64_t delta)
+{
 	uint8_t *rb;
-	r = qcow2_cache_get(q, &q->rbc, off, true, &rb);
+	int r = refblock_pin(q, cluster, delta > 0, &rb);
 	if (r < 0)
 		return r;
-	uint64_t i = cluster % q->rb_entries, v = qcow2_rb_get(q, rb, i);
-	if (delta < 0 && v < (uint64_t)-delta)
+	/* Counts are unsigned and may use all 64 bits: the size of the change
+	 * is taken in unsigned arithmetic, where -INT64_MIN is defined. */
+	uint64_t v = qcow2_rb_get(q, rb, cluster % q->rb_entries);
+	uint64_t step = delta < 0 ? -(uint64_t)delta : (uint64_t)delta;
+	if (delta < 0 && v < step)
 		r = qcow2_mark_corrupt(q, "refcount of cluster %llu drops below zero",
 				       (unsigned long long)cluster);
-	else if (delta > 0 && q->refcount_max - v < (uint64_t)delta)
+	else if (delta > 0 && q->refcount_max - v < step)
 		r = (log_error("%s: refcount of cluster %llu would overflow", q->bd.filename,
 			       (unsigned long long)cluster), -ERANGE);
-	if (r == 0) {
-		qcow2_rb_set(q, rb, i, v + (uint64_t)delta);
-		qcow2_cache_dirty(&q->rbc, rb);
-		if (v + (uint64_t)delta == 0 && cluster < q->free_hint)
-			q->free_hint = cluster;
-	}
+	if (r == 0)
+		refblock_store(q, rb, cluster, delta < 0 ? v - step : v + step);
 	qcow2_cache_put(&q->rbc, rb);
 	return r;
+}
+
+/* Repair: the stored count becomes value, whatever it was. A difference of
+ * two 64-bit counts does not fit in an int64_t, so this is no delta. */
+int qcow2_set_refcount(struct qcow2 *q, uint64_t cluster, uint64_t value)
+{
+	if (value > q->refcount_max)
+		return log_error("%s: refcount %llu of cluster %llu does not fit in %u bits",
+				 q->bd.filename, (unsigned long long)value,
+				 (unsigned long long)cluster, 1u << q->refcount_order), -ERANGE;
+	uint8_t *rb;
+	int r = refblock_pin(q, cluster, value > 0, &rb);
+	if (r < 0)
+		return r;
+	refblock_store(q, rb, cluster, value);
+	qcow2_cache_put(&q->rbc, rb);
+	return 0;
 }
 
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n)

@@ -407,6 +407,7 @@ static void qcow2_destroy(struct qcow2 *q)
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->idle);
 	pthread_cond_destroy(&q->resume);
+	pthread_cond_destroy(&q->turn);
 	free(q);
 }
 
@@ -436,6 +437,7 @@ static int qcow2_open(struct block_dev **out, const char *path, const struct blo
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->idle, NULL);
 	pthread_cond_init(&q->resume, NULL);
+	pthread_cond_init(&q->turn, NULL);
 	q->opts = *opts;
 	q->bd = (struct block_dev){ .ops = &qcow2_ops, .read_only = opts->read_only,
 				    .format = "qcow2", .filename = strdup(path) };

@@ -29,6 +29,7 @@
 
 #include <endian.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -108,6 +109,11 @@ struct qcow2 {
 	pthread_cond_t resume;   /* broadcast when quiescing drops to zero */
 	unsigned quiescing;      /* threads waiting in qcow2_quiesce(): no new
 				  * write starts while one waits */
+	atomic_uint lock_wanted; /* requests waiting to take the lock */
+	uint64_t lock_turns;     /* times a request took it */
+	unsigned giving_way;     /* zeroings waiting for a request to have a
+				  * turn (on `turn`, signalled when one does) */
+	pthread_cond_t turn;
 	struct block_open_opts opts;
 
 	uint32_t version;
@@ -201,6 +207,7 @@ int qcow2_flush_metadata(struct qcow2 *q);
 /* qcow2-refcount.c */
 int qcow2_get_refcount(struct qcow2 *q, uint64_t cluster, uint64_t *rc);
 int qcow2_update_refcount(struct qcow2 *q, uint64_t cluster, int64_t delta);
+int qcow2_set_refcount(struct qcow2 *q, uint64_t cluster, uint64_t value);
 int64_t qcow2_alloc_clusters(struct qcow2 *q, uint64_t n);
 int qcow2_free_later(struct qcow2 *q, uint64_t host_off);
 int qcow2_free_entry_later(struct qcow2 *q, uint64_t l2_entry);

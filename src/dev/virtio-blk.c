@@ -350,6 +350,12 @@ static uint8_t blk_parse_segs(struct virtio_blk *blk, const struct blk_req *req,
 	}
 	uint8_t raw[VIRTIO_BLK_MAX_DISCARD_SEG * VIRTIO_BLK_DISCARD_SEG_BYTES] = { 0 };
 	size_t n = iov_gather(req->rd, req->nrd, raw, (size_t)req->rd_len);
+	/* What one request may cost: the sectors of all its segments, at most
+	 * what the configuration space advertises and at most the disk (more
+	 * than the disk only repeats ranges). */
+	uint64_t total = 0, max = VIRTIO_BLK_MAX_DISCARD_SECTORS;
+	if (blk->capacity < max)
+		max = blk->capacity;
 	*nseg = (unsigned)(n / VIRTIO_BLK_DISCARD_SEG_BYTES);
 	for (unsigned i = 0; i < *nseg; i++) {
 		const uint8_t *p = raw + i * VIRTIO_BLK_DISCARD_SEG_BYTES;
@@ -359,10 +365,11 @@ static uint8_t blk_parse_segs(struct virtio_blk *blk, const struct blk_req *req,
 		uint32_t allowed = discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 		if (segs[i].flags & ~allowed)
 			return VIRTIO_BLK_S_UNSUPP;
-		if (segs[i].num_sectors > VIRTIO_BLK_MAX_DISCARD_SECTORS ||
-		    !blk_range_ok(blk, segs[i].sector,
-				  (uint64_t)segs[i].num_sectors * VIRTIO_BLK_SECTOR_SIZE)) {
-			blk_warn(blk, "discard/write-zeroes segment beyond the disk or too long");
+		total += segs[i].num_sectors;
+		if (total > max || !blk_range_ok(blk, segs[i].sector,
+						 (uint64_t)segs[i].num_sectors * VIRTIO_BLK_SECTOR_SIZE)) {
+			blk_warn(blk, "discard/write-zeroes segment beyond the disk, or request "
+				 "longer than the advertised maximum");
 			return VIRTIO_BLK_S_IOERR;
 		}
 	}

@@ -61,7 +61,12 @@
 /* What the device offers in its configuration space. */
 #define VIRTIO_BLK_SEG_MAX          (VQ_MAX_SEGS - 2)   /* header and status take two */
 #define VIRTIO_BLK_MAX_DISCARD_SEG  32u
-#define VIRTIO_BLK_MAX_DISCARD_SECTORS (1u << 22)       /* 2 GiB per segment */
+/* Sectors one DISCARD or WRITE_ZEROES request may cover, all its segments
+ * together (Linux takes max_discard_sectors and max_write_zeroes_sectors
+ * as per-request limits): 1 GiB. Where the file system cannot zero a range
+ * the zeros are written, so this bounds what one request costs; without it
+ * a request could ask for 32 segments of 2 GiB. */
+#define VIRTIO_BLK_MAX_DISCARD_SECTORS (1u << 21)
 #define VIRTIO_BLK_DISCARD_ALIGNMENT 8u                 /* sectors: 4 KiB */
 #define VIRTIO_BLK_QUEUE_SIZE       256
 

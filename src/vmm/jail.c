@@ -188,6 +188,12 @@ static bool clone_needs(const struct jail_needs *needs, struct kept *k, size_t *
 			k[(*n)++] = (struct kept){ needs->keep[i], -1, false, false };
 	if (needs->resolv_conf && access(JAIL_RESOLV_CONF, R_OK) == 0)
 		k[(*n)++] = (struct kept){ JAIL_RESOLV_CONF, -1, false, true };
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The sanitizers read /proc/self/maps at exit (leak checking) and in
+	 * reports; a sanitizer build is a test build, and keeps /proc
+	 * read-only, as it also runs without the seccomp filter. */
+	k[(*n)++] = (struct kept){ "/proc", -1, false, true };
+#endif
 	for (size_t i = 0; i < *n; i++)
 		if (!clone_path(&k[i]))
 			return false;
@@ -200,7 +206,7 @@ static bool build_root(const struct jail_needs *needs)
 	/* Nothing we mount may propagate back to the host's namespace. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return step_failed("cannot make mounts private", NULL);
-	struct kept kept[ARRAY_SIZE(needs->keep) + 1];
+	struct kept kept[ARRAY_SIZE(needs->keep) + 2];
 	size_t n;
 	bool ok = clone_needs(needs, kept, &n);
 	if (ok && mount("shoji-jail", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,

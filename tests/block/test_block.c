@@ -23,52 +23,12 @@
 
 #include "base/log.h"
 #include "block/block.h"
-
-static char dir[256];
-
-static const char *path_of(const char *name)
-{
-	static char p[4][PATH_MAX];
-	static int i;
-	i = (i + 1) % 4;
-	snprintf(p[i], sizeof(p[i]), "%s/%s", dir, name);
-	return p[i];
-}
+#include "image_patch.h"
 
 static void make_qcow2(const char *name, uint64_t size, uint32_t cs)
 {
 	struct block_create_opts o = { .size = size, .cluster_size = cs };
 	assert_int_equal(block_create(path_of(name), "qcow2", &o), 0);
-}
-
-static void poke(const char *name, uint64_t off, const void *data, size_t len)
-{
-	int fd = open(path_of(name), O_WRONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, data, len, (off_t)off), (ssize_t)len);
-	close(fd);
-}
-
-static void poke64(const char *name, uint64_t off, uint64_t v)
-{
-	v = htobe64(v);
-	poke(name, off, &v, 8);
-}
-
-static void poke32(const char *name, uint64_t off, uint32_t v)
-{
-	v = htobe32(v);
-	poke(name, off, &v, 4);
-}
-
-static uint64_t peek64(const char *name, uint64_t off)
-{
-	uint64_t v = 0;
-	int fd = open(path_of(name), O_RDONLY);
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &v, 8, (off_t)off), 8);
-	close(fd);
-	return be64toh(v);
 }
 
 static int try_open(const char *name, bool rw)
@@ -525,9 +485,6 @@ int main(void)
 {
 	log_init("test-block", getenv("VERBOSE") ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR + 0);
 	log_set_level(getenv("VERBOSE") ? LOG_LEVEL_DEBUG : (enum log_level)-1);
-	snprintf(dir, sizeof(dir), "/tmp/shoji-test-block-XXXXXX");
-	if (!mkdtemp(dir))
-		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_qcow2_roundtrip),
@@ -538,10 +495,5 @@ int main(void)
 		cmocka_unit_test(test_parallel),
 		cmocka_unit_test(test_flush_under_writes),
 	};
-	int r = cmocka_run_group_tests(tests, NULL, NULL);
-	char cmd[PATH_MAX + 16];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		r = r ? r : 1;
-	return r;
+	return cmocka_run_group_tests(tests, scratch_dir_setup, scratch_dir_teardown);
 }

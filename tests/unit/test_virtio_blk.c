@@ -419,6 +419,9 @@ static void test_features_and_config(void **state)
 	assert_int_equal(cfg32(&d, VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS), VIRTIO_BLK_MAX_DISCARD_SECTORS);
 	assert_int_equal(cfg32(&d, VIRTIO_BLK_CFG_DISCARD_ALIGNMENT), 8);
 	assert_int_equal(cfg32(&d, VIRTIO_BLK_CFG_MAX_WZ_SEG), VIRTIO_BLK_MAX_DISCARD_SEG);
+	/* One request's work is bounded: 1 GiB, all segments together. */
+	assert_int_equal(VIRTIO_BLK_MAX_DISCARD_SECTORS, 1u << 21);
+	assert_int_equal(cfg32(&d, VIRTIO_BLK_CFG_MAX_WZ_SECTORS), VIRTIO_BLK_MAX_DISCARD_SECTORS);
 	uint8_t b = 0xff;
 	virtio_blk_ops.config_read(d.blk, VIRTIO_BLK_CFG_WZ_MAY_UNMAP, &b, 1);
 	assert_int_equal(b, 1);
@@ -809,6 +812,56 @@ static void test_bad_segments(void **state)
 		make_raw_image();
 	}
 	drv_close(&d);
+}
+
+/*
+ * A DISCARD or WRITE_ZEROES request may cover at most max_discard_sectors
+ * (1 GiB) in all its segments, and at most the disk: more, spread over
+ * segments that are each fine, is completed with IOERR (not dropped) and
+ * nothing of it is done. Before, 32 segments of 2 GiB each were accepted.
+ */
+static void test_zeroing_request_bounded(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open_raw(&d);
+	const uint32_t types[] = { VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES };
+	for (size_t t = 0; t < 2; t++) {
+		/* Two segments, each the whole (1 MiB) disk: twice the disk. */
+		put_seg(0, 0, DISK_SECTORS, 0);
+		put_seg(1, 0, DISK_SECTORS, 0);
+		assert_int_equal(request(&d, types[t], 0, 32, 0, NULL), VIRTIO_BLK_S_IOERR);
+		assert_int_equal(drv_used_hdr()[1], d.used_seen); /* completed, not dropped */
+		expect_range(0, DISK_BYTES, false);
+	}
+	drv_close(&d);
+
+	/* A sparse 4 GiB disk: 1 GiB in two segments is the limit, 1.5 GiB in
+	 * three is refused. Unmapping keeps the file sparse. */
+	char big[160];
+	snprintf(big, sizeof(big), "%s/big.raw", dir);
+	int fd = open(big, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)4 << 30), 0);
+	const uint64_t marker_sector = 3u << 20; /* 1.5 GiB */
+	assert_int_equal(pwrite(fd, "keep", 4, (off_t)(marker_sector * 512)), 4);
+	struct virtio_blk_config cfg = { .path = big, .format = "raw", .serial = "big" };
+	drv_open(&d, &cfg);
+	const uint32_t half_gib = 1u << 20; /* sectors */
+	for (size_t t = 0; t < 2; t++) {
+		uint32_t flags = types[t] == VIRTIO_BLK_T_WRITE_ZEROES ?
+				 VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0;
+		for (unsigned i = 0; i < 3; i++)
+			put_seg(i, (uint64_t)i * half_gib, half_gib, flags);
+		assert_int_equal(request(&d, types[t], 0, 48, 0, NULL), VIRTIO_BLK_S_IOERR);
+		char got[4] = { 0 };
+		assert_int_equal(pread(fd, got, 4, (off_t)(marker_sector * 512)), 4);
+		assert_memory_equal(got, "keep", 4);
+		assert_int_equal(request(&d, types[t], 0, 32, 0, NULL), VIRTIO_BLK_S_OK);
+	}
+	drv_close(&d);
+	close(fd);
+	unlink(big);
 }
 
 /* A chain the walker refuses puts the device in DEVICE_NEEDS_RESET, after
@@ -1870,6 +1923,7 @@ int main(void)
 		T(test_out_of_range),
 		T(test_unaligned_length),
 		T(test_bad_segments),
+		T(test_zeroing_request_bounded),
 		T(test_broken_chain),
 		T(test_reset_mid_io),
 		T(test_read_only),
