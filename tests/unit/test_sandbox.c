@@ -123,12 +123,32 @@ static void test_call_outside_list_ends_process(void **state)
 	expect_exit(in_sandbox(SANDBOX_VSOCK, network_socket), VMM_EXIT_FAILURE);
 }
 
+static int fork_child(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	return 4; /* reached only if the fork was allowed */
+}
+
+/* Threads start (clone3 falls back to clone with CLONE_THREAD); a process does not. */
+static void test_threads_not_processes(void **state)
+{
+	(void)state;
+	if (!SANDBOX_IN_THIS_BUILD)
+		skip();
+	expect_exit(in_sandbox(0, thread_heap_trim), 0);
+	expect_exit(in_sandbox(0, fork_child), VMM_EXIT_FAILURE);
+	expect_exit(in_sandbox(SANDBOX_NET_USER | SANDBOX_VSOCK, fork_child), VMM_EXIT_FAILURE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_fails_with_eacces),
 		cmocka_unit_test(test_thread_heap_trim_survives),
 		cmocka_unit_test(test_call_outside_list_ends_process),
+		cmocka_unit_test(test_threads_not_processes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
