@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,43 @@ static void keeper_fds(int stderr_fd, int pid_fd, int go_fd)
 	close_range(5, ~0u, 0);
 }
 
+/* Digits at *p as a pid, moving p past them; 0 if none. */
+static pid_t parse_pid(const char **p, const char *end)
+{
+	pid_t v = 0;
+	while (*p < end && **p >= '0' && **p <= '9' && v < 100000000)
+		v = v * 10 + (*(*p)++ - '0');
+	return v;
+}
+
+/*
+ * Our own and our parent's pid as the host sees them, for a VMM that is
+ * pid 1 of its own PID namespace (getpid() says 1, getppid() 0 there):
+ * the host's /proc numbers them in its own namespace. "pid (comm) S ppid
+ * ...", where comm may hold spaces and parentheses: the state follows the
+ * last ')'. Async-signal-safe; zeros when /proc cannot be read.
+ */
+static void host_ids(pid_t *self, pid_t *parent)
+{
+	char buf[512];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+	if (fd >= 0)
+		close(fd);
+	*self = *parent = 0;
+	if (n <= 0)
+		return;
+	const char *p = buf, *end = buf + n, *close_paren = NULL;
+	*self = parse_pid(&p, end);
+	for (const char *q = buf; q < end; q++)
+		if (*q == ')')
+			close_paren = q;
+	if (!close_paren || end - close_paren < 5)
+		return;
+	p = close_paren + 4; /* ") S " */
+	*parent = parse_pid(&p, end);
+}
+
 /*
  * The VMM's side before exec. It dies with its keeper: a VMM without one
  * has nobody to record its exit, and the daemon, seeing the keeper end,
@@ -83,13 +121,17 @@ static void keeper_fds(int stderr_fd, int pid_fd, int go_fd)
  * opens a pidfd for cannot have been reaped and reused meanwhile. No "go"
  * (the daemon failed or died): no VMM that nobody supervises.
  */
-static void vmm_child(char *const argv[], pid_t keeper, int stderr_w)
+static void vmm_child(char *const argv[], pid_t keeper, int stderr_w, bool pid_ns)
 {
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != keeper)
+	pid_t self = 0, parent = 0;
+	if (pid_ns)
+		host_ids(&self, &parent);
+	else
+		self = getpid(), parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || self <= 1 || parent != keeper)
 		_exit(1);
 	if (stderr_w >= 0 && dup2(stderr_w, 2) < 0)
 		_exit(1);
-	pid_t self = getpid();
 	char go = 0;
 	if (write(3, &self, sizeof(self)) != sizeof(self) || read(4, &go, 1) != 1 || go != 'g')
 		_exit(1);
@@ -121,7 +163,7 @@ static void keeper_copy_log(int from, struct capped_file *log)
 }
 
 static _Noreturn void keeper_main(char *const argv[], const char *path, const char *tmp,
-				  struct capped_file *log, int pid_fd, int go_fd)
+				  struct capped_file *log, int pid_fd, int go_fd, bool pid_ns)
 {
 	setsid();
 	/* Told apart from the daemon in ps and /proc (it is a fork of it). */
@@ -150,9 +192,14 @@ static _Noreturn void keeper_main(char *const argv[], const char *path, const ch
 	 * The keeper is suspended until the child execs: the child's wait for
 	 * "go" keeps it so, which is harmless (it has nothing else to do).
 	 */
+	/* The VMM alone in a PID namespace of its own: it is pid 1 there and
+	 * sees no other process. No namespace, no VMM (the daemon sees the
+	 * keeper end without a pid). */
+	if (pid_ns && unshare(CLONE_NEWPID) < 0)
+		_exit(1);
 	pid_t vmm = vfork();
 	if (vmm == 0)
-		vmm_child(argv, self, err_pipe[1]);
+		vmm_child(argv, self, err_pipe[1], pid_ns);
 	close(3); /* a failed vfork: the daemon reads EOF */
 	close(4);
 	if (err_pipe[1] >= 0)
@@ -182,7 +229,7 @@ static pid_t read_vmm_pid(int fd)
 }
 
 bool spawn_vmm(char *const argv[], const char *status_path, const struct capped_file *log,
-	       struct spawned *out)
+	       bool pid_ns, struct spawned *out)
 {
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", status_path) >= sizeof(tmp)) {
@@ -201,7 +248,7 @@ bool spawn_vmm(char *const argv[], const char *status_path, const struct capped_
 	struct capped_file keeper_log = *log; /* the keeper's, prepared before the fork */
 	pid_t keeper = fork();
 	if (keeper == 0)
-		keeper_main(argv, status_path, tmp, &keeper_log, p[1], g[0]);
+		keeper_main(argv, status_path, tmp, &keeper_log, p[1], g[0], pid_ns);
 	close(p[1]);
 	close(g[0]);
 	if (keeper < 0) {

@@ -43,9 +43,12 @@ struct spawned {
  * caller can open pidfds for both pids knowing neither has been reaped
  * and reused; spawn_abort() instead ends both (the keeper is reaped). One
  * of the two must follow every successful spawn_vmm.
+ *
+ * pid_ns: the VMM runs as pid 1 of a new PID namespace (part of its jail,
+ * see vmm/jail.h); out->vmm is still its pid on the host.
  */
 bool spawn_vmm(char *const argv[], const char *status_path, const struct capped_file *log,
-	       struct spawned *out);
+	       bool pid_ns, struct spawned *out);
 /* Lets the VMM exec; false if it is already gone (its exit shows as usual). */
 bool spawn_release(struct spawned *sp);
 void spawn_abort(struct spawned *sp);

@@ -243,7 +243,7 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 	if (ok) {
 		struct capped_file log;
 		vm_open_stderr(s, vm, &log);
-		ok = spawn_vmm(a->argv, vm->paths.status, &log, &sp);
+		ok = spawn_vmm(a->argv, vm->paths.status, &log, jail_id != 0, &sp);
 		if (!ok)
 			log_error("%s: cannot start %s: %m", vm->def.name, s->cfg.vmm_path);
 		capped_file_close(&log);

@@ -17,8 +17,10 @@
  *     capabilities left, cannot signal other VMs (each has its own uid) and
  *     can only touch files that user may touch.
  *
- * The daemon asks for it with a uid of the VM's own (see daemon/jail-id.h)
- * and gives it a run directory it owns. What a compromised VMM can and
+ * The daemon asks for it with a uid of the VM's own (see daemon/jail-id.h),
+ * gives it a run directory it owns, and starts it as pid 1 of a PID
+ * namespace of its own (daemon/spawn.h), which a process cannot enter by
+ * itself. What a compromised VMM can and
  * cannot reach is written down in docs/security.md.
  */
 #ifndef SHOJI_VMM_JAIL_H

@@ -40,6 +40,13 @@ def opt(argv, name):
     return argv[argv.index(name) + 1] if name in argv else None
 
 
+def host_pid():
+    """Our pid as the host (and the daemon) sees it, also from inside a PID
+    namespace of our own, where os.getpid() is 1: the host's /proc says."""
+    with open("/proc/self/stat") as f:
+        return int(f.read().split()[0])
+
+
 def main():
     argv = sys.argv[1:]
     kernel = opt(argv, "--kernel")
@@ -49,6 +56,8 @@ def main():
     with open(kernel + ".argv", "a") as f:
         f.write(json.dumps(argv) + "\n")
     with open(kernel + ".pids", "a") as f:
+        f.write(f"{host_pid()}\n")
+    with open(kernel + ".nspid", "w") as f:  # 1 when jailed in a PID namespace of its own
         f.write(f"{os.getpid()}\n")
 
     if "exit_at_once" in behaviour:

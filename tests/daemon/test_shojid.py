@@ -34,8 +34,12 @@ class UnixHTTP(http.client.HTTPConnection):
 
 
 class Daemon:
-    def __init__(self, tmp, extra=()):
+    """A shojid. Jailed VMMs only where a test asks (jail=True, as root): the
+    fake VMM, as pid 1 of its own PID namespace, could not signal itself."""
+
+    def __init__(self, tmp, extra=(), jail=False):
         self.tmp = tmp
+        extra = (*extra, "--jail", "on" if jail else "off")
         self.sock = os.path.join(tmp, "run", "shojid.sock")
         self.proc = subprocess.Popen(
             [SHOJID, "--state-dir", os.path.join(tmp, "state"), "--run-dir", os.path.join(tmp, "run"),
@@ -210,7 +214,7 @@ def test_concurrent_clients(tmp, d):
 
 
 def test_lifecycle(tmp):
-    d = Daemon(tmp)
+    d = Daemon(tmp, jail=os.geteuid() == 0)
     ev = Events(d)
     time.sleep(0.2)
     svc_k = kernel(tmp, "svc", {"on_power_button": "exit"})
@@ -222,7 +226,7 @@ def test_lifecycle(tmp):
     d.stop()
 
     # A new daemon autostarts the service VMs; the client waits for svc.
-    d = Daemon(tmp)
+    d = Daemon(tmp, jail=os.geteuid() == 0)
     ev = Events(d, since=0)
     e = ev.find("svc", "starting")
     check("events?since=0 replays the autostart that came before any client could connect",
@@ -247,6 +251,12 @@ def test_lifecycle(tmp):
               argv[argv.index("--jail") + 1] == f"uid={jid},gid={jid}" if "--jail" in argv else False, argv)
         check("the jailed VMM's user owns the VM's run directory",
               os.stat(rundir).st_uid == jid and os.stat(rundir).st_gid == jid, os.stat(rundir))
+        with open(svc_k + ".nspid") as f:
+            nspid = int(f.read())
+        with open(svc_k + ".pids") as f:
+            hostpid = int(f.readline())
+        check("the jailed VMM is pid 1 of its own PID namespace; the daemon knows its host pid",
+              nspid == 1 and svc["pid"] == hostpid, (nspid, hostpid, svc))
 
     e = ev.find("panicky", "exited", reason="panic")
     check("exit status 5 is reported as a panic", e is not None)
@@ -268,7 +278,7 @@ def test_lifecycle(tmp):
     time.sleep(0.3)
     alive = all(os.path.exists(f"/proc/{p}") for p in pids.values())
     check("kill -9 of shojid leaves the VMMs running", alive, pids)
-    d = Daemon(tmp)
+    d = Daemon(tmp, jail=os.geteuid() == 0)
     ev = Events(d)
     svc = d.wait_state("svc", "running")
     desk = d.wait_state("desk", "running")
