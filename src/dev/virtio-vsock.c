@@ -56,6 +56,7 @@ struct vsock_conn {
 	uint32_t peer_buf_alloc, peer_fwd_cnt, rx_cnt;
 	/* Guest to host: bytes forwarded, and the count the guest last saw. */
 	uint32_t fwd_cnt, fwd_cnt_sent;
+	const char *refusal;             /* CONNECTING: what the host program hears if it ends */
 	uint8_t *txbuf;                  /* VSOCK_CONN_BUF ring, only while needed */
 	uint32_t tx_head, tx_len;
 	struct vsock_conn *hnext, *wnext;
@@ -296,6 +297,9 @@ static void conn_close(struct virtio_vsock *vs, struct vsock_conn *c, bool rst)
 {
 	if (rst && c->state != CONN_DRAINING)
 		rst_queue(vs, c->peer_port, c->local_port);
+	/* A host program waiting for the guest's answer hears why it never came. */
+	if (c->state == CONN_CONNECTING && c->host && vs->be.refused)
+		vs->be.refused(vs->be.ctx, c->host, c->refusal ? c->refusal : VSOCK_WHY_RESET);
 	conn_unhash(vs, c);
 	work_remove(vs, c);
 	conn_free_buf(vs, c);
@@ -476,6 +480,7 @@ static void tx_conn(struct virtio_vsock *vs, const struct pkt *p, struct vsock_c
 		    const struct vq_chain *ch)
 {
 	if (p->op == VSOCK_OP_RST) {
+		c->refusal = VSOCK_WHY_REFUSED; /* no listener on that port in the guest */
 		conn_close(vs, c, false);
 		return;
 	}
@@ -762,12 +767,14 @@ static uint32_t pick_local_port(struct virtio_vsock *vs, uint32_t peer)
 	}
 }
 
-uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *host)
+uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *host,
+				   const char **why)
 {
 	pthread_mutex_lock(&vs->lock);
 	struct vsock_conn *c = NULL;
 	if (vs->active)
 		c = conn_new(vs, pick_local_port(vs, port), port, CONN_CONNECTING);
+	*why = !vs->active ? VSOCK_WHY_NO_DRIVER : VSOCK_WHY_TOO_MANY;
 	if (c) {
 		c->host = host;
 		c->pending = P_REQUEST;
@@ -853,9 +860,12 @@ static void vsock_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 /* Every connection ends: host peers see EOF, the driver starts afresh. */
 static void vsock_close_all(struct virtio_vsock *vs)
 {
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
-		if (vs->conns[i].state != CONN_FREE)
-			conn_close(vs, &vs->conns[i], false);
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		if (vs->conns[i].state == CONN_FREE)
+			continue;
+		vs->conns[i].refusal = VSOCK_WHY_NO_DRIVER; /* the driver reset */
+		conn_close(vs, &vs->conns[i], false);
+	}
 	vs->rst_len = vs->rst_head = 0;
 	vs->work_head = vs->work_tail = NULL;
 	vs->rx_held = false;

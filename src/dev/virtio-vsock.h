@@ -117,6 +117,12 @@ struct vsock_backend {
 	void (*want)(void *ctx, void *conn, unsigned want);
 	/* The guest will send no more: the host peer should see EOF. */
 	void (*shutdown_write)(void *ctx, void *conn);
+	/*
+	 * A host-initiated connection ends before the guest accepted it; `why`
+	 * is a short reason for the host program ("connection refused": the
+	 * guest answered RST). close() follows. May be NULL.
+	 */
+	void (*refused)(void *ctx, void *conn, const char *why);
 	/* The connection is over: the host peer sees EOF or a reset. */
 	void (*close)(void *ctx, void *conn);
 	/* Called without the device lock: run the rx queue soon (a kick). */
@@ -140,12 +146,20 @@ struct virtio_vsock *virtio_vsock_create(uint64_t guest_cid, const struct vsock_
 /* Closes every connection (backend->close) and frees the device. NULL is a no-op. */
 void virtio_vsock_destroy(struct virtio_vsock *vs);
 
+/* Why virtio_vsock_host_connect() refused, and why backend->refused() is called. */
+#define VSOCK_WHY_NO_DRIVER      "no vsock driver in the guest"
+#define VSOCK_WHY_TOO_MANY       "too many connections"
+#define VSOCK_WHY_REFUSED        "connection refused"
+#define VSOCK_WHY_RESET          "connection reset by the guest"
+
 /*
  * A host program asks for the guest's `port`. Returns the connection's id
- * (never 0), or 0 when the driver is not running or the table is full. The
- * guest answers later: backend->established() or backend->close().
+ * (never 0), or 0 when the driver is not running or the table is full, with
+ * the reason in *why (VSOCK_WHY_*). The guest answers later:
+ * backend->established(), or backend->refused() and backend->close().
  */
-uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *conn);
+uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *conn,
+				   const char **why);
 /* The host connection `id` is ready (VSOCK_EV_*). Stale ids are ignored. */
 void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned events);
 

@@ -5,19 +5,24 @@
  * one byte at a time, so nothing after the newline is consumed before the
  * guest accepted (those bytes are the stream's first), and a line longer
  * than VSOCK_HOST_LINE_MAX is refused. At most VSOCK_HOST_MAX_HANDSHAKE
- * handshakes are open at once. Then the connection belongs to the device,
+ * handshakes are open at once: at the bound the listener is held and later
+ * programs wait in the kernel's backlog (vmm/listener.h), so a burst is
+ * served in turn, never dropped. Every refusal is an "ERR <why>\n" line.
+ * Then the connection belongs to the device,
  * which reads and writes the descriptor through the backend callbacks and
  * says which readiness it waits for (an edge-triggered watch, see
  * be_want).
  */
 #include "vmm/vsock-host.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +32,7 @@
 #include "base/unix-socket.h"
 #include "base/util.h"
 #include "dev/virtio-pci.h"
+#include "vmm/listener.h"
 
 enum hc_state {
 	HC_HANDSHAKE,  /* reading "CONNECT <port>\n"; the host side's */
@@ -49,13 +55,63 @@ struct host_conn {
 struct vsock_host {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
-	struct io_watch *listen_w;
+	struct listener *listener;
 	struct iothread *io;      /* NULL once the I/O thread is gone */
 	struct virtio_vsock *vs;
-	pthread_mutex_t lock;     /* the list and the handshake count */
+	pthread_mutex_t lock;     /* the list, the counts and listen_held */
 	struct host_conn *conns;
-	unsigned handshakes;
+	unsigned handshakes;      /* HC_HANDSHAKE connections */
+	unsigned device_conns;    /* HC_DEVICE connections: one descriptor each */
+	unsigned max_conns;       /* the bound on device_conns (vsock_host_fd_budget) */
+	bool listen_held;
 };
+
+/* ---- the descriptor budget ---- */
+
+/* Descriptors open now; a generous guess when /proc is not there. */
+static unsigned long long fds_in_use(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return 256;
+	unsigned long long n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * Connections the guest and host programs may hold: each is a descriptor,
+ * so they stay below RLIMIT_NOFILE with room for what is open now, for
+ * VSOCK_HOST_FD_RESERVE more of the VMM's own and for the handshakes.
+ */
+static unsigned vsock_host_fd_budget(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return VSOCK_MAX_CONNS;
+	unsigned long long reserve = fds_in_use() + VSOCK_HOST_FD_RESERVE + VSOCK_HOST_MAX_HANDSHAKE;
+	unsigned long long room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+	if (room < VSOCK_MAX_CONNS)
+		log_info("vsock: at most %llu connections: the file descriptor limit is %llu",
+			 room, (unsigned long long)rl.rlim_cur);
+	return room < VSOCK_MAX_CONNS ? (unsigned)room : VSOCK_MAX_CONNS;
+}
+
+/*
+ * Back-pressure on host programs: while VSOCK_HOST_MAX_HANDSHAKE of them
+ * have not sent their line, the listener is held and the rest wait in the
+ * kernel's backlog. Called with h->lock held, after a count changed.
+ */
+static void host_update_listener(struct vsock_host *h)
+{
+	bool hold = h->handshakes >= VSOCK_HOST_MAX_HANDSHAKE;
+	if (hold == h->listen_held || !h->io || !h->listener)
+		return;
+	h->listen_held = hold;
+	listener_hold(h->listener, hold);
+}
 
 /* ---- connections ---- */
 
@@ -76,6 +132,9 @@ static struct host_conn *hc_new(struct vsock_host *h, int fd, enum hc_state stat
 	h->conns = hc;
 	if (state == HC_HANDSHAKE)
 		h->handshakes++;
+	else
+		h->device_conns++;
+	host_update_listener(h);
 	pthread_mutex_unlock(&h->lock);
 	return hc;
 }
@@ -101,6 +160,8 @@ static void hc_release(struct host_conn *hc)
 	pthread_mutex_lock(&h->lock);
 	if (hc->state == HC_HANDSHAKE)
 		h->handshakes--;
+	else if (hc->state == HC_DEVICE)
+		h->device_conns--;
 	hc->state = HC_DEAD;
 	if (hc->prev)
 		hc->prev->next = hc->next;
@@ -108,9 +169,28 @@ static void hc_release(struct host_conn *hc)
 		h->conns = hc->next;
 	if (hc->next)
 		hc->next->prev = hc->prev;
+	host_update_listener(h);
 	pthread_mutex_unlock(&h->lock);
 	if (!h->io || !iothread_call(h->io, hc_free, hc))
 		hc_free(hc);
+}
+
+/*
+ * Tells the host program why it gets no connection: "ERR <why>\n", the
+ * only bytes it has been sent (so they fit the empty socket buffer).
+ */
+static void hc_send_error(struct host_conn *hc, const char *why)
+{
+	char line[80];
+	int n = snprintf(line, sizeof(line), "ERR %s\n", why);
+	ssize_t w = send(hc->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w; /* the program went away: nobody to tell */
+}
+
+static void hc_refuse(struct host_conn *hc, const char *why)
+{
+	hc_send_error(hc, why);
+	hc_release(hc);
 }
 
 static void on_conn_event(void *ctx, uint32_t events)
@@ -138,27 +218,45 @@ static bool parse_connect(const char *line, uint32_t *port)
 	return true;
 }
 
-/* The line is complete: hand the connection to the device, or drop it. */
+/* The handshake slot becomes a device connection, if the budget has room. */
+static bool hc_become_device(struct host_conn *hc)
+{
+	struct vsock_host *h = hc->h;
+	pthread_mutex_lock(&h->lock);
+	bool room = h->device_conns < h->max_conns;
+	if (room) {
+		hc->state = HC_DEVICE;
+		h->handshakes--;
+		h->device_conns++;
+		host_update_listener(h);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return room;
+}
+
+/* The line is complete: hand the connection to the device, or refuse it. */
 static void handshake_done(struct host_conn *hc)
 {
 	struct vsock_host *h = hc->h;
 	uint32_t port;
 	if (!parse_connect(hc->line, &port)) {
-		log_debug("vsock: host program sent '%.*s', not CONNECT <port>; closing",
+		log_debug("vsock: host program sent '%.*s', not CONNECT <port>; refusing",
 			  VSOCK_HOST_LINE_MAX, hc->line);
-		hc_release(hc);
+		hc_refuse(hc, VSOCK_HOST_ERR_NOT_CONNECT);
+		return;
+	}
+	if (!hc_become_device(hc)) {
+		log_debug("vsock: %u connections open; refusing a host program", h->max_conns);
+		hc_refuse(hc, VSOCK_WHY_TOO_MANY);
 		return;
 	}
 	iothread_unwatch(hc->w);
 	hc->w = NULL;
-	pthread_mutex_lock(&h->lock);
-	hc->state = HC_DEVICE;
-	h->handshakes--;
-	pthread_mutex_unlock(&h->lock);
-	uint32_t id = virtio_vsock_host_connect(h->vs, port, hc);
+	const char *why;
+	uint32_t id = virtio_vsock_host_connect(h->vs, port, hc, &why);
 	if (id == 0) {
-		log_debug("vsock: no guest driver or too many connections for port %u; closing", port);
-		hc_release(hc);
+		log_debug("vsock: host program for port %u refused: %s", port, why);
+		hc_refuse(hc, why);
 		return;
 	}
 	atomic_store(&hc->id, id);
@@ -173,8 +271,8 @@ static void on_handshake(void *ctx, uint32_t events)
 		ssize_t n = recv(hc->fd, &c, 1, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
-		if (n <= 0 || hc->line_len == VSOCK_HOST_LINE_MAX - 1) {
-			log_debug("vsock: host program closed or sent a long line before CONNECT; closing");
+		if (n <= 0) {
+			log_debug("vsock: host program closed before CONNECT");
 			hc_release(hc);
 			return;
 		}
@@ -183,21 +281,20 @@ static void on_handshake(void *ctx, uint32_t events)
 			handshake_done(hc);
 			return;
 		}
+		if (hc->line_len == VSOCK_HOST_LINE_MAX - 1) {
+			log_debug("vsock: host program sent a line longer than %d bytes; refusing",
+				  VSOCK_HOST_LINE_MAX - 1);
+			hc_refuse(hc, VSOCK_HOST_ERR_LONG_LINE);
+			return;
+		}
 		hc->line[hc->line_len++] = c;
 	}
 }
 
-static void accept_one(struct vsock_host *h, int fd)
+/* A host program the listener accepted (it holds itself when handshakes are full). */
+static void on_accept(void *ctx, int fd)
 {
-	pthread_mutex_lock(&h->lock);
-	bool full = h->handshakes >= VSOCK_HOST_MAX_HANDSHAKE;
-	pthread_mutex_unlock(&h->lock);
-	if (full) {
-		log_debug("vsock: %d host programs in the handshake already; closing a new one",
-			  VSOCK_HOST_MAX_HANDSHAKE);
-		close(fd);
-		return;
-	}
+	struct vsock_host *h = ctx;
 	struct host_conn *hc = hc_new(h, fd, HC_HANDSHAKE);
 	if (!hc) {
 		close(fd);
@@ -208,27 +305,18 @@ static void accept_one(struct vsock_host *h, int fd)
 		hc_release(hc);
 }
 
-static void on_accept(void *ctx, uint32_t events)
-{
-	(void)events;
-	struct vsock_host *h = ctx;
-	/* A bounded batch, so a flood of clients cannot hold the I/O thread. */
-	for (int i = 0; i < 64; i++) {
-		int fd = accept4(h->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("vsock: accept on %s failed: %m", h->path);
-			return;
-		}
-		accept_one(h, fd);
-	}
-}
-
 /* ---- the device's callbacks ---- */
 
 static void *be_connect(void *ctx, uint32_t port, uint32_t id)
 {
 	struct vsock_host *h = ctx;
+	pthread_mutex_lock(&h->lock);
+	bool room = h->device_conns < h->max_conns;
+	pthread_mutex_unlock(&h->lock);
+	if (!room) {
+		log_debug("vsock: %u connections open; refusing the guest's to port %u", h->max_conns, port);
+		return NULL;
+	}
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int len = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s_%u", h->path, port);
 	if (len < 0 || (size_t)len >= sizeof(addr.sun_path))
@@ -315,6 +403,12 @@ static void be_shutdown_write(void *ctx, void *conn)
 	shutdown(((struct host_conn *)conn)->fd, SHUT_WR);
 }
 
+static void be_refused(void *ctx, void *conn, const char *why)
+{
+	(void)ctx;
+	hc_send_error(conn, why);
+}
+
 static void be_close(void *ctx, void *conn)
 {
 	(void)ctx;
@@ -332,7 +426,7 @@ struct vsock_backend vsock_host_backend(struct vsock_host *h)
 	return (struct vsock_backend){
 		.connect = be_connect, .established = be_established, .send = be_send,
 		.recv = be_recv, .want = be_want, .shutdown_write = be_shutdown_write,
-		.close = be_close, .wake = be_wake, .ctx = h,
+		.refused = be_refused, .close = be_close, .wake = be_wake, .ctx = h,
 	};
 }
 
@@ -353,7 +447,7 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 	pthread_mutex_init(&h->lock, NULL);
 	memcpy(h->path, path, strlen(path) + 1);
 	h->io = io;
-	h->listen_fd = unix_listen("vsock socket", path, 128, SOCK_NONBLOCK);
+	h->listen_fd = unix_listen("vsock socket", path, VSOCK_HOST_BACKLOG, SOCK_NONBLOCK);
 	if (h->listen_fd < 0) {
 		pthread_mutex_destroy(&h->lock);
 		free(h);
@@ -365,8 +459,14 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 bool vsock_host_start(struct vsock_host *h, struct virtio_vsock *vs)
 {
 	h->vs = vs;
-	h->listen_w = iothread_watch(h->io, h->listen_fd, EPOLLIN, on_accept, h);
-	return h->listen_w != NULL;
+	h->max_conns = vsock_host_fd_budget();
+	h->listener = listener_create(h->io, h->listen_fd, "vsock socket", on_accept, h);
+	return h->listener != NULL;
+}
+
+unsigned vsock_host_max_conns(struct vsock_host *h)
+{
+	return h->max_conns;
 }
 
 void vsock_host_detach_io(struct vsock_host *h)
@@ -379,8 +479,7 @@ void vsock_host_destroy(struct vsock_host *h)
 {
 	if (!h)
 		return;
-	if (h->io)
-		iothread_unwatch(h->listen_w);
+	listener_destroy(h->listener, !h->io);
 	close(h->listen_fd);
 	unlink(h->path);
 	/* Handshakes still open, or connections of a device that was never reset. */

@@ -193,7 +193,8 @@ static void run(const uint8_t *data, size_t size)
 		case 3:
 			if (end - p >= 2) {
 				struct fhost *f = fhost_new();
-				uint32_t id = f ? virtio_vsock_host_connect(sim.vs, (uint32_t)le_load(p, 2), f) : 0;
+				const char *why;
+				uint32_t id = f ? virtio_vsock_host_connect(sim.vs, (uint32_t)le_load(p, 2), f, &why) : 0;
 				if (f && !id)
 					f->live = false;
 				else if (f)

@@ -48,6 +48,7 @@ static struct fconn *fconns;
 static bool refuse;
 static unsigned connects, closes, wakes;
 static struct sim sim;
+static const char *last_why; /* virtio_vsock_host_connect's reason for a refusal */
 static struct fconn *last_fconn; /* the newest connect() */
 
 static struct fconn *fconn_new(uint32_t port)
@@ -270,7 +271,7 @@ static void test_host_connect(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	uint32_t id = virtio_vsock_host_connect(sim.vs, 7000, f);
+	uint32_t id = virtio_vsock_host_connect(sim.vs, 7000, f, &last_why);
 	assert_int_not_equal(id, 0);
 	/* No rx buffer yet: the REQUEST waits. */
 	expect_no_rx();
@@ -286,7 +287,7 @@ static void test_host_connect(void **state)
 	assert_int_equal(f->want, VSOCK_WANT_READ);
 	/* A second one gets the next port. */
 	struct fconn *g = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, g), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, g, &last_why), 0);
 	sim_rx_post(&sim, 1, 4096);
 	assert_int_equal(rx().src_port, VSOCK_LOCAL_PORT_BASE + 1);
 }
@@ -295,7 +296,7 @@ static void test_host_connect_guest_refuses(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 	sim_rx_post(&sim, 1, 4096);
 	struct sim_pkt p = rx();
 	sim_tx(&sim, 7000, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
@@ -310,7 +311,7 @@ static void test_host_connect_without_driver(void **state)
 	(void)state;
 	sim_reset(&sim);
 	struct fconn *f = fconn_new(0);
-	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 }
 
 /* ---- data and credit ---- */
@@ -556,7 +557,7 @@ static void test_reset_closes_everything(void **state)
 	struct fconn *a = guest_connect(PEER_PORT, 65536);
 	struct fconn *b = guest_connect(PEER_PORT + 1, 65536);
 	struct fconn *h = fconn_new(0);
-	uint32_t hid = virtio_vsock_host_connect(sim.vs, 9, h);
+	uint32_t hid = virtio_vsock_host_connect(sim.vs, 9, h, &last_why);
 	b->accept = 0;
 	sim_tx(&sim, PEER_PORT + 1, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "buffered", 8);
 	assert_int_equal(stats().buffered, 8);
@@ -594,7 +595,7 @@ static void test_connection_limit(void **state)
 	assert_int_equal(connects, VSOCK_MAX_CONNS);
 	/* The host cannot open one either. */
 	struct fconn *f = fconn_new(0);
-	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7, f), 0);
+	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7, f, &last_why), 0);
 	/* Every connection still moves data. */
 	sim_tx(&sim, 10000 + VSOCK_MAX_CONNS - 1, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
 	unsigned got = 0;
@@ -709,7 +710,7 @@ static void test_hostile_response_before_request_sent(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 	/* The guest guesses the port and answers a REQUEST it never received. */
 	sim_tx(&sim, 7000, VSOCK_LOCAL_PORT_BASE, VSOCK_OP_RESPONSE, 0, 65536, 0, NULL, 0);
 	assert_false(f->established);

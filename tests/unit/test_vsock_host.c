@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -156,6 +157,29 @@ static bool sees_eof(int fd)
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+/* One line (without its newline) within 5 s; "" at EOF or timeout. */
+static void read_line(int fd, char *out, size_t len)
+{
+	size_t n = 0;
+	while (n + 1 < len) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 5000) <= 0 || read(fd, out + n, 1) != 1 || out[n] == '\n')
+			break;
+		n++;
+	}
+	out[n] = '\0';
+}
+
+/* The host program reads "ERR <why>", then EOF. */
+static void expect_error(int fd, const char *why)
+{
+	char line[96], want[96];
+	read_line(fd, line, sizeof(line));
+	snprintf(want, sizeof(want), "ERR %s", why);
+	assert_string_equal(line, want);
+	assert_true(sees_eof(fd));
+}
+
 /* A host program's connection to the guest's port, through the handshake. */
 static int host_to_guest(uint32_t port, uint32_t *local_port, const char *extra)
 {
@@ -207,18 +231,23 @@ static void test_connect_ok_and_data(void **state)
 	assert_int_equal(p.flags, VSOCK_SHUTDOWN_SEND);
 }
 
-static void test_bad_commands_closed(void **state)
+static void test_bad_commands_refused(void **state)
 {
 	(void)state;
 	const char *bad[] = { "HELLO\n", "CONNECT\n", "CONNECT x\n", "CONNECT 99999999999\n",
-			      "CONNECT -1\n", "connect 5\n", "CONNECT 5 \n",
-			      "CONNECT 123456789012345678901234567890\n" };
+			      "CONNECT -1\n", "connect 5\n", "CONNECT 5 \n", "\n" };
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		int fd = unix_connect(path);
 		assert_int_equal(write(fd, bad[i], strlen(bad[i])), (ssize_t)strlen(bad[i]));
-		assert_true(sees_eof(fd));
+		expect_error(fd, VSOCK_HOST_ERR_NOT_CONNECT);
 		close(fd);
 	}
+	/* 31 bytes without a newline are too many, whatever follows. */
+	const char *lng = "CONNECT 123456789012345678901234567890\n";
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, lng, strlen(lng)), (ssize_t)strlen(lng));
+	expect_error(fd, VSOCK_HOST_ERR_LONG_LINE);
+	close(fd);
 	rx_fill(4);
 	struct sim_pkt p;
 	assert_false(rx_poll(&p, 50)); /* the guest heard nothing */
@@ -232,7 +261,7 @@ static void test_no_guest_listener(void **state)
 	rx_fill(4);
 	struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
 	sim_tx(&sim, 7, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
-	assert_true(sees_eof(fd));
+	expect_error(fd, VSOCK_WHY_REFUSED);
 	close(fd);
 }
 
@@ -288,18 +317,24 @@ static void test_reset_gives_eof(void **state)
 		fds[3 + i] = accept(lfd, NULL, NULL);
 		assert_true(fds[3 + i] >= 0);
 	}
+	/* One more host program waits for the guest's answer when the driver goes. */
+	int waiting = unix_connect(path);
+	assert_int_equal(write(waiting, "CONNECT 5009\n", 13), 13);
+	rx_expect(VSOCK_OP_REQUEST);
 	sim_reset(&sim);
 	for (int i = 0; i < 6; i++) {
 		assert_true(sees_eof(fds[i]));
 		close(fds[i]);
 	}
+	expect_error(waiting, VSOCK_WHY_NO_DRIVER);
+	close(waiting);
 	struct virtio_vsock_stats st;
 	virtio_vsock_get_stats(sim.vs, &st);
 	assert_int_equal(st.conns, 0);
-	/* Without a driver, a host program is closed at once. */
+	/* Without a driver, a host program is refused at once, and told why. */
 	int fd = unix_connect(path);
 	assert_int_equal(write(fd, "CONNECT 1\n", 10), 10);
-	assert_true(sees_eof(fd));
+	expect_error(fd, VSOCK_WHY_NO_DRIVER);
 	close(fd);
 	close(lfd);
 }
@@ -446,17 +481,154 @@ static void test_slow_guest_reader_backpressure(void **state)
 	close(fd);
 }
 
-static void test_handshake_limit(void **state)
+/* True when nothing arrives on fd (no line, no EOF) for ms milliseconds. */
+static bool stays_quiet(int fd, int ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	return poll(&pfd, 1, ms) == 0;
+}
+
+static void test_handshake_limit_holds_not_drops(void **state)
 {
 	(void)state;
-	/* Silent host programs hold handshake slots; one past the limit is closed. */
+	/* Silent host programs fill the handshakes; the next one waits in the
+	 * backlog (not closed), and is served once a slot frees. */
 	int fds[VSOCK_HOST_MAX_HANDSHAKE + 1];
-	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++) {
+	for (int i = 0; i < VSOCK_HOST_MAX_HANDSHAKE; i++)
 		fds[i] = unix_connect(path);
-	}
-	assert_true(sees_eof(fds[VSOCK_HOST_MAX_HANDSHAKE]));
-	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++)
+	msleep(100); /* the I/O thread takes them all */
+	int extra = unix_connect(path);
+	assert_int_equal(write(extra, "CONNECT 5000\n", 13), 13);
+	assert_true(stays_quiet(extra, 300));
+	rx_fill(4);
+	struct sim_pkt p;
+	assert_false(rx_poll(&p, 50)); /* its line was not read: the guest heard nothing */
+	close(fds[0]);
+	p = rx_expect(VSOCK_OP_REQUEST);
+	assert_int_equal(p.dst_port, 5000);
+	sim_tx(&sim, 5000, p.src_port, VSOCK_OP_RESPONSE, 0, 1 << 20, 0, NULL, 0);
+	char line[64], want[64];
+	read_line(extra, line, sizeof(line));
+	snprintf(want, sizeof(want), "OK %u", p.src_port);
+	assert_string_equal(line, want);
+	close(extra);
+	for (int i = 1; i < VSOCK_HOST_MAX_HANDSHAKE; i++)
 		close(fds[i]);
+}
+
+/* ---- a burst against a slow I/O thread ---- */
+
+static atomic_bool napping, nap_queued;
+
+static void nap(void *ctx)
+{
+	msleep((unsigned)(uintptr_t)ctx);
+	atomic_store(&nap_queued, false);
+}
+
+/*
+ * Keeps the I/O thread napping 2 ms in every 3 or so, so it reads lines
+ * late and slowly (one nap queued at a time: the thread runs queued calls
+ * until none is left, and would never get back to its sockets).
+ */
+static void *staller(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&napping)) {
+		if (!atomic_exchange(&nap_queued, true))
+			iothread_call(io, nap, (void *)(uintptr_t)2);
+		msleep(1);
+	}
+	return NULL;
+}
+
+enum burst_kind { BURST_OK, BURST_REFUSED, BURST_BAD_LINE, BURST_KINDS };
+#define BURST_N 200
+
+/* The guest: accepts port GUEST_PORT, refuses (RST) every other. */
+static void burst_serve_guest(void)
+{
+	rx_fill(64);
+	struct sim_pkt p;
+	for (;;) {
+		pthread_mutex_lock(&sim.vd.lock);
+		bool got = sim_rx_next(&sim, &p);
+		pthread_mutex_unlock(&sim.vd.lock);
+		if (!got)
+			return;
+		assert_int_equal(p.op, VSOCK_OP_REQUEST);
+		uint16_t op = p.dst_port == GUEST_PORT ? VSOCK_OP_RESPONSE : VSOCK_OP_RST;
+		sim_tx(&sim, p.dst_port, p.src_port, op, 0, 1 << 20, 0, NULL, 0);
+		rx_fill(64);
+	}
+}
+
+static void test_burst_every_client_answered(void **state)
+{
+	(void)state;
+	raise_fd_limit();
+	static int fds[BURST_N];
+	static char lines[BURST_N][64];
+	static size_t got[BURST_N];
+	static bool done[BURST_N];
+	memset(got, 0, sizeof(got));
+	memset(done, 0, sizeof(done));
+	/* The I/O thread sleeps while all 200 connect: the backlog must hold them. */
+	atomic_store(&nap_queued, true);
+	iothread_call(io, nap, (void *)(uintptr_t)300);
+	msleep(20);
+	for (int i = 0; i < BURST_N; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+		static const char *cmd[BURST_KINDS] = { "CONNECT 5000\n", "CONNECT 5001\n", "HELLO\n" };
+		const char *c = cmd[i % BURST_KINDS];
+		assert_int_equal(write(fds[i], c, strlen(c)), (ssize_t)strlen(c));
+	}
+	atomic_store(&napping, true);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, staller, NULL), 0);
+	/* Every client gets one whole line, and no client sees EOF before it. */
+	int left = BURST_N;
+	for (long deadline = 20000; left > 0 && deadline > 0; deadline -= 2) {
+		burst_serve_guest();
+		for (int i = 0; i < BURST_N; i++) {
+			if (done[i])
+				continue;
+			ssize_t n = read(fds[i], lines[i] + got[i], 1);
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n <= 0)
+				fail_msg("client %d closed without an answer after '%.*s'", i, (int)got[i], lines[i]);
+			if (lines[i][got[i]] == '\n') {
+				lines[i][got[i]] = '\0';
+				done[i] = true;
+				left--;
+			} else if (++got[i] == sizeof(lines[i])) {
+				fail_msg("client %d: line too long", i);
+			}
+		}
+		msleep(2);
+	}
+	atomic_store(&napping, false);
+	pthread_join(t, NULL);
+	assert_int_equal(left, 0);
+	for (int i = 0; i < BURST_N; i++) {
+		switch (i % BURST_KINDS) {
+		case BURST_OK:
+			if (strncmp(lines[i], "OK ", 3) != 0)
+				fail_msg("client %d: '%s', not OK", i, lines[i]);
+			break;
+		case BURST_REFUSED:
+			assert_string_equal(lines[i], "ERR " VSOCK_WHY_REFUSED);
+			break;
+		case BURST_BAD_LINE:
+			assert_string_equal(lines[i], "ERR " VSOCK_HOST_ERR_NOT_CONNECT);
+			break;
+		}
+		close(fds[i]);
+	}
 }
 
 int main(void)
@@ -465,7 +637,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_socket_is_private),
 		T(test_connect_ok_and_data),
-		T(test_bad_commands_closed),
+		T(test_bad_commands_refused),
 		T(test_no_guest_listener),
 		T(test_guest_to_host_listener),
 		T(test_guest_to_host_no_listener),
@@ -473,7 +645,8 @@ int main(void)
 		T(test_thousand_connections),
 		T(test_slow_host_reader_bounded),
 		T(test_slow_guest_reader_backpressure),
-		T(test_handshake_limit),
+		T(test_handshake_limit_holds_not_drops),
+		T(test_burst_every_client_answered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
