@@ -7,10 +7,12 @@
  * peer on a device reset, 1000 concurrent connections, and back-pressure
  * with bounded buffering in both directions.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -582,9 +584,14 @@ static void test_burst_every_client_answered(void **state)
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
 		snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
 		assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	/* It wakes and takes what it may; the clients are slow to send their lines. */
+	msleep(500);
+	for (int i = 0; i < BURST_N; i++) {
 		static const char *cmd[BURST_KINDS] = { "CONNECT 5000\n", "CONNECT 5001\n", "HELLO\n" };
 		const char *c = cmd[i % BURST_KINDS];
-		assert_int_equal(write(fds[i], c, strlen(c)), (ssize_t)strlen(c));
+		if (send(fds[i], c, strlen(c), MSG_NOSIGNAL) != (ssize_t)strlen(c))
+			fail_msg("client %d was closed before it sent its line: %m", i);
 	}
 	atomic_store(&napping, true);
 	pthread_t t;
@@ -631,8 +638,150 @@ static void test_burst_every_client_answered(void **state)
 	}
 }
 
+/* ---- descriptors ---- */
+
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	unsigned n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+#define SMALL_BUDGET 12
+
+/* The host side starts under a descriptor limit that leaves room for a few connections. */
+static int setup_small_fd_limit(void **state)
+{
+	struct rlimit old, low;
+	if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+		return -1;
+	low = old;
+	low.rlim_cur = open_fds() + VSOCK_HOST_FD_RESERVE + VSOCK_HOST_MAX_HANDSHAKE + SMALL_BUDGET;
+	if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+		return -1;
+	int r = setup(state);
+	setrlimit(RLIMIT_NOFILE, &old);
+	return r;
+}
+
+static void test_connections_bounded_by_fd_limit(void **state)
+{
+	(void)state;
+	unsigned max = vsock_host_max_conns(host);
+	/* What setup opened after counting (I/O thread, listener, timer) comes off the budget. */
+	assert_true(max >= 2 && max <= SMALL_BUDGET);
+	int lfd = unix_listen(6005);
+	int fds[SMALL_BUDGET];
+	for (uint32_t i = 0; i < max + 3; i++) {
+		rx_fill(8);
+		sim_tx(&sim, 30000 + i, 6005, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+		struct sim_pkt p = rx_expect(i < max ? VSOCK_OP_RESPONSE : VSOCK_OP_RST);
+		assert_int_equal(p.dst_port, 30000 + i);
+		if (i < max) {
+			fds[i] = accept(lfd, NULL, NULL);
+			assert_true(fds[i] >= 0);
+		}
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, max);
+	/* A host program past the bound is told so. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONNECT 5000\n", 13), 13);
+	expect_error(fd, VSOCK_WHY_TOO_MANY);
+	close(fd);
+	/* One closes: the guest may connect again. */
+	close(fds[0]);
+	rx_expect(VSOCK_OP_SHUTDOWN);
+	sim_tx(&sim, 30000, 6005, VSOCK_OP_RST, 0, 1 << 20, 0, NULL, 0);
+	rx_fill(8);
+	sim_tx(&sim, 31000, 6005, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	rx_expect(VSOCK_OP_RESPONSE);
+	fds[0] = accept(lfd, NULL, NULL);
+	for (unsigned i = 0; i < max; i++)
+		close(fds[i]);
+	close(lfd);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_out_of_descriptors_does_not_spin(void **state)
+{
+	(void)state;
+	enum { CLIENTS = 4 };
+	int cl[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++)
+		cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* The log goes to a file we can measure. */
+	char logpath[160];
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int saved_err = dup(STDERR_FILENO);
+	assert_true(logfd >= 0 && saved_err >= 0);
+	dup2(logfd, STDERR_FILENO);
+	/* Every descriptor the process may have is taken. */
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	static int filler[256];
+	int nfill = 0;
+	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
+		nfill++;
+	assert_int_equal(errno, EMFILE);
+	/* Host programs arrive: accept4 fails with EMFILE. */
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+	for (int i = 0; i < CLIENTS; i++) {
+		assert_int_equal(connect(cl[i], (struct sockaddr *)&a, sizeof(a)), 0);
+		assert_int_equal(write(cl[i], "CONNECT 7\n", 10), 10);
+	}
+	msleep(50);
+	double cpu0 = cpu_seconds();
+	off_t log0 = lseek(logfd, 0, SEEK_END);
+	msleep(500);
+	double cpu = cpu_seconds() - cpu0;
+	off_t logged = lseek(logfd, 0, SEEK_END) - log0;
+	/* Descriptors come back: the clients waiting in the backlog are served. */
+	for (int i = 0; i < nfill; i++)
+		close(filler[i]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	dup2(saved_err, STDERR_FILENO);
+	close(saved_err);
+	close(logfd);
+	/* It did run out (one warning, before the measured half second). */
+	char text[512] = { 0 };
+	int rfd = open(logpath, O_RDONLY | O_CLOEXEC);
+	assert_true(read(rfd, text, sizeof(text) - 1) > 0);
+	close(rfd);
+	assert_non_null(strstr(text, "Too many open files"));
+	/* A spinning I/O thread burns the whole half second and logs each turn. */
+	if (cpu > 0.15 || logged > 0)
+		fail_msg("out of descriptors: %.3f s of CPU and %lld log bytes in 0.5 s", cpu, (long long)logged);
+	for (int i = 0; i < CLIENTS; i++) {
+		rx_fill(8);
+		struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
+		sim_tx(&sim, 7, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		expect_error(cl[i], VSOCK_WHY_REFUSED);
+		close(cl[i]);
+	}
+}
+
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN); /* as in the VMM; a refused client's write fails instead */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_socket_is_private),
@@ -647,6 +796,9 @@ int main(void)
 		T(test_slow_guest_reader_backpressure),
 		T(test_handshake_limit_holds_not_drops),
 		T(test_burst_every_client_answered),
+		T(test_out_of_descriptors_does_not_spin),
+		cmocka_unit_test_setup_teardown(test_connections_bounded_by_fd_limit,
+						setup_small_fd_limit, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
