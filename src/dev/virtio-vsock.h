@@ -12,13 +12,18 @@
  *     guest's rx buffers, and only as many as the guest's credit allows;
  *     without credit the device stops reading, so the host writer blocks;
  *   - guest to host: bytes go straight to the host socket; what the socket
- *     does not take waits in a per-connection buffer of at most
+ *     does not take waits in a per-connection ring of at most
  *     VSOCK_CONN_BUF bytes, which is the buf_alloc we advertise, so an
- *     honest driver never overflows it and a lying one gets RST;
+ *     honest driver never overflows it and a lying one gets RST. The ring
+ *     is allocated when bytes wait and grows with them (doubling from
+ *     VSOCK_BUF_MIN), and all rings of a VM together hold at most
+ *     VSOCK_BUFFER_MAX bytes: a connection whose bytes would not fit is
+ *     reset, as a host reader that stopped reading leaves no better choice;
  *   - at most VSOCK_MAX_CONNS connections and VSOCK_RST_BACKLOG queued
  *     resets for packets that belong to no connection.
- * So the VMM buffers at most VSOCK_MAX_CONNS * VSOCK_CONN_BUF bytes
- * (256 MiB, only with a thousand stalled host readers; one is 256 KiB).
+ * So the VMM buffers at most VSOCK_BUFFER_MAX bytes per VM however many
+ * connections the guest opens (it was VSOCK_MAX_CONNS * VSOCK_CONN_BUF,
+ * 256 MiB); virtio_vsock_get_stats() reports what it holds.
  *
  * Threads: the transport calls the ops under its lock (vCPU threads for
  * status writes, the I/O thread for kicks); the host side calls the
@@ -86,6 +91,10 @@ enum vsock_op {
  */
 #define VSOCK_CONN_BUF           (256u * 1024)
 #define VSOCK_MAX_PKT_DATA       (64u * 1024)  /* data bytes per packet we send */
+/* A connection's first ring; it doubles up to VSOCK_CONN_BUF (a power of two). */
+#define VSOCK_BUF_MIN            (4u * 1024)
+/* The rings of all connections of one VM: 128 stalled connections at full credit. */
+#define VSOCK_BUFFER_MAX         (32u << 20)
 #define VSOCK_RST_BACKLOG        256u
 /* Ports we give host-initiated connections start here (as Firecracker's). */
 #define VSOCK_LOCAL_PORT_BASE    (1u << 30)
@@ -134,6 +143,7 @@ struct virtio_vsock_stats {
 	unsigned conns;
 	uint64_t buffered;       /* guest-to-host bytes waiting for the host */
 	uint64_t buffered_peak;
+	uint64_t buffer_bytes;   /* heap their rings hold (<= VSOCK_BUFFER_MAX) */
 	unsigned rst_queued;
 };
 

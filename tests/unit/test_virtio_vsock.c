@@ -436,6 +436,70 @@ static void test_slow_host_reader_is_bounded(void **state)
 	assert_int_equal(f->want, VSOCK_WANT_READ);
 }
 
+static void test_buffer_grows_with_need(void **state)
+{
+	(void)state;
+	struct fconn *f = guest_connect(PEER_PORT, 65536);
+	static uint8_t buf[VSOCK_CONN_BUF + 1000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i);
+	/* The host takes everything: nothing is held (it was 256 KiB). */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 1000);
+	assert_int_equal(f->sent_len, 1000);
+	assert_int_equal(stats().buffer_bytes, 0);
+	/* The host stops reading: the ring holds what waits, in powers of two. */
+	f->accept = 0;
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 1000, 100);
+	assert_int_equal(stats().buffer_bytes, VSOCK_BUF_MIN);
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 1100, 5000);
+	assert_int_equal(stats().buffer_bytes, 2 * VSOCK_BUF_MIN);
+	uint32_t sent = 6100;
+	while (sent < sizeof(buf)) {
+		uint32_t k = sizeof(buf) - sent < 60000 ? (uint32_t)(sizeof(buf) - sent) : 60000;
+		sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + sent, k);
+		sent += k;
+	}
+	assert_int_equal(stats().buffered, VSOCK_CONN_BUF);
+	assert_int_equal(stats().buffer_bytes, VSOCK_CONN_BUF);
+	assert_false(f->closed);
+	/* The reader is back: every byte in order, and the ring is gone. */
+	f->accept = SIZE_MAX;
+	sim_rx_post(&sim, 2, 4096);
+	virtio_vsock_host_ready(sim.vs, f->id, VSOCK_EV_WRITE);
+	assert_int_equal(f->sent_len, sizeof(buf));
+	assert_memory_equal(f->sent, buf, sizeof(buf));
+	assert_int_equal(stats().buffer_bytes, 0);
+}
+
+static void test_vm_buffer_bound(void **state)
+{
+	(void)state;
+	/* Stalled host readers, each guest connection sending its full credit. */
+	enum { FIT = VSOCK_BUFFER_MAX / VSOCK_CONN_BUF, OVER = 8 };
+	static uint8_t buf[65536];
+	unsigned rsts = 0;
+	for (uint32_t i = 0; i < FIT + OVER; i++) {
+		struct fconn *f = guest_connect(20000 + i, 65536);
+		f->accept = 0;
+		for (uint32_t k = 0; k < VSOCK_CONN_BUF / sizeof(buf) && !f->closed; k++)
+			sim_tx(&sim, 20000 + i, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, sizeof(buf));
+		if (f->closed) {
+			sim_rx_post(&sim, 1, 4096);
+			struct sim_pkt p = rx();
+			assert_int_equal(p.op, VSOCK_OP_RST);
+			assert_int_equal(p.dst_port, 20000 + i);
+			rsts++;
+		}
+	}
+	/* The VM holds VSOCK_BUFFER_MAX, not (FIT + OVER) * 256 KiB; the rest were reset. */
+	struct virtio_vsock_stats st = stats();
+	assert_int_equal(st.buffered, VSOCK_BUFFER_MAX);
+	assert_int_equal(st.buffer_bytes, VSOCK_BUFFER_MAX);
+	assert_int_equal(st.conns, FIT);
+	assert_int_equal(closes, OVER);
+	assert_int_equal(rsts, OVER);
+}
+
 static void test_credit_overrun_is_reset(void **state)
 {
 	(void)state;
@@ -821,6 +885,8 @@ int main(void)
 		T(test_host_to_guest_data_and_credit),
 		T(test_guest_lies_about_fwd_cnt),
 		T(test_slow_host_reader_is_bounded),
+		T(test_buffer_grows_with_need),
+		T(test_vm_buffer_bound),
 		T(test_credit_overrun_is_reset),
 		T(test_guest_half_close),
 		T(test_host_half_close),
