@@ -42,6 +42,7 @@ _Static_assert((VSOCK_CONN_BUF & (VSOCK_CONN_BUF - 1)) == 0 && VSOCK_CONN_BUF % 
 enum conn_state {
 	CONN_FREE,
 	CONN_CONNECTING, /* host-initiated, REQUEST sent or owed */
+	CONN_ACCEPTING,  /* guest-initiated, the host program has not accepted yet */
 	CONN_ESTABLISHED,
 	CONN_DRAINING,   /* the guest is gone; buffered bytes still go to the host */
 };
@@ -488,10 +489,15 @@ static void tx_request(struct virtio_vsock *vs, const struct pkt *p, struct vsoc
 	}
 	c->peer_buf_alloc = p->buf_alloc;
 	c->peer_fwd_cnt = p->fwd_cnt;
-	c->host = vs->be.connect(vs->be.ctx, p->dst_port, c->id);
+	bool later = false;
+	c->host = vs->be.connect(vs->be.ctx, p->dst_port, c->id, &later);
 	if (!c->host) {
 		log_debug("virtio-vsock: nothing listens on host port %u, reset", p->dst_port);
 		conn_close(vs, c, true);
+		return;
+	}
+	if (later) {
+		c->state = CONN_ACCEPTING; /* RESPONSE waits for virtio_vsock_host_accepted() */
 		return;
 	}
 	c->pending |= P_RESPONSE;
@@ -524,8 +530,8 @@ static void tx_conn(struct virtio_vsock *vs, const struct pkt *p, struct vsock_c
 	}
 	c->peer_buf_alloc = p->buf_alloc;
 	c->peer_fwd_cnt = p->fwd_cnt;
-	bool connecting = c->state == CONN_CONNECTING;
-	if (p->op == VSOCK_OP_RESPONSE && connecting && !(c->pending & P_REQUEST)) {
+	bool connecting = c->state == CONN_CONNECTING || c->state == CONN_ACCEPTING;
+	if (p->op == VSOCK_OP_RESPONSE && c->state == CONN_CONNECTING && !(c->pending & P_REQUEST)) {
 		c->state = CONN_ESTABLISHED;
 		vs->be.established(vs->be.ctx, c->host, c->local_port);
 	} else if (connecting || (p->op != VSOCK_OP_RW && p->len != 0)) {
@@ -821,6 +827,22 @@ uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void 
 	uint32_t id = c ? c->id : 0;
 	unlock_and_wake(vs);
 	return id;
+}
+
+void virtio_vsock_host_accepted(struct virtio_vsock *vs, uint32_t id, bool ok)
+{
+	pthread_mutex_lock(&vs->lock);
+	struct vsock_conn *c = conn_by_id(vs, id);
+	if (c && c->state == CONN_ACCEPTING && ok) {
+		c->state = CONN_ESTABLISHED;
+		c->pending |= P_RESPONSE;
+		conn_want(vs, c);
+		work_push(vs, c);
+	} else if (c && c->state == CONN_ACCEPTING) {
+		log_debug("virtio-vsock: host port %u did not accept in time, reset", c->local_port);
+		conn_close(vs, c, true);
+	}
+	unlock_and_wake(vs);
 }
 
 void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned events)

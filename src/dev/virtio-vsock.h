@@ -115,8 +115,13 @@ enum vsock_op {
  * again.
  */
 struct vsock_backend {
-	/* The guest connects to host port `port`; NULL refuses (RST). */
-	void *(*connect)(void *ctx, uint32_t port, uint32_t id);
+	/*
+	 * The guest connects to host port `port`; NULL refuses (RST). With
+	 * *later set, the host end is not there yet (its listener's backlog is
+	 * full): the device answers once the backend calls
+	 * virtio_vsock_host_accepted().
+	 */
+	void *(*connect)(void *ctx, uint32_t port, uint32_t id, bool *later);
 	/* The guest accepted a host-initiated connection; it sees us as `local_port`. */
 	void (*established)(void *ctx, void *conn, uint32_t local_port);
 	/* Bytes written / read, or -errno (-EAGAIN: not now). recv: 0 is EOF. */
@@ -170,6 +175,11 @@ void virtio_vsock_destroy(struct virtio_vsock *vs);
  */
 uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *conn,
 				   const char **why);
+/*
+ * A connection connect() put off is accepted by the host (ok: the guest
+ * gets RESPONSE) or given up (the guest gets RST). Stale ids are ignored.
+ */
+void virtio_vsock_host_accepted(struct virtio_vsock *vs, uint32_t id, bool ok);
 /* The host connection `id` is ready (VSOCK_EV_*). Stale ids are ignored. */
 void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned events);
 

@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -47,6 +48,9 @@ struct host_conn {
 	atomic_uint id;           /* the device's connection id; 0 until known */
 	uint32_t events;          /* EPOLLIN/EPOLLOUT armed on w (be_want) */
 	enum hc_state state;
+	bool accept_pending;      /* a guest's connect the host program has not accepted */
+	uint32_t port;            /* ... to PATH_<port> */
+	long accept_deadline;     /* monotonic ms when it is given up */
 	char line[VSOCK_HOST_LINE_MAX];
 	unsigned line_len;
 	struct host_conn *prev, *next;
@@ -64,6 +68,9 @@ struct vsock_host {
 	unsigned device_conns;    /* HC_DEVICE connections: one descriptor each */
 	unsigned max_conns;       /* the bound on device_conns (vsock_host_fd_budget) */
 	bool listen_held;
+	int retry_fd;             /* timerfd: retries connects to full backlogs while armed */
+	struct io_watch *retry_w;
+	bool retry_armed;
 };
 
 /* ---- the descriptor budget ---- */
@@ -307,7 +314,32 @@ static void on_accept(void *ctx, int fd)
 
 /* ---- the device's callbacks ---- */
 
-static void *be_connect(void *ctx, uint32_t port, uint32_t id)
+/* PATH_<port>: where a host program listens for the guest's connections to port. */
+static bool host_port_addr(const struct vsock_host *h, uint32_t port, struct sockaddr_un *addr)
+{
+	*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	int len = snprintf(addr->sun_path, sizeof(addr->sun_path), "%.*s_%u", VSOCK_HOST_PATH_MAX, h->path, port);
+	return len > 0 && (size_t)len < sizeof(addr->sun_path);
+}
+
+/* Retries put-off connects every VSOCK_HOST_RETRY_MS while any is pending (h->lock held). */
+static void retry_timer_set(struct vsock_host *h, bool on)
+{
+	if (on == h->retry_armed)
+		return;
+	long ns = on ? VSOCK_HOST_RETRY_MS * 1000000L : 0;
+	struct itimerspec t = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
+	if (timerfd_settime(h->retry_fd, 0, &t, NULL) == 0)
+		h->retry_armed = on;
+}
+
+/*
+ * The guest connects to PATH_<port>. A Unix connect completes at once or
+ * fails; EAGAIN means the host program's backlog is full, not that nobody
+ * listens, so the connection waits (the guest hears nothing yet) and is
+ * retried until VSOCK_HOST_ACCEPT_WAIT_MS have passed.
+ */
+static void *be_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
 	struct vsock_host *h = ctx;
 	pthread_mutex_lock(&h->lock);
@@ -317,18 +349,20 @@ static void *be_connect(void *ctx, uint32_t port, uint32_t id)
 		log_debug("vsock: %u connections open; refusing the guest's to port %u", h->max_conns, port);
 		return NULL;
 	}
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int len = snprintf(addr.sun_path, sizeof(addr.sun_path), "%s_%u", h->path, port);
-	if (len < 0 || (size_t)len >= sizeof(addr.sun_path))
+	struct sockaddr_un addr;
+	if (!host_port_addr(h, port, &addr))
 		return NULL;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	/* Unix stream connects complete at once; a full backlog (EAGAIN) is a refusal. */
+	bool full = false;
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		log_debug("vsock: guest connection to %s refused: %m", addr.sun_path);
-		close(fd);
-		return NULL;
+		full = errno == EAGAIN && h->io;
+		if (!full) {
+			log_debug("vsock: guest connection to %s refused: %m", addr.sun_path);
+			close(fd);
+			return NULL;
+		}
 	}
 	struct host_conn *hc = hc_new(h, fd, HC_DEVICE);
 	if (!hc) {
@@ -336,7 +370,69 @@ static void *be_connect(void *ctx, uint32_t port, uint32_t id)
 		return NULL;
 	}
 	atomic_store(&hc->id, id);
+	if (full) {
+		log_debug("vsock: %s is not accepting yet; the guest's connection waits", addr.sun_path);
+		pthread_mutex_lock(&h->lock);
+		hc->accept_pending = true;
+		hc->port = port;
+		hc->accept_deadline = monotonic_ms() + VSOCK_HOST_ACCEPT_WAIT_MS;
+		retry_timer_set(h, true);
+		pthread_mutex_unlock(&h->lock);
+		*later = true;
+	}
 	return hc;
+}
+
+struct accept_result {
+	uint32_t id;
+	bool ok;
+};
+
+/*
+ * Connects the waiting guest connections whose host program made room,
+ * gives up those past their deadline; at most `max` answers into `out`
+ * (the device is told after h->lock is dropped: it is taken inside the
+ * device's lock elsewhere).
+ */
+static unsigned retry_pending(struct vsock_host *h, struct accept_result *out, unsigned max)
+{
+	unsigned n = 0;
+	bool left = false;
+	long now = monotonic_ms();
+	pthread_mutex_lock(&h->lock);
+	for (struct host_conn *hc = h->conns; hc; hc = hc->next) {
+		if (hc->state != HC_DEVICE || !hc->accept_pending)
+			continue;
+		if (n == max) {
+			left = true;
+			break;
+		}
+		struct sockaddr_un addr;
+		host_port_addr(h, hc->port, &addr);
+		bool ok = connect(hc->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 || errno == EISCONN;
+		if (!ok && errno == EAGAIN && now < hc->accept_deadline) {
+			left = true;
+			continue;
+		}
+		hc->accept_pending = false;
+		out[n++] = (struct accept_result){ atomic_load(&hc->id), ok };
+	}
+	retry_timer_set(h, left);
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+static void on_retry(void *ctx, uint32_t events)
+{
+	(void)events;
+	struct vsock_host *h = ctx;
+	uint64_t ticks;
+	ssize_t r = read(h->retry_fd, &ticks, sizeof(ticks));
+	(void)r;
+	struct accept_result res[64];
+	unsigned n = retry_pending(h, res, ARRAY_SIZE(res));
+	for (unsigned i = 0; i < n; i++)
+		virtio_vsock_host_accepted(h->vs, res[i].id, res[i].ok);
 }
 
 static void be_established(void *ctx, void *conn, uint32_t local_port)
@@ -447,8 +543,16 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 	pthread_mutex_init(&h->lock, NULL);
 	memcpy(h->path, path, strlen(path) + 1);
 	h->io = io;
+	h->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (h->retry_fd < 0) {
+		log_error("vsock: cannot create a timer: %m");
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return NULL;
+	}
 	h->listen_fd = unix_listen("vsock socket", path, VSOCK_HOST_BACKLOG, SOCK_NONBLOCK);
 	if (h->listen_fd < 0) {
+		close(h->retry_fd);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return NULL;
@@ -460,8 +564,9 @@ bool vsock_host_start(struct vsock_host *h, struct virtio_vsock *vs)
 {
 	h->vs = vs;
 	h->max_conns = vsock_host_fd_budget();
+	h->retry_w = iothread_watch(h->io, h->retry_fd, EPOLLIN, on_retry, h);
 	h->listener = listener_create(h->io, h->listen_fd, "vsock socket", on_accept, h);
-	return h->listener != NULL;
+	return h->retry_w && h->listener;
 }
 
 unsigned vsock_host_max_conns(struct vsock_host *h)
@@ -480,6 +585,9 @@ void vsock_host_destroy(struct vsock_host *h)
 	if (!h)
 		return;
 	listener_destroy(h->listener, !h->io);
+	if (h->io)
+		iothread_unwatch(h->retry_w);
+	close(h->retry_fd);
 	close(h->listen_fd);
 	unlink(h->path);
 	/* Handshakes still open, or connections of a device that was never reset. */

@@ -9,7 +9,8 @@
  * A host program that gets no connection reads why, one line, then EOF:
  * "ERR <why>\n" (VSOCK_WHY_* of dev/virtio-vsock.h and VSOCK_HOST_ERR_*
  * below; docs/vmm.md lists them). A guest whose connection finds no host
- * listener, or exceeds the connection bound, gets a reset.
+ * listener, or exceeds the connection bound, gets a reset; one whose host
+ * program is slow to accept (a full backlog) waits instead.
  *
  * Every connection is a descriptor of the VMM, so their number is bounded
  * below RLIMIT_NOFILE (see vsock_host_start), and nothing a guest or a host
@@ -37,6 +38,13 @@
 #define VSOCK_HOST_MAX_HANDSHAKE 64
 #define VSOCK_HOST_BACKLOG       1024
 #define VSOCK_HOST_LINE_MAX      32
+/*
+ * A guest's connection to PATH_P while the host program's listen backlog is
+ * full waits (the guest hears nothing yet) and is retried every
+ * VSOCK_HOST_RETRY_MS for up to VSOCK_HOST_ACCEPT_WAIT_MS, then reset.
+ */
+#define VSOCK_HOST_RETRY_MS       10
+#define VSOCK_HOST_ACCEPT_WAIT_MS 5000
 /* Descriptors kept free for the VMM's own use after the vsock bound. */
 #define VSOCK_HOST_FD_RESERVE    128
 

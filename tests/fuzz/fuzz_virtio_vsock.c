@@ -46,9 +46,9 @@ static struct fhost *fhost_new(void)
 	return NULL;
 }
 
-static void *fb_connect(void *ctx, uint32_t port, uint32_t id)
+static void *fb_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
-	(void)ctx, (void)port;
+	(void)ctx, (void)port, (void)later;
 	struct fhost *f = refuse ? NULL : fhost_new();
 	if (f)
 		f->id = id;

@@ -46,6 +46,7 @@ struct fconn {
 #define FCONN_SENT_MAX (1u << 20)
 static struct fconn *fconns;
 static bool refuse;
+static bool defer;  /* connect() says the host end is not there yet */
 static unsigned connects, closes, wakes;
 static struct sim sim;
 static const char *last_why; /* virtio_vsock_host_connect's reason for a refusal */
@@ -71,12 +72,13 @@ static struct fconn *fconn_new(uint32_t port)
 	return NULL;
 }
 
-static void *fb_connect(void *ctx, uint32_t port, uint32_t id)
+static void *fb_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
 	(void)ctx;
 	connects++;
 	if (refuse)
 		return NULL;
+	*later = defer;
 	struct fconn *f = fconn_new(port);
 	f->id = id;
 	last_fconn = f;
@@ -174,7 +176,7 @@ static int setup(void **state)
 {
 	(void)state;
 	fconns = calloc(MAX_FCONN, sizeof(*fconns));
-	refuse = false;
+	refuse = defer = false;
 	connects = closes = wakes = 0;
 	last_fconn = NULL;
 	return fconns && sim_init(&sim, &fake_backend) ? 0 : -1;
@@ -304,6 +306,39 @@ static void test_host_connect_guest_refuses(void **state)
 	assert_false(f->established);
 	assert_int_equal(stats().conns, 0);
 	expect_no_rx(); /* no answer to a RST */
+}
+
+static void test_guest_connect_put_off(void **state)
+{
+	(void)state;
+	defer = true;
+	sim_rx_post(&sim, 4, 4096);
+	/* The host end is not there yet: the guest hears nothing ... */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *f = last_fconn;
+	expect_no_rx();
+	/* ... until the host accepts: RESPONSE, and data flows. */
+	virtio_vsock_host_accepted(sim.vs, f->id, true);
+	expect_rx_op(VSOCK_OP_RESPONSE, HOST_PORT, PEER_PORT);
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
+	assert_int_equal(f->sent_len, 1);
+	/* One the host gives up on is reset. */
+	sim_tx(&sim, PEER_PORT + 1, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *g = last_fconn;
+	expect_no_rx();
+	virtio_vsock_host_accepted(sim.vs, g->id, false);
+	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT + 1);
+	assert_true(g->closed);
+	/* Data before the RESPONSE is out of place: reset, and a late accept is ignored. */
+	sim_tx(&sim, PEER_PORT + 2, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *h = last_fconn;
+	uint32_t hid = h->id;
+	sim_tx(&sim, PEER_PORT + 2, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
+	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT + 2);
+	assert_true(h->closed);
+	virtio_vsock_host_accepted(sim.vs, hid, true);
+	expect_no_rx();
+	assert_int_equal(stats().conns, 1);
 }
 
 static void test_host_connect_without_driver(void **state)
@@ -880,6 +915,7 @@ int main(void)
 		T(test_guest_connect_refused),
 		T(test_host_connect),
 		T(test_host_connect_guest_refuses),
+		T(test_guest_connect_put_off),
 		T(test_host_connect_without_driver),
 		T(test_guest_to_host_data),
 		T(test_host_to_guest_data_and_credit),

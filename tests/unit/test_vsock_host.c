@@ -305,6 +305,45 @@ static void test_guest_to_host_no_listener(void **state)
 	assert_int_equal(p.dst_port, 40001);
 }
 
+static void test_guest_to_host_waits_for_slow_accept(void **state)
+{
+	(void)state;
+	/* A host program with the smallest backlog (one connection) that is slow to accept. */
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s_%u", path, 6006u);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	rx_fill(8);
+	sim_tx(&sim, 43000, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	rx_expect(VSOCK_OP_RESPONSE); /* the backlog's one place */
+	/* The backlog is full: the next two wait, neither refused nor answered. */
+	sim_tx(&sim, 43001, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	sim_tx(&sim, 43002, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	struct sim_pkt p;
+	assert_false(rx_poll(&p, 300));
+	/* The guest gives up on one of them. */
+	sim_tx(&sim, 43002, 6006, VSOCK_OP_RST, 0, 1 << 20, 0, NULL, 0);
+	/* The host program accepts: the other one is connected. */
+	int first = accept(lfd, NULL, NULL);
+	assert_true(first >= 0);
+	p = rx_expect(VSOCK_OP_RESPONSE);
+	assert_int_equal(p.dst_port, 43001);
+	int second = accept(lfd, NULL, NULL);
+	assert_true(second >= 0);
+	sim_tx(&sim, 43001, 6006, VSOCK_OP_RW, 0, 1 << 20, 0, "hi", 2);
+	char buf[4] = { 0 };
+	assert_int_equal(read_full(second, buf, 2), 2);
+	assert_string_equal(buf, "hi");
+	assert_false(rx_poll(&p, 100)); /* nothing for the one the guest gave up on */
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, 2);
+	close(first);
+	close(second);
+	close(lfd);
+}
+
 static void test_reset_gives_eof(void **state)
 {
 	(void)state;
@@ -790,6 +829,7 @@ int main(void)
 		T(test_no_guest_listener),
 		T(test_guest_to_host_listener),
 		T(test_guest_to_host_no_listener),
+		T(test_guest_to_host_waits_for_slow_accept),
 		T(test_reset_gives_eof),
 		T(test_thousand_connections),
 		T(test_slow_host_reader_bounded),
