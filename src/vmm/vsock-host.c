@@ -122,6 +122,7 @@ static void host_update_listener(struct vsock_host *h)
 
 /* ---- connections ---- */
 
+/* A connection on `fd`; NULL when out of memory or, for HC_DEVICE, out of budget. */
 static struct host_conn *hc_new(struct vsock_host *h, int fd, enum hc_state state)
 {
 	struct host_conn *hc = calloc(1, sizeof(*hc));
@@ -133,6 +134,11 @@ static struct host_conn *hc_new(struct vsock_host *h, int fd, enum hc_state stat
 	hc->fd = fd;
 	hc->state = state;
 	pthread_mutex_lock(&h->lock);
+	if (state == HC_DEVICE && h->device_conns >= h->max_conns) {
+		pthread_mutex_unlock(&h->lock); /* the budget went meanwhile */
+		free(hc);
+		return NULL;
+	}
 	hc->next = h->conns;
 	if (h->conns)
 		h->conns->prev = hc;
