@@ -45,8 +45,12 @@
  */
 #define VSOCK_HOST_RETRY_MS       10
 #define VSOCK_HOST_ACCEPT_WAIT_MS 5000
-/* Descriptors kept free for the VMM's own use after the vsock bound. */
-#define VSOCK_HOST_FD_RESERVE    128
+/*
+ * Descriptors kept free, beyond those open when the host side starts, for
+ * what the VMM opens later: a vCPU each (up to 254, made after the
+ * devices), API and console clients, user-mode network sockets.
+ */
+#define VSOCK_HOST_FD_RESERVE    512
 
 #define VSOCK_HOST_ERR_NOT_CONNECT "expected CONNECT <port>"
 #define VSOCK_HOST_ERR_LONG_LINE   "line too long"
