@@ -818,6 +818,237 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	}
 }
 
+/* ---- an echo workload, as the nested e2e runs it ---- */
+
+/*
+ * The simulated guest plays Linux's echo server: it accepts on GUEST_PORT,
+ * sends back every byte within the device's credit (piggybacking its own
+ * consumption, as Linux does), hands out credit as it consumes, answers
+ * the host's SHUTDOWN with its own once everything is echoed, and forgets
+ * a connection at RST. The host programs are threads that write ECHO_BYTES
+ * in 16 KiB writes, half-close, and read the echo back to EOF.
+ */
+#define ECHO_CONNS  100
+#define ECHO_BYTES  (256u << 10)
+#define GUEST_BUF   (256u << 10)
+
+struct guest_conn {
+	uint32_t port;               /* the host side's local port; 0: free */
+	uint8_t *q;                  /* received, not yet echoed */
+	uint32_t q_head, q_len;
+	uint32_t tx_cnt, fwd_cnt;    /* the guest's counters */
+	uint32_t dev_buf_alloc, dev_fwd_cnt;
+	bool peer_eof, shut_sent;
+};
+
+static struct guest_conn gconns[ECHO_CONNS];
+static atomic_int echo_finished;   /* host program threads done */
+
+static struct guest_conn *gconn_find(uint32_t port, bool create)
+{
+	for (unsigned i = 0; i < ECHO_CONNS; i++)
+		if (gconns[i].port == port)
+			return &gconns[i];
+	for (unsigned i = 0; create && i < ECHO_CONNS; i++) {
+		if (gconns[i].port == 0) {
+			uint8_t *q = gconns[i].q;
+			gconns[i] = (struct guest_conn){ .port = port, .q = q };
+			return &gconns[i];
+		}
+	}
+	return NULL;
+}
+
+/* Echoes what the device's credit allows; the SHUTDOWN once all is out. */
+static void gconn_flush(struct guest_conn *g)
+{
+	while (g->q_len > 0) {
+		uint32_t credit = g->dev_buf_alloc - (g->tx_cnt - g->dev_fwd_cnt);
+		uint32_t k = g->q_len < 16384 ? g->q_len : 16384;
+		if (GUEST_BUF - g->q_head < k)
+			k = GUEST_BUF - g->q_head;
+		if (k > credit)
+			k = credit;
+		if (k == 0)
+			return;
+		g->tx_cnt += k;
+		g->fwd_cnt += k; /* consumed as it is echoed */
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_RW, 0, GUEST_BUF, g->fwd_cnt, g->q + g->q_head, k);
+		g->q_head = (g->q_head + k) % GUEST_BUF;
+		g->q_len -= k;
+	}
+	if (g->peer_eof && !g->shut_sent) {
+		g->shut_sent = true;
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND,
+		       GUEST_BUF, g->fwd_cnt, NULL, 0);
+	}
+}
+
+static void guest_echo_packet(const struct sim_pkt *p)
+{
+	struct guest_conn *g = gconn_find(p->src_port, p->op == VSOCK_OP_REQUEST);
+	if (!g) {
+		if (p->op != VSOCK_OP_RST)
+			fail_msg("guest: op %u for unknown port %u", p->op, p->src_port);
+		return;
+	}
+	g->dev_buf_alloc = p->buf_alloc;
+	g->dev_fwd_cnt = p->fwd_cnt;
+	switch (p->op) {
+	case VSOCK_OP_REQUEST:
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_RESPONSE, 0, GUEST_BUF, 0, NULL, 0);
+		break;
+	case VSOCK_OP_RW:
+		if (p->len > GUEST_BUF - g->q_len)
+			fail_msg("guest: port %u sent beyond the credit it had", g->port);
+		for (uint32_t i = 0; i < p->len; i++)
+			g->q[(g->q_head + g->q_len + i) % GUEST_BUF] = p->data[i];
+		g->q_len += p->len;
+		break;
+	case VSOCK_OP_SHUTDOWN:
+		g->peer_eof = g->peer_eof || (p->flags & VSOCK_SHUTDOWN_SEND);
+		break;
+	case VSOCK_OP_RST:
+		g->port = 0;
+		return;
+	}
+	gconn_flush(g);
+}
+
+struct echo_client {
+	int index;
+	int fd;
+	bool ok;
+	char why[96];
+};
+
+static uint8_t echo_pattern(int conn, uint32_t off)
+{
+	return (uint8_t)((off * 2654435761u) >> 13 ^ (uint32_t)conn * 97u);
+}
+
+static void *echo_writer(void *arg)
+{
+	struct echo_client *c = arg;
+	uint8_t buf[16384];
+	for (uint32_t off = 0; off < ECHO_BYTES; off += sizeof(buf)) {
+		for (uint32_t i = 0; i < sizeof(buf); i++)
+			buf[i] = echo_pattern(c->index, off + i);
+		for (size_t done = 0; done < sizeof(buf);) {
+			ssize_t n = write(c->fd, buf + done, sizeof(buf) - done);
+			if (n <= 0)
+				return NULL;
+			done += (size_t)n;
+		}
+	}
+	shutdown(c->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *echo_client_main(void *arg)
+{
+	struct echo_client *c = arg;
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+	char line[32];
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(c->fd, "CONNECT 5000\n", 13) != 13) {
+		snprintf(c->why, sizeof(c->why), "connect: %s", strerror(errno));
+		atomic_fetch_add(&echo_finished, 1);
+		return NULL;
+	}
+	read_line(c->fd, line, sizeof(line));
+	if (strncmp(line, "OK ", 3) != 0) {
+		snprintf(c->why, sizeof(c->why), "handshake answered '%s'", line);
+		atomic_fetch_add(&echo_finished, 1);
+		return NULL;
+	}
+	pthread_t w;
+	pthread_create(&w, NULL, echo_writer, c);
+	uint32_t got = 0;
+	uint8_t buf[16384];
+	for (;;) {
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n && !c->why[0]; i++)
+			if (buf[i] != echo_pattern(c->index, got + (uint32_t)i))
+				snprintf(c->why, sizeof(c->why), "byte %u differs", got + (uint32_t)i);
+		got += (uint32_t)n;
+	}
+	pthread_join(w, NULL);
+	if (!c->why[0] && got != ECHO_BYTES)
+		snprintf(c->why, sizeof(c->why), "%u of %u bytes came back", got, ECHO_BYTES);
+	c->ok = !c->why[0];
+	atomic_fetch_add(&echo_finished, 1);
+	return NULL;
+}
+
+static void test_echo_workload_completes(void **state)
+{
+	(void)state;
+	raise_fd_limit();
+	static struct echo_client cl[ECHO_CONNS];
+	static pthread_t t[ECHO_CONNS];
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		gconns[i] = (struct guest_conn){ .q = gconns[i].q ? gconns[i].q : malloc(GUEST_BUF) };
+		assert_non_null(gconns[i].q);
+	}
+	atomic_store(&echo_finished, 0);
+	for (int i = 0; i < ECHO_CONNS; i++) {
+		cl[i] = (struct echo_client){ .index = i, .fd = -1 };
+		assert_int_equal(pthread_create(&t[i], NULL, echo_client_main, &cl[i]), 0);
+	}
+	/* The guest runs until every host program and guest connection is done, or a minute passes. */
+	long start = (long)time(NULL);
+	unsigned live = 1;
+	while (live > 0 && (long)time(NULL) - start < 60) {
+		rx_fill(128);
+		struct sim_pkt p;
+		bool any = false;
+		for (;;) {
+			pthread_mutex_lock(&sim.vd.lock);
+			bool got = sim_rx_next(&sim, &p);
+			pthread_mutex_unlock(&sim.vd.lock);
+			if (!got)
+				break;
+			any = true;
+			guest_echo_packet(&p);
+			rx_fill(128);
+		}
+		live = ECHO_CONNS - (unsigned)atomic_load(&echo_finished);
+		for (unsigned i = 0; i < ECHO_CONNS; i++)
+			live += gconns[i].port != 0;
+		if (!any)
+			msleep(1);
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		if (gconns[i].port)
+			print_message("stuck: guest port %u: %u bytes to echo, credit %u, peer eof %d; "
+				      "device: %u connections, %llu bytes buffered\n",
+				      gconns[i].port, gconns[i].q_len,
+				      gconns[i].dev_buf_alloc - (gconns[i].tx_cnt - gconns[i].dev_fwd_cnt),
+				      gconns[i].peer_eof, st.conns, (unsigned long long)st.buffered);
+	}
+	if (live)
+		fail_msg("%u host programs or guest connections still busy after 60 s",  live);
+	for (int i = 0; i < ECHO_CONNS; i++) {
+		pthread_join(t[i], NULL);
+		if (!cl[i].ok)
+			fail_msg("connection %d: %s", i, cl[i].why);
+		close(cl[i].fd);
+	}
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, 0);
+	assert_int_equal(st.buffer_bytes, 0);
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		free(gconns[i].q);
+		gconns[i].q = NULL;
+	}
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* as in the VMM; a refused client's write fails instead */
@@ -837,6 +1068,7 @@ int main(void)
 		T(test_handshake_limit_holds_not_drops),
 		T(test_burst_every_client_answered),
 		T(test_out_of_descriptors_does_not_spin),
+		T(test_echo_workload_completes),
 		cmocka_unit_test_setup_teardown(test_connections_bounded_by_fd_limit,
 						setup_small_fd_limit, teardown),
 	};
