@@ -3,7 +3,8 @@
  * a real Unix socket: the guest's output reaches the client; a second
  * client waits in the backlog while the first is connected (it is not
  * closed) and takes over when the first leaves; running out of descriptors
- * does not make the console thread spin.
+ * (at accept, or at the dup after it) does not make the console thread
+ * spin, and the client is served once descriptors are back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -112,9 +113,13 @@ static double cpu_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void test_out_of_descriptors_does_not_spin(void **state)
+/*
+ * Runs the console with every descriptor taken but `spare` while a client
+ * connects, for half a second; fails if the console thread burns CPU;
+ * then gives the descriptors back and checks the client is served.
+ */
+static void starve_and_serve(struct fixture *f, int spare)
 {
-	struct fixture *f = *state;
 	int client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int saved_err = dup(STDERR_FILENO);
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -131,6 +136,8 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
 		nfill++;
 	assert_int_equal(errno, EMFILE);
+	for (int i = 0; i < spare && nfill > 0; i++)
+		close(filler[--nfill]);
 	connect_to(f->path, client);
 	usleep(50000);
 	double cpu0 = cpu_seconds();
@@ -150,11 +157,24 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	close(client);
 }
 
+/* accept4 fails with EMFILE. */
+static void test_out_of_descriptors_does_not_spin(void **state)
+{
+	starve_and_serve(*state, 0);
+}
+
+/* accept4 takes the last descriptor and dup, for the second direction, fails. */
+static void test_out_of_descriptors_after_accept(void **state)
+{
+	starve_and_serve(*state, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_second_client_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_descriptors_does_not_spin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_descriptors_after_accept, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
