@@ -50,7 +50,7 @@ struct host_conn {
 	enum hc_state state;
 	bool accept_pending;      /* a guest's connect the host program has not accepted */
 	uint32_t port;            /* ... to PATH_<port> */
-	long accept_deadline;     /* monotonic ms when it is given up */
+	long deadline;            /* monotonic ms: the accept is given up, or the handshake */
 	char line[VSOCK_HOST_LINE_MAX];
 	unsigned line_len;
 	struct host_conn *prev, *next;
@@ -68,9 +68,10 @@ struct vsock_host {
 	unsigned device_conns;    /* HC_DEVICE connections: one descriptor each */
 	unsigned max_conns;       /* the bound on device_conns (vsock_host_fd_budget) */
 	bool listen_held;
-	int retry_fd;             /* timerfd: retries connects to full backlogs while armed */
-	struct io_watch *retry_w;
-	bool retry_armed;
+	unsigned accepts_pending; /* guest connects waiting for a full backlog */
+	int timer_fd;             /* retries those, ends silent handshakes (on_timer) */
+	struct io_watch *timer_w;
+	long timer_ms;            /* its period now; 0: stopped */
 };
 
 /* ---- the descriptor budget ---- */
@@ -104,6 +105,22 @@ static unsigned vsock_host_fd_budget(void)
 		log_info("vsock: at most %llu connections: the file descriptor limit is %llu",
 			 room, (unsigned long long)rl.rlim_cur);
 	return room < VSOCK_MAX_CONNS ? (unsigned)room : VSOCK_MAX_CONNS;
+}
+
+/*
+ * The timer ticks every VSOCK_HOST_RETRY_MS while a guest's connect waits
+ * for a full backlog, every second while only handshakes are open (to end
+ * those past their deadline), and not at all otherwise. h->lock held.
+ */
+static void host_update_timer(struct vsock_host *h)
+{
+	long ms = h->accepts_pending ? VSOCK_HOST_RETRY_MS : h->handshakes ? 1000 : 0;
+	if (ms == h->timer_ms || h->timer_fd < 0)
+		return;
+	struct itimerspec t = { .it_interval = { ms / 1000, ms % 1000 * 1000000L },
+				.it_value = { ms / 1000, ms % 1000 * 1000000L } };
+	if (timerfd_settime(h->timer_fd, 0, &t, NULL) == 0)
+		h->timer_ms = ms;
 }
 
 /*
@@ -143,11 +160,14 @@ static struct host_conn *hc_new(struct vsock_host *h, int fd, enum hc_state stat
 	if (h->conns)
 		h->conns->prev = hc;
 	h->conns = hc;
-	if (state == HC_HANDSHAKE)
+	if (state == HC_HANDSHAKE) {
 		h->handshakes++;
-	else
+		hc->deadline = monotonic_ms() + VSOCK_HOST_HANDSHAKE_MS;
+	} else {
 		h->device_conns++;
+	}
 	host_update_listener(h);
+	host_update_timer(h);
 	pthread_mutex_unlock(&h->lock);
 	return hc;
 }
@@ -175,6 +195,9 @@ static void hc_release(struct host_conn *hc)
 		h->handshakes--;
 	else if (hc->state == HC_DEVICE)
 		h->device_conns--;
+	if (hc->accept_pending)
+		h->accepts_pending--;
+	hc->accept_pending = false;
 	hc->state = HC_DEAD;
 	if (hc->prev)
 		hc->prev->next = hc->next;
@@ -183,6 +206,7 @@ static void hc_release(struct host_conn *hc)
 	if (hc->next)
 		hc->next->prev = hc->prev;
 	host_update_listener(h);
+	host_update_timer(h);
 	pthread_mutex_unlock(&h->lock);
 	if (!h->io || !iothread_call(h->io, hc_free, hc))
 		hc_free(hc);
@@ -242,6 +266,7 @@ static bool hc_become_device(struct host_conn *hc)
 		h->handshakes--;
 		h->device_conns++;
 		host_update_listener(h);
+		host_update_timer(h);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return room;
@@ -328,17 +353,6 @@ static bool host_port_addr(const struct vsock_host *h, uint32_t port, struct soc
 	return len > 0 && (size_t)len < sizeof(addr->sun_path);
 }
 
-/* Retries put-off connects every VSOCK_HOST_RETRY_MS while any is pending (h->lock held). */
-static void retry_timer_set(struct vsock_host *h, bool on)
-{
-	if (on == h->retry_armed)
-		return;
-	long ns = on ? VSOCK_HOST_RETRY_MS * 1000000L : 0;
-	struct itimerspec t = { .it_interval = { 0, ns }, .it_value = { 0, ns } };
-	if (timerfd_settime(h->retry_fd, 0, &t, NULL) == 0)
-		h->retry_armed = on;
-}
-
 /*
  * The guest connects to PATH_<port>. A Unix connect completes at once or
  * fails; EAGAIN means the host program's backlog is full, not that nobody
@@ -381,8 +395,9 @@ static void *be_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 		pthread_mutex_lock(&h->lock);
 		hc->accept_pending = true;
 		hc->port = port;
-		hc->accept_deadline = monotonic_ms() + VSOCK_HOST_ACCEPT_WAIT_MS;
-		retry_timer_set(h, true);
+		hc->deadline = monotonic_ms() + VSOCK_HOST_ACCEPT_WAIT_MS;
+		h->accepts_pending++;
+		host_update_timer(h);
 		pthread_mutex_unlock(&h->lock);
 		*later = true;
 	}
@@ -403,42 +418,59 @@ struct accept_result {
 static unsigned retry_pending(struct vsock_host *h, struct accept_result *out, unsigned max)
 {
 	unsigned n = 0;
-	bool left = false;
 	long now = monotonic_ms();
 	pthread_mutex_lock(&h->lock);
-	for (struct host_conn *hc = h->conns; hc; hc = hc->next) {
+	for (struct host_conn *hc = h->conns; hc && n < max; hc = hc->next) {
 		if (hc->state != HC_DEVICE || !hc->accept_pending)
 			continue;
-		if (n == max) {
-			left = true;
-			break;
-		}
 		struct sockaddr_un addr;
 		host_port_addr(h, hc->port, &addr);
 		bool ok = connect(hc->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 || errno == EISCONN;
-		if (!ok && errno == EAGAIN && now < hc->accept_deadline) {
-			left = true;
+		if (!ok && errno == EAGAIN && now < hc->deadline)
 			continue;
-		}
 		hc->accept_pending = false;
+		h->accepts_pending--;
 		out[n++] = (struct accept_result){ atomic_load(&hc->id), ok };
 	}
-	retry_timer_set(h, left);
+	host_update_timer(h);
 	pthread_mutex_unlock(&h->lock);
 	return n;
 }
 
-static void on_retry(void *ctx, uint32_t events)
+/*
+ * Host programs that sent no line by their deadline: a silent one must
+ * not hold a handshake place, and with it the listener, for ever. Only
+ * the I/O thread ends handshakes, so the pointers stay good after the
+ * lock is dropped.
+ */
+static void end_silent_handshakes(struct vsock_host *h)
+{
+	struct host_conn *late[VSOCK_HOST_MAX_HANDSHAKE];
+	unsigned n = 0;
+	long now = monotonic_ms();
+	pthread_mutex_lock(&h->lock);
+	for (struct host_conn *hc = h->conns; hc && n < ARRAY_SIZE(late); hc = hc->next)
+		if (hc->state == HC_HANDSHAKE && now >= hc->deadline)
+			late[n++] = hc;
+	pthread_mutex_unlock(&h->lock);
+	for (unsigned i = 0; i < n; i++) {
+		log_debug("vsock: host program sent no CONNECT line in %d ms; refusing", VSOCK_HOST_HANDSHAKE_MS);
+		hc_refuse(late[i], VSOCK_HOST_ERR_TIMEOUT);
+	}
+}
+
+static void on_timer(void *ctx, uint32_t events)
 {
 	(void)events;
 	struct vsock_host *h = ctx;
 	uint64_t ticks;
-	ssize_t r = read(h->retry_fd, &ticks, sizeof(ticks));
+	ssize_t r = read(h->timer_fd, &ticks, sizeof(ticks));
 	(void)r;
 	struct accept_result res[64];
 	unsigned n = retry_pending(h, res, ARRAY_SIZE(res));
 	for (unsigned i = 0; i < n; i++)
 		virtio_vsock_host_accepted(h->vs, res[i].id, res[i].ok);
+	end_silent_handshakes(h);
 }
 
 static void be_established(void *ctx, void *conn, uint32_t local_port)
@@ -549,8 +581,8 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 	pthread_mutex_init(&h->lock, NULL);
 	memcpy(h->path, path, strlen(path) + 1);
 	h->io = io;
-	h->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (h->retry_fd < 0) {
+	h->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (h->timer_fd < 0) {
 		log_error("vsock: cannot create a timer: %m");
 		pthread_mutex_destroy(&h->lock);
 		free(h);
@@ -558,7 +590,7 @@ struct vsock_host *vsock_host_create(const char *path, struct iothread *io)
 	}
 	h->listen_fd = unix_listen("vsock socket", path, VSOCK_HOST_BACKLOG, SOCK_NONBLOCK);
 	if (h->listen_fd < 0) {
-		close(h->retry_fd);
+		close(h->timer_fd);
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return NULL;
@@ -570,9 +602,9 @@ bool vsock_host_start(struct vsock_host *h, struct virtio_vsock *vs)
 {
 	h->vs = vs;
 	h->max_conns = vsock_host_fd_budget();
-	h->retry_w = iothread_watch(h->io, h->retry_fd, EPOLLIN, on_retry, h);
+	h->timer_w = iothread_watch(h->io, h->timer_fd, EPOLLIN, on_timer, h);
 	h->listener = listener_create(h->io, h->listen_fd, "vsock socket", on_accept, h);
-	return h->retry_w && h->listener;
+	return h->timer_w && h->listener;
 }
 
 unsigned vsock_host_max_conns(struct vsock_host *h)
@@ -591,9 +623,11 @@ void vsock_host_destroy(struct vsock_host *h)
 	if (!h)
 		return;
 	listener_destroy(h->listener, !h->io);
+	h->listener = NULL;
 	if (h->io)
-		iothread_unwatch(h->retry_w);
-	close(h->retry_fd);
+		iothread_unwatch(h->timer_w);
+	close(h->timer_fd);
+	h->timer_fd = -1; /* hc_release below must not set it */
 	close(h->listen_fd);
 	unlink(h->path);
 	/* Handshakes still open, or connections of a device that was never reset. */

@@ -52,8 +52,12 @@
  */
 #define VSOCK_HOST_FD_RESERVE    512
 
+/* A host program's line must arrive this soon after it is accepted. */
+#define VSOCK_HOST_HANDSHAKE_MS  5000
+
 #define VSOCK_HOST_ERR_NOT_CONNECT "expected CONNECT <port>"
 #define VSOCK_HOST_ERR_LONG_LINE   "line too long"
+#define VSOCK_HOST_ERR_TIMEOUT     "no CONNECT line within 5 s"
 
 struct vsock_host;
 

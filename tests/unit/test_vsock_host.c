@@ -557,6 +557,17 @@ static void test_handshake_limit_holds_not_drops(void **state)
 		close(fds[i]);
 }
 
+static void test_silent_host_program_refused_in_time(void **state)
+{
+	(void)state;
+	/* Half a line, then nothing: the place is given back, with a reason. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONN", 4), 4);
+	assert_true(stays_quiet(fd, VSOCK_HOST_HANDSHAKE_MS - 1000));
+	expect_error(fd, VSOCK_HOST_ERR_TIMEOUT);
+	close(fd);
+}
+
 /* ---- a burst against a slow I/O thread ---- */
 
 static atomic_bool napping, nap_queued;
@@ -1069,6 +1080,7 @@ int main(void)
 		T(test_slow_host_reader_bounded),
 		T(test_slow_guest_reader_backpressure),
 		T(test_handshake_limit_holds_not_drops),
+		T(test_silent_host_program_refused_in_time),
 		T(test_burst_every_client_answered),
 		T(test_out_of_descriptors_does_not_spin),
 		T(test_echo_workload_completes),
