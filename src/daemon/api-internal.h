@@ -22,6 +22,7 @@ struct api {
 	atomic_int relays;        /* console relay threads still running */
 	atomic_int streams;       /* events, logs -f and consoles open, at most API_MAX_STREAMS */
 	int listen_fd;
+	struct api_acceptor *acceptor; /* the accept loop in front of MHD (api-server.c) */
 };
 
 static inline struct sup *api_sup(struct api *api)

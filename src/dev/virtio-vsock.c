@@ -28,6 +28,10 @@
 #include "base/util.h"
 
 #define VSOCK_QUEUE_SIZE   256
+
+/* conn_grow doubles a ring from VSOCK_BUF_MIN and must land on VSOCK_CONN_BUF. */
+_Static_assert((VSOCK_CONN_BUF & (VSOCK_CONN_BUF - 1)) == 0 && VSOCK_CONN_BUF % VSOCK_BUF_MIN == 0 &&
+	       VSOCK_BUFFER_MAX >= VSOCK_CONN_BUF, "vsock buffer sizes");
 #define VSOCK_HASH_BUCKETS 1024u
 
 /* Control packets a connection owes the guest. */
@@ -38,6 +42,7 @@
 enum conn_state {
 	CONN_FREE,
 	CONN_CONNECTING, /* host-initiated, REQUEST sent or owed */
+	CONN_ACCEPTING,  /* guest-initiated, the host program has not accepted yet */
 	CONN_ESTABLISHED,
 	CONN_DRAINING,   /* the guest is gone; buffered bytes still go to the host */
 };
@@ -56,8 +61,9 @@ struct vsock_conn {
 	uint32_t peer_buf_alloc, peer_fwd_cnt, rx_cnt;
 	/* Guest to host: bytes forwarded, and the count the guest last saw. */
 	uint32_t fwd_cnt, fwd_cnt_sent;
-	uint8_t *txbuf;                  /* VSOCK_CONN_BUF ring, only while needed */
-	uint32_t tx_head, tx_len;
+	const char *refusal;             /* CONNECTING: what the host program hears if it ends */
+	uint8_t *txbuf;                  /* a ring of tx_cap bytes, only while needed */
+	uint32_t tx_cap, tx_head, tx_len;
 	struct vsock_conn *hnext, *wnext;
 };
 
@@ -82,6 +88,7 @@ struct virtio_vsock {
 	struct rst_entry rst[VSOCK_RST_BACKLOG];
 	unsigned rst_head, rst_len;
 	uint64_t buffered, buffered_peak;
+	uint64_t buffer_bytes;           /* heap the rings hold: at most VSOCK_BUFFER_MAX */
 
 	struct vq_chain chain;           /* tx chain being served */
 	struct vq_chain rx_chain;        /* rx buffer popped and not yet filled */
@@ -286,9 +293,10 @@ static void conn_want(struct virtio_vsock *vs, struct vsock_conn *c)
 static void conn_free_buf(struct virtio_vsock *vs, struct vsock_conn *c)
 {
 	vs->buffered -= c->tx_len;
+	vs->buffer_bytes -= c->tx_cap;
 	free(c->txbuf);
 	c->txbuf = NULL;
-	c->tx_len = c->tx_head = 0;
+	c->tx_len = c->tx_head = c->tx_cap = 0;
 }
 
 /* Ends a connection on both sides; `rst` tells the guest. */
@@ -296,6 +304,9 @@ static void conn_close(struct virtio_vsock *vs, struct vsock_conn *c, bool rst)
 {
 	if (rst && c->state != CONN_DRAINING)
 		rst_queue(vs, c->peer_port, c->local_port);
+	/* A host program waiting for the guest's answer hears why it never came. */
+	if (c->state == CONN_CONNECTING && c->host && vs->be.refused)
+		vs->be.refused(vs->be.ctx, c->host, c->refusal ? c->refusal : VSOCK_WHY_RESET);
 	conn_unhash(vs, c);
 	work_remove(vs, c);
 	conn_free_buf(vs, c);
@@ -329,7 +340,7 @@ static void conn_finish(struct virtio_vsock *vs, struct vsock_conn *c)
 static bool conn_flush(struct virtio_vsock *vs, struct vsock_conn *c)
 {
 	while (c->tx_len > 0) {
-		uint32_t first = VSOCK_CONN_BUF - c->tx_head;
+		uint32_t first = c->tx_cap - c->tx_head;
 		if (first > c->tx_len)
 			first = c->tx_len;
 		struct iovec iov[2] = { { c->txbuf + c->tx_head, first },
@@ -339,32 +350,63 @@ static bool conn_flush(struct virtio_vsock *vs, struct vsock_conn *c)
 			break;
 		if (n <= 0)
 			return false;
-		c->tx_head = (uint32_t)((c->tx_head + (size_t)n) % VSOCK_CONN_BUF);
+		c->tx_head = (uint32_t)((c->tx_head + (size_t)n) % c->tx_cap);
 		c->tx_len -= (uint32_t)n;
 		c->fwd_cnt += (uint32_t)n;
 		vs->buffered -= (uint64_t)n;
 	}
 	if (c->tx_len == 0) {
-		free(c->txbuf);
-		c->txbuf = NULL;
-		c->tx_head = 0;
+		conn_free_buf(vs, c);
 		if (c->fwd_cnt != c->fwd_cnt_sent)
 			c->pending |= P_CREDIT; /* drained: the guest may be waiting */
 	}
 	return true;
 }
 
-/* Keeps the bytes the host did not take; false when they exceed the credit. */
-static bool conn_buffer(struct virtio_vsock *vs, struct vsock_conn *c, const struct iovec *iov,
-			unsigned n, size_t off, size_t len)
+/*
+ * Makes c's ring hold at least `need` bytes (need <= VSOCK_CONN_BUF): it
+ * doubles from VSOCK_BUF_MIN, so a connection whose host reader lags a
+ * little holds a little, and the rings of all connections stay within
+ * VSOCK_BUFFER_MAX. False when that bound or malloc says no.
+ */
+static bool conn_grow(struct virtio_vsock *vs, struct vsock_conn *c, uint32_t need)
 {
+	if (need <= c->tx_cap)
+		return true;
+	uint32_t cap = c->tx_cap ? c->tx_cap : VSOCK_BUF_MIN;
+	while (cap < need)
+		cap *= 2;
+	if (vs->buffer_bytes - c->tx_cap + cap > VSOCK_BUFFER_MAX)
+		return false;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return false;
+	uint32_t first = c->tx_cap - c->tx_head < c->tx_len ? c->tx_cap - c->tx_head : c->tx_len;
+	if (c->tx_len) {
+		memcpy(buf, c->txbuf + c->tx_head, first);
+		memcpy(buf + first, c->txbuf, c->tx_len - first);
+	}
+	free(c->txbuf);
+	vs->buffer_bytes += cap - c->tx_cap;
+	c->txbuf = buf;
+	c->tx_cap = cap;
+	c->tx_head = 0;
+	return true;
+}
+
+/* Keeps the bytes the host did not take; NULL, or why the connection must be reset. */
+static const char *conn_buffer(struct virtio_vsock *vs, struct vsock_conn *c, const struct iovec *iov,
+			       unsigned n, size_t off, size_t len)
+{
+	if (len == 0)
+		return NULL;
 	if (len > VSOCK_CONN_BUF - c->tx_len)
-		return false;
-	if (!c->txbuf && !(c->txbuf = malloc(VSOCK_CONN_BUF)))
-		return false;
+		return "sent beyond its credit";
+	if (!conn_grow(vs, c, c->tx_len + (uint32_t)len))
+		return "host readers too slow: the VM's vsock buffers are full";
 	while (len > 0) {
-		uint32_t tail = (c->tx_head + c->tx_len) % VSOCK_CONN_BUF;
-		size_t k = VSOCK_CONN_BUF - tail < len ? VSOCK_CONN_BUF - tail : len;
+		uint32_t tail = (c->tx_head + c->tx_len) % c->tx_cap;
+		size_t k = c->tx_cap - tail < len ? c->tx_cap - tail : len;
 		iov_copy(iov, n, off, c->txbuf + tail, NULL, k);
 		c->tx_len += (uint32_t)k;
 		vs->buffered += k;
@@ -373,7 +415,7 @@ static bool conn_buffer(struct virtio_vsock *vs, struct vsock_conn *c, const str
 	}
 	if (vs->buffered > vs->buffered_peak)
 		vs->buffered_peak = vs->buffered;
-	return true;
+	return NULL;
 }
 
 /* An RW packet's payload: to the host now, or into the buffer. */
@@ -392,8 +434,9 @@ static void conn_rw(struct virtio_vsock *vs, struct vsock_conn *c, const struct 
 		sent = r > 0 ? (size_t)r : 0;
 		c->fwd_cnt += (uint32_t)sent;
 	}
-	if (!conn_buffer(vs, c, iov, n, VSOCK_HDR_BYTES + sent, len - sent)) {
-		log_debug("virtio-vsock: port %u sent beyond its credit, reset", c->peer_port);
+	const char *why = conn_buffer(vs, c, iov, n, VSOCK_HDR_BYTES + sent, len - sent);
+	if (why) {
+		log_debug("virtio-vsock: port %u: %s, reset", c->peer_port, why);
 		conn_close(vs, c, true);
 		return;
 	}
@@ -446,10 +489,15 @@ static void tx_request(struct virtio_vsock *vs, const struct pkt *p, struct vsoc
 	}
 	c->peer_buf_alloc = p->buf_alloc;
 	c->peer_fwd_cnt = p->fwd_cnt;
-	c->host = vs->be.connect(vs->be.ctx, p->dst_port, c->id);
+	bool later = false;
+	c->host = vs->be.connect(vs->be.ctx, p->dst_port, c->id, &later);
 	if (!c->host) {
 		log_debug("virtio-vsock: nothing listens on host port %u, reset", p->dst_port);
 		conn_close(vs, c, true);
+		return;
+	}
+	if (later) {
+		c->state = CONN_ACCEPTING; /* RESPONSE waits for virtio_vsock_host_accepted() */
 		return;
 	}
 	c->pending |= P_RESPONSE;
@@ -476,13 +524,14 @@ static void tx_conn(struct virtio_vsock *vs, const struct pkt *p, struct vsock_c
 		    const struct vq_chain *ch)
 {
 	if (p->op == VSOCK_OP_RST) {
+		c->refusal = VSOCK_WHY_REFUSED; /* no listener on that port in the guest */
 		conn_close(vs, c, false);
 		return;
 	}
 	c->peer_buf_alloc = p->buf_alloc;
 	c->peer_fwd_cnt = p->fwd_cnt;
-	bool connecting = c->state == CONN_CONNECTING;
-	if (p->op == VSOCK_OP_RESPONSE && connecting && !(c->pending & P_REQUEST)) {
+	bool connecting = c->state == CONN_CONNECTING || c->state == CONN_ACCEPTING;
+	if (p->op == VSOCK_OP_RESPONSE && c->state == CONN_CONNECTING && !(c->pending & P_REQUEST)) {
 		c->state = CONN_ESTABLISHED;
 		vs->be.established(vs->be.ctx, c->host, c->local_port);
 	} else if (connecting || (p->op != VSOCK_OP_RW && p->len != 0)) {
@@ -762,12 +811,14 @@ static uint32_t pick_local_port(struct virtio_vsock *vs, uint32_t peer)
 	}
 }
 
-uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *host)
+uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *host,
+				   const char **why)
 {
 	pthread_mutex_lock(&vs->lock);
 	struct vsock_conn *c = NULL;
 	if (vs->active)
 		c = conn_new(vs, pick_local_port(vs, port), port, CONN_CONNECTING);
+	*why = !vs->active ? VSOCK_WHY_NO_DRIVER : VSOCK_WHY_TOO_MANY;
 	if (c) {
 		c->host = host;
 		c->pending = P_REQUEST;
@@ -776,6 +827,22 @@ uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void 
 	uint32_t id = c ? c->id : 0;
 	unlock_and_wake(vs);
 	return id;
+}
+
+void virtio_vsock_host_accepted(struct virtio_vsock *vs, uint32_t id, bool ok)
+{
+	pthread_mutex_lock(&vs->lock);
+	struct vsock_conn *c = conn_by_id(vs, id);
+	if (c && c->state == CONN_ACCEPTING && ok) {
+		c->state = CONN_ESTABLISHED;
+		c->pending |= P_RESPONSE;
+		conn_want(vs, c);
+		work_push(vs, c);
+	} else if (c && c->state == CONN_ACCEPTING) {
+		log_debug("virtio-vsock: host port %u did not accept in time, reset", c->local_port);
+		conn_close(vs, c, true);
+	}
+	unlock_and_wake(vs);
 }
 
 void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned events)
@@ -805,7 +872,9 @@ void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned even
 void virtio_vsock_get_stats(struct virtio_vsock *vs, struct virtio_vsock_stats *st)
 {
 	pthread_mutex_lock(&vs->lock);
-	*st = (struct virtio_vsock_stats){ vs->nconns, vs->buffered, vs->buffered_peak, vs->rst_len };
+	*st = (struct virtio_vsock_stats){ .conns = vs->nconns, .buffered = vs->buffered,
+					   .buffered_peak = vs->buffered_peak, .buffer_bytes = vs->buffer_bytes,
+					   .rst_queued = vs->rst_len };
 	pthread_mutex_unlock(&vs->lock);
 }
 
@@ -853,9 +922,12 @@ static void vsock_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 /* Every connection ends: host peers see EOF, the driver starts afresh. */
 static void vsock_close_all(struct virtio_vsock *vs)
 {
-	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
-		if (vs->conns[i].state != CONN_FREE)
-			conn_close(vs, &vs->conns[i], false);
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		if (vs->conns[i].state == CONN_FREE)
+			continue;
+		vs->conns[i].refusal = VSOCK_WHY_NO_DRIVER; /* the driver reset */
+		conn_close(vs, &vs->conns[i], false);
+	}
 	vs->rst_len = vs->rst_head = 0;
 	vs->work_head = vs->work_tail = NULL;
 	vs->rx_held = false;

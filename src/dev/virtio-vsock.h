@@ -12,13 +12,18 @@
  *     guest's rx buffers, and only as many as the guest's credit allows;
  *     without credit the device stops reading, so the host writer blocks;
  *   - guest to host: bytes go straight to the host socket; what the socket
- *     does not take waits in a per-connection buffer of at most
+ *     does not take waits in a per-connection ring of at most
  *     VSOCK_CONN_BUF bytes, which is the buf_alloc we advertise, so an
- *     honest driver never overflows it and a lying one gets RST;
+ *     honest driver never overflows it and a lying one gets RST. The ring
+ *     is allocated when bytes wait and grows with them (doubling from
+ *     VSOCK_BUF_MIN), and all rings of a VM together hold at most
+ *     VSOCK_BUFFER_MAX bytes: a connection whose bytes would not fit is
+ *     reset, as a host reader that stopped reading leaves no better choice;
  *   - at most VSOCK_MAX_CONNS connections and VSOCK_RST_BACKLOG queued
  *     resets for packets that belong to no connection.
- * So the VMM buffers at most VSOCK_MAX_CONNS * VSOCK_CONN_BUF bytes
- * (256 MiB, only with a thousand stalled host readers; one is 256 KiB).
+ * So the VMM buffers at most VSOCK_BUFFER_MAX bytes per VM however many
+ * connections the guest opens (it was VSOCK_MAX_CONNS * VSOCK_CONN_BUF,
+ * 256 MiB); virtio_vsock_get_stats() reports what it holds.
  *
  * Threads: the transport calls the ops under its lock (vCPU threads for
  * status writes, the I/O thread for kicks); the host side calls the
@@ -86,6 +91,10 @@ enum vsock_op {
  */
 #define VSOCK_CONN_BUF           (256u * 1024)
 #define VSOCK_MAX_PKT_DATA       (64u * 1024)  /* data bytes per packet we send */
+/* A connection's first ring; it doubles up to VSOCK_CONN_BUF (a power of two). */
+#define VSOCK_BUF_MIN            (4u * 1024)
+/* The rings of all connections of one VM: 128 stalled connections at full credit. */
+#define VSOCK_BUFFER_MAX         (32u << 20)
 #define VSOCK_RST_BACKLOG        256u
 /* Ports we give host-initiated connections start here (as Firecracker's). */
 #define VSOCK_LOCAL_PORT_BASE    (1u << 30)
@@ -106,8 +115,13 @@ enum vsock_op {
  * again.
  */
 struct vsock_backend {
-	/* The guest connects to host port `port`; NULL refuses (RST). */
-	void *(*connect)(void *ctx, uint32_t port, uint32_t id);
+	/*
+	 * The guest connects to host port `port`; NULL refuses (RST). With
+	 * *later set, the host end is not there yet (its listener's backlog is
+	 * full): the device answers once the backend calls
+	 * virtio_vsock_host_accepted().
+	 */
+	void *(*connect)(void *ctx, uint32_t port, uint32_t id, bool *later);
 	/* The guest accepted a host-initiated connection; it sees us as `local_port`. */
 	void (*established)(void *ctx, void *conn, uint32_t local_port);
 	/* Bytes written / read, or -errno (-EAGAIN: not now). recv: 0 is EOF. */
@@ -117,6 +131,12 @@ struct vsock_backend {
 	void (*want)(void *ctx, void *conn, unsigned want);
 	/* The guest will send no more: the host peer should see EOF. */
 	void (*shutdown_write)(void *ctx, void *conn);
+	/*
+	 * A host-initiated connection ends before the guest accepted it; `why`
+	 * is a short reason for the host program ("connection refused": the
+	 * guest answered RST). close() follows. May be NULL.
+	 */
+	void (*refused)(void *ctx, void *conn, const char *why);
 	/* The connection is over: the host peer sees EOF or a reset. */
 	void (*close)(void *ctx, void *conn);
 	/* Called without the device lock: run the rx queue soon (a kick). */
@@ -128,6 +148,7 @@ struct virtio_vsock_stats {
 	unsigned conns;
 	uint64_t buffered;       /* guest-to-host bytes waiting for the host */
 	uint64_t buffered_peak;
+	uint64_t buffer_bytes;   /* heap their rings hold (<= VSOCK_BUFFER_MAX) */
 	unsigned rst_queued;
 };
 
@@ -140,12 +161,25 @@ struct virtio_vsock *virtio_vsock_create(uint64_t guest_cid, const struct vsock_
 /* Closes every connection (backend->close) and frees the device. NULL is a no-op. */
 void virtio_vsock_destroy(struct virtio_vsock *vs);
 
+/* Why virtio_vsock_host_connect() refused, and why backend->refused() is called. */
+#define VSOCK_WHY_NO_DRIVER      "no vsock driver in the guest"
+#define VSOCK_WHY_TOO_MANY       "too many connections"
+#define VSOCK_WHY_REFUSED        "connection refused"
+#define VSOCK_WHY_RESET          "connection reset by the guest"
+
 /*
  * A host program asks for the guest's `port`. Returns the connection's id
- * (never 0), or 0 when the driver is not running or the table is full. The
- * guest answers later: backend->established() or backend->close().
+ * (never 0), or 0 when the driver is not running or the table is full, with
+ * the reason in *why (VSOCK_WHY_*). The guest answers later:
+ * backend->established(), or backend->refused() and backend->close().
  */
-uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *conn);
+uint32_t virtio_vsock_host_connect(struct virtio_vsock *vs, uint32_t port, void *conn,
+				   const char **why);
+/*
+ * A connection connect() put off is accepted by the host (ok: the guest
+ * gets RESPONSE) or given up (the guest gets RST). Stale ids are ignored.
+ */
+void virtio_vsock_host_accepted(struct virtio_vsock *vs, uint32_t id, bool ok);
 /* The host connection `id` is ready (VSOCK_EV_*). Stale ids are ignored. */
 void virtio_vsock_host_ready(struct virtio_vsock *vs, uint32_t id, unsigned events);
 

@@ -4,7 +4,9 @@
  * "op", and a strict small parser is easier to trust in the VMM than a
  * general one. Connections are read without blocking, a byte budget per
  * wake-up, and answered with one non-blocking write; a client that does
- * not read its answers is closed.
+ * not read its answers is closed. While every slot is taken the listener
+ * is held (vmm/listener.h): a further client waits in the backlog until
+ * one leaves, rather than being closed unanswered.
  */
 #include "vmm/api.h"
 
@@ -19,6 +21,7 @@
 
 #include "base/log.h"
 #include "base/unix-socket.h"
+#include "vmm/listener.h"
 
 struct api_conn {
 	struct vmm_api *api;
@@ -32,7 +35,8 @@ struct api_conn {
 struct vmm_api {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd;
-	struct io_watch *listen_w;
+	struct listener *listener;
+	unsigned clients;         /* slots in use; the listener is held at the bound */
 	struct iothread *io;
 	struct vmm_api_ops ops;
 	struct api_conn conns[VMM_API_MAX_CLIENTS]; /* touched on the I/O thread only */
@@ -78,10 +82,13 @@ bool vmm_api_parse(const char *line, char *op, unsigned oplen)
 
 static void conn_close(struct api_conn *c)
 {
+	struct vmm_api *api = c->api;
 	iothread_unwatch(c->w);
 	close(c->fd);
 	c->w = NULL;
 	c->used = false;
+	if (api->clients-- == VMM_API_MAX_CLIENTS)
+		listener_hold(api->listener, false);
 }
 
 /* One short answer; false if it could not be written whole (the client is closed). */
@@ -141,29 +148,27 @@ static void on_conn(void *ctx, uint32_t events)
 	}
 }
 
-static void on_accept(void *ctx, uint32_t events)
+/* A new client; the listener is held while every slot is taken, so one is free. */
+static void on_accept(void *ctx, int fd)
 {
-	(void)events;
 	struct vmm_api *api = ctx;
-	for (int n = 0; n < VMM_API_MAX_CLIENTS; n++) {
-		int fd = accept4(api->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return;
-		struct api_conn *c = NULL;
-		for (unsigned i = 0; i < VMM_API_MAX_CLIENTS && !c; i++)
-			if (!api->conns[i].used)
-				c = &api->conns[i];
-		if (!c) {
-			close(fd); /* full: the client sees EOF and may retry */
-			continue;
-		}
-		*c = (struct api_conn){ .api = api, .fd = fd, .used = true };
-		c->w = iothread_watch(api->io, fd, EPOLLIN, on_conn, c);
-		if (!c->w) {
-			close(fd);
-			c->used = false;
-		}
+	struct api_conn *c = NULL;
+	for (unsigned i = 0; i < VMM_API_MAX_CLIENTS && !c; i++)
+		if (!api->conns[i].used)
+			c = &api->conns[i];
+	if (!c) {
+		close(fd); /* not reached: the hold keeps it in the backlog */
+		return;
 	}
+	*c = (struct api_conn){ .api = api, .fd = fd, .used = true };
+	c->w = iothread_watch(api->io, fd, EPOLLIN, on_conn, c);
+	if (!c->w) {
+		close(fd);
+		c->used = false;
+		return;
+	}
+	if (++api->clients == VMM_API_MAX_CLIENTS)
+		listener_hold(api->listener, true);
 }
 
 /* ---- lifecycle ---- */
@@ -179,10 +184,10 @@ struct vmm_api *vmm_api_create(const char *path, struct iothread *io, const stru
 	memcpy(api->path, path, strlen(path) + 1);
 	api->io = io;
 	api->ops = *ops;
-	api->listen_fd = unix_listen("--api-socket", path, VMM_API_MAX_CLIENTS, SOCK_NONBLOCK);
+	api->listen_fd = unix_listen("--api-socket", path, VMM_API_BACKLOG, SOCK_NONBLOCK);
 	if (api->listen_fd >= 0)
-		api->listen_w = iothread_watch(io, api->listen_fd, EPOLLIN, on_accept, api);
-	if (!api->listen_w) {
+		api->listener = listener_create(io, api->listen_fd, "--api-socket", on_accept, api);
+	if (!api->listener) {
 		if (api->listen_fd >= 0) {
 			close(api->listen_fd);
 			unlink(path);
@@ -198,6 +203,7 @@ void vmm_api_destroy(struct vmm_api *api)
 	if (!api)
 		return;
 	/* The I/O thread and its watches are gone: only descriptors are left. */
+	listener_destroy(api->listener, true);
 	for (unsigned i = 0; i < VMM_API_MAX_CLIENTS; i++)
 		if (api->conns[i].used)
 			close(api->conns[i].fd);

@@ -8,8 +8,9 @@
  *   anything else          -> {"ok":false,"error":"..."} and the
  *                             connection is closed
  *
- * Served on the I/O thread; at most VMM_API_MAX_CLIENTS connections, lines
- * of at most VMM_API_LINE_MAX bytes. Nothing a client sends can stop the
+ * Served on the I/O thread; at most VMM_API_MAX_CLIENTS connections (more
+ * wait in the listen backlog, up to VMM_API_BACKLOG, until one closes),
+ * lines of at most VMM_API_LINE_MAX bytes. Nothing a client sends can stop the
  * VMM: the worst it gets is its own connection closed.
  */
 #ifndef SHOJI_VMM_API_H
@@ -20,6 +21,7 @@
 #include "vmm/iothread.h"
 
 #define VMM_API_MAX_CLIENTS 8
+#define VMM_API_BACKLOG     64
 #define VMM_API_LINE_MAX    128
 
 struct vmm_api_ops {

@@ -4,8 +4,12 @@
  *   - the input fd (terminal/stdin or the socket client), polled only while
  *     the UART has room for input;
  *   - the output fd, polled for writability only while a write would block;
- *   - the listening socket, when there is one;
+ *   - the listening socket, when there is one, polled only while there is
+ *     no client: a second client waits in the backlog until the first
+ *     leaves (back-pressure, not a refusal);
  *   - a stop eventfd.
+ * When accept or dup runs out of descriptors, the listener is unpolled for
+ * LISTEN_BACKOFF_MS (an epoll_wait timeout) instead of firing in a loop.
  * Output fds are non-blocking so a stuck reader can never wedge the thread;
  * their original flags are put back on close.
  */
@@ -31,6 +35,8 @@
 
 #define ESCAPE_CHAR 0x01 /* Ctrl-a */
 #define DRAIN_TIMEOUT_MS 2000
+#define LISTEN_BACKOFF_MS 100
+#define LISTEN_BACKLOG   4
 
 enum { TAG_NOTIFY, TAG_INPUT, TAG_OUTPUT, TAG_LISTEN, TAG_STOP };
 
@@ -45,8 +51,12 @@ struct console {
 	int in_fd;      /* -1 when there is no input (file, off, EOF) */
 	int out_fd;     /* -1 when output is discarded */
 	int listen_fd;  /* socket mode only */
+	int pending_fd; /* accepted, waiting for a descriptor to dup (-1: none) */
+	long retry_at;  /* monotonic ms when a back-off ends; 0: none */
+	bool warned;    /* this shortage of descriptors was logged */
 	bool in_polled;
 	bool out_polled;
+	bool listen_polled;
 	bool escape_pending;
 
 	bool tty_raw;
@@ -73,6 +83,26 @@ static void epoll_set(struct console *con, int fd, int tag, uint32_t events, boo
 }
 
 static void console_drop_client(struct console *con);
+
+/* The listener is polled while a client could be taken: none connected, no back-off. */
+static void console_update_listen_poll(struct console *con)
+{
+	if (con->listen_fd < 0)
+		return;
+	bool want = con->in_fd < 0 && con->pending_fd < 0 && con->retry_at == 0;
+	epoll_set(con, con->listen_fd, TAG_LISTEN, want ? EPOLLIN : 0, &con->listen_polled);
+}
+
+/* Out of descriptors: stop polling the listener for a while (see the thread loop). */
+static void console_back_off(struct console *con, int err)
+{
+	if (!con->warned)
+		log_warn("console socket: cannot take a client (%s); retrying every %d ms",
+			 strerror(err), LISTEN_BACKOFF_MS);
+	con->warned = true;
+	con->retry_at = monotonic_ms() + LISTEN_BACKOFF_MS;
+	console_update_listen_poll(con);
+}
 
 /* Writes pending UART output until it is all out or the sink would block. */
 static void console_drain(struct console *con)
@@ -140,6 +170,7 @@ static void console_drop_client(struct console *con)
 		con->out_fd = -1;
 	}
 	con->in_fd = -1;
+	console_update_listen_poll(con);
 }
 
 static void console_read_input(struct console *con)
@@ -164,25 +195,54 @@ static void console_read_input(struct console *con)
 		con->on_quit(con->quit_ctx);
 }
 
-static void console_accept(struct console *con)
+/* Makes `fd` the client: one descriptor per direction, as epoll needs. */
+static void console_take_client(struct console *con, int fd)
 {
-	int fd = accept4(con->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0)
-		return;
-	if (con->in_fd >= 0) {
-		/* One client at a time: a second one is told so by the close. */
-		close(fd);
-		return;
-	}
 	int out = dup(fd);
 	if (out < 0) {
-		close(fd);
+		con->pending_fd = fd; /* taken again when the back-off ends */
+		console_back_off(con, errno);
 		return;
 	}
 	fcntl(out, F_SETFD, FD_CLOEXEC);
+	con->pending_fd = -1;
+	con->warned = false;
 	con->in_fd = fd;
 	con->out_fd = out;
+	console_update_listen_poll(con);
 	console_drain(con);
+}
+
+static void console_accept(struct console *con)
+{
+	if (con->in_fd >= 0 || con->pending_fd >= 0)
+		return; /* a stale event: the listener is unpolled while there is a client */
+	int fd = accept4(con->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd >= 0)
+		console_take_client(con, fd);
+	else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		console_back_off(con, errno);
+}
+
+/* epoll_wait's timeout: until the back-off ends, or forever. */
+static int console_wait_ms(struct console *con)
+{
+	if (con->retry_at == 0)
+		return -1;
+	long left = con->retry_at - monotonic_ms();
+	return left > 0 ? (int)left : 0;
+}
+
+/* The back-off is over: the waiting client, or the listener again. */
+static void console_retry(struct console *con)
+{
+	if (con->retry_at == 0 || monotonic_ms() < con->retry_at)
+		return;
+	con->retry_at = 0;
+	if (con->pending_fd >= 0)
+		console_take_client(con, con->pending_fd);
+	else
+		console_update_listen_poll(con);
 }
 
 static void console_update_input_poll(struct console *con)
@@ -199,7 +259,8 @@ static void *console_thread(void *arg)
 	for (;;) {
 		console_update_input_poll(con);
 		struct epoll_event events[8];
-		int n = epoll_wait(con->epoll_fd, events, 8, -1);
+		int n = epoll_wait(con->epoll_fd, events, 8, console_wait_ms(con));
+		console_retry(con);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -265,7 +326,7 @@ static bool console_setup_file(struct console *con)
 static bool console_setup_socket(struct console *con)
 {
 	/* Only the owner may talk to the console: 0600, like every socket. */
-	con->listen_fd = unix_listen("--serial socket", con->cfg.path, 1, SOCK_NONBLOCK);
+	con->listen_fd = unix_listen("--serial socket", con->cfg.path, LISTEN_BACKLOG, SOCK_NONBLOCK);
 	return con->listen_fd >= 0;
 }
 
@@ -285,7 +346,7 @@ struct console *console_open(const struct console_config *cfg, struct serial *se
 	con->serial = serial;
 	con->on_quit = on_quit;
 	con->quit_ctx = ctx;
-	con->in_fd = con->out_fd = con->listen_fd = -1;
+	con->in_fd = con->out_fd = con->listen_fd = con->pending_fd = -1;
 	con->saved_in_flags = con->saved_out_flags = -1;
 	con->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	con->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -304,8 +365,12 @@ struct console *console_open(const struct console_config *cfg, struct serial *se
 	if (!ok)
 		goto fail;
 	if (!console_add_fd(con, con->stop_fd, TAG_STOP) ||
-	    !console_add_fd(con, serial_notify_fd(serial), TAG_NOTIFY) ||
-	    (con->listen_fd >= 0 && !console_add_fd(con, con->listen_fd, TAG_LISTEN))) {
+	    !console_add_fd(con, serial_notify_fd(serial), TAG_NOTIFY)) {
+		log_error("console: epoll_ctl failed: %m");
+		goto fail;
+	}
+	console_update_listen_poll(con);
+	if (con->listen_fd >= 0 && !con->listen_polled) {
 		log_error("console: epoll_ctl failed: %m");
 		goto fail;
 	}
@@ -368,6 +433,8 @@ void console_close(struct console *con)
 	if (con->cfg.kind == CONSOLE_FILE && con->out_fd >= 0)
 		close(con->out_fd);
 	if (con->cfg.kind == CONSOLE_SOCKET) {
+		if (con->pending_fd >= 0)
+			close(con->pending_fd);
 		if (con->in_fd >= 0)
 			close(con->in_fd);
 		if (con->out_fd >= 0)

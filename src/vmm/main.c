@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +55,25 @@ static void unmap_file(struct mapped_file *f)
 	f->data = NULL;
 }
 
+/*
+ * Every vsock connection and API client costs a descriptor. Take the hard
+ * limit the administrator allows, once and before anything is opened, so
+ * the bounds the VMM derives from it (vmm/vsock-host.h) are as large as
+ * they may be; the soft limit (often 1024) would cap a guest's vsock
+ * connections well below VSOCK_MAX_CONNS.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	unsigned long long soft = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("cannot raise the descriptor limit from %llu: %m; vsock connections are bounded by it",
+			 soft);
+}
+
 /* Validates kernel, initrd and memory together; every failure is a usage error. */
 static int prepare_boot(const struct vmm_options *o, struct mapped_file *kernel,
 			struct mapped_file *initrd, struct kernel_info *ki, struct boot_plan *plan)
@@ -95,6 +115,7 @@ int main(int argc, char **argv)
 	log_set_level(opts.log_level);
 	/* Nothing this process runs may gain privileges (setuid, file caps). */
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	raise_fd_limit();
 
 	struct mapped_file kernel = { 0 }, initrd = { 0 };
 	struct kernel_info ki;

@@ -52,7 +52,7 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(getpid, "pthread_kill"),
 	ALLOW(gettid, "pthread_kill"),
 	ALLOW(fcntl, "console: restoring the terminal's file flags"),
-	ALLOW(accept4, "console socket: accepting a client"),
+	ALLOW(accept4, "console, API and vsock sockets: accepting a client"),
 	ALLOW(dup, "console socket: one descriptor per direction"),
 	ALLOW(unlink, "removing the console socket at exit"),
 	ALLOW(clock_gettime, "console flush deadline (when the vDSO is not used)"),
@@ -69,7 +69,9 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(pwritev2, "virtio-blk: vectored writes (newer libc)"),
 	ALLOW(io_uring_enter, "virtio-blk: submitting and reaping reads and writes (the ring is "
 			      "restricted to readv/writev of the image's registered descriptor)"),
-	ALLOW(timerfd_settime, "virtio-blk: the vCPU ring's watchdog (see virtio-blk.c)"),
+	ALLOW(timerfd_settime, "virtio-blk: the vCPU ring's watchdog (see virtio-blk.c); "
+			       "API and vsock sockets: the back-off when accept runs out of descriptors "
+			       "(vmm/listener.c); vsock: retrying a connect to a full host backlog"),
 	ALLOW(fdatasync, "virtio-blk: a guest flush reaches stable storage"),
 	ALLOW(fsync, "virtio-blk: flush on close"),
 	ALLOW(fallocate, "virtio-blk: discard and write-zeroes punch holes"),
@@ -111,10 +113,10 @@ static const struct allowed_syscall allowed_net_tap[] = {
 
 /* --vsock: host programs' Unix-socket connections, made at any time. */
 static const struct allowed_syscall allowed_vsock[] = {
-	ALLOW(connect, "vsock: a guest connection to host port P reaches PATH_P"),
+	ALLOW(connect, "vsock: a guest connection to host port P reaches PATH_P (retried while its backlog is full)"),
 	ALLOW(sendmsg, "vsock: guest bytes to a host program, from guest memory"),
 	ALLOW(recvmsg, "vsock: host bytes into the guest's rx buffers"),
-	ALLOW(sendto, "vsock: the OK line of the handshake (send is sendto)"),
+	ALLOW(sendto, "vsock: the OK or ERR line of the handshake (send is sendto)"),
 	ALLOW(recvfrom, "vsock: the CONNECT line, a byte at a time (recv is recvfrom)"),
 	ALLOW(shutdown, "vsock: EOF to a host program when the guest shuts down or resets"),
 };

@@ -606,7 +606,7 @@ def test_backing_confined(tmp):
         subprocess.run([img, "create", "-f", "qcow2", "-b", backing, "-F", "raw",
                         os.path.join(images, name + ".qcow2"), "1M"], check=True, capture_output=True)
     d = Daemon(tmp, extra=("--image-dir", images))
-    ev = Events(d)
+    ev = Events(d, since=0)  # from the first event, however late the stream connects
     for name in ("hostile", "dotdot", "device", "good"):
         d.req("POST", "/v1/vms", definition(name, "client", kernel(tmp, "bk-" + name, {}),
                                             disks=[{"path": os.path.join(images, name + ".qcow2"),

@@ -46,9 +46,9 @@ static struct fhost *fhost_new(void)
 	return NULL;
 }
 
-static void *fb_connect(void *ctx, uint32_t port, uint32_t id)
+static void *fb_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
-	(void)ctx, (void)port;
+	(void)ctx, (void)port, (void)later;
 	struct fhost *f = refuse ? NULL : fhost_new();
 	if (f)
 		f->id = id;
@@ -193,7 +193,8 @@ static void run(const uint8_t *data, size_t size)
 		case 3:
 			if (end - p >= 2) {
 				struct fhost *f = fhost_new();
-				uint32_t id = f ? virtio_vsock_host_connect(sim.vs, (uint32_t)le_load(p, 2), f) : 0;
+				const char *why;
+				uint32_t id = f ? virtio_vsock_host_connect(sim.vs, (uint32_t)le_load(p, 2), f, &why) : 0;
 				if (f && !id)
 					f->live = false;
 				else if (f)

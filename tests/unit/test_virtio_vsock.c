@@ -46,8 +46,10 @@ struct fconn {
 #define FCONN_SENT_MAX (1u << 20)
 static struct fconn *fconns;
 static bool refuse;
+static bool defer;  /* connect() says the host end is not there yet */
 static unsigned connects, closes, wakes;
 static struct sim sim;
+static const char *last_why; /* virtio_vsock_host_connect's reason for a refusal */
 static struct fconn *last_fconn; /* the newest connect() */
 
 static struct fconn *fconn_new(uint32_t port)
@@ -70,12 +72,13 @@ static struct fconn *fconn_new(uint32_t port)
 	return NULL;
 }
 
-static void *fb_connect(void *ctx, uint32_t port, uint32_t id)
+static void *fb_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
 	(void)ctx;
 	connects++;
 	if (refuse)
 		return NULL;
+	*later = defer;
 	struct fconn *f = fconn_new(port);
 	f->id = id;
 	last_fconn = f;
@@ -173,7 +176,7 @@ static int setup(void **state)
 {
 	(void)state;
 	fconns = calloc(MAX_FCONN, sizeof(*fconns));
-	refuse = false;
+	refuse = defer = false;
 	connects = closes = wakes = 0;
 	last_fconn = NULL;
 	return fconns && sim_init(&sim, &fake_backend) ? 0 : -1;
@@ -270,7 +273,7 @@ static void test_host_connect(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	uint32_t id = virtio_vsock_host_connect(sim.vs, 7000, f);
+	uint32_t id = virtio_vsock_host_connect(sim.vs, 7000, f, &last_why);
 	assert_int_not_equal(id, 0);
 	/* No rx buffer yet: the REQUEST waits. */
 	expect_no_rx();
@@ -286,7 +289,7 @@ static void test_host_connect(void **state)
 	assert_int_equal(f->want, VSOCK_WANT_READ);
 	/* A second one gets the next port. */
 	struct fconn *g = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, g), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, g, &last_why), 0);
 	sim_rx_post(&sim, 1, 4096);
 	assert_int_equal(rx().src_port, VSOCK_LOCAL_PORT_BASE + 1);
 }
@@ -295,7 +298,7 @@ static void test_host_connect_guest_refuses(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 	sim_rx_post(&sim, 1, 4096);
 	struct sim_pkt p = rx();
 	sim_tx(&sim, 7000, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
@@ -305,12 +308,45 @@ static void test_host_connect_guest_refuses(void **state)
 	expect_no_rx(); /* no answer to a RST */
 }
 
+static void test_guest_connect_put_off(void **state)
+{
+	(void)state;
+	defer = true;
+	sim_rx_post(&sim, 4, 4096);
+	/* The host end is not there yet: the guest hears nothing ... */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *f = last_fconn;
+	expect_no_rx();
+	/* ... until the host accepts: RESPONSE, and data flows. */
+	virtio_vsock_host_accepted(sim.vs, f->id, true);
+	expect_rx_op(VSOCK_OP_RESPONSE, HOST_PORT, PEER_PORT);
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
+	assert_int_equal(f->sent_len, 1);
+	/* One the host gives up on is reset. */
+	sim_tx(&sim, PEER_PORT + 1, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *g = last_fconn;
+	expect_no_rx();
+	virtio_vsock_host_accepted(sim.vs, g->id, false);
+	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT + 1);
+	assert_true(g->closed);
+	/* Data before the RESPONSE is out of place: reset, and a late accept is ignored. */
+	sim_tx(&sim, PEER_PORT + 2, HOST_PORT, VSOCK_OP_REQUEST, 0, 65536, 0, NULL, 0);
+	struct fconn *h = last_fconn;
+	uint32_t hid = h->id;
+	sim_tx(&sim, PEER_PORT + 2, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
+	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT + 2);
+	assert_true(h->closed);
+	virtio_vsock_host_accepted(sim.vs, hid, true);
+	expect_no_rx();
+	assert_int_equal(stats().conns, 1);
+}
+
 static void test_host_connect_without_driver(void **state)
 {
 	(void)state;
 	sim_reset(&sim);
 	struct fconn *f = fconn_new(0);
-	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 }
 
 /* ---- data and credit ---- */
@@ -435,6 +471,70 @@ static void test_slow_host_reader_is_bounded(void **state)
 	assert_int_equal(f->want, VSOCK_WANT_READ);
 }
 
+static void test_buffer_grows_with_need(void **state)
+{
+	(void)state;
+	struct fconn *f = guest_connect(PEER_PORT, 65536);
+	static uint8_t buf[VSOCK_CONN_BUF + 1000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i);
+	/* The host takes everything: nothing is held (it was 256 KiB). */
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, 1000);
+	assert_int_equal(f->sent_len, 1000);
+	assert_int_equal(stats().buffer_bytes, 0);
+	/* The host stops reading: the ring holds what waits, in powers of two. */
+	f->accept = 0;
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 1000, 100);
+	assert_int_equal(stats().buffer_bytes, VSOCK_BUF_MIN);
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + 1100, 5000);
+	assert_int_equal(stats().buffer_bytes, 2 * VSOCK_BUF_MIN);
+	uint32_t sent = 6100;
+	while (sent < sizeof(buf)) {
+		uint32_t k = sizeof(buf) - sent < 60000 ? (uint32_t)(sizeof(buf) - sent) : 60000;
+		sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf + sent, k);
+		sent += k;
+	}
+	assert_int_equal(stats().buffered, VSOCK_CONN_BUF);
+	assert_int_equal(stats().buffer_bytes, VSOCK_CONN_BUF);
+	assert_false(f->closed);
+	/* The reader is back: every byte in order, and the ring is gone. */
+	f->accept = SIZE_MAX;
+	sim_rx_post(&sim, 2, 4096);
+	virtio_vsock_host_ready(sim.vs, f->id, VSOCK_EV_WRITE);
+	assert_int_equal(f->sent_len, sizeof(buf));
+	assert_memory_equal(f->sent, buf, sizeof(buf));
+	assert_int_equal(stats().buffer_bytes, 0);
+}
+
+static void test_vm_buffer_bound(void **state)
+{
+	(void)state;
+	/* Stalled host readers, each guest connection sending its full credit. */
+	enum { FIT = VSOCK_BUFFER_MAX / VSOCK_CONN_BUF, OVER = 8 };
+	static uint8_t buf[65536];
+	unsigned rsts = 0;
+	for (uint32_t i = 0; i < FIT + OVER; i++) {
+		struct fconn *f = guest_connect(20000 + i, 65536);
+		f->accept = 0;
+		for (uint32_t k = 0; k < VSOCK_CONN_BUF / sizeof(buf) && !f->closed; k++)
+			sim_tx(&sim, 20000 + i, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, sizeof(buf));
+		if (f->closed) {
+			sim_rx_post(&sim, 1, 4096);
+			struct sim_pkt p = rx();
+			assert_int_equal(p.op, VSOCK_OP_RST);
+			assert_int_equal(p.dst_port, 20000 + i);
+			rsts++;
+		}
+	}
+	/* The VM holds VSOCK_BUFFER_MAX, not (FIT + OVER) * 256 KiB; the rest were reset. */
+	struct virtio_vsock_stats st = stats();
+	assert_int_equal(st.buffered, VSOCK_BUFFER_MAX);
+	assert_int_equal(st.buffer_bytes, VSOCK_BUFFER_MAX);
+	assert_int_equal(st.conns, FIT);
+	assert_int_equal(closes, OVER);
+	assert_int_equal(rsts, OVER);
+}
+
 static void test_credit_overrun_is_reset(void **state)
 {
 	(void)state;
@@ -556,7 +656,7 @@ static void test_reset_closes_everything(void **state)
 	struct fconn *a = guest_connect(PEER_PORT, 65536);
 	struct fconn *b = guest_connect(PEER_PORT + 1, 65536);
 	struct fconn *h = fconn_new(0);
-	uint32_t hid = virtio_vsock_host_connect(sim.vs, 9, h);
+	uint32_t hid = virtio_vsock_host_connect(sim.vs, 9, h, &last_why);
 	b->accept = 0;
 	sim_tx(&sim, PEER_PORT + 1, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "buffered", 8);
 	assert_int_equal(stats().buffered, 8);
@@ -594,7 +694,7 @@ static void test_connection_limit(void **state)
 	assert_int_equal(connects, VSOCK_MAX_CONNS);
 	/* The host cannot open one either. */
 	struct fconn *f = fconn_new(0);
-	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7, f), 0);
+	assert_int_equal(virtio_vsock_host_connect(sim.vs, 7, f, &last_why), 0);
 	/* Every connection still moves data. */
 	sim_tx(&sim, 10000 + VSOCK_MAX_CONNS - 1, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, "x", 1);
 	unsigned got = 0;
@@ -709,7 +809,7 @@ static void test_hostile_response_before_request_sent(void **state)
 {
 	(void)state;
 	struct fconn *f = fconn_new(0);
-	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f), 0);
+	assert_int_not_equal(virtio_vsock_host_connect(sim.vs, 7000, f, &last_why), 0);
 	/* The guest guesses the port and answers a REQUEST it never received. */
 	sim_tx(&sim, 7000, VSOCK_LOCAL_PORT_BASE, VSOCK_OP_RESPONSE, 0, 65536, 0, NULL, 0);
 	assert_false(f->established);
@@ -815,11 +915,14 @@ int main(void)
 		T(test_guest_connect_refused),
 		T(test_host_connect),
 		T(test_host_connect_guest_refuses),
+		T(test_guest_connect_put_off),
 		T(test_host_connect_without_driver),
 		T(test_guest_to_host_data),
 		T(test_host_to_guest_data_and_credit),
 		T(test_guest_lies_about_fwd_cnt),
 		T(test_slow_host_reader_is_bounded),
+		T(test_buffer_grows_with_need),
+		T(test_vm_buffer_bound),
 		T(test_credit_overrun_is_reset),
 		T(test_guest_half_close),
 		T(test_host_half_close),

@@ -3,8 +3,9 @@
  * thread and a real Unix socket: ping and power-button answer {"ok":true}
  * (and the button reaches the machine's callback), several requests on one
  * connection, and hostile clients (garbage, unknown op, an overlong line,
- * a NUL byte, too many connections) get an error or EOF while the socket
- * keeps serving everybody else.
+ * a NUL byte) get an error or EOF while the socket keeps serving everybody
+ * else; a client past the connection bound waits and is served when a slot
+ * frees; running out of descriptors does not make the I/O thread spin.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,15 +13,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/api.h"
@@ -178,17 +183,73 @@ static void test_connection_bound(void **state)
 		request(fds[i], "{\"op\":\"ping\"}\n", ans, sizeof(ans)); /* accepted and served */
 		assert_string_equal(ans, "{\"ok\":true}");
 	}
-	fds[VMM_API_MAX_CLIENTS] = connect_to(f->path); /* the backlog takes it, the VMM closes it */
-	assert_true(at_eof(fds[VMM_API_MAX_CLIENTS]));
-	close(fds[VMM_API_MAX_CLIENTS]);
+	/* One more waits in the backlog: neither answered nor closed ... */
+	int extra = connect_to(f->path);
+	assert_int_equal(write(extra, "{\"op\":\"ping\"}\n", 14), 14);
+	struct pollfd p = { .fd = extra, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 300), 0);
+	/* ... until a slot frees: then it is served. */
 	close(fds[0]);
-	usleep(100000); /* the VMM notices the EOF and frees the slot */
-	int again = connect_to(f->path);
-	request(again, "{\"op\":\"ping\"}\n", ans, sizeof(ans));
+	read_line(extra, ans, sizeof(ans));
 	assert_string_equal(ans, "{\"ok\":true}");
-	close(again);
+	close(extra);
 	for (int i = 1; i < VMM_API_MAX_CLIENTS; i++)
 		close(fds[i]);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* accept4 fails with EMFILE: no busy loop, no log flood, and the client is served later. */
+static void test_out_of_descriptors_does_not_spin(void **state)
+{
+	struct fixture *f = *state;
+	int client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char logpath[160];
+	snprintf(logpath, sizeof(logpath), "%s/log", f->dir);
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int saved_err = dup(STDERR_FILENO);
+	assert_true(client >= 0 && logfd >= 0 && saved_err >= 0);
+	dup2(logfd, STDERR_FILENO);
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	static int filler[256];
+	int nfill = 0;
+	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
+		nfill++;
+	assert_int_equal(errno, EMFILE);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", f->path);
+	assert_int_equal(connect(client, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(write(client, "{\"op\":\"ping\"}\n", 14), 14);
+	usleep(50000);
+	double cpu0 = cpu_seconds();
+	off_t log0 = lseek(logfd, 0, SEEK_END);
+	usleep(500000);
+	double cpu = cpu_seconds() - cpu0;
+	off_t logged = lseek(logfd, 0, SEEK_END) - log0;
+	off_t total = lseek(logfd, 0, SEEK_END);
+	for (int i = 0; i < nfill; i++)
+		close(filler[i]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	dup2(saved_err, STDERR_FILENO);
+	close(saved_err);
+	close(logfd);
+	unlink(logpath);
+	if (cpu > 0.15 || logged > 0 || total == 0)
+		fail_msg("out of descriptors: %.3f s of CPU, %lld log bytes in 0.5 s, %lld in all",
+			 cpu, (long long)logged, (long long)total);
+	char ans[64];
+	read_line(client, ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true}");
+	close(client);
 }
 
 static void test_parser(void **state)
@@ -209,6 +270,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ping_and_power_button, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_descriptors_does_not_spin, setup, teardown),
 		cmocka_unit_test(test_parser),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,10 +7,13 @@
  * peer on a device reset, 1000 concurrent connections, and back-pressure
  * with bounded buffering in both directions.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -156,6 +159,29 @@ static bool sees_eof(int fd)
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+/* One line (without its newline) within 5 s; "" at EOF or timeout. */
+static void read_line(int fd, char *out, size_t len)
+{
+	size_t n = 0;
+	while (n + 1 < len) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 5000) <= 0 || read(fd, out + n, 1) != 1 || out[n] == '\n')
+			break;
+		n++;
+	}
+	out[n] = '\0';
+}
+
+/* The host program reads "ERR <why>", then EOF. */
+static void expect_error(int fd, const char *why)
+{
+	char line[96], want[96];
+	read_line(fd, line, sizeof(line));
+	snprintf(want, sizeof(want), "ERR %s", why);
+	assert_string_equal(line, want);
+	assert_true(sees_eof(fd));
+}
+
 /* A host program's connection to the guest's port, through the handshake. */
 static int host_to_guest(uint32_t port, uint32_t *local_port, const char *extra)
 {
@@ -207,18 +233,23 @@ static void test_connect_ok_and_data(void **state)
 	assert_int_equal(p.flags, VSOCK_SHUTDOWN_SEND);
 }
 
-static void test_bad_commands_closed(void **state)
+static void test_bad_commands_refused(void **state)
 {
 	(void)state;
 	const char *bad[] = { "HELLO\n", "CONNECT\n", "CONNECT x\n", "CONNECT 99999999999\n",
-			      "CONNECT -1\n", "connect 5\n", "CONNECT 5 \n",
-			      "CONNECT 123456789012345678901234567890\n" };
+			      "CONNECT -1\n", "connect 5\n", "CONNECT 5 \n", "\n" };
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		int fd = unix_connect(path);
 		assert_int_equal(write(fd, bad[i], strlen(bad[i])), (ssize_t)strlen(bad[i]));
-		assert_true(sees_eof(fd));
+		expect_error(fd, VSOCK_HOST_ERR_NOT_CONNECT);
 		close(fd);
 	}
+	/* 31 bytes without a newline are too many, whatever follows. */
+	const char *lng = "CONNECT 123456789012345678901234567890\n";
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, lng, strlen(lng)), (ssize_t)strlen(lng));
+	expect_error(fd, VSOCK_HOST_ERR_LONG_LINE);
+	close(fd);
 	rx_fill(4);
 	struct sim_pkt p;
 	assert_false(rx_poll(&p, 50)); /* the guest heard nothing */
@@ -232,7 +263,7 @@ static void test_no_guest_listener(void **state)
 	rx_fill(4);
 	struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
 	sim_tx(&sim, 7, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
-	assert_true(sees_eof(fd));
+	expect_error(fd, VSOCK_WHY_REFUSED);
 	close(fd);
 }
 
@@ -274,6 +305,45 @@ static void test_guest_to_host_no_listener(void **state)
 	assert_int_equal(p.dst_port, 40001);
 }
 
+static void test_guest_to_host_waits_for_slow_accept(void **state)
+{
+	(void)state;
+	/* A host program with the smallest backlog (one connection) that is slow to accept. */
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s_%u", path, 6006u);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	rx_fill(8);
+	sim_tx(&sim, 43000, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	rx_expect(VSOCK_OP_RESPONSE); /* the backlog's one place */
+	/* The backlog is full: the next two wait, neither refused nor answered. */
+	sim_tx(&sim, 43001, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	sim_tx(&sim, 43002, 6006, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	struct sim_pkt p;
+	assert_false(rx_poll(&p, 300));
+	/* The guest gives up on one of them. */
+	sim_tx(&sim, 43002, 6006, VSOCK_OP_RST, 0, 1 << 20, 0, NULL, 0);
+	/* The host program accepts: the other one is connected. */
+	int first = accept(lfd, NULL, NULL);
+	assert_true(first >= 0);
+	p = rx_expect(VSOCK_OP_RESPONSE);
+	assert_int_equal(p.dst_port, 43001);
+	int second = accept(lfd, NULL, NULL);
+	assert_true(second >= 0);
+	sim_tx(&sim, 43001, 6006, VSOCK_OP_RW, 0, 1 << 20, 0, "hi", 2);
+	char buf[4] = { 0 };
+	assert_int_equal(read_full(second, buf, 2), 2);
+	assert_string_equal(buf, "hi");
+	assert_false(rx_poll(&p, 100)); /* nothing for the one the guest gave up on */
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, 2);
+	close(first);
+	close(second);
+	close(lfd);
+}
+
 static void test_reset_gives_eof(void **state)
 {
 	(void)state;
@@ -288,18 +358,24 @@ static void test_reset_gives_eof(void **state)
 		fds[3 + i] = accept(lfd, NULL, NULL);
 		assert_true(fds[3 + i] >= 0);
 	}
+	/* One more host program waits for the guest's answer when the driver goes. */
+	int waiting = unix_connect(path);
+	assert_int_equal(write(waiting, "CONNECT 5009\n", 13), 13);
+	rx_expect(VSOCK_OP_REQUEST);
 	sim_reset(&sim);
 	for (int i = 0; i < 6; i++) {
 		assert_true(sees_eof(fds[i]));
 		close(fds[i]);
 	}
+	expect_error(waiting, VSOCK_WHY_NO_DRIVER);
+	close(waiting);
 	struct virtio_vsock_stats st;
 	virtio_vsock_get_stats(sim.vs, &st);
 	assert_int_equal(st.conns, 0);
-	/* Without a driver, a host program is closed at once. */
+	/* Without a driver, a host program is refused at once, and told why. */
 	int fd = unix_connect(path);
 	assert_int_equal(write(fd, "CONNECT 1\n", 10), 10);
-	assert_true(sees_eof(fd));
+	expect_error(fd, VSOCK_WHY_NO_DRIVER);
 	close(fd);
 	close(lfd);
 }
@@ -446,34 +522,570 @@ static void test_slow_guest_reader_backpressure(void **state)
 	close(fd);
 }
 
-static void test_handshake_limit(void **state)
+/* True when nothing arrives on fd (no line, no EOF) for ms milliseconds. */
+static bool stays_quiet(int fd, int ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	return poll(&pfd, 1, ms) == 0;
+}
+
+static void test_handshake_limit_holds_not_drops(void **state)
 {
 	(void)state;
-	/* Silent host programs hold handshake slots; one past the limit is closed. */
+	/* Silent host programs fill the handshakes; the next one waits in the
+	 * backlog (not closed), and is served once a slot frees. */
 	int fds[VSOCK_HOST_MAX_HANDSHAKE + 1];
-	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++) {
+	for (int i = 0; i < VSOCK_HOST_MAX_HANDSHAKE; i++)
 		fds[i] = unix_connect(path);
-	}
-	assert_true(sees_eof(fds[VSOCK_HOST_MAX_HANDSHAKE]));
-	for (int i = 0; i <= VSOCK_HOST_MAX_HANDSHAKE; i++)
+	msleep(100); /* the I/O thread takes them all */
+	int extra = unix_connect(path);
+	assert_int_equal(write(extra, "CONNECT 5000\n", 13), 13);
+	assert_true(stays_quiet(extra, 300));
+	rx_fill(4);
+	struct sim_pkt p;
+	assert_false(rx_poll(&p, 50)); /* its line was not read: the guest heard nothing */
+	close(fds[0]);
+	p = rx_expect(VSOCK_OP_REQUEST);
+	assert_int_equal(p.dst_port, 5000);
+	sim_tx(&sim, 5000, p.src_port, VSOCK_OP_RESPONSE, 0, 1 << 20, 0, NULL, 0);
+	char line[64], want[64];
+	read_line(extra, line, sizeof(line));
+	snprintf(want, sizeof(want), "OK %u", p.src_port);
+	assert_string_equal(line, want);
+	close(extra);
+	for (int i = 1; i < VSOCK_HOST_MAX_HANDSHAKE; i++)
 		close(fds[i]);
+}
+
+static void test_silent_host_program_refused_in_time(void **state)
+{
+	(void)state;
+	/* Half a line, then nothing: the place is given back, with a reason. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONN", 4), 4);
+	assert_true(stays_quiet(fd, VSOCK_HOST_HANDSHAKE_MS - 1000));
+	expect_error(fd, VSOCK_HOST_ERR_TIMEOUT);
+	close(fd);
+}
+
+/* ---- a burst against a slow I/O thread ---- */
+
+static atomic_bool napping, nap_queued;
+
+static void nap(void *ctx)
+{
+	msleep((unsigned)(uintptr_t)ctx);
+	atomic_store(&nap_queued, false);
+}
+
+/*
+ * Keeps the I/O thread napping 2 ms in every 3 or so, so it reads lines
+ * late and slowly (one nap queued at a time: the thread runs queued calls
+ * until none is left, and would never get back to its sockets).
+ */
+static void *staller(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&napping)) {
+		if (!atomic_exchange(&nap_queued, true))
+			iothread_call(io, nap, (void *)(uintptr_t)2);
+		msleep(1);
+	}
+	return NULL;
+}
+
+enum burst_kind { BURST_OK, BURST_REFUSED, BURST_BAD_LINE, BURST_KINDS };
+#define BURST_N 200
+
+/* The guest: accepts port GUEST_PORT, refuses (RST) every other. */
+static void burst_serve_guest(void)
+{
+	rx_fill(64);
+	struct sim_pkt p;
+	for (;;) {
+		pthread_mutex_lock(&sim.vd.lock);
+		bool got = sim_rx_next(&sim, &p);
+		pthread_mutex_unlock(&sim.vd.lock);
+		if (!got)
+			return;
+		assert_int_equal(p.op, VSOCK_OP_REQUEST);
+		uint16_t op = p.dst_port == GUEST_PORT ? VSOCK_OP_RESPONSE : VSOCK_OP_RST;
+		sim_tx(&sim, p.dst_port, p.src_port, op, 0, 1 << 20, 0, NULL, 0);
+		rx_fill(64);
+	}
+}
+
+static void test_burst_every_client_answered(void **state)
+{
+	(void)state;
+	raise_fd_limit();
+	static int fds[BURST_N];
+	static char lines[BURST_N][64];
+	static size_t got[BURST_N];
+	static bool done[BURST_N];
+	memset(got, 0, sizeof(got));
+	memset(done, 0, sizeof(done));
+	/* The I/O thread sleeps while all 200 connect: the backlog must hold them. */
+	atomic_store(&nap_queued, true);
+	iothread_call(io, nap, (void *)(uintptr_t)300);
+	msleep(20);
+	for (int i = 0; i < BURST_N; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+		snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	/* It wakes and takes what it may; the clients are slow to send their lines. */
+	msleep(500);
+	for (int i = 0; i < BURST_N; i++) {
+		static const char *cmd[BURST_KINDS] = { "CONNECT 5000\n", "CONNECT 5001\n", "HELLO\n" };
+		const char *c = cmd[i % BURST_KINDS];
+		if (send(fds[i], c, strlen(c), MSG_NOSIGNAL) != (ssize_t)strlen(c))
+			fail_msg("client %d was closed before it sent its line: %m", i);
+	}
+	atomic_store(&napping, true);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, staller, NULL), 0);
+	/* Every client gets one whole line, and no client sees EOF before it. */
+	int left = BURST_N;
+	for (long deadline = 20000; left > 0 && deadline > 0; deadline -= 2) {
+		burst_serve_guest();
+		for (int i = 0; i < BURST_N; i++) {
+			if (done[i])
+				continue;
+			ssize_t n = read(fds[i], lines[i] + got[i], 1);
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n <= 0)
+				fail_msg("client %d closed without an answer after '%.*s'", i, (int)got[i], lines[i]);
+			if (lines[i][got[i]] == '\n') {
+				lines[i][got[i]] = '\0';
+				done[i] = true;
+				left--;
+			} else if (++got[i] == sizeof(lines[i])) {
+				fail_msg("client %d: line too long", i);
+			}
+		}
+		msleep(2);
+	}
+	atomic_store(&napping, false);
+	pthread_join(t, NULL);
+	assert_int_equal(left, 0);
+	for (int i = 0; i < BURST_N; i++) {
+		switch (i % BURST_KINDS) {
+		case BURST_OK:
+			if (strncmp(lines[i], "OK ", 3) != 0)
+				fail_msg("client %d: '%s', not OK", i, lines[i]);
+			break;
+		case BURST_REFUSED:
+			assert_string_equal(lines[i], "ERR " VSOCK_WHY_REFUSED);
+			break;
+		case BURST_BAD_LINE:
+			assert_string_equal(lines[i], "ERR " VSOCK_HOST_ERR_NOT_CONNECT);
+			break;
+		}
+		close(fds[i]);
+	}
+}
+
+/* ---- descriptors ---- */
+
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	unsigned n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+#define SMALL_BUDGET 12
+
+/* The host side starts under a descriptor limit that leaves room for a few connections. */
+static int setup_small_fd_limit(void **state)
+{
+	struct rlimit old, low;
+	if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+		return -1;
+	low = old;
+	low.rlim_cur = open_fds() + VSOCK_HOST_FD_RESERVE + VSOCK_HOST_MAX_HANDSHAKE + SMALL_BUDGET;
+	if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+		return -1;
+	int r = setup(state);
+	setrlimit(RLIMIT_NOFILE, &old);
+	return r;
+}
+
+static void test_connections_bounded_by_fd_limit(void **state)
+{
+	(void)state;
+	unsigned max = vsock_host_max_conns(host);
+	/* What setup opened after counting (I/O thread, listener, timer) comes off the budget. */
+	assert_true(max >= 2 && max <= SMALL_BUDGET);
+	int lfd = unix_listen(6005);
+	int fds[SMALL_BUDGET];
+	for (uint32_t i = 0; i < max + 3; i++) {
+		rx_fill(8);
+		sim_tx(&sim, 30000 + i, 6005, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+		struct sim_pkt p = rx_expect(i < max ? VSOCK_OP_RESPONSE : VSOCK_OP_RST);
+		assert_int_equal(p.dst_port, 30000 + i);
+		if (i < max) {
+			fds[i] = accept(lfd, NULL, NULL);
+			assert_true(fds[i] >= 0);
+		}
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, max);
+	/* A host program past the bound is told so. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONNECT 5000\n", 13), 13);
+	expect_error(fd, VSOCK_WHY_TOO_MANY);
+	close(fd);
+	/* One closes: the guest may connect again. */
+	close(fds[0]);
+	rx_expect(VSOCK_OP_SHUTDOWN);
+	sim_tx(&sim, 30000, 6005, VSOCK_OP_RST, 0, 1 << 20, 0, NULL, 0);
+	rx_fill(8);
+	sim_tx(&sim, 31000, 6005, VSOCK_OP_REQUEST, 0, 1 << 20, 0, NULL, 0);
+	rx_expect(VSOCK_OP_RESPONSE);
+	fds[0] = accept(lfd, NULL, NULL);
+	for (unsigned i = 0; i < max; i++)
+		close(fds[i]);
+	close(lfd);
+}
+
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_out_of_descriptors_does_not_spin(void **state)
+{
+	(void)state;
+	enum { CLIENTS = 4 };
+	int cl[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++)
+		cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* The log goes to a file we can measure. */
+	char logpath[160];
+	snprintf(logpath, sizeof(logpath), "%s/log", dir);
+	int logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int saved_err = dup(STDERR_FILENO);
+	assert_true(logfd >= 0 && saved_err >= 0);
+	dup2(logfd, STDERR_FILENO);
+	/* Every descriptor the process may have is taken. */
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	static int filler[256];
+	int nfill = 0;
+	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
+		nfill++;
+	assert_int_equal(errno, EMFILE);
+	/* Host programs arrive: accept4 fails with EMFILE. */
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+	for (int i = 0; i < CLIENTS; i++) {
+		assert_int_equal(connect(cl[i], (struct sockaddr *)&a, sizeof(a)), 0);
+		assert_int_equal(write(cl[i], "CONNECT 7\n", 10), 10);
+	}
+	msleep(50);
+	double cpu0 = cpu_seconds();
+	off_t log0 = lseek(logfd, 0, SEEK_END);
+	msleep(500);
+	double cpu = cpu_seconds() - cpu0;
+	off_t logged = lseek(logfd, 0, SEEK_END) - log0;
+	/* Descriptors come back: the clients waiting in the backlog are served. */
+	for (int i = 0; i < nfill; i++)
+		close(filler[i]);
+	setrlimit(RLIMIT_NOFILE, &old);
+	dup2(saved_err, STDERR_FILENO);
+	close(saved_err);
+	close(logfd);
+	/* It did run out (one warning, before the measured half second). */
+	char text[512] = { 0 };
+	int rfd = open(logpath, O_RDONLY | O_CLOEXEC);
+	assert_true(read(rfd, text, sizeof(text) - 1) > 0);
+	close(rfd);
+	assert_non_null(strstr(text, "Too many open files"));
+	/* A spinning I/O thread burns the whole half second and logs each turn. */
+	if (cpu > 0.15 || logged > 0)
+		fail_msg("out of descriptors: %.3f s of CPU and %lld log bytes in 0.5 s", cpu, (long long)logged);
+	for (int i = 0; i < CLIENTS; i++) {
+		rx_fill(8);
+		struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
+		sim_tx(&sim, 7, p.src_port, VSOCK_OP_RST, 0, 0, 0, NULL, 0);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		expect_error(cl[i], VSOCK_WHY_REFUSED);
+		close(cl[i]);
+	}
+}
+
+/* ---- an echo workload, as the nested e2e runs it ---- */
+
+/*
+ * The simulated guest plays Linux's echo server: it accepts on GUEST_PORT,
+ * sends back every byte within the device's credit (piggybacking its own
+ * consumption, as Linux does), hands out credit as it consumes, answers
+ * the host's SHUTDOWN with its own once everything is echoed, and forgets
+ * a connection at RST. The host programs are threads that write ECHO_BYTES
+ * in 16 KiB writes, half-close, and read the echo back to EOF; every
+ * other one reads slowly, so the device buffers and drains in parts.
+ */
+#define ECHO_CONNS  100
+#define ECHO_BYTES  (256u << 10)
+#define GUEST_BUF   (256u << 10)
+
+struct guest_conn {
+	uint32_t port;               /* the host side's local port; 0: free */
+	uint8_t *q;                  /* received, not yet echoed */
+	uint32_t q_head, q_len;
+	uint32_t tx_cnt, fwd_cnt;    /* the guest's counters */
+	uint32_t dev_buf_alloc, dev_fwd_cnt;
+	bool peer_eof, shut_sent;
+};
+
+static struct guest_conn gconns[ECHO_CONNS];
+static atomic_int echo_finished;   /* host program threads done */
+
+static struct guest_conn *gconn_find(uint32_t port, bool create)
+{
+	for (unsigned i = 0; i < ECHO_CONNS; i++)
+		if (gconns[i].port == port)
+			return &gconns[i];
+	for (unsigned i = 0; create && i < ECHO_CONNS; i++) {
+		if (gconns[i].port == 0) {
+			uint8_t *q = gconns[i].q;
+			gconns[i] = (struct guest_conn){ .port = port, .q = q };
+			return &gconns[i];
+		}
+	}
+	return NULL;
+}
+
+/* Echoes what the device's credit allows; the SHUTDOWN once all is out. */
+static void gconn_flush(struct guest_conn *g)
+{
+	while (g->q_len > 0) {
+		uint32_t credit = g->dev_buf_alloc - (g->tx_cnt - g->dev_fwd_cnt);
+		uint32_t k = g->q_len < 16384 ? g->q_len : 16384;
+		if (GUEST_BUF - g->q_head < k)
+			k = GUEST_BUF - g->q_head;
+		if (k > credit)
+			k = credit;
+		if (k == 0)
+			return;
+		g->tx_cnt += k;
+		g->fwd_cnt += k; /* consumed as it is echoed */
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_RW, 0, GUEST_BUF, g->fwd_cnt, g->q + g->q_head, k);
+		g->q_head = (g->q_head + k) % GUEST_BUF;
+		g->q_len -= k;
+	}
+	if (g->peer_eof && !g->shut_sent) {
+		g->shut_sent = true;
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND,
+		       GUEST_BUF, g->fwd_cnt, NULL, 0);
+	}
+}
+
+static void guest_echo_packet(const struct sim_pkt *p)
+{
+	struct guest_conn *g = gconn_find(p->src_port, p->op == VSOCK_OP_REQUEST);
+	if (!g) {
+		if (p->op != VSOCK_OP_RST)
+			fail_msg("guest: op %u for unknown port %u", p->op, p->src_port);
+		return;
+	}
+	g->dev_buf_alloc = p->buf_alloc;
+	g->dev_fwd_cnt = p->fwd_cnt;
+	switch (p->op) {
+	case VSOCK_OP_REQUEST:
+		sim_tx(&sim, GUEST_PORT, g->port, VSOCK_OP_RESPONSE, 0, GUEST_BUF, 0, NULL, 0);
+		break;
+	case VSOCK_OP_RW:
+		if (p->len > GUEST_BUF - g->q_len)
+			fail_msg("guest: port %u sent beyond the credit it had", g->port);
+		for (uint32_t i = 0; i < p->len; i++)
+			g->q[(g->q_head + g->q_len + i) % GUEST_BUF] = p->data[i];
+		g->q_len += p->len;
+		break;
+	case VSOCK_OP_SHUTDOWN:
+		g->peer_eof = g->peer_eof || (p->flags & VSOCK_SHUTDOWN_SEND);
+		break;
+	case VSOCK_OP_RST:
+		g->port = 0;
+		return;
+	}
+	gconn_flush(g);
+}
+
+struct echo_client {
+	int index;
+	int fd;
+	bool ok;
+	char why[96];
+};
+
+static uint8_t echo_pattern(int conn, uint32_t off)
+{
+	return (uint8_t)((off * 2654435761u) >> 13 ^ (uint32_t)conn * 97u);
+}
+
+static void *echo_writer(void *arg)
+{
+	struct echo_client *c = arg;
+	uint8_t buf[16384];
+	for (uint32_t off = 0; off < ECHO_BYTES; off += sizeof(buf)) {
+		for (uint32_t i = 0; i < sizeof(buf); i++)
+			buf[i] = echo_pattern(c->index, off + i);
+		for (size_t done = 0; done < sizeof(buf);) {
+			ssize_t n = write(c->fd, buf + done, sizeof(buf) - done);
+			if (n <= 0)
+				return NULL;
+			done += (size_t)n;
+		}
+	}
+	shutdown(c->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *echo_client_main(void *arg)
+{
+	struct echo_client *c = arg;
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
+	char line[32];
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 || write(c->fd, "CONNECT 5000\n", 13) != 13) {
+		snprintf(c->why, sizeof(c->why), "connect: %s", strerror(errno));
+		atomic_fetch_add(&echo_finished, 1);
+		return NULL;
+	}
+	read_line(c->fd, line, sizeof(line));
+	if (strncmp(line, "OK ", 3) != 0) {
+		snprintf(c->why, sizeof(c->why), "handshake answered '%s'", line);
+		atomic_fetch_add(&echo_finished, 1);
+		return NULL;
+	}
+	pthread_t w;
+	pthread_create(&w, NULL, echo_writer, c);
+	uint32_t got = 0;
+	uint8_t buf[4096];
+	for (;;) {
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n && !c->why[0]; i++)
+			if (buf[i] != echo_pattern(c->index, got + (uint32_t)i))
+				snprintf(c->why, sizeof(c->why), "byte %u differs", got + (uint32_t)i);
+		got += (uint32_t)n;
+		if (c->index % 2)
+			msleep(2);
+	}
+	pthread_join(w, NULL);
+	if (!c->why[0] && got != ECHO_BYTES)
+		snprintf(c->why, sizeof(c->why), "%u of %u bytes came back", got, ECHO_BYTES);
+	c->ok = !c->why[0];
+	atomic_fetch_add(&echo_finished, 1);
+	return NULL;
+}
+
+static void test_echo_workload_completes(void **state)
+{
+	(void)state;
+	raise_fd_limit();
+	static struct echo_client cl[ECHO_CONNS];
+	static pthread_t t[ECHO_CONNS];
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		gconns[i] = (struct guest_conn){ .q = gconns[i].q ? gconns[i].q : malloc(GUEST_BUF) };
+		assert_non_null(gconns[i].q);
+	}
+	atomic_store(&echo_finished, 0);
+	for (int i = 0; i < ECHO_CONNS; i++) {
+		cl[i] = (struct echo_client){ .index = i, .fd = -1 };
+		assert_int_equal(pthread_create(&t[i], NULL, echo_client_main, &cl[i]), 0);
+	}
+	/* The guest runs until every host program and guest connection is done, or a minute passes. */
+	long start = (long)time(NULL);
+	unsigned live = 1;
+	while (live > 0 && (long)time(NULL) - start < 60) {
+		rx_fill(128);
+		struct sim_pkt p;
+		bool any = false;
+		for (;;) {
+			pthread_mutex_lock(&sim.vd.lock);
+			bool got = sim_rx_next(&sim, &p);
+			pthread_mutex_unlock(&sim.vd.lock);
+			if (!got)
+				break;
+			any = true;
+			guest_echo_packet(&p);
+			rx_fill(128);
+		}
+		live = ECHO_CONNS - (unsigned)atomic_load(&echo_finished);
+		for (unsigned i = 0; i < ECHO_CONNS; i++)
+			live += gconns[i].port != 0;
+		if (!any)
+			msleep(1);
+	}
+	struct virtio_vsock_stats st;
+	virtio_vsock_get_stats(sim.vs, &st);
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		if (gconns[i].port)
+			print_message("stuck: guest port %u: %u bytes to echo, credit %u, peer eof %d; "
+				      "device: %u connections, %llu bytes buffered\n",
+				      gconns[i].port, gconns[i].q_len,
+				      gconns[i].dev_buf_alloc - (gconns[i].tx_cnt - gconns[i].dev_fwd_cnt),
+				      gconns[i].peer_eof, st.conns, (unsigned long long)st.buffered);
+	}
+	if (live)
+		fail_msg("%u host programs or guest connections still busy after 60 s",  live);
+	for (int i = 0; i < ECHO_CONNS; i++) {
+		pthread_join(t[i], NULL);
+		if (!cl[i].ok)
+			fail_msg("connection %d: %s", i, cl[i].why);
+		close(cl[i].fd);
+	}
+	virtio_vsock_get_stats(sim.vs, &st);
+	assert_int_equal(st.conns, 0);
+	assert_int_equal(st.buffer_bytes, 0);
+	for (unsigned i = 0; i < ECHO_CONNS; i++) {
+		free(gconns[i].q);
+		gconns[i].q = NULL;
+	}
 }
 
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN); /* as in the VMM; a refused client's write fails instead */
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_socket_is_private),
 		T(test_connect_ok_and_data),
-		T(test_bad_commands_closed),
+		T(test_bad_commands_refused),
 		T(test_no_guest_listener),
 		T(test_guest_to_host_listener),
 		T(test_guest_to_host_no_listener),
+		T(test_guest_to_host_waits_for_slow_accept),
 		T(test_reset_gives_eof),
 		T(test_thousand_connections),
 		T(test_slow_host_reader_bounded),
 		T(test_slow_guest_reader_backpressure),
-		T(test_handshake_limit),
+		T(test_handshake_limit_holds_not_drops),
+		T(test_silent_host_program_refused_in_time),
+		T(test_burst_every_client_answered),
+		T(test_out_of_descriptors_does_not_spin),
+		T(test_echo_workload_completes),
+		cmocka_unit_test_setup_teardown(test_connections_bounded_by_fd_limit,
+						setup_small_fd_limit, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
