@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fd_starve.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -113,13 +115,6 @@ static void test_client_past_the_bound_waits(void **state)
 		close(fds[i]);
 }
 
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_out_of_descriptors_does_not_spin(void **state)
 {
 	struct fixture *f = *state;
@@ -129,25 +124,15 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	assert_true(client >= 0 && saved_err >= 0 && devnull >= 0);
 	dup2(devnull, STDERR_FILENO);
 	close(devnull);
-	struct rlimit old, low;
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 256;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	static int filler[256];
-	int nfill = 0;
-	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
-		nfill++;
-	assert_int_equal(errno, EMFILE);
+	static struct fd_starve starve;
+	fd_starve_begin(&starve);
 	connect_to(f->path, client);
 	assert_int_equal(write(client, request, strlen(request)), (ssize_t)strlen(request));
 	usleep(50000);
 	double cpu0 = cpu_seconds();
 	usleep(500000);
 	double cpu = cpu_seconds() - cpu0;
-	for (int i = 0; i < nfill; i++)
-		close(filler[i]);
-	setrlimit(RLIMIT_NOFILE, &old);
+	fd_starve_end(&starve);
 	dup2(saved_err, STDERR_FILENO);
 	close(saved_err);
 	if (cpu > 0.15)

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fd_starve.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -106,13 +108,6 @@ static void test_second_client_waits(void **state)
 	close(b);
 }
 
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * Runs the console with every descriptor taken but `spare` while a client
  * connects, for half a second; fails if the console thread burns CPU;
@@ -126,26 +121,15 @@ static void starve_and_serve(struct fixture *f, int spare)
 	assert_true(client >= 0 && saved_err >= 0 && devnull >= 0);
 	dup2(devnull, STDERR_FILENO);
 	close(devnull);
-	struct rlimit old, low;
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 256;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	static int filler[256];
-	int nfill = 0;
-	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
-		nfill++;
-	assert_int_equal(errno, EMFILE);
-	for (int i = 0; i < spare && nfill > 0; i++)
-		close(filler[--nfill]);
+	static struct fd_starve starve;
+	fd_starve_begin(&starve);
+	fd_starve_give(&starve, spare);
 	connect_to(f->path, client);
 	usleep(50000);
 	double cpu0 = cpu_seconds();
 	usleep(500000);
 	double cpu = cpu_seconds() - cpu0;
-	for (int i = 0; i < nfill; i++)
-		close(filler[i]);
-	setrlimit(RLIMIT_NOFILE, &old);
+	fd_starve_end(&starve);
 	dup2(saved_err, STDERR_FILENO);
 	close(saved_err);
 	if (cpu > 0.15)

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "fd_starve.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -197,13 +199,6 @@ static void test_connection_bound(void **state)
 		close(fds[i]);
 }
 
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* accept4 fails with EMFILE: no busy loop, no log flood, and the client is served later. */
 static void test_out_of_descriptors_does_not_spin(void **state)
 {
@@ -215,16 +210,8 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	int saved_err = dup(STDERR_FILENO);
 	assert_true(client >= 0 && logfd >= 0 && saved_err >= 0);
 	dup2(logfd, STDERR_FILENO);
-	struct rlimit old, low;
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 256;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	static int filler[256];
-	int nfill = 0;
-	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
-		nfill++;
-	assert_int_equal(errno, EMFILE);
+	static struct fd_starve starve;
+	fd_starve_begin(&starve);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%.100s", f->path);
 	assert_int_equal(connect(client, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -236,9 +223,7 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	double cpu = cpu_seconds() - cpu0;
 	off_t logged = lseek(logfd, 0, SEEK_END) - log0;
 	off_t total = lseek(logfd, 0, SEEK_END);
-	for (int i = 0; i < nfill; i++)
-		close(filler[i]);
-	setrlimit(RLIMIT_NOFILE, &old);
+	fd_starve_end(&starve);
 	dup2(saved_err, STDERR_FILENO);
 	close(saved_err);
 	close(logfd);

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "fd_starve.h"
+
 #include "vmm/iothread.h"
 #include "vmm/vsock-host.h"
 #include "vsock_sim.h"
@@ -757,13 +759,6 @@ static void test_connections_bounded_by_fd_limit(void **state)
 	close(lfd);
 }
 
-static double cpu_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void test_out_of_descriptors_does_not_spin(void **state)
 {
 	(void)state;
@@ -779,16 +774,8 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	assert_true(logfd >= 0 && saved_err >= 0);
 	dup2(logfd, STDERR_FILENO);
 	/* Every descriptor the process may have is taken. */
-	struct rlimit old, low;
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	low = old;
-	low.rlim_cur = 256;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-	static int filler[256];
-	int nfill = 0;
-	while (nfill < 256 && (filler[nfill] = dup(0)) >= 0)
-		nfill++;
-	assert_int_equal(errno, EMFILE);
+	static struct fd_starve starve;
+	fd_starve_begin(&starve);
 	/* Host programs arrive: accept4 fails with EMFILE. */
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%.90s", path);
@@ -803,9 +790,7 @@ static void test_out_of_descriptors_does_not_spin(void **state)
 	double cpu = cpu_seconds() - cpu0;
 	off_t logged = lseek(logfd, 0, SEEK_END) - log0;
 	/* Descriptors come back: the clients waiting in the backlog are served. */
-	for (int i = 0; i < nfill; i++)
-		close(filler[i]);
-	setrlimit(RLIMIT_NOFILE, &old);
+	fd_starve_end(&starve);
 	dup2(saved_err, STDERR_FILENO);
 	close(saved_err);
 	close(logfd);
