@@ -125,21 +125,21 @@ static bool vm_jail_id_unique(struct sup *s, struct vm *vm, uint32_t id)
 }
 
 /*
- * The VM's private run directory, 0700. A jailed VMM owns it (jail_id),
- * so that as its own unprivileged user it can still remove its sockets
- * and reach the host's PATH_<port> vsock listeners in it; nobody else but
- * root may enter.
+ * The VM's private run directory: root's, mode 0700, or for a jailed VMM
+ * 0710 with the VM's own group, so that as its unprivileged user it can
+ * still reach the host's PATH_<port> vsock listeners in it. It may never
+ * create, rename or remove anything there: root (the daemon and the
+ * keeper) writes state.json and exit-status in this directory and
+ * connects to the sockets, and a compromised VMM that owned the directory
+ * could swap them for links to anything. Its sockets are made before it
+ * drops to its user; the daemon removes them here before the next start.
  */
 static bool vm_prepare_dir(struct vm *vm, uint32_t jail_id)
 {
-	if (!store_mkdirs(vm->paths.dir, 0700) || chmod(vm->paths.dir, 0700) < 0) {
-		log_error("%s: cannot create %s: %m", vm->def.name, vm->paths.dir);
-		return false;
-	}
-	uid_t owner = jail_id ? (uid_t)jail_id : 0;
-	if (chown(vm->paths.dir, owner, (gid_t)owner) < 0) {
-		log_error("%s: cannot give %s to user %u: %m", vm->def.name, vm->paths.dir,
-			  (unsigned)owner);
+	mode_t mode = jail_id ? 0710 : 0700;
+	if (!store_mkdirs(vm->paths.dir, 0700) || chown(vm->paths.dir, 0, (gid_t)jail_id) < 0 ||
+	    chmod(vm->paths.dir, mode) < 0) {
+		log_error("%s: cannot prepare %s: %m", vm->def.name, vm->paths.dir);
 		return false;
 	}
 	/* Stale sockets of an earlier run: shoji-vmm's console refuses to bind over one. */

@@ -9,7 +9,9 @@
  *     keeps working from any namespace);
  *   - a root that is an empty read-only tmpfs holding only, at their own
  *     paths, the directories of its sockets (the vsock socket's directory
- *     is where guest connections to PATH_<port> go) and, for user-mode
+ *     is where guest connections to PATH_<port> go; removing its sockets at
+ *     exit works where the user may, and is the daemon's job under shojid)
+ *     and, for user-mode
  *     networking, /etc/resolv.conf; no /proc, /sys or /dev: nothing else
  *     of the host's file system is reachable;
  *   - core dumps off (they would hold guest memory), then no supplementary
@@ -18,7 +20,7 @@
  *     can only touch files that user may touch.
  *
  * The daemon asks for it with a uid of the VM's own (see daemon/jail-id.h),
- * gives it a run directory it owns, and starts it as pid 1 of a PID
+ * lets its group (only) enter the VM's root-owned run directory, and starts it as pid 1 of a PID
  * namespace of its own (daemon/spawn.h), which a process cannot enter by
  * itself. What a compromised VMM can and
  * cannot reach is written down in docs/security.md.

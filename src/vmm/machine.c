@@ -503,8 +503,8 @@ static const char *dir_of(const char *path, char *out, size_t len)
 
 /*
  * What the jailed VMM keeps (vmm/jail.h): the directories of its sockets,
- * to unlink them at exit and, for vsock, to reach the host's PATH_<port>
- * listeners; the host's network and resolv.conf for user-mode networking.
+ * to unlink them at exit where its user may and, for vsock, to reach the
+ * host's PATH_<port> listeners; the host's network and resolv.conf for user-mode networking.
  */
 static bool machine_jail(const struct vmm_options *o)
 {

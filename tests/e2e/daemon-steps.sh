@@ -209,9 +209,9 @@ dm_autostart() {
     dm_result $? depends-on "desk waited (event $dw), svc ran (event $ss), then desk started (event $ds)" \
         "events out of order: desk waiting '$d_wait', svc running '$s_run', desk starting '$d_start'"
     mode=$(stat -c %a "$DW/run/vms/svc" 2>/dev/null)/$(stat -c %a "$DW/run/vms/desk" 2>/dev/null)
-    [ "$mode" = 700/700 ]
-    dm_result $? run-dirs-private "run directories (sockets inside) mode $mode" \
-        "run directories mode $mode, want 700/700"
+    [ "$mode" = 710/710 ]
+    dm_result $? run-dirs-private "run directories (sockets inside) mode $mode (root's; the jailed VMM's group may enter)" \
+        "run directories mode $mode, want 710/710"
     dm_jailed svc
     dm_jailed desk
     dm_diag
@@ -224,19 +224,20 @@ dm_jailed() {
     dm_j_pid=$(dm_vm "$1" pid)
     dm_j_uid=$(awk '/^Uid:/ { print $2 "/" $3 "/" $4 }' "/proc/$dm_j_pid/status" 2>/dev/null)
     dm_j_cap=$(awk '/^CapEff:/ { print $2 }' "/proc/$dm_j_pid/status" 2>/dev/null)
-    dm_j_owner=$(stat -c %u "$DW/run/vms/$1" 2>/dev/null)
+    dm_j_owner=$(stat -c %g "$DW/run/vms/$1" 2>/dev/null)
+    dm_j_dir_uid=$(stat -c %u "$DW/run/vms/$1" 2>/dev/null)
     dm_j_mnt=$(readlink "/proc/$dm_j_pid/ns/mnt" 2>/dev/null)
     dm_j_net=$(readlink "/proc/$dm_j_pid/ns/net" 2>/dev/null)
     dm_j_pidns=$(readlink "/proc/$dm_j_pid/ns/pid" 2>/dev/null)
     dm_j_nspid=$(awk '/^NSpid:/ { print $NF }' "/proc/$dm_j_pid/status" 2>/dev/null)
-    [ -n "$dm_j_owner" ] && [ "$dm_j_owner" != 0 ] &&
+    [ -n "$dm_j_owner" ] && [ "$dm_j_owner" != 0 ] && [ "$dm_j_dir_uid" = 0 ] &&
         [ "$dm_j_uid" = "$dm_j_owner/$dm_j_owner/$dm_j_owner" ] &&
         [ "$dm_j_cap" = 0000000000000000 ] &&
         [ -n "$dm_j_mnt" ] && [ "$dm_j_mnt" != "$(readlink /proc/self/ns/mnt)" ] &&
         [ -n "$dm_j_net" ] && [ "$dm_j_net" != "$(readlink /proc/self/ns/net)" ] &&
         [ -n "$dm_j_pidns" ] && [ "$dm_j_pidns" != "$(readlink /proc/self/ns/pid)" ] && [ "$dm_j_nspid" = 1 ]
     dm_result $? "jailed-$1" "$1's VMM (pid $dm_j_pid, pid 1 in its own PID namespace) runs as uid $dm_j_owner, no capabilities, own mount and network namespaces" \
-        "$1's VMM (pid $dm_j_pid): uids $dm_j_uid, run dir owner $dm_j_owner, CapEff $dm_j_cap, mnt $dm_j_mnt, net $dm_j_net, pid ns $dm_j_pidns, NSpid $dm_j_nspid"
+        "$1's VMM (pid $dm_j_pid): uids $dm_j_uid, run dir $dm_j_dir_uid:$dm_j_owner, CapEff $dm_j_cap, mnt $dm_j_mnt, net $dm_j_net, pid ns $dm_j_pidns, NSpid $dm_j_nspid"
 }
 
 # 8 clients at once, 25 `vm ls --json` each: every answer identical to one
