@@ -2,10 +2,16 @@
 # Builds one libFuzzer target with clang (whatever compiler Meson uses) and
 # runs it for a bounded time on a copy of its seed corpus; any crash, leak
 # or timeout fails the test and is replayed with its stack trace.
-# usage: run.sh SOURCE_ROOT NAME SECONDS SOURCE...   (sources relative to SOURCE_ROOT)
+# usage: run.sh SOURCE_ROOT NAME SECONDS [LIBS=FLAGS] SOURCE...
+#   sources are relative to SOURCE_ROOT; LIBS= names the extra libraries
+#   the target links besides -lpthread -luring ("LIBS=-ljansson"), as
+#   linker flags: not every library ships a usable pkg-config file.
+#   FUZZ_SECONDS in the environment overrides SECONDS (make fuzz sets it).
 set -u
-root=$1 name=$2 secs=$3
+root=$1 name=$2 secs=${FUZZ_SECONDS:-$3}
 shift 3
+libs=""
+case "${1:-}" in LIBS=*) libs=${1#LIBS=}; shift ;; esac
 command -v clang >/dev/null || { echo "SKIP: clang is not installed"; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -13,8 +19,9 @@ srcs=""
 for s in "$@"; do srcs="$srcs $root/$s"; done
 # shellcheck disable=SC2086
 if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" -lpthread -luring 2>"$dir/build.log"; then
-	if grep -q "libclang_rt.fuzzer\|cannot find" "$dir/build.log"; then
+	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" $libs -lpthread -luring \
+	2>"$dir/build.log"; then
+	if grep -q "libclang_rt.fuzzer\|cannot find -lclang\|cannot find.*fuzzer" "$dir/build.log"; then
 		echo "SKIP: clang has no libFuzzer runtime (libclang-rt-dev)"; exit 77
 	fi
 	cat "$dir/build.log"; exit 1
