@@ -18,7 +18,7 @@ trap 'rm -rf "$dir"' EXIT
 srcs=""
 for s in "$@"; do srcs="$srcs $root/$s"; done
 # shellcheck disable=SC2086
-if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+if ! clang -g -O1 -std=c17 -D_GNU_SOURCE -DSHOJI_VERSION=\"fuzz\" -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$root/src" $srcs -o "$dir/fuzz" $libs -lpthread -luring \
 	2>"$dir/build.log"; then
 	if grep -q "libclang_rt.fuzzer\|cannot find -lclang\|cannot find.*fuzzer" "$dir/build.log"; then

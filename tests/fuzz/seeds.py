@@ -156,7 +156,147 @@ def virtio_pci():
     write('virtio-pci', 'config-space', p.data())
 
 
-TARGETS = {'virtio-pci': virtio_pci}
+# ---- net-slirp (fuzz_net_slirp.c) ----
+
+GUEST_MAC = bytes.fromhex('027368 6f0000'.replace(' ', ''))
+GW_MAC = bytes.fromhex('525500 000202'.replace(' ', ''))  # any: slirp answers ARP for it
+BCAST = b'\xff' * 6
+GUEST, GW, DNS = bytes([10, 0, 2, 15]), bytes([10, 0, 2, 2]), bytes([10, 0, 2, 3])
+FIX_ALL = 1 | 2 | 4   # IPv4 checksum, L4 checksum, IPv4 total length
+
+
+def eth(dst, ethertype, payload, src=GUEST_MAC):
+    return dst + src + struct.pack('>H', ethertype) + payload
+
+
+def ipv4(src, dst, proto, payload, frag=0, ident=1):
+    # checksum and total length left for the harness to fill in (FIX_ALL)
+    return struct.pack('>BBHHHBBH4s4s', 0x45, 0, 0, ident, frag, 64, proto, 0, src, dst) + payload
+
+
+def udp(sport, dport, payload):
+    return struct.pack('>HHHH', sport, dport, 8 + len(payload), 0) + payload
+
+
+def tcp(sport, dport, seq, ack, flags, payload=b'', opts=b''):
+    off = (20 + len(opts)) // 4
+    return struct.pack('>HHIIBBHHH', sport, dport, seq, ack, off << 4, flags, 65535, 0, 0) + opts + payload
+
+
+def arp_request(target, sender=GUEST):
+    return eth(BCAST, 0x0806, struct.pack('>HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 1,
+                                          GUEST_MAC, sender, b'\0' * 6, target))
+
+
+def dhcp(msg_type, requested=None):
+    bootp = struct.pack('>BBBBIHH4s4s4s4s16s64s128s', 1, 1, 6, 0, 0x12345678, 0, 0x8000,
+                        b'\0' * 4, b'\0' * 4, b'\0' * 4, b'\0' * 4, GUEST_MAC, b'', b'')
+    opts = b'\x63\x82\x53\x63' + bytes([53, 1, msg_type])
+    if requested:
+        opts += bytes([50, 4]) + requested + bytes([54, 4]) + GW
+    opts += bytes([55, 4, 1, 3, 6, 15, 12, 5]) + b'shoji' + b'\xff'
+    return eth(BCAST, 0x0800, ipv4(b'\0' * 4, b'\xff' * 4, 17, udp(68, 67, bootp + opts)))
+
+
+def dns_query(name):
+    q = b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\0'
+    return struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + q + struct.pack('>HH', 1, 1)
+
+
+def slirp_seed(config, frames):
+    out = bytes([config])
+    for flags, f in frames:
+        out += struct.pack('<BH', flags, len(f)) + f
+    return out
+
+
+def net_slirp():
+    write('net-slirp', 'arp-dhcp', slirp_seed(0, [
+        (FIX_ALL, arp_request(GW)),
+        (FIX_ALL, arp_request(DNS)),
+        (FIX_ALL, dhcp(1)),                                   # DISCOVER
+        (FIX_ALL, dhcp(3, GUEST)),                            # REQUEST
+        (FIX_ALL, arp_request(GUEST, sender=GUEST)),          # gratuitous
+    ]))
+    write('net-slirp', 'dns-and-ping', slirp_seed(0, [
+        (FIX_ALL, arp_request(GW)),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, DNS, 17, udp(40000, 53, dns_query('example.org'))))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 1, struct.pack('>BBHHH', 8, 0, 0, 1, 1) + b'ping' * 8))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, bytes([192, 0, 2, 1]), 1,
+                                           struct.pack('>BBHHH', 8, 0, 0, 1, 2) + b'x' * 32))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, bytes([192, 0, 2, 1]), 17, udp(40001, 9, b'refused')))),
+    ]))
+    mss = bytes([2, 4, 0x05, 0xb4])
+    write('net-slirp', 'tcp-gateway', slirp_seed(1, [              # host_loopback on
+        (FIX_ALL, arp_request(GW)),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(40000, 9, 1000, 0, 0x02, opts=mss)))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(40000, 9, 1001, 1, 0x10)))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(40000, 9, 1001, 1, 0x18, b'hello')))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(40000, 9, 1006, 1, 0x11)))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 17, udp(40002, 9, b'to loopback')))),
+    ]))
+    write('net-slirp', 'tcp-outside-and-forward', slirp_seed(2, [  # a host forward
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, bytes([192, 0, 2, 1]), 6, tcp(40000, 80, 7, 0, 0x02)))),
+        (FIX_ALL, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(8080, 5555, 7, 0, 0x12)))),
+        (FIX_ALL | 8, eth(GW_MAC, 0x0800, ipv4(GUEST, GW, 6, tcp(40000, 22, 9, 0, 0x04)))),
+    ]))
+    write('net-slirp', 'fragments', slirp_seed(0, [
+        (FIX_ALL | 16, eth(GW_MAC, 0x0800, ipv4(GUEST, DNS, 17, udp(40000, 53, b'A' * 40), frag=0x2000, ident=7))),
+        (1 | 4, eth(GW_MAC, 0x0800, ipv4(GUEST, DNS, 17, b'B' * 24, frag=6, ident=7))),
+        (1 | 4, eth(GW_MAC, 0x0800, ipv4(GUEST, DNS, 17, b'C' * 8, frag=0x2000 | 100, ident=8))),
+        (0, eth(GW_MAC, 0x0800, b'\x46' + b'\0' * 19)),        # bad checksum, options cut off
+        (0, eth(GW_MAC, 0x86dd, b'\x60' + b'\0' * 39)),        # IPv6, which is off
+        (0, b'\0' * 10),                                        # shorter than Ethernet
+    ]))
+
+
+# ---- daemon (fuzz_daemon.c) ----
+
+def daemon():
+    full = {
+        'name': 'web', 'role': 'client', 'kernel': '$D/vmlinuz', 'initrd': '$D/initrd',
+        'cmdline': 'console=ttyS0 quiet', 'cpus': 2, 'memory': '1G',
+        'disks': [{'path': '$D/disk.raw', 'format': 'raw'},
+                  {'path': '$D/disk.qcow2', 'format': 'qcow2', 'readonly': True}],
+        'nets': [{'type': 'user', 'hostfwd': ['tcp:127.0.0.1:2222-:22'], 'host_loopback': False},
+                 {'type': 'tap', 'tap': 'tap0', 'mac': '02:00:00:00:00:01'}],
+        'vsock': {'cid': 3}, 'rng': True, 'autostart': False, 'depends_on': 'db',
+    }
+    text = json.dumps(full, indent=2).encode()
+    write('daemon', 'def-full', b'\x00\x01' + text)
+    write('daemon', 'def-service', b'\x00\x00' + json.dumps(
+        {'name': 'db', 'role': 'service', 'kernel': '$D/vmlinuz', 'memory': 256}).encode())
+    write('daemon', 'def-bad-nested', b'\x00\x00' + b'{\n "name": "x",\n "role": "client",\n "kernel": "$D/vmlinuz",\n'
+          b' "disks": [\n  {"path": "$D/disk.raw"},\n  {"path": "$D/none", "format": "vmdk"}\n ]\n}')
+    write('daemon', 'def-hostile', b'\x00\x00' + b'{"name": "-..", "cpus": 1e400, "memory": '
+          b'18446744073709551616, "nets": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}')
+    write('daemon', 'def-huge-numbers', b'\x00\x00' + b'{"name": "big", "role": "client", "kernel": "$D/vmlinuz", '
+          b'"cpus": 4294967297, "memory": "99999999999999999999G", "vsock": {"cid": -1}}')
+    write('daemon', 'def-syntax', b'\x00\x00' + b'{\n"name": "a",\n"kernel": "\\u00e9\n')
+    write('daemon', 'jsonpos-path', b'\x01' + b'nets[1].hostfwd\n' + text)
+    write('daemon', 'jsonpos-deep', b'\x01' + b'a.b.c.d\n' + b'{"a": {"b": {"c": {"d": 1}}}, "x\\"y": [' * 3
+          + b'0' + b']}' * 3)
+    web = json.dumps({'name': 'web', 'role': 'client', 'kernel': '$D/vmlinuz', 'cpus': 4}).encode()
+    new = json.dumps({'name': 'new1', 'role': 'client', 'kernel': '$D/vmlinuz'}).encode()
+    reqs = {
+        'api-list': b'GET /v1/vms\n',
+        'api-create': b'POST /v1/vms\n' + new,
+        'api-put': b'PUT /v1/vms/web\n' + web,
+        'api-put-mismatch': b'PUT /v1/vms/other\n' + web,
+        'api-show': b'GET /v1/vms/web\n',
+        'api-delete': b'DELETE /v1/vms/web\n',
+        'api-definition': b'GET /v1/vms/web/definition\n',
+        'api-start': b'POST /v1/vms/web/start\n',
+        'api-bad-name': b'GET /v1/vms/Bad..Name/logs\n',
+        'api-version': b'GET /v1/version\n',
+        'api-nul': b'POST /v1/vms\n{"name":\x00"x"}',
+    }
+    for seed, req in reqs.items():
+        write('daemon', seed, b'\x02\x07\x00' + req)
+    write('daemon', 'api-too-big', b'\x02\x00\xff' + b'POST /v1/vms\n' + b' ' * 300)
+
+
+TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon}
 
 if __name__ == '__main__':
     for t in sys.argv[1:] or TARGETS:
