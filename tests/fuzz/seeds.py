@@ -296,7 +296,35 @@ def daemon():
     write('daemon', 'api-too-big', b'\x02\x00\xff' + b'POST /v1/vms\n' + b' ' * 300)
 
 
-TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon}
+# ---- qcow2-ops (fuzz_qcow2_ops.c) ----
+# The images are tests/block/corpus/*.qcow2, the qcow2 target's seeds (made
+# with qemu-img and shoji-img: see tests/block/fuzz_qcow2.c), each behind
+# 8 control bytes that pick the operations run on it.
+
+CHAIN, WRITE, CHECK, SNAP_CREATE, SNAP_APPLY, SNAP_DELETE, RESIZE, CONVERT = (1 << i for i in range(8))
+
+
+def qcow2_ops():
+    corpus = os.path.join(HERE, '..', 'block', 'corpus')
+    plans = {
+        'data.qcow2': [('check-write', WRITE | CHECK, 0, 3), ('convert', CHAIN | CONVERT, 0, 0)],
+        'empty.qcow2': [('resize-grow', WRITE | RESIZE, 40, 1), ('resize-shrink', RESIZE, 1, 0)],
+        'overlay.qcow2': [('chain-convert', CHAIN | WRITE | CONVERT, 0, 2)],
+        'rc1.qcow2': [('check-snap', CHECK | SNAP_CREATE | WRITE, 0, 0)],
+        'snap.qcow2': [('apply-delete', SNAP_APPLY | SNAP_DELETE | CHECK, 0, 0),
+                       ('create-apply', SNAP_CREATE | SNAP_APPLY | WRITE | RESIZE, 20, 5)],
+        'v2.qcow2': [('all', 0xff, 16, 1)],
+        'zlib.qcow2': [('compressed-convert', WRITE | CHECK | CONVERT, 0, 0)],
+        'zstd.qcow2': [('compressed-snap', SNAP_CREATE | WRITE | SNAP_APPLY | CONVERT, 0, 0)],
+    }
+    for img, seeds in plans.items():
+        with open(os.path.join(corpus, img), 'rb') as f:
+            data = f.read()
+        for seed, ops, size, where in seeds:
+            write('qcow2-ops', seed, bytes([ops, size, where, 0, 0, 0, 0, 0]) + data)
+
+
+TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops}
 
 if __name__ == '__main__':
     for t in sys.argv[1:] or TARGETS:
