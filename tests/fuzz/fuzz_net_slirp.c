@@ -3,8 +3,9 @@
  * the libslirp stack behind it, fed guest frames (Ethernet, ARP, IPv4,
  * TCP, UDP, ICMP, DHCP, DNS) through its send() as virtio-net hands them
  * over, with the frames it has for the guest pulled through peek()/pop().
- * A fresh stack per input, destroyed at the end, so leaks of sockets or
- * memory show up (LeakSanitizer), and nothing carries over between inputs.
+ * A fresh stack per input, destroyed at the end, so that leaks show up
+ * (memory through LeakSanitizer, sockets by counting this process's open
+ * descriptors), and nothing carries over between inputs.
  *
  * No real traffic leaves the host: this file defines connect(), sendto()
  * and sendmsg(), which libslirp's calls resolve to (the executable's
@@ -31,9 +32,11 @@
  *
  * Checks (abort on failure): ASan/UBSan/LSan; every frame the back end
  * offers has its all-zero header, an Ethernet frame after it, and a length
- * within NET_MAX_FRAME.
+ * within NET_MAX_FRAME; destroying the back end closes every descriptor
+ * it opened.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -225,6 +228,19 @@ static void send_frame(struct net_backend *nb, uint8_t *frame, size_t len, unsig
 	nb->ops->send(nb, iov, n, NET_HDR_LEN + len);
 }
 
+/* Descriptors open in this process (those of /proc/self/fd, less its own). */
+static unsigned open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		abort();
+	unsigned n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 static struct net_backend *backend_for(uint8_t config)
 {
 	struct net_slirp_config cfg = { .host_loopback = config & 1 };
@@ -248,6 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 1)
 		return 0;
+	unsigned fds_before = open_fds();
 	struct net_backend *nb = backend_for(data[0]);
 	if (!nb)
 		abort();
@@ -268,5 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	drain(nb);
 	nb->ops->destroy(nb);
+	if (open_fds() != fds_before)
+		abort(); /* a socket (or eventfd) outlived the stack */
 	return 0;
 }

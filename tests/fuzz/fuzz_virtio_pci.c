@@ -44,7 +44,8 @@
 #include "hv/mem.h"
 
 #define RAM_SIZE     (1u << 20)
-#define RAM_FROM_INPUT 0x10000u
+#define RAM_FROM_INPUT 0x10000u    /* the input's tail goes here */
+#define RAM_RECORDS  (0x10000u * 4) /* what REC_RAM_WRITE reaches */
 #define REC_LEN      7
 #define STUB_QUEUES  3
 #define STUB_QMAX    64
@@ -380,7 +381,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *ram_part = data + 1 + n * REC_LEN;
 	size_t ram_len = size - 1 - n * REC_LEN;
 	uint8_t *ram = guest_mem_ptr(&mem, 0, RAM_SIZE);
-	memset(ram, 0, RAM_FROM_INPUT * 4); /* what records may have written too */
+	memset(ram, 0, RAM_RECORDS); /* covers RAM_FROM_INPUT too */
 	memcpy(ram, ram_part, ram_len < RAM_FROM_INPUT ? ram_len : RAM_FROM_INPUT);
 	memset(stub.cfg, 0, sizeof(stub.cfg));
 	if (!machine_start())

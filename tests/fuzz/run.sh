@@ -29,7 +29,7 @@ fi
 mkdir "$dir/corpus"
 cp "$root/tests/fuzz/corpus/$name"/* "$dir/corpus/"
 cd "$dir" || exit 1
-./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -6
+./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -7
 for a in crash-* leak-* timeout-* oom-*; do
 	[ -e "$a" ] || continue
 	echo "FAIL: the fuzzer found $a; replaying:"
