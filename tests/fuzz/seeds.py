@@ -33,6 +33,11 @@ DFSEL, DF, GFSEL, GF, MSIXCFG, NUMQ, STATUS, GEN = 0, 4, 8, 12, 16, 18, 20, 21
 QSEL, QSIZE, QMSIX, QENABLE, QNOFF, QDESC, QAVAIL, QUSED = 22, 24, 26, 28, 30, 32, 40, 48
 ACK, DRIVER, DRIVER_OK, FEATURES_OK = 1, 2, 4, 8
 NOTIFY, MSIX_TABLE, PBA, DEVCFG, ISR = 0x3000, 0x4000, 0x5000, 0x2000, 0x1000
+# Where each device's MSI-X capability lands in config space: virtio-pci.c
+# adds common, ISR, device config (the stub only), notify (20 bytes), then
+# MSI-X, each dword-aligned from 0x40 (pci.c). If that changes, the seeds
+# only lose depth: the fuzzer finds the capability again.
+MSIX_CAP = {RNG: 0x74, STUB: 0x84}
 
 
 class Pci:
@@ -67,6 +72,7 @@ class Pci:
                 self.w(MSIX_TABLE + 16 * v + 8, 0x40 + v, 4, dev)
                 self.w(MSIX_TABLE + 16 * v + 12, 0, 4, dev)  # unmask
             self.w(MSIXCFG, 0, 2, dev)
+            self.rec(ECAM_WRITE, MSIX_CAP[dev] + 2, 0x8000, 2, dev)  # MSI-X enable
         for q in range(queues):
             base = 0x1000 + q * 0x1000 + dev * 0x4000
             self.w(QSEL, q, 2, dev)
@@ -138,6 +144,17 @@ def virtio_pci():
     p.r(0x38, 8)                                         # beyond the common config
     p.r(MSIX_TABLE + 16 * 9, 4)                          # beyond the vectors
     write('virtio-pci', 'hostile-setup', p.data())
+
+    # A vector goes pending behind its mask, bus mastering goes off, the
+    # vector is unmasked: the MSI must wait (see delivering_pending).
+    p = Pci()
+    p.bring_up(STUB, 1)
+    p.w(MSIX_TABLE + 16 * 1 + 12, 1, 4)
+    p.chain(STUB, 0)
+    p.w(NOTIFY, 0, 2)
+    p.rec(ECAM_WRITE, 0x04, 0x2, 2)
+    p.w(MSIX_TABLE + 16 * 1 + 12, 0, 4)
+    write('virtio-pci', 'msi-pending-without-bus-master', p.data())
 
     p = Pci()
     p.rec(PORT, 16, 0x04, 4)                            # CF8: the stub's command register
