@@ -29,11 +29,19 @@ fi
 mkdir "$dir/corpus"
 cp "$root/tests/fuzz/corpus/$name"/* "$dir/corpus/"
 cd "$dir" || exit 1
-./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -7
+./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus >fuzz.log 2>&1
+status=$?
+# The final coverage line and statistics (a dictionary may follow DONE).
+grep -E '^#[0-9]+[[:space:]]+DONE|^Done|^stat::' fuzz.log
 for a in crash-* leak-* timeout-* oom-*; do
 	[ -e "$a" ] || continue
 	echo "FAIL: the fuzzer found $a; replaying:"
 	./fuzz "$a" 2>&1 | tail -40
 	exit 1
 done
+if [ "$status" -ne 0 ]; then
+	echo "FAIL: the fuzzer ended with status $status and no finding:"
+	tail -30 fuzz.log
+	exit 1
+fi
 echo "$name: fuzzed for ${secs}s without findings"
