@@ -1,8 +1,9 @@
 /*
  * libFuzzer target: the qcow2 operations beyond open/read/write (which
  * tests/block/fuzz_qcow2.c covers) on a hostile image: check with repair,
- * internal snapshots (create, apply, delete), resize, a backing chain, and
- * a convert-like copy into a second image. src/block/ through its public
+ * internal snapshots (create, apply, delete), resize, a backing chain,
+ * rebase -u, emptying after a commit, and a convert-like copy into a
+ * second image. src/block/ through its public
  * API (block/block.h), as shoji-img and the daemon use it.
  *
  * Input layout:
@@ -13,7 +14,10 @@
  *               bit 7 convert
  *   byte 1      the new size for resize, in 64 KiB units
  *   byte 2      where the write goes, in 4 KiB units
- *   bytes 3-7   unused (room for more operations without moving the image)
+ *   byte 3      more operations, after those of byte 0: bit 0 rebase -u
+ *               onto base.raw (raw), bit 1 make the image empty (what
+ *               commit does to the overlay once its data is in the base)
+ *   bytes 4-7   unused (room for more operations without moving the image)
  *   the rest    the image file
  * The image is written to a directory made at start-up (tmpfs when there
  * is one), next to base.raw, a 1 MiB raw file of a byte pattern: images
@@ -52,6 +56,8 @@ enum op_bit {
 	OP_CHAIN = 1, OP_WRITE = 2, OP_CHECK = 4, OP_SNAP_CREATE = 8,
 	OP_SNAP_APPLY = 16, OP_SNAP_DELETE = 32, OP_RESIZE = 64, OP_CONVERT = 128,
 };
+
+enum op2_bit { OP2_REBASE = 1, OP2_MAKE_EMPTY = 2 };
 
 static char dir[64], image[96], copy[96];
 static const char *dirs[2];
@@ -264,6 +270,10 @@ static void run_ops(const uint8_t *data, size_t size)
 			snapshot_existing(bd, BLOCK_SNAP_DELETE);
 		if (ops & OP_RESIZE)
 			resize(bd, data[1]);
+		if (data[3] & OP2_REBASE)
+			ok_or_errno(block_set_backing(bd, "base.raw", "raw"));
+		if (data[3] & OP2_MAKE_EMPTY)
+			ok_or_errno(block_make_empty(bd));
 		ok_or_errno(block_flush(bd));
 		block_close(bd);
 	}

@@ -318,6 +318,7 @@ def daemon():
 # 8 control bytes that pick the operations run on it.
 
 CHAIN, WRITE, CHECK, SNAP_CREATE, SNAP_APPLY, SNAP_DELETE, RESIZE, CONVERT = (1 << i for i in range(8))
+REBASE, MAKE_EMPTY = 1, 2
 
 
 def qcow2_ops():
@@ -333,11 +334,18 @@ def qcow2_ops():
         'zlib.qcow2': [('compressed-convert', WRITE | CHECK | CONVERT, 0, 0)],
         'zstd.qcow2': [('compressed-snap', SNAP_CREATE | WRITE | SNAP_APPLY | CONVERT, 0, 0)],
     }
+    more = {  # byte 3: rebase -u onto base.raw, make empty (commit's last step)
+        'overlay.qcow2': [('rebase-empty', CHAIN | WRITE, 0, 1, REBASE | MAKE_EMPTY)],
+        'data.qcow2': [('rebase-check', CHECK | CONVERT, 0, 0, REBASE)],
+        'snap.qcow2': [('empty-snapshots', WRITE | SNAP_DELETE, 0, 2, MAKE_EMPTY)],
+    }
+    for img, seeds in more.items():
+        plans.setdefault(img, []).extend(seeds)
     for img, seeds in plans.items():
         with open(os.path.join(corpus, img), 'rb') as f:
             data = f.read()
-        for seed, ops, size, where in seeds:
-            write('qcow2-ops', seed, bytes([ops, size, where, 0, 0, 0, 0, 0]) + data)
+        for seed, ops, size, where, *op2 in seeds:
+            write('qcow2-ops', seed, bytes([ops, size, where, op2[0] if op2 else 0, 0, 0, 0, 0]) + data)
 
 
 TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops}
