@@ -175,7 +175,9 @@ static void fix_ipv4(uint8_t *f, size_t len, unsigned flags)
  * (a NULL read, or a wild one) on an IPv4 last fragment, MF clear and a
  * non-zero offset, that arrives before any other fragment of its datagram
  * and so opens a new reassembly queue: TCP, UDP, ICMP or any protocol, any
- * addresses, payloads of 0 or 2 bytes and more. One guest frame ends the
+ * addresses, payloads of 0 bytes or of 3 and more (1 byte did not crash;
+ * 2 was not tried). The read address can hold the guest's payload bytes
+ * (0x61b000636261 for "abc"). One guest frame ends the
  * VMM; src/net/slirp.c hands guest frames to slirp_input() unfiltered.
  * Until it drops them (or libslirp is fixed), no last fragment is sent
  * here, so reassembly never completes in this target: remove this filter
