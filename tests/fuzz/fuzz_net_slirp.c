@@ -177,7 +177,7 @@ static void fix_ipv4(uint8_t *f, size_t len, unsigned flags)
  * and so opens a new reassembly queue: TCP, UDP, ICMP or any protocol, any
  * addresses, payloads of 0 bytes or of 3 and more (1 byte did not crash;
  * 2 was not tried). The read address can hold the guest's payload bytes
- * (0x61b000636261 for "abc"). One guest frame ends the
+ * (a SEGV at 0x61b000636272 for the payload "abc"). One guest frame ends the
  * VMM; src/net/slirp.c hands guest frames to slirp_input() unfiltered.
  * Until it drops them (or libslirp is fixed), no last fragment is sent
  * here, so reassembly never completes in this target: remove this filter
