@@ -371,11 +371,11 @@ static void run_request(const uint8_t *in, size_t len)
 /* ---- the input ---- */
 
 static const char *const files[] = { "vmlinuz", "initrd", "disk.raw", "disk.qcow2" };
-static char dir[64];
+static char dir[160];
 
 static void remove_files(void)
 {
-	char path[128];
+	char path[192];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		unlink(path);
@@ -385,10 +385,13 @@ static void remove_files(void)
 
 static void make_files(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/shoji-fuzz-daemon-XXXXXX");
-	if (!mkdtemp(dir))
+	const char *tmp = getenv("TMPDIR"); /* run.sh's, removed after a crash too */
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/shoji-fuzz-daemon-XXXXXX", tmp) >= sizeof(dir) ||
+	    !mkdtemp(dir))
 		abort();
-	char path[128];
+	char path[192];
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -419,7 +422,7 @@ static size_t expand(uint8_t *out, const uint8_t *in, size_t len)
 /* Each request finds one VM, "web", defined, so that its routes find it. */
 static void define_web(void)
 {
-	char web[256], err[256];
+	char web[384], err[256];
 	snprintf(web, sizeof(web), "{\"name\": \"web\", \"role\": \"client\", \"kernel\": \"%s/vmlinuz\"}",
 		 dir);
 	memset(vm_used, 0, sizeof(vm_used));

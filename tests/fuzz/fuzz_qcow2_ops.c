@@ -59,7 +59,7 @@ enum op_bit {
 
 enum op2_bit { OP2_REBASE = 1, OP2_MAKE_EMPTY = 2 };
 
-static char dir[64], image[96], copy[96];
+static char dir[160], image[192], copy[192];
 static const char *dirs[2];
 static uint8_t *buf, *back;
 
@@ -73,7 +73,7 @@ static int ok_or_errno(int r)
 
 static void remove_files(void)
 {
-	char base[96];
+	char base[192];
 	snprintf(base, sizeof(base), "%s/base.raw", dir);
 	unlink(base);
 	unlink(image);
@@ -85,10 +85,13 @@ static void setup_once(void)
 {
 	log_init("fuzz-qcow2-ops", LOG_LEVEL_ERROR);
 	log_set_level((enum log_level)-1);
-	/* tmpfs when there is one: fdatasync there costs nothing */
-	snprintf(dir, sizeof(dir), "%s/shoji-fuzz-qcow2-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	if (!mkdtemp(dir))
+	/* run.sh's TMPDIR (removed after a crash too), else tmpfs when there
+	 * is one: fdatasync there costs nothing */
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp)
+		tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/shoji-fuzz-qcow2-XXXXXX", tmp) >= sizeof(dir) ||
+	    !mkdtemp(dir))
 		abort();
 	snprintf(image, sizeof(image), "%s/image.qcow2", dir);
 	snprintf(copy, sizeof(copy), "%s/copy.qcow2", dir);
@@ -96,7 +99,7 @@ static void setup_once(void)
 	atexit(remove_files);
 	buf = malloc(CHUNK);
 	back = malloc(CHUNK);
-	char base[96];
+	char base[192];
 	snprintf(base, sizeof(base), "%s/base.raw", dir);
 	int fd = open(base, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (!buf || !back || fd < 0)

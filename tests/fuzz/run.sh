@@ -14,7 +14,11 @@ libs=""
 case "${1:-}" in LIBS=*) libs=${1#LIBS=}; shift ;; esac
 command -v clang >/dev/null || { echo "SKIP: clang is not installed"; exit 77; }
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+# Scratch files of the targets (images, definitions' files), named by
+# TMPDIR and so removed with everything else even when a target crashes:
+# on tmpfs when there is one, where fdatasync costs nothing.
+work=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d -p "$dir")
+trap 'rm -rf "$dir" "$work"' EXIT
 srcs=""
 for s in "$@"; do srcs="$srcs $root/$s"; done
 # shellcheck disable=SC2086
@@ -29,14 +33,14 @@ fi
 mkdir "$dir/corpus"
 cp "$root/tests/fuzz/corpus/$name"/* "$dir/corpus/"
 cd "$dir" || exit 1
-./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus >fuzz.log 2>&1
+TMPDIR=$work ./fuzz -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus >fuzz.log 2>&1
 status=$?
 # The final coverage line and statistics (a dictionary may follow DONE).
 grep -E '^#[0-9]+[[:space:]]+DONE|^Done|^stat::' fuzz.log
 for a in crash-* leak-* timeout-* oom-*; do
 	[ -e "$a" ] || continue
 	echo "FAIL: the fuzzer found $a; replaying:"
-	./fuzz "$a" 2>&1 | tail -40
+	TMPDIR=$work ./fuzz "$a" 2>&1 | tail -40
 	exit 1
 done
 if [ "$status" -ne 0 ]; then
