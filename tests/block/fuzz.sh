@@ -2,9 +2,10 @@
 # Builds the qcow2 libFuzzer target with clang (independent of the
 # compiler Meson uses) and runs it for a bounded time on a copy of the seed
 # corpus. usage: fuzz.sh SOURCE_ROOT SECONDS
+# FUZZ_SECONDS in the environment overrides SECONDS (make fuzz sets it).
 set -u
 src=$1
-secs=${2:-20}
+secs=${FUZZ_SECONDS:-${2:-20}}
 command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
