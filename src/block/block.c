@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -30,8 +32,9 @@ struct block_chain {
 	const struct block_chain *next;
 };
 
-static int backing_allowed(const char *overlay, const char *name, char **full,
-			   const char *const *dirs);
+static int backing_checked(const char *overlay, const char *name, const char *full,
+			   const char *const *dirs, struct stat *st);
+static bool path_under_any(const char *real, const char *const *dirs);
 
 static const struct block_driver *find_driver(const char *format)
 {
@@ -70,12 +73,6 @@ int block_open(struct block_dev **out, const char *path, const char *format,
 		log_error("%s: cannot open: %s", path, strerror(errno));
 		return err;
 	}
-	/* A device node or FIFO named by an image is never a disk (a FIFO would
-	 * even block the open); the top image is the caller's own choice. */
-	if (o.depth > 0 && !S_ISREG(st.st_mode)) {
-		log_error("%s: a backing file must be a regular file", path);
-		return -EINVAL;
-	}
 	for (const struct block_chain *c = o.chain; c; c = c->next) {
 		if (c->dev == st.st_dev && c->ino == st.st_ino) {
 			log_error("%s: backing chain loops back to this file", path);
@@ -101,10 +98,67 @@ int block_open_backing(struct block_dev **out, const char *overlay, const char *
 	char *full = block_backing_path(overlay, path);
 	if (!full)
 		return -ENOMEM;
-	int r = o.backing_dirs ? backing_allowed(overlay, path, &full, o.backing_dirs) : 0;
+	struct stat st;
+	int r = backing_checked(overlay, path, full, o.backing_dirs, &st);
+	o.expect = &st;
 	if (r == 0)
 		r = block_open(out, full, format, &o);
 	free(full);
+	return r;
+}
+
+/*
+ * Opens what `resolved` names without following any symbolic link: it was
+ * resolved already, so a link in it now means someone swapped a directory
+ * for one since.
+ */
+static int open_no_links(const char *resolved)
+{
+	struct open_how how = { .flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+				.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	long fd = syscall(SYS_openat2, AT_FDCWD, resolved, &how, sizeof(how));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/*
+ * The backing file `full` (named `name` in `overlay`) checked on an open
+ * descriptor, whose identity goes to *st: the driver's own open must then
+ * find that very file (block_open_opts.expect), so nothing swapped in
+ * between is used. It must be a regular file (a device node is no disk,
+ * and a FIFO would block the open: O_NONBLOCK here), and with dirs its
+ * real path must lie under one of them. Logs one line when refused.
+ */
+static int backing_checked(const char *overlay, const char *name, const char *full,
+			   const char *const *dirs, struct stat *st)
+{
+	char *real = dirs ? realpath(full, NULL) : NULL;
+	int r = 0;
+	if (dirs && !real)
+		r = -errno;
+	else if (dirs && !path_under_any(real, dirs))
+		r = -EACCES;
+	int fd = r;
+	if (r == 0)
+		fd = real ? open_no_links(real)
+			  : open(full, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (r == 0 && fd < 0)
+		r = fd < -1 ? fd : -errno;
+	if (r == 0 && fstat(fd, st) < 0)
+		r = -errno;
+	if (r == 0 && !S_ISREG(st->st_mode))
+		r = -EINVAL;
+	if (fd >= 0)
+		close(fd);
+	free(real);
+	if (r == -EACCES)
+		log_error("%s: backing file '%s' lies outside the directories allowed for "
+			  "backing files (%s%s); move it there or allow its directory "
+			  "(shoji-vmm --disk ...,backing-dir=DIR; shojid --image-dir DIR)",
+			  overlay, name, dirs[0] ? dirs[0] : "none", dirs[0] && dirs[1] ? ", ..." : "");
+	else if (r == -EINVAL)
+		log_error("%s: a backing file must be a regular file", full);
+	else if (r < 0)
+		log_error("%s: backing file '%s': %s", overlay, name, strerror(-r));
 	return r;
 }
 
@@ -117,45 +171,26 @@ static bool under_dir(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+/* True when the resolved `real` lies under one of dirs (each resolved here). */
+static bool path_under_any(const char *real, const char *const *dirs)
+{
+	bool found = false;
+	for (const char *const *d = dirs; *d && !found; d++) {
+		char *rd = realpath(*d, NULL);
+		found = rd && under_dir(real, rd);
+		free(rd);
+	}
+	return found;
+}
+
 int block_path_within(const char *path, const char *const *dirs)
 {
 	char *real = realpath(path, NULL);
 	if (!real)
 		return -errno;
-	int r = -EACCES;
-	for (const char *const *d = dirs; *d && r == -EACCES; d++) {
-		char *rd = realpath(*d, NULL);
-		if (rd && under_dir(real, rd))
-			r = 0;
-		free(rd);
-	}
+	int r = path_under_any(real, dirs) ? 0 : -EACCES;
 	free(real);
 	return r;
-}
-
-/* Checks *full against dirs and replaces it by its resolved path, so that
- * what is opened is what was checked. Logs one line when refused. */
-static int backing_allowed(const char *overlay, const char *name, char **full,
-			   const char *const *dirs)
-{
-	int r = block_path_within(*full, dirs);
-	if (r == -EACCES) {
-		log_error("%s: backing file '%s' lies outside the directories allowed for "
-			  "backing files (%s%s); move it there or allow its directory "
-			  "(shoji-vmm --disk ...,backing-dir=DIR; shojid --image-dir DIR)",
-			  overlay, name, dirs[0] ? dirs[0] : "none", dirs[0] && dirs[1] ? ", ..." : "");
-		return r;
-	}
-	if (r < 0) {
-		log_error("%s: backing file '%s': %s", overlay, name, strerror(-r));
-		return r;
-	}
-	char *real = realpath(*full, NULL);
-	if (!real)
-		return -errno;
-	free(*full);
-	*full = real;
-	return 0;
 }
 
 char *block_backing_path(const char *overlay, const char *path)

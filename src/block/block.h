@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 struct block_dev;
@@ -141,6 +142,9 @@ struct block_open_opts {
 	 * NULL for no restriction (see above). */
 	const char *const *backing_dirs;
 	bool no_lock;           /* internal: block_create holds the lock already */
+	/* internal: a backing file must turn out to be this very file (its
+	 * device and inode, checked when the chain was walked) */
+	const struct stat *expect;
 	unsigned depth;         /* internal: position in a backing chain */
 	const void *chain;      /* internal: files already in the chain (loops) */
 };

@@ -32,7 +32,7 @@ void *bfile_alloc(size_t len)
 static int lock_open(const char *path, const struct stat *st, enum block_lock_mode mode,
 		     int *out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	struct stat ls;
@@ -50,23 +50,36 @@ static int lock_open(const char *path, const struct stat *st, enum block_lock_mo
 	return 0;
 }
 
-int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct,
-	       enum block_lock_mode lock)
+/* The same file as *expect (when given): a file swapped in since is refused. */
+static int same_file(const char *path, const struct stat *st, const struct stat *expect)
 {
-	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (!expect || (st->st_dev == expect->st_dev && st->st_ino == expect->st_ino))
+		return 0;
+	log_error("%s: the file changed while it was being opened; refusing it", path);
+	return -EAGAIN;
+}
+
+int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct,
+	       enum block_lock_mode lock, const struct stat *expect)
+{
+	/* O_NONBLOCK only while opening: a FIFO put in the file's place must
+	 * not block us; a regular file ignores it, and it is cleared below. */
+	int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 	if (direct)
 		flags |= O_DIRECT;
 	int fd = open(path, flags);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int err = -errno;
+	int r = fstat(fd, &st) < 0 ? -errno : same_file(path, &st, expect);
+	if (r == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		r = -errno;
+	if (r < 0) {
 		close(fd);
-		return err;
+		return r;
 	}
 	int lock_fd = -1;
-	int r = lock == BLOCK_LOCK_NONE ? 0 : lock_open(path, &st, lock, &lock_fd);
+	r = lock == BLOCK_LOCK_NONE ? 0 : lock_open(path, &st, lock, &lock_fd);
 	if (r < 0) {
 		close(fd);
 		return r;

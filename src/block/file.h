@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "block/lock.h"
@@ -33,9 +34,11 @@ struct bfile {
 };
 
 /* Opens path and takes the image lock `lock` on it before returning (see
- * block/lock.h); -EBUSY, logged, when another user holds a conflicting one. */
+ * block/lock.h); -EBUSY, logged, when another user holds a conflicting one.
+ * With `expect`, the file must be that one (device and inode): -EAGAIN,
+ * logged, when it was swapped since it was checked. */
 int bfile_open(struct bfile *f, const char *path, bool read_only, bool direct,
-	       enum block_lock_mode lock);
+	       enum block_lock_mode lock, const struct stat *expect);
 void bfile_close(struct bfile *f);
 int bfile_pread(struct bfile *f, void *buf, size_t len, uint64_t off);
 int bfile_pwrite(struct bfile *f, const void *buf, size_t len, uint64_t off);

@@ -26,7 +26,9 @@
 enum block_lock_mode {
 	BLOCK_LOCK_NONE,   /* force share: no lock, no check */
 	BLOCK_LOCK_READ,   /* may read; nobody else may write or resize */
-	BLOCK_LOCK_WRITE,  /* may write and resize; nobody else may read consistently */
+	BLOCK_LOCK_WRITE,  /* may write and resize; nobody else may write or resize,
+			    * and readers that deny writing (all of shoji's, QEMU's by
+			    * default) are kept out by their own denial */
 };
 
 /* The lock an open with these options takes. */

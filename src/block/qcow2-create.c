@@ -41,7 +41,7 @@ static int pick_geometry(const char *path, const struct block_create_opts *o, un
 static int write_skeleton(const char *path, struct qcow2 *q)
 {
 	/* block_create holds the image's write lock on another descriptor. */
-	int r = bfile_open(&q->file, path, false, false, BLOCK_LOCK_NONE);
+	int r = bfile_open(&q->file, path, false, false, BLOCK_LOCK_NONE, NULL);
 	if (r < 0)
 		return r;
 	r = qcow2_write_header(q);

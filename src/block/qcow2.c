@@ -439,14 +439,15 @@ static int qcow2_open(struct block_dev **out, const char *path, const struct blo
 	pthread_cond_init(&q->resume, NULL);
 	pthread_cond_init(&q->turn, NULL);
 	q->opts = *opts;
+	q->opts.expect = NULL; /* points into the opener's frame; used only below */
 	q->bd = (struct block_dev){ .ops = &qcow2_ops, .read_only = opts->read_only,
 				    .format = "qcow2", .filename = strdup(path) };
 	q->file.fd = -1;
 	int r = q->bd.filename ? 0 : -ENOMEM;
 	if (r == 0) {
 		r = bfile_open(&q->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE,
-			       block_lock_mode_of(opts));
-		if (r < 0 && r != -EBUSY) /* the lock said why */
+			       block_lock_mode_of(opts), opts->expect);
+		if (r < 0 && r != -EBUSY && r != -EAGAIN) /* bfile_open said why */
 			log_error("%s: cannot open: %s", path, strerror(-r));
 	}
 	if (r == 0)

@@ -159,9 +159,9 @@ static int raw_open(struct block_dev **out, const char *path, const struct block
 	if (!r)
 		return -ENOMEM;
 	int err = bfile_open(&r->file, path, opts->read_only, opts->cache == BLOCK_CACHE_NONE,
-			     block_lock_mode_of(opts));
+			     block_lock_mode_of(opts), opts->expect);
 	if (err < 0) {
-		if (err != -EBUSY) /* the lock said why */
+		if (err != -EBUSY && err != -EAGAIN) /* bfile_open said why */
 			log_error("%s: cannot open: %s", path, strerror(-err));
 		free(r);
 		return err;

@@ -248,11 +248,32 @@ static bool drop_identity(const struct jail_option *j)
 	return true;
 }
 
+/* True when this process has one thread: a namespace or root change
+ * would not reach the others, which would keep the host's view. */
+static bool single_threaded(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *t = strstr(buf, "\nThreads:");
+	return t && strtol(t + strlen("\nThreads:"), NULL, 10) == 1;
+}
+
 bool jail_enter(const struct jail_option *j, const struct jail_needs *needs)
 {
 	if (geteuid() != 0) {
 		log_error("jail: --jail needs root (it changes namespaces and user); run shoji-vmm "
 			  "as root or without --jail");
+		return false;
+	}
+	if (!single_threaded()) {
+		log_error("jail: the process must have one thread when it enters the jail "
+			  "(or /proc is not mounted)");
 		return false;
 	}
 	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;

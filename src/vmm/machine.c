@@ -517,6 +517,13 @@ static bool machine_jail(const struct vmm_options *o)
 	struct jail_needs needs = { .host_network = false };
 	for (size_t i = 0; i < 3; i++) {
 		const char *d = paths[i] ? dir_of(paths[i], dirs[i], sizeof(dirs[i])) : NULL;
+		/* The whole directory is kept: "/" would keep the host's root,
+		 * and a relative path would not resolve inside the jail. */
+		if (paths[i] && (!d || d[0] != '/' || d[1] == '\0')) {
+			log_error("--jail: socket %s must be an absolute path in a directory of "
+				  "its own (not /)", paths[i]);
+			return false;
+		}
 		for (size_t k = 0; d && k < i; k++)
 			if (needs.keep[k] && strcmp(needs.keep[k], d) == 0)
 				d = NULL;

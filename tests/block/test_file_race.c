@@ -107,7 +107,7 @@ static void test_tail_block_keeps_size(void **state)
 	const off_t size = 1001 * 512;
 	assert_int_equal(ftruncate(fd, size), 0);
 	struct bfile f;
-	if (bfile_open(&f, path, false, true, BLOCK_LOCK_WRITE) < 0) {
+	if (bfile_open(&f, path, false, true, BLOCK_LOCK_WRITE, NULL) < 0) {
 		close(fd);
 		unlink(path);
 		skip(); /* no O_DIRECT on this file system */

@@ -22,6 +22,7 @@
 
 #include "base/log.h"
 #include "block/block.h"
+#include "block/file.h"
 
 static char dir[256];   /* the images' directory */
 static char other[300]; /* a directory beside it, holding the "secret" */
@@ -214,6 +215,27 @@ static void test_backing_not_regular_refused(void **state)
 	assert_null(bd);
 }
 
+/* The file opened must be the one checked: a swap in between is refused,
+ * and a FIFO, even named directly, never blocks the open. */
+static void test_swapped_file_refused(void **state)
+{
+	(void)state;
+	make_raw(path_of("checked.raw"), "checked");
+	make_raw(path_of("swapped.raw"), "swapped");
+	struct stat checked;
+	assert_int_equal(stat(path_of("checked.raw"), &checked), 0);
+	struct bfile f;
+	assert_int_equal(bfile_open(&f, path_of("swapped.raw"), true, false, BLOCK_LOCK_READ,
+				    &checked), -EAGAIN);
+	assert_int_equal(bfile_open(&f, path_of("checked.raw"), true, false, BLOCK_LOCK_READ,
+				    &checked), 0);
+	bfile_close(&f);
+	assert_int_equal(mkfifo(path_of("top.fifo"), 0600), 0);
+	struct block_dev *bd = NULL;
+	assert_true(open_img(&bd, path_of("top.fifo"), "raw", true, false) < 0);
+	assert_null(bd);
+}
+
 static void test_path_within(void **state)
 {
 	(void)state;
@@ -267,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_backing_inside_allowed),
 		cmocka_unit_test(test_backing_outside_refused),
 		cmocka_unit_test(test_backing_not_regular_refused),
+		cmocka_unit_test(test_swapped_file_refused),
 		cmocka_unit_test(test_path_within),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
