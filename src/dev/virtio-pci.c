@@ -111,10 +111,11 @@ static void virtio_interrupt(struct virtio_dev *vd, uint16_t vector, uint8_t isr
 		msix_fire(vd, vector);
 }
 
-/* Delivers interrupts that were held back by a mask that is now gone. */
+/* Delivers interrupts that were held back by a mask that is now gone, once
+ * the function may master the bus again (an MSI is a memory write). */
 static void msix_deliver_pending(struct virtio_dev *vd)
 {
-	if (!vd->msix_enabled || vd->msix_function_masked)
+	if (!vd->msix_enabled || vd->msix_function_masked || !pci_bus_master_enabled(vd->pci))
 		return;
 	for (unsigned v = 0; v < num_vectors(vd); v++) {
 		uint32_t bit = 1u << v;
@@ -427,8 +428,8 @@ static void virtio_pci_config_written(void *opaque, uint32_t offset, uint32_t le
 		uint16_t flags = (uint16_t)(vd->pci->cfg[ctrl] | vd->pci->cfg[ctrl + 1] << 8);
 		vd->msix_enabled = flags & PCI_MSIX_FLAGS_ENABLE;
 		vd->msix_function_masked = flags & PCI_MSIX_FLAGS_MASKALL;
-		msix_deliver_pending(vd);
 	}
+	msix_deliver_pending(vd); /* also when bus mastering comes back */
 	intx_update(vd);
 	pthread_mutex_unlock(&vd->lock);
 }

@@ -24,7 +24,7 @@
  * accesses inside config_size, queue work only between activate() and
  * reset(), on an existing queue, with offered features only); a status
  * write of 0 resets the device to status 0; an MSI is sent only while the
- * driver lets the function master the bus (but see delivering_pending).
+ * driver lets the function master the bus.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -215,24 +215,11 @@ static struct fdev devs[2];   /* [0] virtio-rng, [1] the stub */
 static struct stub stub;
 static struct virtio_rng *rng;
 
-/*
- * KNOWN BUG, stepped around until it is fixed (issue 16): virtio-pci.c
- * checks Bus Master Enable when an interrupt is raised, but not when
- * msix_deliver_pending() sends one that waited behind a mask. A driver
- * that lets a vector go pending (masked), clears Bus Master Enable in the
- * command register and then unmasks the vector (MSI-X table) or the
- * function (MSI-X control in config space) gets the MSI without bus
- * mastering, which PCI forbids; the message should stay pending until bus
- * mastering is back. So the check below is off during exactly those
- * writes, which is where pending vectors are delivered.
- */
-static bool delivering_pending;
-
 static void host_send_msi(void *ctx, uint64_t addr, uint32_t data)
 {
 	(void)addr, (void)data;
 	const struct fdev *d = ctx;
-	if (!d->vd || (!delivering_pending && !pci_bus_master_enabled(virtio_pci_device(d->vd))))
+	if (!d->vd || !pci_bus_master_enabled(virtio_pci_device(d->vd)))
 		abort(); /* an MSI is a DMA write: never without bus mastering */
 }
 
@@ -308,9 +295,7 @@ static void bar_access(struct fdev *d, bool write, uint16_t off, uint64_t value,
 		return;
 	}
 	le_store(b, value, len);
-	delivering_pending = at >= VIRTIO_PCI_MSIX_OFF;
 	virtio_pci_bar_ops.write(d->vd, at, b, len);
-	delivering_pending = false;
 	/* A reset is immediate: the driver reads status 0 right after writing it. */
 	if (at == offsetof(struct virtio_pci_common_cfg, device_status) && len == 1 && value % 256 == 0 &&
 	    virtio_pci_status(d->vd) != 0)
@@ -331,9 +316,7 @@ static void ecam_access(unsigned dev, bool write, uint16_t off, uint64_t value, 
 		return;
 	}
 	le_store(b, value, len);
-	delivering_pending = true;
 	pci_ecam_ops.write(&pbus, at, b, len);
-	delivering_pending = false;
 }
 
 static void port_access(unsigned dev, uint16_t off, uint32_t value, unsigned len)
@@ -352,9 +335,7 @@ static void port_access(unsigned dev, uint16_t off, uint32_t value, unsigned len
 	if (port == 0 && len == 4 && (off & 16))
 		value = 0x80000000u | slot_of(dev) << 11 | (value & 0xfc);
 	le_store(b, value, len);
-	delivering_pending = true;
 	pci_config_port_ops.write(&pbus, port, b, len);
-	delivering_pending = false;
 }
 
 static void io_turn(struct fdev *d)
