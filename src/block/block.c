@@ -133,10 +133,11 @@ static int backing_checked(const char *overlay, const char *name, const char *fu
 {
 	char *real = dirs ? realpath(full, NULL) : NULL;
 	int r = 0;
+	bool outside = false;
 	if (dirs && !real)
 		r = -errno;
 	else if (dirs && !path_under_any(real, dirs))
-		r = -EACCES;
+		outside = true, r = -EACCES;
 	int fd = r;
 	if (r == 0)
 		fd = real ? open_no_links(real)
@@ -150,7 +151,7 @@ static int backing_checked(const char *overlay, const char *name, const char *fu
 	if (fd >= 0)
 		close(fd);
 	free(real);
-	if (r == -EACCES)
+	if (outside)
 		log_error("%s: backing file '%s' lies outside the directories allowed for "
 			  "backing files (%s%s); move it there or allow its directory "
 			  "(shoji-vmm --disk ...,backing-dir=DIR; shojid --image-dir DIR)",
