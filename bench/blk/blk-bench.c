@@ -15,24 +15,26 @@
  * queue_notify under the transport's lock, as src/vmm/virtio-host.c and
  * virtio_pci_kick() do; the device hands the requests to its ring or its
  * workers, whose completions signal the device's event fd
- * (queue_event_fd), which the I/O thread watches the same way and answers
+ * (its queue's wake fd, virtio_queue_info), which the I/O thread watches the same way and answers
  * with queue_notify again, which puts the finished requests in the used
  * ring and interrupts; the driver sleeps until that "interrupt" (an
  * eventfd standing in for the MSI), takes the completions and refills.
  *
- * vCPU path (a raw disk with io_uring, as the VMM runs it: the device's
- * vcpu_notify_queues()): the driver thread plays the vCPU thread. A kick
- * is the MMIO exit: it calls vcpu_queue_notify under the transport's lock
- * on the driver's own thread, as virtio-pci.c does for the notify write
- * (or, when another thread holds the lock, signals the device's event fd
- * instead, as virtio-pci.c does).
+ * vCPU path (a raw disk with io_uring, as the VMM runs it: the device
+ * declares its queue VIRTIO_SERVE_VCPU): the driver thread plays the vCPU
+ * thread. A kick is the MMIO exit: it calls queue_notify(VIRTIO_ON_VCPU)
+ * under the transport's lock on the driver's own thread, as virtio-pci.c
+ * does for the notify write (or, when another thread holds the lock, hands
+ * the kick to the I/O thread through the kick eventfd, as virtio-pci.c
+ * does; the device's own hand-over, virtio_queue_notify_later(), goes the
+ * same way).
  * Waiting for the interrupt is the halted vCPU in KVM_RUN: the thread
  * sleeps in epoll_wait on the "MSI" eventfd, which returns for an
  * interrupt from the I/O thread or with -EINTR when io_uring task work
  * interrupts the sleep (KVM_RUN returns -EINTR for the same task work);
  * before every sleep and after every wake it does what the vCPU loop does
- * before KVM_RUN: virtio_pci_poll(), i.e. vcpu_completions() and, if set,
- * vcpu_queue_notify under the lock. The I/O thread runs as above for the
+ * before KVM_RUN: virtio_pci_poll(), i.e. vcpu_work_done() and, if set,
+ * queue_notify(VIRTIO_ON_VCPU) under the lock. The I/O thread runs as above for the
  * requests the device hands it.
  *
  * EVENT_IDX and indirect descriptors are negotiated as a Linux guest does,
@@ -77,7 +79,7 @@
 
 static struct guest_mem mem;
 
-/* ---- the fake transport (the four calls of dev/virtio.h) ---- */
+/* ---- the fake transport (the five calls of dev/virtio.h) ---- */
 
 struct virtio_dev {
 	pthread_mutex_t lock;    /* the transport's lock, as in virtio-pci.c */
@@ -134,15 +136,25 @@ static struct virtio_dev vd = { .lock = PTHREAD_MUTEX_INITIALIZER, .irq_fd = -1,
 				 .self_msi_fd = -1 };
 static struct virtio_blk *blk;
 static int kick_fd;
+
+/* What the VMM's kick_later does: the queue's kick eventfd, which the I/O
+ * thread serves after what else is ready. */
+void virtio_queue_notify_later(struct virtio_dev *d, unsigned q)
+{
+	(void)d, (void)q;
+	uint64_t one = 1;
+	if (write(kick_fd, &one, sizeof(one)) != sizeof(one))
+		perror("eventfd write");
+}
 static bool on_vcpu;   /* kicks on the driver's thread (see the header) */
 
 /* What the vCPU loop does before each KVM_RUN (virtio_pci_poll). */
 static void vcpu_poll(void)
 {
-	if (!on_vcpu || !(virtio_blk_ops.vcpu_completions(blk) & 1u))
+	if (!on_vcpu || !virtio_blk_ops.vcpu_work_done(blk, 0))
 		return;
 	pthread_mutex_lock(&vd.lock);
-	virtio_blk_ops.vcpu_queue_notify(blk, &vd, 0);
+	virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_VCPU);
 	pthread_mutex_unlock(&vd.lock);
 }
 
@@ -156,7 +168,7 @@ static void on_kick(void *ctx, uint32_t events)
 	if (read(fd, &n, sizeof(n)) != sizeof(n))
 		return;
 	pthread_mutex_lock(&vd.lock);
-	virtio_blk_ops.queue_notify(blk, &vd, 0);
+	virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_IO_THREAD);
 	pthread_mutex_unlock(&vd.lock);
 }
 
@@ -227,15 +239,12 @@ static void kick(void)
 	if (need_event(event, avail_idx, kicked_idx)) {
 		if (on_vcpu && pthread_mutex_trylock(&vd.lock) == 0) {
 			/* The notify write's MMIO exit, served on this thread. */
-			virtio_blk_ops.vcpu_queue_notify(blk, &vd, 0);
+			virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_VCPU);
 			pthread_mutex_unlock(&vd.lock);
 		} else {
 			/* The ioeventfd; or, on the vCPU path with the lock busy,
-			 * the device's event fd, as virtio-pci.c lock_for_write(). */
-			int fd = on_vcpu ? virtio_blk_ops.queue_event_fd(blk, 0) : kick_fd;
-			uint64_t one = 1;
-			if (write(fd, &one, sizeof(one)) != sizeof(one))
-				perror("eventfd write");
+			 * the hand-over of virtio-pci.c lock_for_write(). */
+			virtio_queue_notify_later(&vd, 0);
 		}
 	}
 	kicked_idx = avail_idx;
@@ -318,7 +327,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	virtio_blk_ops.activate(blk, &vd, features);
-	on_vcpu = strcmp(kick_mode, "vmm") == 0 && (virtio_blk_ops.vcpu_notify_queues(blk) & 1u);
+	struct virtio_queue_info info = virtio_queue_info_of(&virtio_blk_ops, blk, 0);
+	on_vcpu = strcmp(kick_mode, "vmm") == 0 && info.serve == VIRTIO_SERVE_VCPU;
 	desc = guest_mem_ptr(&mem, DESC_GPA, 16 * QSIZE);
 	avail = guest_mem_ptr(&mem, AVAIL_GPA, 6 + 2 * QSIZE);
 	used_hdr = guest_mem_ptr(&mem, USED_GPA, 4);
@@ -336,8 +346,8 @@ int main(int argc, char **argv)
 		return 1;
 	struct iothread *io = iothread_create();
 	static int done_fd, timer_fd;
-	done_fd = virtio_blk_ops.queue_event_fd ? virtio_blk_ops.queue_event_fd(blk, 0) : -1;
-	timer_fd = virtio_blk_ops.queue_timer_fd ? virtio_blk_ops.queue_timer_fd(blk, 0) : -1;
+	done_fd = info.wake_fd[0];
+	timer_fd = info.wake_fd[1];
 	if (kick_fd < 0 || !io || !iothread_watch(io, kick_fd, EPOLLIN, on_kick, &kick_fd) ||
 	    (done_fd >= 0 && !iothread_watch(io, done_fd, EPOLLIN, on_kick, &done_fd)) ||
 	    (timer_fd >= 0 && !iothread_watch(io, timer_fd, EPOLLIN, on_kick, &timer_fd)) ||

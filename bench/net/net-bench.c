@@ -137,7 +137,7 @@ static double run_tx(struct virtio_net *net, long frames, size_t len)
 		for (int i = 0; i < BATCH; i++)
 			publish(VIRTIO_NET_TXQ, BUF_GPA + (uint64_t)(next_desc[1] % QSIZE) * 0x10000,
 				(uint32_t)(NET_HDR_LEN + len), false);
-		virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_TXQ);
+		virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_TXQ, VIRTIO_ON_IO_THREAD);
 		for (int i = 0; i < BATCH; i++)
 			if (read(sp[1], in, sizeof(in)) < 0)
 				perror("read");
@@ -157,7 +157,7 @@ static double run_rx(struct virtio_net *net, long frames, size_t len)
 		for (int i = 0; i < BATCH; i++)
 			publish(VIRTIO_NET_RXQ, BUF_GPA + 0x1000000 + (uint64_t)(next_desc[0] % QSIZE) * 0x1000,
 				1536, true);
-		virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_RXQ);
+		virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_RXQ, VIRTIO_ON_IO_THREAD);
 	}
 	return now() - t0;
 }

@@ -10,7 +10,7 @@
  *   latency:    1-byte round trips, guest -> host echo -> guest; baseline:
  *               1-byte ping-pong between two threads over a socket pair
  * The driver's kicks reach the device as in the VMM (mode "vmm", the
- * default): a kick of a queue in virtio_vsock_ops.vcpu_notify_queues() (tx)
+ * default): a kick of a queue virtio_vsock_ops declares VIRTIO_SERVE_VCPU (tx)
  * runs the device in the guest's own thread, as the VMM serves it on the
  * vCPU thread that exited; any other kick is a write to an eventfd (the
  * ioeventfd) that the I/O thread reads before it runs the queue. Mode
@@ -281,7 +281,10 @@ int main(int argc, char **argv)
 	const char *mode = argc > 3 ? argv[3] : "vmm";
 	uint32_t eventfd_queues;
 	if (strcmp(mode, "vmm") == 0) {
-		eventfd_queues = 7u & ~virtio_vsock_ops.vcpu_notify_queues(NULL);
+		eventfd_queues = 0;
+		for (unsigned q = 0; q < 3; q++)
+			if (virtio_queue_info_of(&virtio_vsock_ops, NULL, q).serve != VIRTIO_SERVE_VCPU)
+				eventfd_queues |= 1u << q;
 	} else if (strcmp(mode, "eventfd") == 0) {
 		eventfd_queues = 7u;
 	} else if (strcmp(mode, "inline") == 0) {

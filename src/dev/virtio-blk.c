@@ -973,12 +973,8 @@ static void blk_activate(void *dev, struct virtio_dev *vd, uint64_t features)
  * end of the loop is seen either by vq_enable_notify() or by the next
  * notify. One interrupt (if the driver wants it) covers the whole batch.
  */
-static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+static void blk_io_thread_serve(struct virtio_blk *blk, struct virtio_dev *vd, struct vq *vq)
 {
-	struct virtio_blk *blk = dev;
-	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
-	if (!vq)
-		return;
 	unsigned completed = blk_push_done(blk, vq);
 	completed += blk_take_handed(blk, vq);
 	if (blk->vcpu_aio && block_aio_inflight(blk->vcpu_aio) > 0)
@@ -1064,16 +1060,8 @@ static unsigned blk_vcpu_take_requests(struct virtio_blk *blk, struct vq *vq,
  * finished: it pops them with notifications off, and turns them back on
  * when it is done. Nothing here blocks.
  */
-static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+static void blk_vcpu_serve(struct virtio_blk *blk, struct virtio_dev *vd, struct vq *vq)
 {
-	struct virtio_blk *blk = dev;
-	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
-	if (!vq)
-		return;
-	if (!blk->vcpu_aio) {
-		blk_signal_done(blk);
-		return;
-	}
 	unsigned completed = blk_push_done(blk, vq);
 	bool wake_io_thread = blk->handed.count > 0;
 	enum vq_pop_result r = VQ_EMPTY;
@@ -1085,23 +1073,47 @@ static void blk_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned que
 		wake_io_thread = true;
 	}
 	if (wake_io_thread)
-		blk_signal_done(blk);
+		virtio_queue_notify_later(vd, 0); /* the hand-over */
 	if (completed)
 		virtio_queue_interrupt(vd, 0);
 	if (r == VQ_BROKEN)
 		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken request queue");
 }
 
-static uint32_t blk_vcpu_notify_queues(void *dev)
+/* Raw images on io_uring have their kicks served on the vCPU threads (see
+ * the header); the workers' and the rings' completions, and the vCPU
+ * ring's watchdog, wake the I/O thread. */
+static void blk_queue_info(void *dev, unsigned queue, struct virtio_queue_info *info)
 {
 	struct virtio_blk *blk = dev;
-	return blk->vcpu_aio ? 1u : 0;
+	if (queue != 0)
+		return;
+	info->serve = blk->vcpu_aio ? VIRTIO_SERVE_VCPU : VIRTIO_SERVE_IO_THREAD;
+	info->wake_fd[0] = blk->event_fd;
+	info->wake_fd[1] = blk->vcpu_aio ? blk->watchdog_fd : -1;
 }
 
-static uint32_t blk_vcpu_completions(void *dev)
+static bool blk_vcpu_work_done(void *dev, unsigned queue)
 {
 	struct virtio_blk *blk = dev;
-	return blk->vcpu_aio && block_aio_has_completions(blk->vcpu_aio) ? 1u : 0;
+	return queue == 0 && blk->vcpu_aio && block_aio_has_completions(blk->vcpu_aio);
+}
+
+/*
+ * A kick, completions (the workers', the rings'), a hand-over or the
+ * watchdog: on the vCPU path (see the header) or the I/O thread's.
+ */
+static void blk_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			     enum virtio_path path)
+{
+	struct virtio_blk *blk = dev;
+	struct vq *vq = blk->active && queue == 0 ? virtio_queue(vd, 0) : NULL;
+	if (!vq)
+		return;
+	if (path == VIRTIO_ON_VCPU && blk->vcpu_aio)
+		blk_vcpu_serve(blk, vd, vq);
+	else
+		blk_io_thread_serve(blk, vd, vq);
 }
 
 /* Called with the transport's lock held; workers never take it, so waiting
@@ -1112,18 +1124,6 @@ static void blk_reset(void *dev)
 	blk_quiesce(blk);
 	blk->active = false;
 	blk->features = 0;
-}
-
-static int blk_queue_event_fd(void *dev, unsigned queue)
-{
-	struct virtio_blk *blk = dev;
-	return queue == 0 ? blk->event_fd : -1;
-}
-
-static int blk_queue_timer_fd(void *dev, unsigned queue)
-{
-	struct virtio_blk *blk = dev;
-	return queue == 0 && blk->vcpu_aio ? blk->watchdog_fd : -1;
 }
 
 const struct virtio_device_ops virtio_blk_ops = {
@@ -1139,11 +1139,8 @@ const struct virtio_device_ops virtio_blk_ops = {
 	.activate = blk_activate,
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
-	.queue_event_fd = blk_queue_event_fd,
-	.queue_timer_fd = blk_queue_timer_fd,
-	.vcpu_notify_queues = blk_vcpu_notify_queues,
-	.vcpu_queue_notify = blk_vcpu_queue_notify,
-	.vcpu_completions = blk_vcpu_completions,
+	.queue_info = blk_queue_info,
+	.vcpu_work_done = blk_vcpu_work_done,
 };
 
 /* ---- creation ---- */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/iov.h"
 #include "base/log.h"
 #include "base/ratelimit.h"
 #include "base/util.h"
@@ -73,36 +74,6 @@ static void net_warn(struct virtio_net *net, const char *what)
 	else
 		log_limited(&net->log_limit, LOG_LEVEL_DEBUG, "virtio-net: %s", what);
 	net->warned = true;
-}
-
-/* ---- iovec helpers ---- */
-
-static size_t iov_copy_in(const struct iovec *iov, unsigned n, size_t skip, const uint8_t *src,
-			  size_t len)
-{
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t seg = iov[i].iov_len;
-		if (skip >= seg) {
-			skip -= seg;
-			continue;
-		}
-		size_t k = seg - skip < len - done ? seg - skip : len - done;
-		memcpy((uint8_t *)iov[i].iov_base + skip, src + done, k);
-		done += k;
-		skip = 0;
-	}
-	return done;
-}
-
-static void iov_gather(const struct iovec *iov, unsigned n, uint8_t *dst, size_t len)
-{
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t k = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
-		memcpy(dst + done, iov[i].iov_base, k);
-		done += k;
-	}
 }
 
 /* ---- queue helpers the split-ring API does not have ---- */
@@ -217,7 +188,7 @@ static void net_tx_one(struct virtio_net *net, struct vq_chain *c)
 		return;
 	}
 	uint8_t *hdr = net->tx_hdr;
-	iov_gather(c->iov, c->nr_readable, hdr, NET_HDR_LEN);
+	iov_to_buf(c->iov, c->nr_readable, 0, hdr, NET_HDR_LEN);
 	struct net_hdr h = hdr_parse(hdr);
 	const char *bad = hdr_check(&h, frame_len, net_has(net, VIRTIO_NET_F_CSUM),
 				    net_has(net, VIRTIO_NET_F_HOST_TSO4),
@@ -229,20 +200,8 @@ static void net_tx_one(struct virtio_net *net, struct vq_chain *c)
 	}
 	le_store(hdr + NET_HDR_NUM_BUFFERS, 0, 2); /* meaningless on transmit */
 	/* The checked copy of the header, then the guest's frame bytes. */
-	unsigned n = 0;
-	net->tx_iov[n++] = (struct iovec){ hdr, NET_HDR_LEN };
-	size_t skip = NET_HDR_LEN;
-	for (unsigned i = 0; i < c->nr_readable; i++) {
-		struct iovec v = c->iov[i];
-		if (skip >= v.iov_len) {
-			skip -= v.iov_len;
-			continue;
-		}
-		v.iov_base = (uint8_t *)v.iov_base + skip;
-		v.iov_len -= skip;
-		skip = 0;
-		net->tx_iov[n++] = v;
-	}
+	net->tx_iov[0] = (struct iovec){ hdr, NET_HDR_LEN };
+	unsigned n = 1 + iov_slice(c->iov, c->nr_readable, NET_HDR_LEN, SIZE_MAX, net->tx_iov + 1);
 	net->nb->ops->send(net->nb, net->tx_iov, n, c->readable_len);
 	net->stats.tx_frames++;
 }
@@ -303,7 +262,7 @@ static enum rx_result net_rx_single(struct virtio_net *net, struct vq *vq, uint8
 		return RX_DONE;
 	}
 	le_store(frame + NET_HDR_NUM_BUFFERS, 1, 2);
-	iov_copy_in(c->iov + c->nr_readable, c->nr_iov - c->nr_readable, 0, frame, len);
+	iov_from_buf(c->iov + c->nr_readable, c->nr_iov - c->nr_readable, 0, frame, len);
 	vq_push(vq, c->head, (uint32_t)len);
 	net->stats.rx_frames++;
 	return RX_DONE;
@@ -345,7 +304,7 @@ static enum rx_result net_rx_merged(struct virtio_net *net, struct vq *vq, uint8
 		const struct iovec *wr = c->iov + c->nr_readable;
 		unsigned nwr = c->nr_iov - c->nr_readable;
 		size_t want = len - done < c->writable_len ? len - done : (size_t)c->writable_len;
-		iov_copy_in(wr, nwr, 0, frame + done, want);
+		iov_from_buf(wr, nwr, 0, frame + done, want);
 		if (k == 0) {
 			/* Remember where bytes 10 and 11 went, to fill in the count at the end. */
 			for (unsigned b = 0; b < 2; b++) {
@@ -492,8 +451,10 @@ static void net_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 	atomic_store(&net->transport, vd);
 }
 
-static void net_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+static void net_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			     enum virtio_path path)
 {
+	(void)path; /* served on the I/O thread only */
 	struct virtio_net *net = dev;
 	if (!net->vd)
 		return;

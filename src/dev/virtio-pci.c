@@ -60,7 +60,7 @@ struct virtio_dev {
 	uint8_t isr;
 	bool reset_logged;     /* one line per broken episode ... */
 	struct ratelimit log_limit; /* ... and few across resets: a guest may cycle them */
-	uint32_t vcpu_queues;  /* the device's vcpu_notify_queues() while running */
+	uint32_t vcpu_queues;  /* VIRTIO_SERVE_VCPU queues (queue_info(); fixed) */
 	struct virtio_queue_state q[VIRTIO_MAX_QUEUES];
 
 	uint8_t msix_cap;
@@ -196,7 +196,6 @@ static void virtio_reset(struct virtio_dev *vd)
 	vd->isr = 0;
 	intx_update(vd);
 	vd->reset_logged = false;
-	__atomic_store_n(&vd->vcpu_queues, 0, __ATOMIC_RELAXED);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		vq_reset(&vd->q[q].vq, vd->mem);
 		vd->q[q].size = vd->ops->queue_max_size;
@@ -217,9 +216,6 @@ static bool features_acceptable(struct virtio_dev *vd)
 
 static void virtio_activate(struct virtio_dev *vd)
 {
-	__atomic_store_n(&vd->vcpu_queues,
-			 vd->ops->vcpu_notify_queues ? vd->ops->vcpu_notify_queues(vd->dev) : 0,
-			 __ATOMIC_RELAXED);
 	for (unsigned q = 0; q < vd->ops->num_queues; q++) {
 		struct vq *vq = &vd->q[q].vq;
 		vq->indirect = vd->driver_features & VIRTIO_FEATURE(VIRTIO_F_INDIRECT_DESC_BIT);
@@ -449,16 +445,18 @@ static bool queue_running(const struct virtio_dev *vd, uint64_t q)
 	       !(vd->status & VIRTIO_CONFIG_S_NEEDS_RESET) && vd->q[q].enabled;
 }
 
-/* A kick through the notify register (on_vcpu: an MMIO write, on the
- * vCPU's thread) or through the queue's eventfd (on the I/O thread). */
+/*
+ * A kick through the notify register (on_vcpu: an MMIO write, on the
+ * vCPU's thread) or through the queue's eventfd (on the I/O thread). An
+ * MMIO kick of an I/O-thread queue (one whose ioeventfd KVM could not
+ * attach) is served where it lands, as the I/O thread would serve it.
+ */
 static void kick_locked(struct virtio_dev *vd, uint64_t q, bool on_vcpu)
 {
 	if (!queue_running(vd, q))
 		return;
-	if (on_vcpu && (vd->vcpu_queues & (1u << q)) && vd->ops->vcpu_queue_notify)
-		vd->ops->vcpu_queue_notify(vd->dev, vd, (unsigned)q);
-	else
-		vd->ops->queue_notify(vd->dev, vd, (unsigned)q);
+	bool vcpu_path = on_vcpu && (vd->vcpu_queues & (1u << q));
+	vd->ops->queue_notify(vd->dev, vd, (unsigned)q, vcpu_path ? VIRTIO_ON_VCPU : VIRTIO_ON_IO_THREAD);
 }
 
 static void bar_read_locked(struct virtio_dev *vd, uint64_t off, uint8_t *data, unsigned len)
@@ -505,39 +503,35 @@ static void bar_read(void *opaque, uint64_t off, uint8_t *data, unsigned len)
 	pthread_mutex_unlock(&vd->lock);
 }
 
-/* The event fd of the queue that a write at `off` kicks, if the device
- * serves that queue on vCPU threads and has one; else -1. */
-static int vcpu_kick_event_fd(struct virtio_dev *vd, uint64_t off)
+/* Whether a write at `off` is a kick of a VIRTIO_SERVE_VCPU queue. */
+static bool is_vcpu_kick(const struct virtio_dev *vd, uint64_t off, unsigned *queue)
 {
-	if (off < VIRTIO_PCI_NOTIFY_OFF || off >= VIRTIO_PCI_MSIX_OFF || !vd->ops->queue_event_fd)
-		return -1;
+	if (off < VIRTIO_PCI_NOTIFY_OFF || off >= VIRTIO_PCI_MSIX_OFF)
+		return false;
 	uint64_t q = notify_queue(off);
-	/* Read without the lock: a stale value only sends a kick the other way. */
-	uint32_t vcpu_queues = __atomic_load_n(&vd->vcpu_queues, __ATOMIC_RELAXED);
-	if (q >= vd->ops->num_queues || !(vcpu_queues & (1u << q)))
-		return -1;
-	return vd->ops->queue_event_fd(vd->dev, (unsigned)q);
+	if (q >= vd->ops->num_queues || !(vd->vcpu_queues & (1u << q)))
+		return false;
+	*queue = (unsigned)q;
+	return true;
 }
 
 /*
  * Takes the lock for a write to BAR 0; false instead when the write is a
- * vCPU's kick of such a queue and another thread holds the lock (the I/O
- * thread in the middle of a batch, most likely): rather than wait, the
- * vCPU signals the queue's event fd, which makes the I/O thread run
- * queue_notify again after its batch, so the kick is not lost.
+ * vCPU's kick of a VIRTIO_SERVE_VCPU queue and another thread holds the
+ * lock (the I/O thread in the middle of a batch, most likely): rather than
+ * wait, the vCPU hands the kick to the I/O thread, which serves the queue
+ * after its batch, so the kick is not lost.
  */
 static bool lock_for_write(struct virtio_dev *vd, uint64_t off)
 {
-	int fd = vcpu_kick_event_fd(vd, off);
-	if (fd < 0) {
+	unsigned q;
+	if (!is_vcpu_kick(vd, off, &q)) {
 		pthread_mutex_lock(&vd->lock);
 		return true;
 	}
 	if (pthread_mutex_trylock(&vd->lock) == 0)
 		return true;
-	uint64_t one = 1;
-	ssize_t w = write(fd, &one, sizeof(one));
-	(void)w; /* EAGAIN: the counter is huge, a wake-up is pending anyway */
+	virtio_queue_notify_later(vd, q);
 	return false;
 }
 
@@ -562,17 +556,28 @@ void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+/* The VIRTIO_SERVE_VCPU queues whose vCPU work has finished; no lock. */
+static uint32_t vcpu_work_done(struct virtio_dev *vd)
+{
+	uint32_t done = 0;
+	for (uint32_t left = vd->vcpu_queues; left; left &= left - 1) {
+		unsigned q = (unsigned)__builtin_ctz(left);
+		if (vd->ops->vcpu_work_done(vd->dev, q))
+			done |= 1u << q;
+	}
+	return done;
+}
+
 void virtio_pci_poll(struct virtio_dev *vd)
 {
 	/* Without the lock: this runs before every KVM_RUN of every vCPU. */
-	uint32_t ready = vd->ops->vcpu_completions && vd->ops->vcpu_queue_notify
-				 ? vd->ops->vcpu_completions(vd->dev) : 0;
-	if (!ready)
+	uint32_t done = vd->ops->vcpu_work_done ? vcpu_work_done(vd) : 0;
+	if (!done)
 		return;
 	pthread_mutex_lock(&vd->lock);
 	for (unsigned q = 0; q < vd->ops->num_queues; q++)
-		if ((ready & (1u << q)) && (vd->vcpu_queues & (1u << q)) && queue_running(vd, q))
-			vd->ops->vcpu_queue_notify(vd->dev, vd, q);
+		if ((done & (1u << q)) && queue_running(vd, q))
+			vd->ops->queue_notify(vd->dev, vd, q, VIRTIO_ON_VCPU);
 	pthread_mutex_unlock(&vd->lock);
 }
 
@@ -641,6 +646,9 @@ struct virtio_dev *virtio_pci_create(struct pci_bus *bus, const struct guest_mem
 	vd->mem = mem;
 	vd->host = *host;
 	vd->device_features = ops->features(dev) | VIRTIO_FEATURE(VIRTIO_F_VERSION_1_BIT);
+	for (unsigned q = 0; q < ops->num_queues; q++)
+		if (virtio_queue_info_of(ops, dev, q).serve == VIRTIO_SERVE_VCPU)
+			vd->vcpu_queues |= 1u << q;
 	for (unsigned v = 0; v < MSIX_VECTORS; v++)
 		vd->msix[v].ctrl = MSIX_CTRL_MASKBIT; /* vectors start masked */
 
@@ -683,17 +691,4 @@ void virtio_pci_destroy(struct virtio_dev *vd)
 	pthread_mutex_unlock(&vd->lock);
 	pthread_mutex_destroy(&vd->lock);
 	free(vd);
-}
-
-struct pci_device *virtio_pci_device(struct virtio_dev *vd)
-{
-	return vd->pci;
-}
-
-uint8_t virtio_pci_status(struct virtio_dev *vd)
-{
-	pthread_mutex_lock(&vd->lock);
-	uint8_t s = vd->status;
-	pthread_mutex_unlock(&vd->lock);
-	return s;
 }

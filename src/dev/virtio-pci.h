@@ -10,7 +10,8 @@
  * thread without a vCPU exit; it then calls virtio_pci_kick() for them.
  * Without an eventfd, a kick arrives as an MMIO write and is handled the
  * same way on the vCPU thread; a device may ask for that on purpose
- * (vcpu_notify_queues) and then finish the work with virtio_pci_poll().
+ * (VIRTIO_SERVE_VCPU, dev/virtio.h) and then finish the work with
+ * virtio_pci_poll().
  *
  * Not there yet: INTx for drivers that do not enable MSI-X (the device then
  * only sets its ISR bits), and the VIRTIO_PCI_CAP_PCI_CFG window.
@@ -40,9 +41,10 @@ struct virtio_pci_host {
 	bool (*set_ioeventfd)(void *ctx, struct virtio_dev *vd, unsigned queue, uint64_t gpa, bool on);
 	/*
 	 * Have virtio_pci_kick(vd, queue) called on a later turn of the I/O
-	 * thread (virtio_queue_notify_later()); called with the transport's
-	 * lock held, so it must only schedule. Without it, a device's queue
-	 * that stopped at its budget waits for the driver's next kick.
+	 * thread (virtio_queue_notify_later()); called with or without the
+	 * transport's lock, from any thread, so it must only schedule. The
+	 * vCPU path's hand-over depends on it (dev/virtio.h): a host without
+	 * it has no VIRTIO_SERVE_VCPU queues worth the name.
 	 */
 	void (*kick_later)(void *ctx, struct virtio_dev *vd, unsigned queue);
 	void *ctx;
@@ -60,7 +62,7 @@ void virtio_pci_kick(struct virtio_dev *vd, unsigned queue);
 
 /*
  * Returns to the driver what the device finished of the work it started
- * from vCPU kicks (virtio_device_ops.vcpu_completions). Every thread that
+ * from vCPU kicks (virtio_device_ops.vcpu_work_done). Every thread that
  * may have started such work calls this whenever it wakes: the vCPU
  * threads before each KVM_RUN (and so after every -EINTR), the I/O thread
  * after each epoll_wait. Cheap when there is nothing: no lock is taken.
@@ -69,7 +71,5 @@ void virtio_pci_poll(struct virtio_dev *vd);
 
 /* The BAR 0 ops, for tests that drive the transport as a driver would. */
 extern const struct io_ops virtio_pci_bar_ops;
-struct pci_device *virtio_pci_device(struct virtio_dev *vd);
-uint8_t virtio_pci_status(struct virtio_dev *vd);
 
 #endif

@@ -55,9 +55,10 @@ static uint32_t rng_fill(const struct vq_chain *c)
 	return written;
 }
 
-static void rng_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+static void rng_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			     enum virtio_path path)
 {
-	(void)dev;
+	(void)dev, (void)path; /* served on the I/O thread only */
 	struct vq *vq = virtio_queue(vd, queue);
 	static _Thread_local struct vq_chain chain;
 	unsigned served = 0;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/iov.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -97,50 +98,6 @@ struct virtio_vsock {
 };
 
 /* ---- small helpers ---- */
-
-/* Copies len bytes at byte offset `off` of the iovecs into dst (or from src). */
-static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, void *dst,
-		       const void *src, size_t len)
-{
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		size_t k = iov[i].iov_len - off;
-		if (k > len - done)
-			k = len - done;
-		uint8_t *p = (uint8_t *)iov[i].iov_base + off;
-		if (dst)
-			memcpy((uint8_t *)dst + done, p, k);
-		else
-			memcpy(p, (const uint8_t *)src + done, k);
-		done += k;
-		off = 0;
-	}
-	return done;
-}
-
-/* Fills vs->iov with the bytes [off, off+len) of iov; returns the count. */
-static unsigned iov_window(struct virtio_vsock *vs, const struct iovec *iov, unsigned n,
-			   size_t off, size_t len)
-{
-	unsigned out = 0;
-	for (unsigned i = 0; i < n && len > 0; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		size_t k = iov[i].iov_len - off;
-		if (k > len)
-			k = len;
-		vs->iov[out++] = (struct iovec){ (uint8_t *)iov[i].iov_base + off, k };
-		len -= k;
-		off = 0;
-	}
-	return out;
-}
 
 static unsigned port_hash(uint32_t local, uint32_t peer)
 {
@@ -407,7 +364,7 @@ static const char *conn_buffer(struct virtio_vsock *vs, struct vsock_conn *c, co
 	while (len > 0) {
 		uint32_t tail = (c->tx_head + c->tx_len) % c->tx_cap;
 		size_t k = c->tx_cap - tail < len ? c->tx_cap - tail : len;
-		iov_copy(iov, n, off, c->txbuf + tail, NULL, k);
+		iov_to_buf(iov, n, off, c->txbuf + tail, k);
 		c->tx_len += (uint32_t)k;
 		vs->buffered += k;
 		off += k;
@@ -424,7 +381,7 @@ static void conn_rw(struct virtio_vsock *vs, struct vsock_conn *c, const struct 
 {
 	size_t sent = 0;
 	if (c->tx_len == 0 && len > 0) {
-		unsigned w = iov_window(vs, iov, n, VSOCK_HDR_BYTES, len);
+		unsigned w = iov_slice(iov, n, VSOCK_HDR_BYTES, len, vs->iov);
 		ssize_t r = vs->be.send(vs->be.ctx, c->host, vs->iov, w);
 		if (r < 0 && r != -EAGAIN && r != -EINTR) {
 			log_debug("virtio-vsock: host port %u: write failed, reset", c->local_port);
@@ -568,7 +525,7 @@ static void tx_packet(struct virtio_vsock *vs, const struct vq_chain *ch)
 			  (unsigned long long)ch->readable_len);
 		return;
 	}
-	iov_copy(ch->iov, ch->nr_readable, 0, h, NULL, VSOCK_HDR_BYTES);
+	iov_to_buf(ch->iov, ch->nr_readable, 0, h, VSOCK_HDR_BYTES);
 	struct pkt p;
 	pkt_parse(h, &p);
 	if (p.src_cid != vs->guest_cid || p.dst_cid != VSOCK_CID_HOST) {
@@ -639,7 +596,7 @@ static void rx_header(struct virtio_vsock *vs, uint32_t src_port, uint32_t dst_p
 	le_store(h + VSOCK_HDR_BUF_ALLOC, VSOCK_CONN_BUF, 4);
 	le_store(h + VSOCK_HDR_FWD_CNT, fwd_cnt, 4);
 	struct vq_chain *ch = &vs->rx_chain;
-	iov_copy(ch->iov + ch->nr_readable, ch->nr_iov - ch->nr_readable, 0, NULL, h, sizeof(h));
+	iov_from_buf(ch->iov + ch->nr_readable, ch->nr_iov - ch->nr_readable, 0, h, sizeof(h));
 }
 
 static uint32_t rx_control(struct virtio_vsock *vs, struct vsock_conn *c, uint16_t op, uint32_t flags)
@@ -663,7 +620,7 @@ static uint32_t rx_data(struct virtio_vsock *vs, struct vsock_conn *c)
 	if (max == 0)
 		return 0;
 	struct iovec *wr = ch->iov + ch->nr_readable;
-	unsigned w = iov_window(vs, wr, ch->nr_iov - ch->nr_readable, VSOCK_HDR_BYTES, max);
+	unsigned w = iov_slice(wr, ch->nr_iov - ch->nr_readable, VSOCK_HDR_BYTES, max, vs->iov);
 	ssize_t n = vs->be.recv(vs->be.ctx, c->host, vs->iov, w);
 	if (n == -EAGAIN || n == -EINTR) {
 		c->host_readable = false;
@@ -907,8 +864,10 @@ static void vsock_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 	pthread_mutex_unlock(&vs->lock);
 }
 
-static void vsock_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+static void vsock_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			       enum virtio_path path)
 {
+	(void)path; /* both paths do the same: nothing here blocks */
 	struct virtio_vsock *vs = dev;
 	pthread_mutex_lock(&vs->lock);
 	if (vs->active && queue == VIRTIO_VSOCK_QUEUE_TX)
@@ -944,10 +903,11 @@ static void vsock_reset(void *dev)
 
 /* A guest's send then reaches the host socket without waking a thread;
  * rx refills stay on the I/O thread, as they may read many sockets. */
-static uint32_t vsock_vcpu_notify_queues(void *dev)
+static void vsock_queue_info(void *dev, unsigned queue, struct virtio_queue_info *info)
 {
 	(void)dev;
-	return 1u << VIRTIO_VSOCK_QUEUE_TX;
+	if (queue == VIRTIO_VSOCK_QUEUE_TX)
+		info->serve = VIRTIO_SERVE_VCPU;
 }
 
 const struct virtio_device_ops virtio_vsock_ops = {
@@ -956,13 +916,13 @@ const struct virtio_device_ops virtio_vsock_ops = {
 	.num_queues = 3,
 	.queue_max_size = VSOCK_QUEUE_SIZE,
 	.config_size = VSOCK_CONFIG_SIZE,
-	.vcpu_notify_queues = vsock_vcpu_notify_queues,
 	.features = vsock_features,
 	.config_read = vsock_config_read,
 	.config_write = vsock_config_write,
 	.activate = vsock_activate,
 	.queue_notify = vsock_queue_notify,
 	.reset = vsock_reset,
+	.queue_info = vsock_queue_info,
 };
 
 /* ---- creation ---- */

@@ -21,10 +21,8 @@ struct host_device {
 	struct virtio_dev *vd;
 	unsigned nqueues;
 	struct kick_source kick[VIRTIO_MAX_QUEUES];
-	/* The device's own queue_event_fd()s and queue_timer_fd()s (its fds:
-	 * not closed here). */
-	struct kick_source event[VIRTIO_MAX_QUEUES];
-	struct kick_source timer[VIRTIO_MAX_QUEUES];
+	/* The device's own wake fds (virtio_queue_info; its fds: not closed here). */
+	struct kick_source wake[VIRTIO_MAX_QUEUES][VIRTIO_QUEUE_WAKE_FDS];
 };
 
 struct virtio_host {
@@ -34,7 +32,7 @@ struct virtio_host {
 	bool any_length_ioeventfd;
 	unsigned count;
 	struct host_device dev[VIRTIO_HOST_MAX_DEVICES];
-	/* The devices with vcpu_completions, for virtio_host_poll(); only
+	/* The devices with vcpu_work_done, for virtio_host_poll(); only
 	 * added to before the vCPUs and the I/O thread start. */
 	unsigned npolled;
 	struct virtio_dev *polled[VIRTIO_HOST_MAX_DEVICES];
@@ -61,7 +59,8 @@ static bool host_set_ioeventfd(void *ctx, struct virtio_dev *vd, unsigned queue,
 }
 
 /*
- * A device stopped at its budget: the queue's eventfd makes the I/O thread
+ * A device stopped at its budget, or a vCPU handed a queue's work over (or
+ * found the device's lock busy): the queue's eventfd makes the I/O thread
  * kick it again once it has served what else was ready (epoll reports the
  * ready descriptors in turn, so the others go first).
  */
@@ -86,27 +85,28 @@ static void host_kick(void *ctx, uint32_t events)
 }
 
 /* A device that finishes work on its own threads (virtio-blk's workers)
- * signals an eventfd; its queue is then served as if kicked. */
-static bool watch_device_fd(struct virtio_host *h, struct kick_source *k, struct virtio_dev *vd,
-			    const struct virtio_device_ops *ops, int fd, unsigned q)
+ * signals a wake fd; its queue is then served as if kicked. */
+static bool watch_wake_fd(struct virtio_host *h, struct kick_source *k, struct virtio_dev *vd,
+			  const char *name, int fd, unsigned q)
 {
 	if (fd < 0)
 		return true;
 	*k = (struct kick_source){ vd, q, fd };
 	if (!iothread_watch(h->io, fd, EPOLLIN, host_kick, k)) {
-		log_error("%s: cannot watch the completions of queue %u", ops->name, q);
+		log_error("%s: cannot watch the completions of queue %u", name, q);
 		return false;
 	}
 	return true;
 }
 
-static bool watch_device_event(struct virtio_host *h, struct host_device *hd,
-			       const struct virtio_device_ops *ops, void *dev, unsigned q)
+static bool watch_wake_fds(struct virtio_host *h, struct host_device *hd,
+			   const struct virtio_device_ops *ops, void *dev, unsigned q)
 {
-	int event = ops->queue_event_fd ? ops->queue_event_fd(dev, q) : -1;
-	int timer = ops->queue_timer_fd ? ops->queue_timer_fd(dev, q) : -1;
-	return watch_device_fd(h, &hd->event[q], hd->vd, ops, event, q) &&
-	       watch_device_fd(h, &hd->timer[q], hd->vd, ops, timer, q);
+	struct virtio_queue_info info = virtio_queue_info_of(ops, dev, q);
+	for (unsigned i = 0; i < VIRTIO_QUEUE_WAKE_FDS; i++)
+		if (!watch_wake_fd(h, &hd->wake[q][i], hd->vd, ops->name, info.wake_fd[i], q))
+			return false;
+	return true;
 }
 
 static void host_poll_on_wake(void *ctx)
@@ -152,7 +152,7 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 	h->count++; /* counted now so that destroy releases what was made */
 	if (!hd->vd)
 		return false;
-	if (ops->vcpu_completions)
+	if (ops->vcpu_work_done)
 		h->polled[h->npolled++] = hd->vd;
 	for (unsigned q = 0; q < hd->nqueues; q++) {
 		struct kick_source *k = &hd->kick[q];
@@ -163,7 +163,7 @@ bool virtio_host_add(struct virtio_host *h, const struct virtio_device_ops *ops,
 			log_error("%s: cannot set up the notification of queue %u: %m", ops->name, q);
 			return false;
 		}
-		if (!watch_device_event(h, hd, ops, dev, q))
+		if (!watch_wake_fds(h, hd, ops, dev, q))
 			return false;
 	}
 	return true;

@@ -3,7 +3,7 @@
  * eventfd per queue watched by the I/O thread and attached to the queue's
  * notify register with KVM ioeventfd when the driver starts the device,
  * and MSIs sent with KVM_SIGNAL_MSI (except the queues a device serves on
- * the vCPU threads: no eventfd there, see virtio_host_poll()). The devices
+ * the vCPU threads: no ioeventfd there, see virtio_host_poll()). The devices
  * themselves (dev/virtio-*) know nothing of KVM.
  */
 #ifndef SHOJI_VMM_VIRTIO_HOST_H

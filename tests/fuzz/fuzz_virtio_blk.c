@@ -62,6 +62,7 @@ const struct block_driver block_driver_qcow2 = { "qcow2", no_qcow2_open, no_qcow
 struct virtio_dev {
 	struct vq vq;
 	bool needs_reset;
+	bool later;          /* virtio_queue_notify_later() was called */
 };
 
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
@@ -84,6 +85,13 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	(void)why;
 	vd->needs_reset = true;
+}
+
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	if (q != 0)
+		abort();
+	vd->later = true;
 }
 
 /* ---- setup, once ---- */
@@ -153,11 +161,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!vq_enable(&vd.vq))
 		return 0;
 	virtio_blk_ops.activate(blk, &vd, features);
-	virtio_blk_ops.queue_notify(blk, &vd, 0);
+	/* The kick on the vCPU path, as the VMM serves a raw disk on io_uring,
+	 * with its hand-over to the I/O thread; or on the I/O thread. */
+	bool on_vcpu = (data[1] & 16) &&
+		       virtio_queue_info_of(&virtio_blk_ops, blk, 0).serve == VIRTIO_SERVE_VCPU;
+	vd.later = false;
+	virtio_blk_ops.queue_notify(blk, &vd, 0, on_vcpu ? VIRTIO_ON_VCPU : VIRTIO_ON_IO_THREAD);
+	if (vd.later)
+		virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_IO_THREAD);
 	virtio_blk_drain(blk);
-	virtio_blk_ops.queue_notify(blk, &vd, 0); /* the completion event */
+	virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_IO_THREAD); /* the completion event */
 	uint16_t used = vd.vq.used_idx;
-	virtio_blk_ops.queue_notify(blk, &vd, 0);
+	virtio_blk_ops.queue_notify(blk, &vd, 0, VIRTIO_ON_IO_THREAD);
 	/* Every chain was served after the first kick: the next adds nothing. */
 	if (vd.vq.used_idx != used)
 		abort();

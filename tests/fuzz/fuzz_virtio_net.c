@@ -197,9 +197,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	virtio_net_ops.activate(net, &vd, f);
 	unsigned first = mode & 16 ? VIRTIO_NET_RXQ : VIRTIO_NET_TXQ;
-	virtio_net_ops.queue_notify(net, &vd, first);
-	virtio_net_ops.queue_notify(net, &vd, 1 - first);
-	virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_RXQ); /* a wake with nothing new */
+	virtio_net_ops.queue_notify(net, &vd, first, VIRTIO_ON_IO_THREAD);
+	virtio_net_ops.queue_notify(net, &vd, 1 - first, VIRTIO_ON_IO_THREAD);
+	virtio_net_ops.queue_notify(net, &vd, VIRTIO_NET_RXQ, VIRTIO_ON_IO_THREAD); /* a wake with nothing new */
 	struct vq *tx = &vd.vq[VIRTIO_NET_TXQ];
 	/* Unless the queue broke, every transmit chain was completed. */
 	if (!tx->broken && tx->used_idx != tx->last_avail)

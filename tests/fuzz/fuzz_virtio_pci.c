@@ -137,37 +137,32 @@ static void stub_serve(struct stub *s, struct virtio_dev *vd, unsigned queue)
 		virtio_config_changed(vd); /* now and then, a config interrupt too */
 }
 
-static void stub_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
-{
-	stub_serve(dev, vd, queue);
-}
-
-static uint32_t stub_vcpu_notify_queues(void *dev)
-{
-	(void)dev;
-	return 1u << STUB_VCPU_Q;
-}
-
-/* Served on the vCPU thread; leaves a completion for virtio_pci_poll(). */
-static void stub_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+/* The vCPU path leaves a completion for virtio_pci_poll(). */
+static void stub_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			      enum virtio_path path)
 {
 	struct stub *s = dev;
-	if (queue != STUB_VCPU_Q)
-		abort(); /* only the queue the stub named goes this way */
-	s->vcpu_ready ^= 1u << queue;
+	if (path == VIRTIO_ON_VCPU) {
+		if (queue != STUB_VCPU_Q)
+			abort(); /* only the queue the stub named goes this way */
+		s->vcpu_ready ^= 1u << queue;
+	}
 	stub_serve(s, vd, queue);
 }
 
-static uint32_t stub_vcpu_completions(void *dev)
+static void stub_queue_info(void *dev, unsigned queue, struct virtio_queue_info *info)
 {
 	const struct stub *s = dev;
-	return s->vcpu_ready;
+	if (queue == STUB_VCPU_Q) {
+		info->serve = VIRTIO_SERVE_VCPU;
+		info->wake_fd[0] = s->event_fd;
+	}
 }
 
-static int stub_queue_event_fd(void *dev, unsigned queue)
+static bool stub_vcpu_work_done(void *dev, unsigned queue)
 {
 	const struct stub *s = dev;
-	return queue == STUB_VCPU_Q ? s->event_fd : -1;
+	return s->vcpu_ready & (1u << queue);
 }
 
 static void stub_reset(void *dev)
@@ -190,22 +185,21 @@ static const struct virtio_device_ops stub_ops = {
 	.num_queues = STUB_QUEUES,
 	.queue_max_size = STUB_QMAX,
 	.config_size = STUB_CFG,
-	.vcpu_notify_queues = stub_vcpu_notify_queues,
 	.features = stub_features,
 	.config_read = stub_config_read,
 	.config_write = stub_config_write,
 	.activate = stub_activate,
 	.queue_notify = stub_queue_notify,
-	.vcpu_queue_notify = stub_vcpu_queue_notify,
-	.vcpu_completions = stub_vcpu_completions,
 	.reset = stub_reset,
-	.queue_event_fd = stub_queue_event_fd,
+	.queue_info = stub_queue_info,
+	.vcpu_work_done = stub_vcpu_work_done,
 };
 
 /* ---- the machine: guest RAM, a bus, the host services per device ---- */
 
 struct fdev {
 	struct virtio_dev *vd;
+	struct pci_device *pci;    /* its function on the bus */
 	uint32_t later;            /* queues kick_later() asked for */
 };
 
@@ -219,7 +213,7 @@ static void host_send_msi(void *ctx, uint64_t addr, uint32_t data)
 {
 	(void)addr, (void)data;
 	const struct fdev *d = ctx;
-	if (!d->vd || !pci_bus_master_enabled(virtio_pci_device(d->vd)))
+	if (!d->vd || !pci_bus_master_enabled(d->pci))
 		abort(); /* an MSI is a DMA write: never without bus mastering */
 }
 
@@ -251,6 +245,7 @@ static bool machine_start(void)
 				    : virtio_pci_create(&pbus, &mem, &stub_ops, &stub, &host);
 		if (!devs[i].vd)
 			abort();
+		devs[i].pci = pbus.slot[pbus.count - 1]; /* the function just added */
 	}
 	return true;
 }
@@ -283,7 +278,15 @@ static void setup_once(void)
 /* The device's slot: slot 0 is the host bridge, then the devices in order. */
 static unsigned slot_of(unsigned dev)
 {
-	return virtio_pci_device(devs[dev].vd)->slot;
+	return devs[dev].pci->slot;
+}
+
+/* The device status as the driver reads it (a read without side effects). */
+static uint8_t device_status(struct fdev *d)
+{
+	uint8_t status;
+	virtio_pci_bar_ops.read(d->vd, offsetof(struct virtio_pci_common_cfg, device_status), &status, 1);
+	return status;
 }
 
 static void bar_access(struct fdev *d, bool write, uint16_t off, uint64_t value, unsigned len)
@@ -298,9 +301,9 @@ static void bar_access(struct fdev *d, bool write, uint16_t off, uint64_t value,
 	virtio_pci_bar_ops.write(d->vd, at, b, len);
 	/* A reset is immediate: the driver reads status 0 right after writing it. */
 	if (at == offsetof(struct virtio_pci_common_cfg, device_status) && len == 1 && value % 256 == 0 &&
-	    virtio_pci_status(d->vd) != 0)
+	    device_status(d) != 0)
 		abort();
-	if (d == &devs[1] && virtio_pci_status(d->vd) == 0 && stub.active)
+	if (d == &devs[1] && device_status(d) == 0 && stub.active)
 		abort();
 }
 

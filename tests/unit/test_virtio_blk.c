@@ -67,6 +67,7 @@ struct virtio_dev {
 	unsigned interrupts;        /* ... that vq_should_interrupt() let through */
 	unsigned needs_reset;
 	char why[128];
+	unsigned later;             /* virtio_queue_notify_later() calls not yet served */
 };
 
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
@@ -91,6 +92,35 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 {
 	vd->needs_reset++;
 	snprintf(vd->why, sizeof(vd->why), "%s", why);
+}
+
+/* The hand-over to the I/O thread: drv_event_fired() sees it. */
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	assert_int_equal(q, 0);
+	__atomic_add_fetch(&vd->later, 1, __ATOMIC_RELAXED);
+}
+
+/* What the device declares about its queue (the transport asks once). */
+static struct virtio_queue_info blk_info(struct virtio_blk *blk)
+{
+	return virtio_queue_info_of(&virtio_blk_ops, blk, 0);
+}
+
+static bool blk_on_vcpu(struct virtio_blk *blk)
+{
+	return blk_info(blk).serve == VIRTIO_SERVE_VCPU;
+}
+
+/* The device's completion event fd, and the vCPU ring's watchdog timer fd. */
+static int blk_event_fd(struct virtio_blk *blk)
+{
+	return blk_info(blk).wake_fd[0];
+}
+
+static int blk_timer_fd(struct virtio_blk *blk)
+{
+	return blk_info(blk).wake_fd[1];
 }
 
 /* ---- the simulated driver ---- */
@@ -179,31 +209,33 @@ static void drv_publish(struct drv *d, const struct seg *segs, unsigned n, bool 
  * disk has a vCPU ring), as virtio-pci.c asks the device at activation. */
 static bool drv_on_vcpu(const struct drv *d)
 {
-	return test_vcpu_kicks && (virtio_blk_ops.vcpu_notify_queues(d->blk) & 1u);
+	return test_vcpu_kicks && blk_on_vcpu(d->blk);
 }
 
 /* What the I/O thread does when the device's event fd fires. */
 static void drv_event(struct drv *d)
 {
-	virtio_blk_ops.queue_notify(d->blk, &d->vd, 0);
+	virtio_blk_ops.queue_notify(d->blk, &d->vd, 0, VIRTIO_ON_IO_THREAD);
 }
 
 /* What a vCPU thread does before it enters the guest again (virtio_pci_poll). */
 static void drv_vcpu_poll(struct drv *d)
 {
-	if (drv_on_vcpu(d) && (virtio_blk_ops.vcpu_completions(d->blk) & 1u))
-		virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+	if (drv_on_vcpu(d) && virtio_blk_ops.vcpu_work_done(d->blk, 0))
+		virtio_blk_ops.queue_notify(d->blk, &d->vd, 0, VIRTIO_ON_VCPU);
 }
 
-/* Whether the device's event fd fired (and clears it). */
+/* Whether the I/O thread was woken, by the device's event fd or by a
+ * hand-over (and clears both). */
 static bool drv_event_fired(struct drv *d)
 {
 	uint64_t n;
-	return read(virtio_blk_ops.queue_event_fd(d->blk, 0), &n, sizeof(n)) == sizeof(n);
+	bool handed = __atomic_exchange_n(&d->vd.later, 0, __ATOMIC_RELAXED) > 0;
+	return (read(blk_event_fd(d->blk), &n, sizeof(n)) == sizeof(n)) | handed;
 }
 
 /* A kick as the VMM delivers it: one queue_notify on the I/O thread; or,
- * for a disk served on the vCPU thread, vcpu_queue_notify there, then
+ * for a disk served on the vCPU thread, queue_notify(VIRTIO_ON_VCPU) there, then
  * queue_notify if it handed work to the I/O thread. */
 static void drv_notify(struct drv *d)
 {
@@ -211,7 +243,7 @@ static void drv_notify(struct drv *d)
 		drv_event(d);
 		return;
 	}
-	virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+	virtio_blk_ops.queue_notify(d->blk, &d->vd, 0, VIRTIO_ON_VCPU);
 	if (drv_event_fired(d))
 		drv_event(d);
 }
@@ -235,7 +267,7 @@ static void drv_kick(struct drv *d)
  * and calls queue_notify, until the used index reaches `want` (5 s at most). */
 static void drv_wait_used(struct drv *d, uint16_t want)
 {
-	int fd = virtio_blk_ops.queue_event_fd(d->blk, 0);
+	int fd = blk_event_fd(d->blk);
 	assert_true(fd >= 0);
 	for (int turns = 0; __atomic_load_n(&drv_used_hdr()[1], __ATOMIC_ACQUIRE) != want; turns++) {
 		assert_true(turns < 5000);
@@ -1429,7 +1461,7 @@ static void test_flush_order(void **state)
 	for (unsigned i = 16; i < 32; i++)
 		publish_slot(&d, i, VIRTIO_BLK_T_OUT);
 	drv_notify(&d);
-	int fd = virtio_blk_ops.queue_event_fd(d.blk, 0);
+	int fd = blk_event_fd(d.blk);
 	bool flushed = false;
 	for (int turns = 0; !flushed; turns++) {
 		assert_true(turns < 5000);
@@ -1645,7 +1677,7 @@ static uint16_t drv_used_idx(void)
  * task work that posts it. */
 static void wait_vcpu_completion(struct drv *d)
 {
-	for (int turns = 0; !(virtio_blk_ops.vcpu_completions(d->blk) & 1u); turns++) {
+	for (int turns = 0; !virtio_blk_ops.vcpu_work_done(d->blk, 0); turns++) {
 		assert_true(turns < 50000);
 		usleep(100);
 	}
@@ -1658,12 +1690,12 @@ static bool open_vcpu_disk(struct drv *d, bool direct)
 	drv_open(d, &cfg);
 	if (test_aio == VIRTIO_BLK_AIO_THREADS) {
 		/* No ring: kicks go to the I/O thread through an ioeventfd. */
-		assert_int_equal(virtio_blk_ops.vcpu_notify_queues(d->blk), 0);
-		assert_int_equal(virtio_blk_ops.vcpu_completions(d->blk), 0);
+		assert_false(blk_on_vcpu(d->blk));
+		assert_false(virtio_blk_ops.vcpu_work_done(d->blk, 0));
 		drv_close(d);
 		return false;
 	}
-	assert_int_equal(virtio_blk_ops.vcpu_notify_queues(d->blk), 1);
+	assert_true(blk_on_vcpu(d->blk));
 	drv_event_fired(d); /* start from a quiet event fd */
 	return true;
 }
@@ -1674,7 +1706,7 @@ static void vcpu_wait_used(struct drv *d, uint16_t want)
 {
 	while (drv_used_idx() != want) {
 		wait_vcpu_completion(d);
-		virtio_blk_ops.vcpu_queue_notify(d->blk, &d->vd, 0);
+		virtio_blk_ops.queue_notify(d->blk, &d->vd, 0, VIRTIO_ON_VCPU);
 	}
 }
 
@@ -1702,17 +1734,17 @@ static void test_vcpu_placement(void **state)
 
 	/* A lone read: submitted here, returned by the poll, one interrupt. */
 	publish_slot(&d, 5, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_int_equal(drv_used_idx(), 0);
 	wait_vcpu_completion(&d);
 	unsigned calls = d.vd.interrupt_calls;
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_int_equal(drv_used_idx(), 1);
 	assert_int_equal(drv_take_used(&d), REQ_BYTES + 1);
 	assert_int_equal(*gpa(STATUS_GPA + 5, 1), VIRTIO_BLK_S_OK);
 	assert_memory_equal(gpa(IN_GPA + 5 * REQ_BYTES, REQ_BYTES), want, REQ_BYTES);
 	assert_int_equal(d.vd.interrupt_calls, calls + 1);
-	assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
+	assert_false(virtio_blk_ops.vcpu_work_done(d.blk, 0));
 	/* avail_event asks for the next request's kick. */
 	assert_int_equal(drv_avail_event(), 1);
 
@@ -1720,9 +1752,9 @@ static void test_vcpu_placement(void **state)
 	 * the vCPU ring, the I/O thread never woken. */
 	publish_slot(&d, 1, VIRTIO_BLK_T_IN);
 	publish_slot(&d, 2, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	publish_slot(&d, 3, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_false(drv_event_fired(&d));
 	assert_int_equal(drv_avail_event(), 4);
 	vcpu_wait_used(&d, 4);
@@ -1736,7 +1768,7 @@ static void test_vcpu_placement(void **state)
 	enum { MANY = 40, FIRST = 10 };
 	for (unsigned i = 0; i < MANY; i++)
 		publish_slot(&d, FIRST + i, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_int_equal(drv_avail_event(), 4 + 32);
 	assert_true(drv_event_fired(&d));
 	drv_event(&d);
@@ -1758,7 +1790,7 @@ static void test_vcpu_placement(void **state)
 	*gpa(STATUS_GPA + 6, 1) = 0xee;
 	drv_publish(&d, f, 2, false);
 	publish_slot(&d, 7, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_true(drv_event_fired(&d));
 	assert_int_equal(drv_avail_event(), 4 + MANY + 1);
 	assert_int_equal(drv_used_idx(), 4 + MANY);
@@ -1774,7 +1806,7 @@ static void test_vcpu_placement(void **state)
 		return;
 	memset(gpa(OUT_GPA + 7 * REQ_BYTES, REQ_BYTES), 0x6b, REQ_BYTES);
 	publish_slot(&d, 7, VIRTIO_BLK_T_OUT);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	assert_true(drv_event_fired(&d));
 	assert_int_equal(drv_used_idx(), 0);
 	drv_event(&d);
@@ -1806,13 +1838,13 @@ static void test_vcpu_completion_wakes_submitter(void **state)
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	assert_true(ep >= 0);
 	struct epoll_event ev = { .events = EPOLLIN };
-	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, virtio_blk_ops.queue_event_fd(d.blk, 0), &ev), 0);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, blk_event_fd(d.blk), &ev), 0);
 	unsigned interrupted = 0, slept = 0;
 	for (unsigned round = 0; round < 16; round++) {
 		unsigned slot = round % 8;
 		publish_slot(&d, slot, VIRTIO_BLK_T_IN);
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
-		if (!(virtio_blk_ops.vcpu_completions(d.blk) & 1u)) {
+		virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
+		if (!virtio_blk_ops.vcpu_work_done(d.blk, 0)) {
 			slept++;
 			int n = epoll_wait(ep, &ev, 1, 5000);
 			assert_true(n == 1 || (n < 0 && errno == EINTR)); /* 0: a lost wake-up */
@@ -1820,7 +1852,7 @@ static void test_vcpu_completion_wakes_submitter(void **state)
 			drv_event_fired(&d);
 		}
 		wait_vcpu_completion(&d);
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 		assert_int_equal(drv_used_idx(), round + 1);
 		d.used_seen++;
 		assert_int_equal(*gpa(STATUS_GPA + slot, 1), VIRTIO_BLK_S_OK);
@@ -1842,12 +1874,12 @@ static void test_vcpu_watchdog(void **state)
 	struct drv d;
 	if (!open_vcpu_disk(&d, direct_supported(NULL)))
 		return;
-	int timer = virtio_blk_ops.queue_timer_fd(d.blk, 0);
+	int timer = blk_timer_fd(d.blk);
 	assert_true(timer >= 0);
 	struct pollfd p = { .fd = timer, .events = POLLIN };
 	assert_int_equal(poll(&p, 1, 0), 0); /* not armed before a request */
 	publish_slot(&d, 2, VIRTIO_BLK_T_IN);
-	virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+	virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 	wait_vcpu_completion(&d);
 	assert_int_equal(drv_used_idx(), 0);
 	assert_int_equal(poll(&p, 1, 5000), 1);
@@ -1877,25 +1909,25 @@ static void test_vcpu_reset_in_flight(void **state)
 		memset(gpa(IN_GPA, n * REQ_BYTES), 0xcc, n * REQ_BYTES);
 		for (unsigned slot = 0; slot < n; slot++)
 			publish_slot(&d, slot, VIRTIO_BLK_T_IN);
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 		if (round % 2)
 			usleep(50);
 		virtio_blk_ops.reset(d.blk);
 		memcpy(in, gpa(IN_GPA, n * REQ_BYTES), n * REQ_BYTES);
 		uint8_t status[32];
 		memcpy(status, gpa(STATUS_GPA, n), n);
-		assert_int_equal(virtio_blk_ops.vcpu_completions(d.blk), 0);
+		assert_false(virtio_blk_ops.vcpu_work_done(d.blk, 0));
 		usleep(2000);
 		assert_memory_equal(gpa(IN_GPA, n * REQ_BYTES), in, n * REQ_BYTES);
 		assert_memory_equal(gpa(STATUS_GPA, n), status, n);
 		assert_int_equal(drv_used_idx(), 0);
 		/* A poll or a kick after the reset touches nothing. */
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 		assert_int_equal(drv_used_idx(), 0);
 
 		drv_start(&d, virtio_blk_ops.features(d.blk));
 		publish_slot(&d, 40, VIRTIO_BLK_T_IN);
-		virtio_blk_ops.vcpu_queue_notify(d.blk, &d.vd, 0);
+		virtio_blk_ops.queue_notify(d.blk, &d.vd, 0, VIRTIO_ON_VCPU);
 		vcpu_wait_used(&d, 1);
 		d.used_seen = 1;
 		assert_int_equal(*gpa(STATUS_GPA + 40, 1), VIRTIO_BLK_S_OK);

@@ -245,7 +245,7 @@ static void drv_publish(struct drv *d, unsigned q, const struct seg *s, unsigned
 
 static void drv_kick(struct drv *d, unsigned q)
 {
-	virtio_net_ops.queue_notify(d->net, &d->vd, q);
+	virtio_net_ops.queue_notify(d->net, &d->vd, q, VIRTIO_ON_IO_THREAD);
 }
 
 static unsigned drv_used_count(struct drv *d, unsigned q)

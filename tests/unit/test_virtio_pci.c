@@ -63,8 +63,8 @@ static struct guest_mem mem;
 
 struct tdev {
 	unsigned activations, resets, notifies;
-	unsigned vcpu_notifies;     /* vcpu_queue_notify calls */
-	uint32_t vcpu_ready;        /* what vcpu_completions reports */
+	unsigned vcpu_notifies;     /* queue_notify calls on the vCPU path */
+	uint32_t vcpu_ready;        /* what vcpu_work_done reports, a bit per queue */
 	unsigned last_queue;
 	uint64_t features;
 	uint8_t cfg[TDEV_CFG];
@@ -123,12 +123,19 @@ static void tdev_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 	t->features = features;
 }
 
-/* Completes every available chain with its writable length, then interrupts. */
-static void tdev_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
+/* Completes every available chain with its writable length, then
+ * interrupts; counts the calls of each path apart. */
+static void tdev_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
+			      enum virtio_path path)
 {
 	struct tdev *t = dev;
 	static struct vq_chain chain;
-	t->notifies++;
+	if (path == VIRTIO_ON_VCPU) {
+		t->vcpu_notifies++;
+		t->vcpu_ready &= ~(1u << queue);
+	} else {
+		t->notifies++;
+	}
 	t->last_queue = queue;
 	struct vq *vq = virtio_queue(vd, queue);
 	bool pushed = false;
@@ -147,20 +154,10 @@ static void tdev_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
 		virtio_queue_interrupt(vd, queue);
 }
 
-/* The vCPU-side variant: the same work, counted apart. */
-static void tdev_vcpu_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue)
-{
-	struct tdev *t = dev;
-	t->vcpu_notifies++;
-	t->vcpu_ready &= ~(1u << queue);
-	tdev_queue_notify(dev, vd, queue);
-	t->notifies--;
-}
-
-static uint32_t tdev_vcpu_completions(void *dev)
+static bool tdev_vcpu_work_done(void *dev, unsigned queue)
 {
 	const struct tdev *t = dev;
-	return t->vcpu_ready;
+	return t->vcpu_ready & (1u << queue);
 }
 
 static void tdev_reset(void *dev)
@@ -581,17 +578,18 @@ static int setup(void **state)
 /* The test device with queue 1 served on the vCPU thread (as vsock's tx). */
 static struct virtio_device_ops tdev_vcpu_ops;
 
-static uint32_t tdev_vcpu_queues(void *dev)
+static void tdev_vcpu_queue_info(void *dev, unsigned queue, struct virtio_queue_info *info)
 {
 	(void)dev;
-	return 1u << 1;
+	if (queue == 1)
+		info->serve = VIRTIO_SERVE_VCPU;
 }
 
 static int setup_vcpu_notify(void **state)
 {
 	(void)state;
 	tdev_vcpu_ops = tdev_ops;
-	tdev_vcpu_ops.vcpu_notify_queues = tdev_vcpu_queues;
+	tdev_vcpu_ops.queue_info = tdev_vcpu_queue_info;
 	return setup_with(&tdev_vcpu_ops);
 }
 
@@ -1094,9 +1092,10 @@ static void test_bring_up_kick_and_msi(void **state)
 	assert_int_equal(td.cfg_writes, writes);
 }
 
-/* A queue in vcpu_notify_queues gets no ioeventfd: the guest's notify
- * write itself runs queue_notify (on the vCPU thread that made it); the
- * other queue keeps its eventfd. Reset detaches only what was attached. */
+/* A VIRTIO_SERVE_VCPU queue gets no ioeventfd: the guest's notify write
+ * itself runs queue_notify on the vCPU path (on the vCPU thread that made
+ * it); the other queue keeps its eventfd. Reset detaches only what was
+ * attached. */
 static void test_vcpu_notify_queue(void **state)
 {
 	(void)state;
@@ -1106,7 +1105,8 @@ static void test_vcpu_notify_queue(void **state)
 	assert_true(fh.io[0].on);
 	drv_publish(1, 3, 100);
 	drv_kick(1);
-	assert_int_equal(td.notifies, 1);
+	assert_int_equal(td.vcpu_notifies, 1);
+	assert_int_equal(td.notifies, 0);
 	assert_int_equal(td.last_queue, 1);
 	assert_int_equal(drv_used_idx(1), 1);
 	assert_int_equal(fh.nmsi, 1);
@@ -1116,15 +1116,14 @@ static void test_vcpu_notify_queue(void **state)
 	assert_false(fh.io[1].on);
 }
 
-/* A device with vcpu_queue_notify gets its vCPU queue's MMIO kicks there
- * (an eventfd kick of the same queue, as a test would send, still goes to
- * queue_notify); virtio_pci_poll() calls it for the queues that
- * vcpu_completions() names, only while they run. */
+/* A vCPU queue's MMIO kicks take the vCPU path (an eventfd kick of the
+ * same queue, as the I/O thread's hand-over sends, takes the I/O
+ * thread's); virtio_pci_poll() calls it for the queues whose
+ * vcpu_work_done() says so, only while they run. */
 static void test_vcpu_queue_notify_and_poll(void **state)
 {
 	(void)state;
-	tdev_vcpu_ops.vcpu_queue_notify = tdev_vcpu_queue_notify;
-	tdev_vcpu_ops.vcpu_completions = tdev_vcpu_completions;
+	tdev_vcpu_ops.vcpu_work_done = tdev_vcpu_work_done;
 	drv_bring_up();
 	drv_publish(1, 3, 100);
 	drv_kick(1);
@@ -1153,14 +1152,6 @@ static void test_vcpu_queue_notify_and_poll(void **state)
 	assert_int_equal(td.vcpu_notifies, 2);
 }
 
-static int tdev_event_fd = -1;
-
-static int tdev_queue_event_fd(void *dev, unsigned queue)
-{
-	(void)dev;
-	return queue == 1 ? tdev_event_fd : -1;
-}
-
 static void *read_config_in_thread(void *arg)
 {
 	(void)arg;
@@ -1169,15 +1160,11 @@ static void *read_config_in_thread(void *arg)
 }
 
 /* A vCPU's kick of a vCPU queue while another thread holds the lock does
- * not wait for it: the queue's event fd is signalled instead, and the
- * I/O thread's kick then serves the request. */
+ * not wait for it: the kick is handed to the I/O thread instead
+ * (kick_later), whose kick then serves the request. */
 static void test_vcpu_kick_while_locked(void **state)
 {
 	(void)state;
-	tdev_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	assert_true(tdev_event_fd >= 0);
-	tdev_vcpu_ops.vcpu_queue_notify = tdev_vcpu_queue_notify;
-	tdev_vcpu_ops.queue_event_fd = tdev_queue_event_fd;
 	drv_bring_up();
 	drv_publish(1, 3, 100);
 	hold.armed = true;
@@ -1191,12 +1178,13 @@ static void test_vcpu_kick_while_locked(void **state)
 	/* The notify write alone (drv_kick also reads the common config,
 	 * which waits for the lock as any config access does). The test
 	 * device's notify_off is its queue index. */
+	unsigned later = fh.nlater;
 	drv_bar_write(VIRTIO_PCI_NOTIFY_OFF + 1 * VIRTIO_PCI_NOTIFY_MULT, 1, 2);
 	assert_int_equal(td.vcpu_notifies, 0);
+	assert_int_equal(td.notifies, 0);
 	assert_int_equal(drv_used_idx(1), 0);
-	uint64_t n = 0;
-	assert_int_equal(read(tdev_event_fd, &n, sizeof(n)), sizeof(n));
-	assert_int_equal(n, 1);
+	assert_int_equal(fh.nlater, later + 1);
+	assert_int_equal(fh.later_queues, 1u << 1);
 
 	pthread_mutex_lock(&hold.m);
 	hold.release = true;
@@ -1204,15 +1192,14 @@ static void test_vcpu_kick_while_locked(void **state)
 	pthread_mutex_unlock(&hold.m);
 	pthread_join(holder, NULL);
 	hold.armed = hold.inside = hold.release = false;
-	virtio_pci_kick(vd, 1); /* what the I/O thread does for the event fd */
+	assert_int_equal(fh_run_later(), 1); /* what the I/O thread does next */
+	assert_int_equal(td.notifies, 1);
 	assert_int_equal(drv_used_idx(1), 1);
 	/* With the lock free, the kick is served on the vCPU thread again. */
 	drv_publish(1, 4, 100);
 	drv_kick(1);
 	assert_int_equal(td.vcpu_notifies, 1);
 	assert_int_equal(drv_used_idx(1), 2);
-	close(tdev_event_fd);
-	tdev_event_fd = -1;
 }
 
 static void test_kick_before_driver_ok_is_ignored(void **state)

@@ -75,7 +75,7 @@ void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
 {
 	pthread_mutex_lock(&vd->lock);
 	if (vd->dev && queue < 3 && vd->vq[queue].enabled)
-		virtio_vsock_ops.queue_notify(vd->dev, vd, queue);
+		virtio_vsock_ops.queue_notify(vd->dev, vd, queue, VIRTIO_ON_IO_THREAD);
 	pthread_mutex_unlock(&vd->lock);
 }
 

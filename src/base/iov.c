@@ -1,0 +1,74 @@
+/* Scatter-gather helpers (see iov.h). */
+#include "base/iov.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* The part of segment `seg` after *off, at most `left` bytes; *off is consumed. */
+static size_t seg_part(const struct iovec *seg, size_t *off, size_t left)
+{
+	if (*off >= seg->iov_len) {
+		*off -= seg->iov_len;
+		return 0;
+	}
+	size_t k = seg->iov_len - *off;
+	return k < left ? k : left;
+}
+
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+	size_t done = 0;
+	for (unsigned i = 0; i < n && done < len; i++) {
+		size_t skip = off;
+		size_t k = seg_part(&iov[i], &off, len - done);
+		if (k == 0)
+			continue;
+		memcpy((uint8_t *)dst + done, (const uint8_t *)iov[i].iov_base + skip, k);
+		done += k;
+		off = 0;
+	}
+	return done;
+}
+
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
+{
+	size_t done = 0;
+	for (unsigned i = 0; i < n && done < len; i++) {
+		size_t skip = off;
+		size_t k = seg_part(&iov[i], &off, len - done);
+		if (k == 0)
+			continue;
+		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)src + done, k);
+		done += k;
+		off = 0;
+	}
+	return done;
+}
+
+unsigned iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, struct iovec *out)
+{
+	unsigned count = 0;
+	for (unsigned i = 0; i < n && len > 0; i++) {
+		size_t skip = off;
+		size_t k = seg_part(&iov[i], &off, len);
+		if (k == 0)
+			continue;
+		out[count++] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, k };
+		len -= k;
+		off = 0;
+	}
+	return count;
+}
+
+void iov_skip(struct iovec **iov, unsigned *n, size_t skip)
+{
+	while (*n > 0 && skip >= (*iov)->iov_len) {
+		skip -= (*iov)->iov_len;
+		(*iov)++;
+		(*n)--;
+	}
+	if (*n > 0 && skip > 0) {
+		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + skip;
+		(*iov)->iov_len -= skip;
+	}
+}
