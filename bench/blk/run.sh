@@ -82,9 +82,10 @@ img=$(mktemp "$dir/shoji-blk-bench.XXXXXX")
 trap 'rm -rf "$out" "$img"' EXIT INT TERM
 b=$root/src/block
 cc -std=c17 -O2 -D_GNU_SOURCE -I"$root/src" -o "$out/blk-bench" \
-	"$root/bench/blk/blk-bench.c" "$root/src/dev/virtio-blk.c" "$root/src/dev/virtqueue.c" \
+	"$root/bench/blk/blk-bench.c" "$root/src/dev/virtio-blk.c" "$root/src/dev/virtio-blk-request.c" \
+	"$root/src/dev/virtio-blk-pool.c" "$root/src/dev/virtio-blk-ring.c" "$root/src/dev/virtqueue.c" \
 	"$root/src/hv/mem.c" "$root/src/base/iov.c" "$root/src/base/log.c" "$root/src/base/ratelimit.c" "$root/src/base/util.c" \
-	"$root/src/vmm/iothread.c" "$b/block.c" "$b/file.c" "$b/raw.c" "$b/aio.c" "$b/qcow2.c" \
+	"$root/src/vmm/iothread.c" "$b/block.c" "$b/file.c" "$b/lock.c" "$b/raw.c" "$b/aio.c" "$b/qcow2.c" \
 	"$b/qcow2-cache.c" "$b/qcow2-refcount.c" "$b/qcow2-io.c" "$b/qcow2-compress.c" \
 	"$b/qcow2-create.c" "$b/qcow2-snapshot.c" "$b/qcow2-snapshot-ops.c" "$b/qcow2-check.c" \
 	-lz -lzstd -luring -lpthread
