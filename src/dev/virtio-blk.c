@@ -251,8 +251,8 @@ static void blk_io_thread_serve(struct virtio_blk *blk, struct virtio_dev *vd, s
 		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken request queue");
 }
 
-/* Raw images on io_uring have their kicks served on the vCPU threads (see
- * the header); the workers' and the rings' completions, and the vCPU
+/* Raw images on io_uring have their kicks served on the vCPU threads
+ * (virtio-blk-ring.c); the workers' and the rings' completions, and the vCPU
  * ring's watchdog, wake the I/O thread. */
 static void blk_queue_info(void *dev, unsigned queue, struct virtio_queue_info *info)
 {

@@ -4,9 +4,10 @@
  * the queue and calls the device through virtio_blk_ops; this file only
  * says how to make a device from a disk definition.
  *
- * Requests are served by worker threads and complete out of order: the
- * device signals queue_event_fd() when some are done, and the transport
- * then calls queue_notify() to return them (see virtio-blk.c).
+ * Requests are served by worker threads or io_uring rings and complete out
+ * of order: the device makes its queue's wake fd readable when some are
+ * done, and the transport then calls queue_notify() to return them (see
+ * virtio-blk.c and dev/virtio.h).
  *
  * Creating a device opens the image through the block layer, which locks
  * every file of its chain (block/lock.h), so that an image another VM or
