@@ -206,32 +206,18 @@ static void net_tx_one(struct virtio_net *net, struct vq_chain *c)
 	net->stats.tx_frames++;
 }
 
-/*
- * Sends at most VIRTIO_QUEUE_BUDGET frames, then comes back on a later turn
- * (notifications stay off meanwhile: the driver need not kick).
- */
+/* One transmit chain: nothing is written into a transmit buffer. */
+static uint32_t net_tx_chain(void *ctx, struct vq_chain *c)
+{
+	net_tx_one(ctx, c);
+	return 0;
+}
+
+/* Sends at most VIRTIO_QUEUE_BUDGET frames, then comes back on a later turn. */
 static void net_tx(struct virtio_net *net, struct virtio_dev *vd)
 {
-	struct vq *vq = virtio_queue(vd, VIRTIO_NET_TXQ);
-	if (!vq)
-		return;
-	unsigned served = 0;
-	enum vq_pop_result r = VQ_EMPTY;
-	do {
-		vq_enable_notify(vq, false);
-		while (served < VIRTIO_QUEUE_BUDGET && (r = vq_pop(vq, &net->chain)) == VQ_CHAIN) {
-			net_tx_one(net, &net->chain);
-			vq_push(vq, net->chain.head, 0); /* nothing written into a transmit buffer */
-			served++;
-		}
-	} while (r == VQ_EMPTY && vq_enable_notify(vq, true));
-	if (served)
-		virtio_queue_interrupt(vd, VIRTIO_NET_TXQ);
-	/* The budget is spent: come back if the ring is not (as the loop would). */
-	if (r == VQ_CHAIN && (vq_has_avail(vq) || vq_enable_notify(vq, true)))
-		virtio_queue_notify_later(vd, VIRTIO_NET_TXQ);
-	if (r == VQ_BROKEN)
-		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken transmit queue");
+	virtio_queue_serve(vd, VIRTIO_NET_TXQ, &net->chain, VIRTIO_QUEUE_BUDGET,
+			   "broken transmit queue", net_tx_chain, net);
 }
 
 /* ---- receive ---- */

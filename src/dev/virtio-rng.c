@@ -55,33 +55,19 @@ static uint32_t rng_fill(const struct vq_chain *c)
 	return written;
 }
 
+static uint32_t rng_serve(void *ctx, struct vq_chain *c)
+{
+	(void)ctx;
+	return rng_fill(c);
+}
+
 static void rng_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
 			     enum virtio_path path)
 {
 	(void)dev, (void)path; /* served on the I/O thread only */
-	struct vq *vq = virtio_queue(vd, queue);
 	static _Thread_local struct vq_chain chain;
-	unsigned served = 0;
-	for (;;) {
-		if (served >= VIRTIO_RNG_BUDGET && vq_has_avail(vq)) {
-			virtio_queue_notify_later(vd, queue);
-			break;
-		}
-		enum vq_pop_result r = vq_pop(vq, &chain);
-		if (r == VQ_BROKEN) {
-			virtio_needs_reset(vd, vq->why_broken);
-			break;
-		}
-		if (r == VQ_EMPTY) {
-			if (!vq_enable_notify(vq, true))
-				break;
-			continue; /* a buffer arrived while we re-enabled notifications */
-		}
-		vq_push(vq, chain.head, rng_fill(&chain));
-		served++;
-	}
-	if (served)
-		virtio_queue_interrupt(vd, queue);
+	virtio_queue_serve(vd, queue, &chain, VIRTIO_RNG_BUDGET, "broken request queue", rng_serve,
+			   NULL);
 }
 
 static void rng_reset(void *dev)

@@ -557,25 +557,20 @@ static void tx_packet(struct virtio_vsock *vs, const struct vq_chain *ch)
 		tx_conn(vs, &p, c, ch);
 }
 
-static void tx_process(struct virtio_vsock *vs, struct virtio_dev *vd)
+/* One tx packet: nothing is written into a tx buffer. */
+static uint32_t tx_chain(void *ctx, struct vq_chain *c)
 {
-	struct vq *vq = virtio_queue(vd, VIRTIO_VSOCK_QUEUE_TX);
-	if (!vq)
-		return;
-	unsigned served = 0;
-	enum vq_pop_result r;
-	do {
-		vq_enable_notify(vq, false);
-		while ((r = vq_pop(vq, &vs->chain)) == VQ_CHAIN) {
-			tx_packet(vs, &vs->chain);
-			vq_push(vq, vs->chain.head, 0);
-			served++;
-		}
-	} while (r == VQ_EMPTY && vq_enable_notify(vq, true));
-	if (served)
-		virtio_queue_interrupt(vd, VIRTIO_VSOCK_QUEUE_TX);
-	if (r == VQ_BROKEN)
-		virtio_needs_reset(vd, vq->why_broken ? vq->why_broken : "broken tx queue");
+	tx_packet(ctx, c);
+	return 0;
+}
+
+/* The I/O thread serves at most VIRTIO_QUEUE_BUDGET packets a turn; a
+ * vCPU (the queue is VIRTIO_SERVE_VCPU) spends its own time, unbounded. */
+static void tx_process(struct virtio_vsock *vs, struct virtio_dev *vd, enum virtio_path path)
+{
+	virtio_queue_serve(vd, VIRTIO_VSOCK_QUEUE_TX, &vs->chain,
+			   path == VIRTIO_ON_VCPU ? 0 : VIRTIO_QUEUE_BUDGET, "broken tx queue",
+			   tx_chain, vs);
 }
 
 /* ---- rx: one packet to the guest ---- */
@@ -867,11 +862,10 @@ static void vsock_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 static void vsock_queue_notify(void *dev, struct virtio_dev *vd, unsigned queue,
 			       enum virtio_path path)
 {
-	(void)path; /* both paths do the same: nothing here blocks */
 	struct virtio_vsock *vs = dev;
 	pthread_mutex_lock(&vs->lock);
 	if (vs->active && queue == VIRTIO_VSOCK_QUEUE_TX)
-		tx_process(vs, vd);
+		tx_process(vs, vd, path);
 	/* Either way the rx queue: buffers arrived, or the tx packets owe answers. */
 	if (vs->active && queue != VIRTIO_VSOCK_QUEUE_EVENT)
 		rx_process(vs, vd);

@@ -198,4 +198,17 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why);
  */
 void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q);
 
+/*
+ * Serves queue `q` for a device that answers each chain at once: pops
+ * chains into `chain` with notifications off, has serve(ctx, chain) handle
+ * each and return its used length, pushes it; stops after `budget` chains
+ * (0: no bound) and then, if more wait, calls virtio_queue_notify_later();
+ * one interrupt for the batch; a broken ring puts the device in
+ * DEVICE_NEEDS_RESET (`what` names the queue when the walker gave no
+ * reason). The count served. For queue_notify(), under the transport's lock.
+ */
+unsigned virtio_queue_serve(struct virtio_dev *vd, unsigned q, struct vq_chain *chain,
+			    unsigned budget, const char *what,
+			    uint32_t (*serve)(void *ctx, struct vq_chain *chain), void *ctx);
+
 #endif

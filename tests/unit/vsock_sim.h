@@ -45,6 +45,7 @@ struct virtio_dev {
 	unsigned interrupts[3];
 	unsigned needs_reset;
 	char why[128];
+	uint32_t later;          /* queues virtio_queue_notify_later() asked for */
 };
 
 struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
@@ -70,12 +71,27 @@ void virtio_needs_reset(struct virtio_dev *vd, const char *why)
 	snprintf(vd->why, sizeof(vd->why), "%s", why);
 }
 
-/* What vmm/vsock-host's wake() calls: a kick under the transport's lock. */
+/* Under the transport's lock: the queue is served again after this kick. */
+void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
+{
+	vd->later |= 1u << q;
+}
+
+/*
+ * What vmm/vsock-host's wake() calls: a kick under the transport's lock;
+ * then the later turns the device asked for, at once (the VMM's I/O thread
+ * would serve other work between them).
+ */
 void virtio_pci_kick(struct virtio_dev *vd, unsigned queue)
 {
 	pthread_mutex_lock(&vd->lock);
-	if (vd->dev && queue < 3 && vd->vq[queue].enabled)
-		virtio_vsock_ops.queue_notify(vd->dev, vd, queue, VIRTIO_ON_IO_THREAD);
+	vd->later |= 1u << queue;
+	while (vd->later) {
+		unsigned q = (unsigned)__builtin_ctz(vd->later);
+		vd->later &= ~(1u << q);
+		if (vd->dev && q < 3 && vd->vq[q].enabled)
+			virtio_vsock_ops.queue_notify(vd->dev, vd, q, VIRTIO_ON_IO_THREAD);
+	}
 	pthread_mutex_unlock(&vd->lock);
 }
 
