@@ -14,8 +14,6 @@
 #include "base/util.h"
 #include "block/qcow2.h"
 
-int qcow2_create(const char *path, const struct block_create_opts *opts);
-
 static int pick_geometry(const char *path, const struct block_create_opts *o, unsigned *cbits,
 			 unsigned *rorder)
 {

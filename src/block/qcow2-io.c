@@ -694,8 +694,6 @@ const struct block_ops qcow2_ops = {
 	.make_empty = qcow2_make_empty,
 };
 
-void qcow2_close(struct block_dev *bd);
-
 static void qcow2_close_op(struct block_dev *bd)
 {
 	qcow2_close(bd);

@@ -18,11 +18,6 @@
 #include "base/util.h"
 #include "block/qcow2.h"
 
-int qcow2_read_l1(struct qcow2 *q, uint64_t off, uint32_t n, uint64_t **out);
-int qcow2_tree_refs(struct qcow2 *q, const uint64_t *l1, uint32_t l1_size, int delta);
-int qcow2_write_snapshot_table(struct qcow2 *q, const struct qcow2_snapshot *snaps, uint32_t n,
-			       uint64_t *off, uint64_t *size);
-
 static int find(struct qcow2 *q, const char *name)
 {
 	for (uint32_t i = 0; i < q->nb_snapshots; i++)

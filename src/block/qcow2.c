@@ -384,7 +384,6 @@ static int open_tables(struct qcow2 *q)
 	return 0;
 }
 
-void qcow2_close(struct block_dev *bd);
 static void qcow2_destroy(struct qcow2 *q)
 {
 	if (q->bd.backing)
@@ -535,8 +534,6 @@ int qcow2_set_backing(struct block_dev *bd, const char *file, const char *format
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }
-
-int qcow2_create(const char *path, const struct block_create_opts *opts);
 
 const struct block_driver block_driver_qcow2 = {
 	.name = "qcow2",

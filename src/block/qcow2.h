@@ -4,6 +4,48 @@
  * files. Nothing outside src/block includes this; everyone else sees a
  * struct block_dev.
  *
+ * The rooms, in reading order (each is one facet of the same struct qcow2,
+ * under the same lock):
+ *   1. this header: the format's constants, struct qcow2, the locking and
+ *      crash-consistency rules below;
+ *   2. qcow2.c: the front door. Opening (header, L1 and refcount tables,
+ *      backing file), closing, info, set_backing and block_driver_qcow2;
+ *      also the helpers every other room uses: qcow2_mark_corrupt(),
+ *      qcow2_overlaps_metadata(), writing the header;
+ *   3. qcow2-cache.c: the L2-table and refcount-block caches and
+ *      qcow2_flush_metadata(), the one ordered write-back;
+ *   4. qcow2-refcount.c: reading and changing refcounts, allocating
+ *      clusters, queueing decrements until they are safe;
+ *   5. qcow2-io.c: the data path (guest offset -> L1 -> L2 -> host
+ *      cluster; reads, writes with copy-on-write, zeroing and discard,
+ *      block status, resize, flush) and qcow2_ops, the block_ops table;
+ *   6. qcow2-compress.c: compressed clusters (decompressing for reads,
+ *      compressing and packing for `shoji-img convert -c`);
+ *   7. qcow2-snapshot.c: the snapshot table and the refcount walk over an
+ *      L1 tree, which 8. qcow2-snapshot-ops.c uses to create, apply and
+ *      delete snapshots;
+ *   9. qcow2-check.c: check and repair (and qcow2_fix_copied(), which the
+ *      snapshot verbs also use);
+ *  10. qcow2-create.c: a new image (its header by hand, then the L1 table
+ *      through the driver's own resize).
+ *
+ * Why the rooms call each other in circles:
+ *   - qcow2.c is both the top (open and close reach the cache, the
+ *     snapshot table and, through qcow2_ops and qcow2_quiesce(), the data
+ *     path) and the bottom (every room reports corruption and checks
+ *     overlaps through it). Moving those helpers to a file of their own
+ *     would cut this circle.
+ *   - cache <-> refcount: refcount blocks live in the cache, and the
+ *     ordered flush ends by applying the queued decrements
+ *     (qcow2_apply_pending()), which changes refcount blocks. That is the
+ *     crash-consistency rule itself, kept in one function.
+ *   - io <-> compress: a read of a compressed cluster decompresses it, and
+ *     writing a compressed cluster looks up its L2 entry with
+ *     qcow2_get_l2() like any write.
+ *   - io -> check and snapshot-ops only through qcow2_ops (the table
+ *     names every verb); those verbs call back into the data path for
+ *     qcow2_quiesce(), qcow2_flush_locked() and qcow2_grow_l1().
+ *
  * Locking: q->lock protects all metadata, and the functions here assume it
  * is held. Only plain data transfers to clusters that are already allocated
  * drop it (qcow2-io.c), so requests run in parallel on the file. Writes in
@@ -190,6 +232,7 @@ static inline uint64_t qcow2_file_end(const struct qcow2 *q)
 }
 
 /* qcow2.c */
+void qcow2_close(struct block_dev *bd);
 int qcow2_mark_corrupt(struct qcow2 *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int qcow2_write_header(struct qcow2 *q);
 int qcow2_write_header_field(struct qcow2 *q, unsigned off, const void *be, unsigned len);
@@ -240,7 +283,15 @@ int qcow2_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(struct qcow2 *q);
 void qcow2_free_snapshots(struct qcow2 *q);
-int qcow2_snapshot_update_l1_refs(struct qcow2 *q, uint64_t l1_off, uint32_t l1_size, int delta);
+int qcow2_read_l1(struct qcow2 *q, uint64_t off, uint32_t n, uint64_t **out);
+int qcow2_tree_refs(struct qcow2 *q, const uint64_t *l1, uint32_t l1_size, int delta);
+int qcow2_write_snapshot_table(struct qcow2 *q, const struct qcow2_snapshot *snaps, uint32_t n,
+			       uint64_t *off, uint64_t *size);
+
+/* qcow2-check.c */
 int qcow2_fix_copied(struct qcow2 *q);
+
+/* qcow2-create.c */
+int qcow2_create(const char *path, const struct block_create_opts *opts);
 
 #endif

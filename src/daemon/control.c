@@ -83,31 +83,14 @@ char *sup_definition_text(struct sup *s, const char *name, char *err, size_t err
 	return text;
 }
 
-/* Relations with the other VMs: the dependency must be an existing service VM. */
-enum sup_status vm_dependency_error(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
-{
-	if (!d->depends_on[0])
-		return SUP_OK;
-	struct vm *dep = sup_find(s, d->depends_on);
-	if (!dep) {
-		snprintf(err, errlen, "'%s': no such VM; create the service VM first", d->depends_on);
-		return SUP_BAD_REQUEST;
-	}
-	if (dep->def.role != VM_ROLE_SERVICE) {
-		snprintf(err, errlen, "'%s': it is a client VM; a VM may only depend on a service VM",
-			 d->depends_on);
-		return SUP_BAD_REQUEST;
-	}
-	return SUP_OK;
-}
-
 static enum sup_status check_dependency(struct sup *s, const struct vmdef *d, char *err, size_t errlen)
 {
 	char why[128];
-	enum sup_status st = vm_dependency_error(s, d, why, sizeof(why));
-	if (st != SUP_OK)
-		snprintf(err, errlen, "depends_on %s", why);
-	return st;
+	struct vm *dep = d->depends_on[0] ? sup_find(s, d->depends_on) : NULL;
+	if (vmdef_dependency_ok(d, dep ? &dep->def : NULL, why, sizeof(why)))
+		return SUP_OK;
+	snprintf(err, errlen, "depends_on %s", why);
+	return SUP_BAD_REQUEST;
 }
 
 static enum sup_status store_definition(struct sup *s, const struct vmdef *d, char *err, size_t errlen)

@@ -709,7 +709,8 @@ static void sup_check_dependencies(struct sup *s)
 	for (struct vm **p = &s->vms; *p;) {
 		struct vm *vm = *p;
 		char err[256], path[PATH_MAX + 64];
-		if (vm_dependency_error(s, &vm->def, err, sizeof(err)) == SUP_OK) {
+		struct vm *dep = vm->def.depends_on[0] ? sup_find(s, vm->def.depends_on) : NULL;
+		if (vmdef_dependency_ok(&vm->def, dep ? &dep->def : NULL, err, sizeof(err))) {
 			p = &vm->next;
 			continue;
 		}

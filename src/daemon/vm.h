@@ -2,6 +2,15 @@
  * One supervised VM and the supervisor's state, shared by supervisor.c
  * (the thread, lifecycle and policy), adopt.c (re-adoption after a daemon
  * restart) and control.c (what the API asks). Private to the daemon.
+ *
+ * Read supervisor.c first. control.c only calls down into it (finding,
+ * creating, starting and killing VMs). adopt.c and supervisor.c call each
+ * other, on purpose: re-adoption is one step of the supervisor's start
+ * (sup_create() calls sup_adopt() for each VM before any autostart), and
+ * what it finds goes back into the ordinary lifecycle (a keeper that ended
+ * while no daemon ran to vm_handle_exit(), a live one to
+ * vm_watch_keeper()). It is a file of its own only to keep supervisor.c
+ * readable; a callback in between would hide two plain calls.
  */
 #ifndef SHOJI_DAEMON_VM_H
 #define SHOJI_DAEMON_VM_H
@@ -90,7 +99,5 @@ void vm_handle_exit(struct sup *s, struct vm *vm);
 void vm_free(struct vm *vm);
 struct vm *vm_new(struct sup *s, const struct vmdef *d);
 void sup_adopt(struct sup *s, struct vm *vm);
-/* SUP_OK if d's depends_on (if any) names a service VM; else why not, in err. */
-enum sup_status vm_dependency_error(struct sup *s, const struct vmdef *d, char *err, size_t errlen);
 
 #endif

@@ -500,3 +500,19 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(o, "depends_on", json_string(d->depends_on));
 	return o;
 }
+
+bool vmdef_dependency_ok(const struct vmdef *d, const struct vmdef *dep, char *err, size_t errlen)
+{
+	if (!d->depends_on[0])
+		return true;
+	if (!dep) {
+		snprintf(err, errlen, "'%s': no such VM; create the service VM first", d->depends_on);
+		return false;
+	}
+	if (dep->role != VM_ROLE_SERVICE) {
+		snprintf(err, errlen, "'%s': it is a client VM; a VM may only depend on a service VM",
+			 d->depends_on);
+		return false;
+	}
+	return true;
+}

@@ -97,4 +97,12 @@ json_t *vmdef_to_json(const struct vmdef *d);
 
 const char *vm_role_name(enum vm_role role);
 
+/*
+ * The one rule between definitions: a VM may depend only on a service VM
+ * that exists. `dep` is the definition d->depends_on names, NULL when no VM
+ * has that name (not looked at when d depends on nothing). On failure
+ * returns false with "'NAME': what is wrong" in err.
+ */
+bool vmdef_dependency_ok(const struct vmdef *d, const struct vmdef *dep, char *err, size_t errlen);
+
 #endif
