@@ -13,8 +13,9 @@
  * (VIRTIO_SERVE_VCPU, dev/virtio.h) and then finish the work with
  * virtio_pci_poll().
  *
- * Not there yet: INTx for drivers that do not enable MSI-X (the device then
- * only sets its ISR bits), and the VIRTIO_PCI_CAP_PCI_CFG window.
+ * A driver that does not enable MSI-X gets INTx: the function's line is
+ * high while an ISR bit is set. Not there yet: the VIRTIO_PCI_CAP_PCI_CFG
+ * window.
  */
 #ifndef SHOJI_DEV_VIRTIO_PCI_H
 #define SHOJI_DEV_VIRTIO_PCI_H

@@ -32,7 +32,7 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(read, "console input, eventfds, signalfd"),
 	ALLOW(write, "console output, eventfds, log lines"),
 	ALLOW(close, "teardown; console clients"),
-	ALLOW(epoll_wait, "console thread event loop"),
+	ALLOW(epoll_wait, "the I/O thread's and the console thread's event loops"),
 	ALLOW(epoll_pwait, "console thread event loop (newer libc)"),
 	ALLOW(epoll_ctl, "console thread: input and output back-pressure"),
 	ALLOW(poll, "main thread waits for a stop"),
