@@ -1,6 +1,7 @@
 /* Scatter-gather helpers (see iov.h). */
 #include "base/iov.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -15,7 +16,9 @@ static size_t seg_part(const struct iovec *seg, size_t *off, size_t left)
 	return k < left ? k : left;
 }
 
-size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+/* Copies between the list (from byte `off`) and buf; to_buf says which way. */
+static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, uint8_t *buf, size_t len,
+		       bool to_buf)
 {
 	size_t done = 0;
 	for (unsigned i = 0; i < n && done < len; i++) {
@@ -23,26 +26,25 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, si
 		size_t k = seg_part(&iov[i], &off, len - done);
 		if (k == 0)
 			continue;
-		memcpy((uint8_t *)dst + done, (const uint8_t *)iov[i].iov_base + skip, k);
+		uint8_t *seg = (uint8_t *)iov[i].iov_base + skip;
+		if (to_buf)
+			memcpy(buf + done, seg, k);
+		else
+			memcpy(seg, buf + done, k);
 		done += k;
 		off = 0;
 	}
 	return done;
 }
 
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *dst, size_t len)
+{
+	return iov_copy(iov, n, off, dst, len, true);
+}
+
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
 {
-	size_t done = 0;
-	for (unsigned i = 0; i < n && done < len; i++) {
-		size_t skip = off;
-		size_t k = seg_part(&iov[i], &off, len - done);
-		if (k == 0)
-			continue;
-		memcpy((uint8_t *)iov[i].iov_base + skip, (const uint8_t *)src + done, k);
-		done += k;
-		off = 0;
-	}
-	return done;
+	return iov_copy(iov, n, off, (uint8_t *)src, len, false); /* only read from */
 }
 
 unsigned iov_slice(const struct iovec *iov, unsigned n, size_t off, size_t len, struct iovec *out)
