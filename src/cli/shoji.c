@@ -2,9 +2,9 @@
  * shoji: the command line of the shoji host daemon. Every command is one
  * API request (docs/api.md) and prints the answer for people, or with
  * --json as the daemon sent it; start, stop and restart also follow the
- * event stream until the outcome is known (shoji-wait.c). Errors are one line on stderr and a
- * non-zero exit status: 1 for what the daemon refused or could not do,
- * 2 for bad usage.
+ * event stream until the outcome is known (shoji-wait.c). Errors are one
+ * line on stderr and a non-zero exit status: 1 for what the daemon refused
+ * or could not do, 2 for bad usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
