@@ -1,27 +1,47 @@
-# Thin wrapper around Meson so the README's commands stay short.
+# Thin wrapper around Meson so the README's commands stay short. Each target
+# first checks the Debian packages it needs (scripts/deps.sh: installs what
+# is missing as root, else prints the apt-get line and stops with status 2),
+# so a fresh machine gets one clear line, not "meson: not found".
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 MESON      ?= meson
+DEPS       ?= scripts/deps.sh
+, := ,
 
-.PHONY: all run check check-asan fuzz bench clean
+# Targets run in the order given: the packages come before the build.
+.NOTPARALLEL:
+.PHONY: all run check check-asan fuzz bench clean deps-build deps-run deps-test
 
-all: $(BUILD)/build.ninja
+all: deps-build
+	@[ -f $(BUILD)/build.ninja ] || $(MESON) setup $(BUILD)
 	ninja -C $(BUILD)
 
-$(BUILD)/build.ninja:
-	$(MESON) setup $(BUILD)
+deps-build:
+	@$(DEPS) build
+deps-run:
+	@$(DEPS) run
+deps-test:
+	@$(DEPS) test
 
-$(BUILD_ASAN)/build.ninja:
-	$(MESON) setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false
+# meson looks for dependencies only when it configures: a build directory
+# set up by `make` before the test packages were there has no cmocka tests,
+# so `make check` configures it again (tests/meson.build).
+define configure_for_tests
+	@[ -f $(1)/build.ninja ] || $(MESON) setup $(1) $(2)
+	@grep -q '"cmocka"' $(1)/meson-info/intro-dependencies.json || $(MESON) setup --reconfigure $(1) $(2)
+endef
 
 # The main job: boot a stock Debian kernel to a shell inside shoji-vmm.
-run: all
+run: all deps-run
 	scripts/run-demo.sh $(BUILD)
 
-check: all
+check: deps-build deps-test
+	$(call configure_for_tests,$(BUILD))
+	ninja -C $(BUILD)
 	scripts/run-tests.sh $(BUILD)
 
-check-asan: $(BUILD_ASAN)/build.ninja
+check-asan: deps-build deps-test
+	$(call configure_for_tests,$(BUILD_ASAN),-Db_sanitize=address$(,)undefined -Db_lundef=false)
 	ninja -C $(BUILD_ASAN)
 	scripts/run-tests.sh $(BUILD_ASAN)
 
@@ -29,7 +49,8 @@ check-asan: $(BUILD_ASAN)/build.ninja
 # FUZZ_SECONDS each, longer than CI's 20 s: make fuzz FUZZ_SECONDS=600.
 # The scripts build the targets with clang themselves: no ninja run needed.
 FUZZ_SECONDS ?= 60
-fuzz: $(BUILD)/build.ninja
+fuzz: deps-build deps-test
+	$(call configure_for_tests,$(BUILD))
 	ninja -C $(BUILD) build.ninja
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(MESON) test -C $(BUILD) --no-rebuild --timeout-multiplier 0 \
 		--suite fuzz --verbose

@@ -64,6 +64,8 @@ EOF
 
 run_nested() {
     echo "run-demo: this host's KVM cannot run a stock Linux guest natively (no vmx/svm), so shoji-vmm runs nested under QEMU's software CPU (slow: about a minute to the shell)."
+    # QEMU only for this case: `make run` on a host with KVM does without it.
+    "$here/deps.sh" nested || exit 2
     command -v qemu-system-x86_64 >/dev/null ||
         die "qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
     write_demo_job "$(guest_cmdline)"

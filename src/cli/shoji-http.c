@@ -4,6 +4,7 @@
 #include "cli/shoji.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,69 @@ int http_stream(const char *socket_path, const char *path)
 		fprintf(stderr, "shoji: shojid sent no valid HTTP answer\n");
 	close(fd);
 	return status;
+}
+
+bool http_lines_open(const char *socket_path, const char *path, struct http_lines *s)
+{
+	s->len = s->used = 0;
+	s->fd = http_connect(socket_path);
+	if (s->fd < 0)
+		return false;
+	if (!send_request(s->fd, "1.0", "GET", path, "", NULL)) {
+		fprintf(stderr, "shoji: cannot send the request to shojid: %s\n", strerror(errno));
+		http_lines_close(s);
+		return false;
+	}
+	ssize_t r;
+	while (s->len < sizeof(s->buf) - 1 && (r = read(s->fd, s->buf + s->len, sizeof(s->buf) - 1 - s->len)) > 0) {
+		s->len += (size_t)r;
+		s->buf[s->len] = '\0';
+		char *sep = strstr(s->buf, "\r\n\r\n");
+		if (!sep)
+			continue;
+		int status = parse_status(s->buf);
+		size_t rest = s->len - (size_t)(sep + 4 - s->buf);
+		if (status == 200) {
+			memmove(s->buf, sep + 4, rest);
+			s->len = rest;
+			return true;
+		}
+		report_error(s->fd, status, sep + 4, rest, SIZE_MAX); /* HTTP/1.0: closed after it */
+		http_lines_close(s);
+		return false;
+	}
+	fprintf(stderr, "shoji: shojid sent no valid HTTP answer\n");
+	http_lines_close(s);
+	return false;
+}
+
+const char *http_lines_next(struct http_lines *s, int timeout_ms)
+{
+	memmove(s->buf, s->buf + s->used, s->len - s->used);
+	s->len -= s->used;
+	s->used = 0;
+	for (;;) {
+		char *nl = memchr(s->buf, '\n', s->len);
+		if (nl) {
+			*nl = '\0';
+			s->used = (size_t)(nl - s->buf) + 1;
+			return s->buf;
+		}
+		struct pollfd p = { .fd = s->fd, .events = POLLIN };
+		if (s->len == sizeof(s->buf) || poll(&p, 1, timeout_ms) != 1)
+			return NULL;
+		ssize_t r = read(s->fd, s->buf + s->len, sizeof(s->buf) - s->len);
+		if (r <= 0)
+			return NULL;
+		s->len += (size_t)r;
+	}
+}
+
+void http_lines_close(struct http_lines *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
 }
 
 int http_upgrade(const char *socket_path, const char *path, const char *protocol)

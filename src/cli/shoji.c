@@ -1,9 +1,10 @@
 /*
  * shoji: the command line of the shoji host daemon. Every command is one
  * API request (docs/api.md) and prints the answer for people, or with
- * --json as the daemon sent it. Errors are one line on stderr and a
- * non-zero exit status: 1 for what the daemon refused or could not do,
- * 2 for bad usage.
+ * --json as the daemon sent it; start, stop and restart also follow the
+ * event stream until the outcome is known (shoji-wait.c). Errors are one
+ * line on stderr and a non-zero exit status: 1 for what the daemon refused
+ * or could not do, 2 for bad usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "cli/shoji-http.h"
 #include "cli/shoji.h"
+#include "cli/shoji-wait.h"
 #include "daemon/vmdef.h"
 
 static const char usage[] =
@@ -32,9 +34,13 @@ static const char usage[] =
 	"                          define a VM (role client unless given)\n"
 	"  vm ls                   list the VMs and their states\n"
 	"  vm show NAME            one VM's definition and state\n"
-	"  vm start|stop|kill|restart NAME\n"
-	"                          stop presses the ACPI power button, then kills\n"
-	"                          the VM after shojid's --stop-timeout\n"
+	"  vm start|stop|restart NAME [--no-wait]\n"
+	"                          wait until the VM runs (start, restart) or is\n"
+	"                          stopped, and fail with the reason if it does not\n"
+	"                          start; --no-wait returns once shojid has the\n"
+	"                          request. stop presses the ACPI power button, then\n"
+	"                          kills the VM after shojid's --stop-timeout\n"
+	"  vm kill NAME            SIGKILL to the VM's VMM\n"
 	"  vm rm NAME              remove a stopped VM's definition\n"
 	"  vm edit NAME            edit the definition in $EDITOR; shojid checks it\n"
 	"  vm console NAME         attach to the serial console; Ctrl-] or Ctrl-a d\n"
@@ -125,6 +131,7 @@ static int cmd_show(const struct cli *cli, const char *name)
 	return 0;
 }
 
+/* The request alone: the answer says the VM's state now (starting, stopping, ...). */
 static int cmd_action(const struct cli *cli, const char *action, const char *name)
 {
 	char path[96];
@@ -212,9 +219,22 @@ static int cmd_logs(const struct cli *cli, const char *name, bool follow)
 	return status == 200 ? 0 : 1;
 }
 
+static bool is_waitable(const char *sub)
+{
+	return !strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "restart");
+}
+
 static int cmd_vm(const struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc > 0 ? argv[0] : "";
+	/* --no-wait, before or after the name; taken out so the rest parses as before. */
+	bool wait = true;
+	for (int i = 1; is_waitable(sub) && i < argc; i++)
+		if (strcmp(argv[i], "--no-wait") == 0) {
+			wait = false;
+			memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof(*argv));
+			argc--, i--;
+		}
 	if (strcmp(sub, "ls") == 0)
 		return cmd_ls(cli);
 	if (argc < 2) {
@@ -236,7 +256,9 @@ static int cmd_vm(const struct cli *cli, int argc, char **argv)
 	}
 	if (strcmp(sub, "show") == 0)
 		return cmd_show(cli, name);
-	if (!strcmp(sub, "start") || !strcmp(sub, "stop") || !strcmp(sub, "kill") || !strcmp(sub, "restart"))
+	if (is_waitable(sub) && wait)
+		return cli_vm_action_wait(cli, sub, name);
+	if (is_waitable(sub) || strcmp(sub, "kill") == 0)
 		return cmd_action(cli, sub, name);
 	if (strcmp(sub, "rm") == 0)
 		return cmd_rm(cli, name);

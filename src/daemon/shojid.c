@@ -2,7 +2,9 @@
  * shojid: the host daemon. Holds the VM definitions, runs one shoji-vmm
  * per VM under supervision, and serves the API on a Unix socket. It needs
  * root (or whoever may use /dev/kvm), its state directory and its run
- * directory; no systemd, so it also runs from a busybox initramfs.
+ * directory. Under systemd (packaging/systemd/shojid.service) it reports
+ * readiness over $NOTIFY_SOCKET (notify.h); it needs no systemd, so it also
+ * runs from a busybox initramfs.
  *
  * SIGTERM or SIGINT stops the daemon and leaves the VMs running: the next
  * shojid re-adopts them (supervisor.h).
@@ -24,6 +26,7 @@
 #include "daemon/api.h"
 #include "daemon/disk-check.h"
 #include "daemon/events.h"
+#include "daemon/notify.h"
 #include "daemon/supervisor.h"
 #include "daemon/vmlog.h"
 
@@ -218,9 +221,12 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 		if (!o->jail)
 			log_warn("VMMs run without a jail (%s)", geteuid() == 0 ? "--jail off"
 									 : "not root");
+		/* The socket listens and the VMs are adopted: clients may come (systemd's Type=notify). */
+		notify_send("READY=1");
 		int sig = 0;
 		sigwait(&stop, &sig);
 		log_info("received %s: stopping; the VMs keep running", strsignal(sig));
+		notify_send("STOPPING=1");
 		code = 0;
 	}
 	api_stop(api);
