@@ -383,6 +383,48 @@ static void test_guest_to_host_data(void **state)
 	assert_int_equal(f->sent_len, 70000 + 3 * 60000);
 }
 
+/*
+ * The tx queue's budget: on the I/O thread one turn serves at most
+ * VIRTIO_QUEUE_BUDGET packets and asks for a later turn (the others on the
+ * I/O thread go first); a vCPU serves its own kick whole.
+ */
+static void serve_tx(enum virtio_path path)
+{
+	pthread_mutex_lock(&sim.vd.lock);
+	sim.vd.later = 0;
+	virtio_vsock_ops.queue_notify(sim.vs, &sim.vd, VIRTIO_VSOCK_QUEUE_TX, path);
+	pthread_mutex_unlock(&sim.vd.lock);
+}
+
+static void test_tx_budget(void **state)
+{
+	(void)state;
+	struct fconn *f = guest_connect(PEER_PORT, 65536);
+	enum { N = VIRTIO_QUEUE_BUDGET + 20 };
+	uint8_t h[VSOCK_HDR_BYTES];
+	sim_hdr(h, SIM_GUEST_CID, VSOCK_CID_HOST, PEER_PORT, HOST_PORT, 1, VSOCK_TYPE_STREAM,
+		VSOCK_OP_RW, 0, 65536, 0);
+	uint16_t *used = sim_used(&sim, VIRTIO_VSOCK_QUEUE_TX);
+	uint16_t before = used[1];
+	for (unsigned i = 0; i < N; i++)
+		sim_tx_publish(&sim, h, sizeof(h), "b", 1);
+	serve_tx(VIRTIO_ON_IO_THREAD);
+	assert_int_equal((uint16_t)(used[1] - before), VIRTIO_QUEUE_BUDGET);
+	assert_int_equal(sim.vd.later, 1u << VIRTIO_VSOCK_QUEUE_TX);
+	serve_tx(VIRTIO_ON_IO_THREAD); /* the later turn */
+	assert_int_equal((uint16_t)(used[1] - before), N);
+	assert_int_equal(sim.vd.later, 0);
+	assert_int_equal(f->sent_len, N);
+
+	before = used[1];
+	for (unsigned i = 0; i < N; i++)
+		sim_tx_publish(&sim, h, sizeof(h), "v", 1);
+	serve_tx(VIRTIO_ON_VCPU);
+	assert_int_equal((uint16_t)(used[1] - before), N);
+	assert_int_equal(sim.vd.later, 0);
+	assert_int_equal(f->sent_len, 2 * N);
+}
+
 static void test_host_to_guest_data_and_credit(void **state)
 {
 	(void)state;
@@ -918,6 +960,7 @@ int main(void)
 		T(test_guest_connect_put_off),
 		T(test_host_connect_without_driver),
 		T(test_guest_to_host_data),
+		T(test_tx_budget),
 		T(test_host_to_guest_data_and_credit),
 		T(test_guest_lies_about_fwd_cnt),
 		T(test_slow_host_reader_is_bounded),
