@@ -37,9 +37,10 @@
  *       answers {"ok":true} within 3 s
  *   hostile-guest monitor WORD API_SOCKET CONSOLE LOG
  *       once a second, until the VMM whose command line holds WORD ends: a
- *       line "T ms own-cpu-ms guest-cpu-ms log-bytes ping-ms phase" (the
- *       VMM's CPU time less its guests', ping -1 when the API did not
- *       answer, phase the last "SHOJI-PHASE x" of the console file); a
+ *       line "T ms own-cpu-ms guest-cpu-ms log-bytes ping-ms phase io-ms"
+ *       (the VMM's CPU time less its guest's, ping -1 when the API did
+ *       not answer, phase the last "SHOJI-PHASE x" of the console file,
+ *       io the CPU time of its threads that run no guest: see io_ms); a
  *       log past 8 MiB gets the VMM killed (and "LOG-OVERFLOW")
  *   hostile-guest pidof WORD
  *       the pid of the process whose command line holds WORD
@@ -1038,6 +1039,53 @@ static bool cpu_ms(int pid, long *own, long *guest)
 	return true;
 }
 
+/*
+ * CPU time (ms) of the threads that do not run the guest (no guest_time of
+ * their own): the I/O thread, the block workers, the main thread. Summed
+ * as deltas per thread, so a thread that ends takes nothing back; a vCPU
+ * thread's own time is mostly the host kernel's KVM work for its guest.
+ */
+static long io_ms(int pid)
+{
+	static struct { int tid; long ms; } seen[1024];
+	static unsigned nseen;
+	static long total;
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return total;
+	long tck = sysconf(_SC_CLK_TCK);
+	for (struct dirent *e; (e = readdir(d));) {
+		int tid = atoi(e->d_name);
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+		char *p;
+		if (!read_file(path, buf, sizeof(buf)) || !(p = strrchr(buf, ')')))
+			continue;
+		unsigned long long f[64] = { 0 };
+		int field = 3;
+		for (char *tok = strtok(p + 2, " "); tok && field < 64; tok = strtok(NULL, " "), field++)
+			f[field] = strtoull(tok, NULL, 10);
+		long ms = (long)((f[14] + f[15]) * 1000 / (unsigned long long)tck);
+		unsigned i = 0;
+		while (i < nseen && seen[i].tid != tid)
+			i++;
+		if (i == nseen) {
+			if (nseen == 1024)
+				continue;
+			seen[nseen++].tid = tid;
+			seen[i].ms = 0;
+		}
+		if (f[43] == 0)
+			total += ms - seen[i].ms;
+		seen[i].ms = ms;
+	}
+	closedir(d);
+	return total;
+}
+
 /* The last "SHOJI-PHASE x" line of the console file, read as it grows. */
 static void console_phase(const char *path, off_t *pos, char *phase, size_t len)
 {
@@ -1107,7 +1155,8 @@ static int monitor(int argc, char **argv)
 		struct stat st;
 		long long log = stat(argv[3], &st) == 0 ? (long long)st.st_size : -1;
 		long ms = api_ping(argv[1]);
-		say("T %ld %ld %ld %lld %ld %s", t - t0, own, guest, log, ms, phase);
+		long io = io_ms(pid);
+		say("T %ld %ld %ld %lld %ld %s %ld", t - t0, own, guest, log, ms, phase, io);
 		if (log > MONITOR_LOG_CAP) {
 			/* A log without bound: stop it before it fills L1's memory. */
 			say("LOG-OVERFLOW %lld", log);

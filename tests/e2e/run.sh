@@ -677,8 +677,12 @@ check_vsock() {
 # samples: the control socket answered every ping, the VMM's own CPU time
 # (less its guest's) stayed bounded while the guest flooded and fell to
 # near nothing while it held its connections idle, and its log stayed small.
-HOSTILE_FLOOD_CPU_MAX=1.5  # cores, while the guest floods vsock
-HOSTILE_IDLE_CPU_MAX=0.3   # cores, from 3 s into the idle hold
+# The VMM's CPU is counted twice: all its threads less the guest's own time
+# (nested, that is mostly L1's KVM working for the vCPUs: about 0.9 cores
+# while the guest merely boots), and its threads that run no guest (the I/O
+# thread and the block workers), where a spinning loop would show.
+HOSTILE_FLOOD_CPU_MAX=1.5  # cores, all threads, while the guest floods vsock
+HOSTILE_IDLE_IO_MAX=0.25   # cores, threads without a guest, from 3 s into the idle hold
 HOSTILE_LOG_MAX=1048576    # bytes of VMM log in the whole case
 HOSTILE_DEVICES="virtio-rng virtio-blk virtio-net virtio-vsock"
 check_hostile() {
@@ -710,33 +714,36 @@ check_hostile() {
     done
     tl=$(section "$name:post" out | grep -a '^HOST tl ' | cut -d' ' -f3- || true)
     grep -q '^LOG-OVERFLOW' <<<"$tl" && why+=("the VMM's log passed 8 MiB: the monitor killed it")
-    # Samples: "T ms own-cpu-ms guest-cpu-ms log-bytes ping-ms phase".
+    # Samples: "T ms own-cpu-ms guest-cpu-ms log-bytes ping-ms phase io-cpu-ms".
     local stats
-    stats=$(awk -v flood_max="$HOSTILE_FLOOD_CPU_MAX" -v idle_max="$HOSTILE_IDLE_CPU_MAX" '
+    stats=$(awk '
         $1 != "T" { next }
-        { n++; t = $2; own = $3; log_b = $5; ping = $6; ph = $7 }
+        { n++; t = $2; own = $3; log_b = $5; ping = $6; ph = $7; io = $8 }
         ping >= 0 { answered = 1; if (ping > ping_max) ping_max = ping }
         ping < 0 && answered { missed++ }
-        ph == "flood-send" { if (!fs_t0) { fs_t0 = t; fs_c0 = own } fs_t1 = t; fs_c1 = own }
+        ph == "flood-send" { if (!fs_t0) { fs_t0 = t; fs_c0 = own; fs_i0 = io } fs_t1 = t; fs_c1 = own; fs_i1 = io }
         ph == "flood-hold" { if (!fh_s) fh_s = t
-                             if (t - fh_s >= 3000) { if (!fh_t0) { fh_t0 = t; fh_c0 = own } fh_t1 = t; fh_c1 = own } }
-        ph == "malformed" { if (!mf_t0) { mf_t0 = t; mf_c0 = own } mf_t1 = t; mf_c1 = own }
+                             if (t - fh_s >= 3000) { if (!fh_t0) { fh_t0 = t; fh_c0 = own; fh_i0 = io }
+                                                     fh_t1 = t; fh_c1 = own; fh_i1 = io } }
+        ph == "malformed" { if (!mf_t0) { mf_t0 = t; mf_i0 = io } mf_t1 = t; mf_i1 = io }
         END {
             flood = fs_t1 > fs_t0 ? (fs_c1 - fs_c0) / (fs_t1 - fs_t0) : -1
+            flood_io = fs_t1 > fs_t0 ? (fs_i1 - fs_i0) / (fs_t1 - fs_t0) : -1
             idle = fh_t1 > fh_t0 ? (fh_c1 - fh_c0) / (fh_t1 - fh_t0) : -1
-            mal = mf_t1 > mf_t0 ? (mf_c1 - mf_c0) / (mf_t1 - mf_t0) : -1
-            printf "%d %d %d %d %.2f %d %.2f %d %.2f %d\n", n, answered, missed + 0, ping_max + 0,
-                flood, fs_t1 - fs_t0, idle, fh_t1 - fh_t0, mal, log_b + 0
+            idle_io = fh_t1 > fh_t0 ? (fh_i1 - fh_i0) / (fh_t1 - fh_t0) : -1
+            mal_io = mf_t1 > mf_t0 ? (mf_i1 - mf_i0) / (mf_t1 - mf_t0) : -1
+            printf "%d %d %d %d %.2f %.2f %d %.2f %.2f %d %.2f %d\n", n, answered, missed + 0, ping_max + 0,
+                flood, flood_io, fs_t1 - fs_t0, idle, idle_io, fh_t1 - fh_t0, mal_io, log_b + 0
         }' <<<"$tl")
-    local n answered missed ping_max flood flood_ms idle idle_ms mal log_b
-    read -r n answered missed ping_max flood flood_ms idle idle_ms mal log_b <<<"$stats"
-    echo "       hostile: $n samples; control socket: $missed pings unanswered, slowest ${ping_max} ms; VMM CPU (less the guest's): flooding ${flood} cores over ${flood_ms} ms, idle hold ${idle} cores over ${idle_ms} ms, malformed phase ${mal} cores; log ${log_b} bytes"
+    local n answered missed ping_max flood flood_io flood_ms idle idle_io idle_ms mal_io log_b
+    read -r n answered missed ping_max flood flood_io flood_ms idle idle_io idle_ms mal_io log_b <<<"$stats"
+    echo "       hostile: $n samples; control socket: $missed pings unanswered, slowest ${ping_max} ms; VMM CPU (all threads less the guest's / threads without a guest): flooding ${flood} / ${flood_io} cores over ${flood_ms} ms, idle hold ${idle} / ${idle_io} cores over ${idle_ms} ms, malformed phase - / ${mal_io} cores; log ${log_b} bytes"
     ((n > 0 && answered == 1)) || why+=("the monitor never got an answer from the control socket ($n samples)")
     ((missed == 0)) || why+=("the control socket did not answer $missed pings (within 3 s each)")
     awk -v v="$flood" -v m="$HOSTILE_FLOOD_CPU_MAX" 'BEGIN { exit !(v >= 0 && v < m) }' ||
         why+=("the VMM's own CPU while the guest flooded: $flood cores (bound $HOSTILE_FLOOD_CPU_MAX; -1: not measured)")
-    awk -v v="$idle" -v m="$HOSTILE_IDLE_CPU_MAX" 'BEGIN { exit !(v >= 0 && v < m) }' ||
-        why+=("the VMM's own CPU while the guest held its connections idle: $idle cores (bound $HOSTILE_IDLE_CPU_MAX; -1: not measured)")
+    awk -v v="$idle_io" -v m="$HOSTILE_IDLE_IO_MAX" 'BEGIN { exit !(v >= 0 && v < m) }' ||
+        why+=("the VMM's threads without a guest while the guest held its connections idle: $idle_io cores (bound $HOSTILE_IDLE_IO_MAX; -1: not measured)")
     ((log_b < HOSTILE_LOG_MAX)) || why+=("the VMM's log grew to $log_b bytes (bound $HOSTILE_LOG_MAX)")
 }
 
