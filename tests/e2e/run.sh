@@ -720,7 +720,7 @@ check_hostile() {
         $1 != "T" { next }
         { n++; t = $2; own = $3; log_b = $5; ping = $6; ph = $7; io = $8 }
         ping >= 0 { answered = 1; if (ping > ping_max) ping_max = ping }
-        ping < 0 && answered { missed++ }
+        ping < 0 && answered && ph != "done" { missed++ }  # done: the guest powers off, the socket goes
         ph == "flood-send" { if (!fs_t0) { fs_t0 = t; fs_c0 = own; fs_i0 = io } fs_t1 = t; fs_c1 = own; fs_i1 = io }
         ph == "flood-hold" { if (!fh_s) fh_s = t
                              if (t - fh_s >= 3000) { if (!fh_t0) { fh_t0 = t; fh_c0 = own; fh_i0 = io }
