@@ -28,6 +28,20 @@
 #                          on vsock port 5000; a knock on port 5009 panics the
 #                          kernel (sysrq c, pvpanic); the ACPI power button
 #                          (its /dev/input/event*) powers the guest off
+#   shoji.action=hostile   with /bin/hostile-guest (tests/e2e/hostile-guest.c),
+#                          as root against its own VMM, in phases announced
+#                          by "SHOJI-PHASE name" lines: floods vsock port
+#                          7000 (then holds the connections idle), cycles
+#                          driver unbind/bind of every virtio device, then
+#                          drives each device's BAR 0 itself with malformed
+#                          rings; after each phase the devices must work
+#                          (vsock echo with the host's server on port 6000,
+#                          /dev/hwrng, the second disk, DHCP at the end);
+#                          /dev/vda is left alone and written throughout
+#                          (the canary)
+#   shoji.action=crashwriter  numbered blocks written and flushed to
+#                          /dev/vda without end ("FLUSHED N" after each
+#                          flush), until the host kills the VMM
 #   shoji.ttysize=ROWSxCOLS size of the terminal behind the console (demo)
 # Every line meant for a harness starts with "SHOJI-" so it can be found among
 # kernel messages.
@@ -191,6 +205,74 @@ vsock() {
     echo "SHOJI-REPORT knock=$(/bin/vsock-test wait 5009 400 2>&1 | tail -n 1)"
 }
 
+# run_tagged TAG COMMAND...: COMMAND's "PHASE x" lines go to the console as
+# "SHOJI-PHASE x" as they come, every other line as "SHOJI-REPORT TAG=line"
+# (the harness takes the last one as the result).
+run_tagged() {
+    rt_tag=$1
+    shift
+    "$@" 2>&1 | while IFS= read -r rt_line; do
+        case $rt_line in
+            PHASE\ *) echo "SHOJI-$rt_line" ;;
+            *) echo "SHOJI-REPORT $rt_tag=$rt_line" ;;
+        esac
+    done
+}
+
+# The devices still work: a vsock echo through the host's server on port
+# 6000, 64 bytes from /dev/hwrng, a read of the second disk. TAG names the
+# phase they follow.
+hostile_devices_work() {
+    echo "SHOJI-REPORT vsock-after-$1=$(timeout 60 /bin/vsock-test client 2 6000 4 262144 2>&1 | tail -n 1)"
+    wait_for /dev/hwrng
+    echo "SHOJI-REPORT rng-after-$1=$(timeout 10 dd if=/dev/hwrng bs=64 count=1 2>/dev/null | wc -c)"
+    hw_disk=
+    for hw_d in /sys/block/vd*; do
+        [ "${hw_d##*/}" = vda ] || hw_disk=/dev/${hw_d##*/}
+    done
+    [ -n "$hw_disk" ] && wait_for "$hw_disk"
+    echo "SHOJI-REPORT disk-after-$1=$(timeout 10 dd if="${hw_disk:-/dev/null}" bs=65536 count=16 iflag=direct 2>/dev/null | wc -c)"
+}
+
+hostile() {
+    load_modules
+    for f in /dev/vsock /dev/vda /dev/vdb /dev/hwrng /sys/class/net/eth0; do
+        wait_for $f || { echo "SHOJI-ERROR no $f"; return; }
+    done
+    [ -x /bin/hostile-guest ] || { echo "SHOJI-ERROR no /bin/hostile-guest in this initramfs"; return; }
+    # The PCI function behind /dev/vda: the one device left alone.
+    canary_bdf=$(basename "$(dirname "$(readlink -f /sys/block/vda/device)")")
+    echo "SHOJI-REPORT canary-bdf=$canary_bdf"
+    /bin/hostile-guest canary /dev/vda /tmp/canary.stop >/tmp/canary.log 2>&1 &
+    canary_pid=$!
+    echo "SHOJI-PHASE flood-open"
+    run_tagged flood /bin/hostile-guest flood 7000 15 8
+    hostile_devices_work flood
+    echo "SHOJI-PHASE resets"
+    run_tagged resets /bin/hostile-guest resets 15 "$canary_bdf"
+    echo "SHOJI-PHASE after-resets"
+    hostile_devices_work resets
+    echo "SHOJI-PHASE malformed"
+    run_tagged malformed /bin/hostile-guest malformed "$canary_bdf"
+    echo "SHOJI-PHASE after-malformed"
+    hostile_devices_work malformed
+    net_up >/dev/null 2>&1
+    echo "SHOJI-REPORT ip-after-malformed=$(ip -4 addr show eth0 2>/dev/null | awk '/inet / { print $2 }')"
+    : >/tmp/canary.stop
+    wait "$canary_pid"
+    echo "SHOJI-REPORT canary=$(tail -n 1 /tmp/canary.log)"
+    echo "SHOJI-PHASE done"
+    echo "SHOJI-REPORT done"
+}
+
+# Written and flushed blocks until the host's SIGKILL ends the VMM.
+crashwriter() {
+    load_modules
+    wait_for /dev/vda || { echo "SHOJI-ERROR no /dev/vda"; return; }
+    /bin/hostile-guest writer /dev/vda 32768
+    echo "SHOJI-ERROR the writer stopped"
+}
+
 # The input event device of the ACPI power button (button.ko, read through
 # evdev), or nothing.
 power_button_dev() {
@@ -265,6 +347,8 @@ case $action in
     iperf)    iperf; poweroff -f ;;
     vsock)    vsock; echo "SHOJI-REBOOTING"; reboot -f ;;
     room)     room; sync; poweroff -f ;;
+    hostile)  hostile; poweroff -f ;;
+    crashwriter) crashwriter; sleep 3600 ;;
     *)        shell; echo "SHOJI-POWEROFF"; poweroff -f ;;
 esac
 # poweroff -f only returns if it failed; say so instead of letting the kernel

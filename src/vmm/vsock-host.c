@@ -245,10 +245,12 @@ static void on_conn_event(void *ctx, uint32_t events)
 
 /* ---- the handshake ---- */
 
-/* "CONNECT <port>" with a decimal port; false for anything else. */
-static bool parse_connect(const char *line, uint32_t *port)
+bool vsock_host_parse_connect(const char *line, size_t len, uint32_t *port)
 {
 	uint64_t v;
+	/* A NUL inside would end the text early: "CONNECT 5\0junk" is not a command. */
+	if (len < 8 || memchr(line, '\0', len) || line[len] != '\0')
+		return false;
 	if (strncmp(line, "CONNECT ", 8) != 0 || !parse_uint(line + 8, 0, UINT32_MAX, &v))
 		return false;
 	*port = (uint32_t)v;
@@ -277,7 +279,7 @@ static void handshake_done(struct host_conn *hc)
 {
 	struct vsock_host *h = hc->h;
 	uint32_t port;
-	if (!parse_connect(hc->line, &port)) {
+	if (!vsock_host_parse_connect(hc->line, hc->line_len, &port)) {
 		log_debug("vsock: host program sent '%.*s', not CONNECT <port>; refusing",
 			  VSOCK_HOST_LINE_MAX, hc->line);
 		hc_refuse(hc, VSOCK_HOST_ERR_NOT_CONNECT);

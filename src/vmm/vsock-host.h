@@ -25,6 +25,8 @@
 #define SHOJI_VMM_VSOCK_HOST_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "dev/virtio-vsock.h"
 #include "vmm/iothread.h"
@@ -60,6 +62,13 @@
 #define VSOCK_HOST_ERR_TIMEOUT     "no CONNECT line within 5 s"
 
 struct vsock_host;
+
+/*
+ * A host program's handshake line of `len` bytes, its newline removed and a
+ * NUL after it: true, with *port, only for exactly "CONNECT " and a decimal
+ * port up to 4294967295 (no sign, no spaces, no NUL inside).
+ */
+bool vsock_host_parse_connect(const char *line, size_t len, uint32_t *port);
 
 /*
  * Creates the listening socket at `path` (mode 0600; a stale socket there is

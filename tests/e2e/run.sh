@@ -47,6 +47,8 @@ cases=(
     "net 1 512 net 0"
     "net-isolated 1 512 net 0"
     "vsock 2 512 vsock 3"
+    "hostile 2 512 hostile 0"
+    "kill9 1 512 crashwriter 137"
 )
 
 # What a device case adds around its boot, run where the VMM runs (in L1
@@ -62,6 +64,9 @@ declare -A case_args=(
     # the guest's reach; the host forward still reaches the guest.
     [net-isolated]='--net user,hostfwd=tcp:127.0.0.1:5555-:8080'
     [vsock]='--vsock cid=3,socket="$SCRATCH/v.sock"'
+    # Every device the hostile guest abuses, and its control socket.
+    [hostile]='--rng --disk path="$SCRATCH/h-vda.img" --disk path="$SCRATCH/h-vdb.img" --net user --vsock cid=3,socket="$SCRATCH/h.sock" --api-socket "$SCRATCH/h.api"'
+    [kill9]='--disk path="$SCRATCH/k.qcow2",format=qcow2'
 )
 declare -A case_pre=(
     # vdb starts with 4 KiB of random data, so a write that got through shows.
@@ -116,6 +121,42 @@ case_pre[vsock]='vt=/bin/vsock-test; [ -x "$vt" ] || vt=$VSOCK_TEST; sock=$SCRAT
     } </dev/null >/dev/null 2>&1 &
     echo $! >>"$SCRATCH/pids"'
 
+# hostile: a sink that drains every guest connection to port 7000, the
+# echo server on 6000 for the checks between phases, and the monitor
+# (hostile-guest monitor): once a second the VMM's CPU time (less its
+# guest's), its log's size, a ping on its control socket and the guest's
+# phase, into h.monitor for the post step.
+case_pre[hostile]='hg=/bin/hostile-guest; [ -x "$hg" ] || hg=$HOSTILE_GUEST
+    vt=/bin/vsock-test; [ -x "$vt" ] || vt=$VSOCK_TEST; sock=$SCRATCH/h.sock
+    rm -f "$SCRATCH"/h.* "$SCRATCH"/h-* "$SCRATCH/pids"
+    truncate -s 64M "$SCRATCH/h-vda.img" && truncate -s 16M "$SCRATCH/h-vdb.img" || exit 1
+    "$hg" sink --unix "${sock}_7000" </dev/null >/dev/null 2>&1 &
+    echo $! >"$SCRATCH/pids"
+    "$vt" server --unix "${sock}_6000" </dev/null >/dev/null 2>&1 &
+    echo $! >>"$SCRATCH/pids"
+    name=${hs_name%:pre}
+    "$hg" monitor "$SCRATCH/h.api" "$SCRATCH/h.api" "$RUNNER_WORK/$name.out" "$RUNNER_WORK/$name.err" \
+        </dev/null >"$SCRATCH/h.monitor" 2>&1 &
+    echo $! >>"$SCRATCH/pids"'
+# kill9: a fresh qcow2 image; once the guest has flushed 60 blocks, after a
+# random further delay, SIGKILL for the VMM while the guest writes on.
+case_pre[kill9]='hg=/bin/hostile-guest; [ -x "$hg" ] || hg=$HOSTILE_GUEST
+    rm -f "$SCRATCH"/k.* "$SCRATCH/pids"
+    qemu-img create -q -f qcow2 "$SCRATCH/k.qcow2" 64M || exit 1
+    delay=$(awk "BEGIN { srand(); printf \"%d\", rand() * 1500 }")
+    echo "HOST kill-delay-ms=$delay"
+    con=$RUNNER_WORK/${hs_name%:pre}.out
+    {
+        i=0; while [ $i -lt 1000 ]; do
+            n=$(grep -a -c "^FLUSHED [0-9]" "$con" 2>/dev/null); [ "${n:-0}" -ge 60 ] && break
+            sleep 0.2; i=$((i + 1)); done
+        sleep "$(awk "BEGIN { print $delay / 1000 }")"
+        before=$(grep -a -c "^FLUSHED [0-9]" "$con" 2>/dev/null)
+        pid=$("$hg" pidof "$SCRATCH/k.qcow2") && kill -KILL "$pid"
+        echo "$before" >"$SCRATCH/k.killed"
+    } </dev/null >/dev/null 2>&1 &
+    echo $! >"$SCRATCH/pids"'
+
 declare -A case_post=(
     [storage]='debugfs -R "dump /data.bin $SCRATCH/data.bin" "$SCRATCH/vda.img" 2>/dev/null
         echo "HOST data-sha256=$(sha256sum <"$SCRATCH/data.bin" | cut -d" " -f1)"
@@ -136,6 +177,32 @@ declare -A case_post=(
         kill $(cat "$SCRATCH/pids") 2>/dev/null; rm -rf "$SCRATCH/www" "$SCRATCH/fwd.out" "$SCRATCH/pids"; true'
 )
 case_pre[net-isolated]=${case_pre[net]}
+# hostile: the monitor's samples as "HOST tl ..." lines (it ends itself a
+# second after the VMM), the VMM's log lines that name a broken device.
+case_post[hostile]='i=0; while [ $i -lt 10 ] && ! grep -q "^GONE" "$SCRATCH/h.monitor"; do sleep 1; i=$((i + 1)); done
+    sed "s/^/HOST tl /" "$SCRATCH/h.monitor"
+    kill $(cat "$SCRATCH/pids") 2>/dev/null
+    rm -f "$SCRATCH"/h.* "$SCRATCH"/h-* "$SCRATCH/pids"; true'
+# kill9: qemu-img check (leaked clusters are allowed, as after any crash,
+# and must be repaired by -r leaks), then every block up to the last one
+# the guest saw flushed is read back from the image.
+case_post[kill9]='hg=/bin/hostile-guest; [ -x "$hg" ] || hg=$HOSTILE_GUEST
+    kill $(cat "$SCRATCH/pids") 2>/dev/null
+    echo "HOST flushed-at-kill=$(cat "$SCRATCH/k.killed" 2>/dev/null)"
+    last=$(tr -d "\r" <"$RUNNER_WORK/${hs_name%:post}.out" | grep -a "^FLUSHED [0-9]*$" | tail -n 1 | cut -d" " -f2)
+    echo "HOST last-flushed=$last"
+    qemu-img check -f qcow2 "$SCRATCH/k.qcow2" >"$SCRATCH/k.check" 2>&1
+    rc=$?
+    echo "HOST check=$rc"
+    sed "s/^/HOST check| /" "$SCRATCH/k.check"
+    if [ $rc = 3 ]; then
+        qemu-img check -q -r leaks -f qcow2 "$SCRATCH/k.qcow2" >/dev/null 2>&1
+        qemu-img check -f qcow2 "$SCRATCH/k.qcow2" >/dev/null 2>&1
+        echo "HOST check-after-repair=$?"
+    fi
+    qemu-img convert -f qcow2 -O raw "$SCRATCH/k.qcow2" "$SCRATCH/k.raw" &&
+        echo "HOST verify=$("$hg" verify "$SCRATCH/k.raw" 32768 "${last:-0}" | tail -n 1)"
+    rm -f "$SCRATCH"/k.* "$SCRATCH/pids"; true'
 case_post[net-isolated]=${case_post[net]}
 case_post[vsock]='i=0; while [ $i -lt 60 ] && [ ! -e "$SCRATCH/vsock.done" ]; do sleep 1; i=$((i + 1)); done
     for f in h2g stall own-before own-after hold knock; do
@@ -213,8 +280,11 @@ prepare_guest() {
     mkdir -p "$work"
     # vsock-test is static in every build (see meson.build), so the
     # sanitizer build's runs the same program in the guest.
-    [[ -x $build/vsock-test ]] || die "$build/vsock-test not built (run 'make' first)"
-    "$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache" "$build/vsock-test"
+    local exe
+    for exe in vsock-test hostile-guest; do
+        [[ -x $build/$exe ]] || die "$build/$exe not built (run 'make' first)"
+    done
+    "$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache" "$build/vsock-test" "$build/hostile-guest"
 }
 
 case_selected() {
@@ -303,7 +373,7 @@ run_native() {
     mkdir -p "$work/scratch"
     L2_VMM=$vmm L2_KERNEL=$cache/vmlinuz L2_INITRD=$work/l2-initrd.cpio.gz \
         RESULTS=$results RUNNER_WORK=$work/runner DATA=$work/data SCRATCH=$work/scratch \
-        VSOCK_TEST=$build/vsock-test \
+        VSOCK_TEST=$build/vsock-test HOSTILE_GUEST=$build/hostile-guest \
         bash -c 'source "$1"; source "$2"' _ "$repo/scripts/nested-runner.sh" "$work/job.sh"
 }
 
@@ -323,7 +393,7 @@ run_nested() {
     local f tool
     for f in "$work"/data/*; do [[ -f $f ]] && payload+=(FILE "$f:/data/${f##*/}"); done
     if [[ $vmm_kind == shoji ]]; then
-        payload+=(EXE "$build/vsock-test:/bin/vsock-test")
+        payload+=(EXE "$build/vsock-test:/bin/vsock-test" EXE "$build/hostile-guest:/bin/hostile-guest")
         for tool in debugfs qemu-img; do
             command -v "$tool" >/dev/null && payload+=(EXE "$(command -v "$tool"):/bin/$tool")
         done
@@ -601,6 +671,103 @@ check_vsock() {
         why+=("connections held across the guest's reboot: '$(host_field "$name" hold)'")
 }
 
+# hostile: the guest's own results of each phase, the devices working after
+# each, every malformed ring answered with DEVICE_NEEDS_RESET (in the
+# guest's status register and in the VMM's log), and from the monitor's
+# samples: the control socket answered every ping, the VMM's own CPU time
+# (less its guest's) stayed bounded while the guest flooded and fell to
+# near nothing while it held its connections idle, and its log stayed small.
+# The VMM's CPU is counted twice: all its threads less the guest's own time
+# (nested, that is mostly L1's KVM working for the vCPUs: about 0.9 cores
+# while the guest merely boots), and its threads that run no guest (the I/O
+# thread and the block workers), where a spinning loop would show.
+HOSTILE_FLOOD_CPU_MAX=1.5  # cores, all threads, while the guest floods vsock
+HOSTILE_IDLE_IO_MAX=0.25   # cores, threads without a guest, from 3 s into the idle hold
+HOSTILE_LOG_MAX=1048576    # bytes of VMM log in the whole case
+HOSTILE_DEVICES="virtio-rng virtio-blk virtio-net virtio-vsock"
+check_hostile() {
+    local name=$1 phase v dev tl
+    section "$name" out | grep '^SHOJI-REPORT done' >/dev/null ||
+        why+=("the guest never got to the end of its phases (no 'SHOJI-REPORT done')")
+    for phase in flood resets malformed canary; do
+        v=$(report_field "$name" "$phase")
+        [[ $v == PASS* ]] || why+=("$phase: '${v:-no result}'")
+    done
+    for phase in flood resets malformed; do
+        v=$(report_field "$name" "vsock-after-$phase")
+        [[ $v == PASS* ]] || why+=("vsock echo after the $phase phase: '${v:-no result}'")
+        [[ $(report_field "$name" "rng-after-$phase") == 64 ]] ||
+            why+=("/dev/hwrng after the $phase phase gave '$(report_field "$name" "rng-after-$phase")' of 64 bytes")
+        [[ $(report_field "$name" "disk-after-$phase") == 1048576 ]] ||
+            why+=("the second disk after the $phase phase read '$(report_field "$name" "disk-after-$phase")' of 1048576 bytes")
+    done
+    [[ $(report_field "$name" ip-after-malformed) == 10.0.2.15/* ]] ||
+        why+=("no DHCP lease after the malformed phase (eth0 '$(report_field "$name" ip-after-malformed)')")
+    for dev in ${HOSTILE_DEVICES//virtio-/}; do
+        v=$(section "$name" out | grep -a "^SHOJI-REPORT malformed=DEVICE $dev " | tail -n 1)
+        [[ $v == *needs-reset=9/9*rebound=yes* ]] ||
+            why+=("malformed rings on $dev: '${v#SHOJI-REPORT malformed=}' (expected needs-reset=9/9, rebound=yes)")
+    done
+    for dev in $HOSTILE_DEVICES; do
+        section "$name" err | grep "$dev: the guest driver broke the device" >/dev/null ||
+            why+=("the VMM's log has no line saying $dev needs a reset")
+    done
+    tl=$(section "$name:post" out | grep -a '^HOST tl ' | cut -d' ' -f3- || true)
+    grep -q '^LOG-OVERFLOW' <<<"$tl" && why+=("the VMM's log passed 8 MiB: the monitor killed it")
+    # Samples: "T ms own-cpu-ms guest-cpu-ms log-bytes ping-ms phase io-cpu-ms".
+    local stats
+    stats=$(awk '
+        $1 != "T" { next }
+        { n++; t = $2; own = $3; log_b = $5; ping = $6; ph = $7; io = $8 }
+        ping >= 0 { answered = 1; if (ping > ping_max) ping_max = ping }
+        ping < 0 && answered && ph != "done" { missed++ }  # done: the guest powers off, the socket goes
+        ph == "flood-send" { if (!fs_t0) { fs_t0 = t; fs_c0 = own; fs_i0 = io } fs_t1 = t; fs_c1 = own; fs_i1 = io }
+        ph == "flood-hold" { if (!fh_s) fh_s = t
+                             if (t - fh_s >= 3000) { if (!fh_t0) { fh_t0 = t; fh_c0 = own; fh_i0 = io }
+                                                     fh_t1 = t; fh_c1 = own; fh_i1 = io } }
+        ph == "malformed" { if (!mf_t0) { mf_t0 = t; mf_i0 = io } mf_t1 = t; mf_i1 = io }
+        END {
+            flood = fs_t1 > fs_t0 ? (fs_c1 - fs_c0) / (fs_t1 - fs_t0) : -1
+            flood_io = fs_t1 > fs_t0 ? (fs_i1 - fs_i0) / (fs_t1 - fs_t0) : -1
+            idle = fh_t1 > fh_t0 ? (fh_c1 - fh_c0) / (fh_t1 - fh_t0) : -1
+            idle_io = fh_t1 > fh_t0 ? (fh_i1 - fh_i0) / (fh_t1 - fh_t0) : -1
+            mal_io = mf_t1 > mf_t0 ? (mf_i1 - mf_i0) / (mf_t1 - mf_t0) : -1
+            printf "%d %d %d %d %.2f %.2f %d %.2f %.2f %d %.2f %d\n", n, answered, missed + 0, ping_max + 0,
+                flood, flood_io, fs_t1 - fs_t0, idle, idle_io, fh_t1 - fh_t0, mal_io, log_b + 0
+        }' <<<"$tl")
+    local n answered missed ping_max flood flood_io flood_ms idle idle_io idle_ms mal_io log_b
+    read -r n answered missed ping_max flood flood_io flood_ms idle idle_io idle_ms mal_io log_b <<<"$stats"
+    echo "       hostile: $n samples; control socket: $missed pings unanswered, slowest ${ping_max} ms; VMM CPU (all threads less the guest's / threads without a guest): flooding ${flood} / ${flood_io} cores over ${flood_ms} ms, idle hold ${idle} / ${idle_io} cores over ${idle_ms} ms, malformed phase - / ${mal_io} cores; log ${log_b} bytes"
+    ((n > 0 && answered == 1)) || why+=("the monitor never got an answer from the control socket ($n samples)")
+    ((missed == 0)) || why+=("the control socket did not answer $missed pings (within 3 s each)")
+    awk -v v="$flood" -v m="$HOSTILE_FLOOD_CPU_MAX" 'BEGIN { exit !(v >= 0 && v < m) }' ||
+        why+=("the VMM's own CPU while the guest flooded: $flood cores (bound $HOSTILE_FLOOD_CPU_MAX; -1: not measured)")
+    awk -v v="$idle_io" -v m="$HOSTILE_IDLE_IO_MAX" 'BEGIN { exit !(v >= 0 && v < m) }' ||
+        why+=("the VMM's threads without a guest while the guest held its connections idle: $idle_io cores (bound $HOSTILE_IDLE_IO_MAX; -1: not measured)")
+    ((log_b < HOSTILE_LOG_MAX)) || why+=("the VMM's log grew to $log_b bytes (bound $HOSTILE_LOG_MAX)")
+}
+
+# kill9: the VMM died of SIGKILL while the guest wrote (exit status 137,
+# checked by check_case), qemu-img check accepts the image (leaks only, and
+# those repaired), and every block the guest saw flushed is intact.
+check_kill9() {
+    local name=$1 at last
+    at=$(host_field "$name" flushed-at-kill)
+    last=$(host_field "$name" last-flushed)
+    echo "       kill9: SIGKILL $(host_field "$name" kill-delay-ms) ms after 60 flushes, at ${at:-?} flushed blocks; last flush the guest saw: ${last:-none}"
+    [[ $at =~ ^[0-9]+$ ]] && ((at >= 60)) || why+=("the VMM was not killed while the guest wrote (${at:-no kill} flushed blocks)")
+    [[ $last =~ ^[0-9]+$ ]] || why+=("no FLUSHED line from the guest's writer")
+    section "$name" out | grep 'SHOJI-ERROR' >/dev/null && why+=("the guest's writer failed: $(section "$name" out | grep -a -m1 SHOJI-ERROR)")
+    case $(host_field "$name" check) in
+        0) ;;
+        3) [[ $(host_field "$name" check-after-repair) == 0 ]] ||
+               why+=("qemu-img check found leaks that -r leaks did not repair") ;;
+        *) why+=("qemu-img check after the kill: status '$(host_field "$name" check)': $(section "$name:post" out | grep -a '^HOST check|' | head -n 5 | tr '\n' ' ')") ;;
+    esac
+    [[ $(host_field "$name" verify) == PASS* ]] ||
+        why+=("flushed blocks read back from the image: '$(host_field "$name" verify)'")
+}
+
 # check_case LINE: prints "ok" or "FAIL" with the reasons and the tails of
 # the guest console and the VMM's stderr.
 check_case() {
@@ -620,7 +787,9 @@ check_case() {
         return 1
     else
         [[ $timedout == 1 ]] && why+=("timed out after $(case_timeout "$name") s and was killed")
-        if ((rc > 128)); then
+        if [[ $rc == "$expect" ]]; then
+            : # kill9 expects the SIGKILL it sent (128 + 9)
+        elif ((rc > 128)); then
             why+=("shoji-vmm killed by signal $((rc - 128)) (exit status $rc), expected exit status $expect")
         elif [[ $rc != "$expect" ]]; then
             why+=("shoji-vmm exit status $rc ($(describe_status "$rc")), expected $expect ($(describe_status "$expect"))")
@@ -652,6 +821,8 @@ check_case() {
         net) check_net "$name" ;;
         diskroot) check_diskroot "$name" ;;
         vsock) check_vsock "$name" ;;
+        hostile) check_hostile "$name" ;;
+        crashwriter) check_kill9 "$name" ;;
         panic)
             [[ $(report_field "$name" pvpanic) == 1 ]] ||
                 why+=("the guest found no pvpanic PCI device (pvpanic=$(report_field "$name" pvpanic))")

@@ -348,7 +348,31 @@ def qcow2_ops():
             write('qcow2-ops', seed, bytes([ops, size, where, op2[0] if op2 else 0, 0, 0, 0, 0]) + data)
 
 
-TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops}
+# ---- vsock-handshake (fuzz_vsock_handshake.c) ----
+# flags (bit 0: the guest refuses, bit 1: two writes), split, then the bytes.
+
+def vsock_handshake():
+    seeds = {
+        'connect-data': (0, 0, b'CONNECT 5000\nhello, guest'),
+        'connect-split': (2, 5, b'CONNECT 5000\nafter'),
+        'connect-refused': (1, 0, b'CONNECT 7\n'),
+        'connect-max-port': (0, 0, b'CONNECT 4294967295\n'),
+        'connect-too-big': (0, 0, b'CONNECT 4294967296\n'),
+        'connect-zeros': (0, 0, b'CONNECT 00000000000000000000000\n'),
+        'connect-nul': (0, 0, b'CONNECT 5\x00junk\n'),
+        'connect-space': (0, 0, b'CONNECT 5 \n'),
+        'lowercase': (0, 0, b'connect 5\n'),
+        'empty-line': (0, 0, b'\n'),
+        'long-line': (2, 31, b'CONNECT 1234567890123456789012345\n'),
+        'no-newline': (0, 0, b'CONNECT 5'),
+        'two-lines': (0, 0, b'CONNECT 1\nCONNECT 2\n'),
+    }
+    for name, (flags, split, text) in seeds.items():
+        write('vsock-handshake', name, bytes([flags, split]) + text)
+
+
+TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops,
+           'vsock-handshake': vsock_handshake}
 
 if __name__ == '__main__':
     for t in sys.argv[1:] or TARGETS:

@@ -246,6 +246,12 @@ static void test_bad_commands_refused(void **state)
 		expect_error(fd, VSOCK_HOST_ERR_NOT_CONNECT);
 		close(fd);
 	}
+	/* A NUL inside the line ends no command early (the fuzzer's finding). */
+	static const char nul[] = "CONNECT 5\0junk\n";
+	int nfd = unix_connect(path);
+	assert_int_equal(write(nfd, nul, sizeof(nul) - 1), (ssize_t)(sizeof(nul) - 1));
+	expect_error(nfd, VSOCK_HOST_ERR_NOT_CONNECT);
+	close(nfd);
 	/* 31 bytes without a newline are too many, whatever follows. */
 	const char *lng = "CONNECT 123456789012345678901234567890\n";
 	int fd = unix_connect(path);
@@ -255,6 +261,46 @@ static void test_bad_commands_refused(void **state)
 	rx_fill(4);
 	struct sim_pkt p;
 	assert_false(rx_poll(&p, 50)); /* the guest heard nothing */
+}
+
+/* The line parser alone, at its edges. */
+static void test_parse_connect(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		size_t len;
+		bool ok;
+		uint32_t port;
+	} cases[] = {
+		{ "CONNECT 5", 9, true, 5 },
+		{ "CONNECT 0", 9, true, 0 },
+		{ "CONNECT 007", 11, true, 7 },
+		{ "CONNECT 4294967295", 18, true, 4294967295u },
+		{ "CONNECT 4294967296", 18, false, 0 },
+		{ "CONNECT 99999999999999999999999", 31, false, 0 },
+		{ "CONNECT ", 8, false, 0 },
+		{ "CONNECT", 7, false, 0 },
+		{ "", 0, false, 0 },
+		{ "CONNECT +5", 10, false, 0 },
+		{ "CONNECT -1", 10, false, 0 },
+		{ "CONNECT 5 ", 10, false, 0 },
+		{ "CONNECT  5", 10, false, 0 },
+		{ "CONNECT 5\r", 10, false, 0 },
+		{ "CONNECT 0x10", 12, false, 0 },
+		{ "connect 5", 9, false, 0 },
+		{ "CONNECT 5\0junk", 14, false, 0 },
+		{ "CONNECT \0", 9, false, 0 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint32_t port = 12345;
+		bool ok = vsock_host_parse_connect(cases[i].line, cases[i].len, &port);
+		if (ok != cases[i].ok)
+			fail_msg("case %zu: '%s' (%zu bytes) %s", i, cases[i].line, cases[i].len,
+				 ok ? "accepted" : "refused");
+		if (ok)
+			assert_int_equal(port, cases[i].port);
+	}
 }
 
 static void test_no_guest_listener(void **state)
@@ -1056,6 +1102,7 @@ int main(void)
 		T(test_socket_is_private),
 		T(test_connect_ok_and_data),
 		T(test_bad_commands_refused),
+		cmocka_unit_test(test_parse_connect),
 		T(test_no_guest_listener),
 		T(test_guest_to_host_listener),
 		T(test_guest_to_host_no_listener),
