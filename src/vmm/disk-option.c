@@ -8,24 +8,14 @@
 #include "vmm/disk-option.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/errbuf.h"
+
 #define DISK_SYNTAX "path=IMAGE[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]" \
 	"[,aio=auto|threads|io_uring][,backing-dir=DIR]..."
-
-__attribute__((format(printf, 3, 4)))
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return false;
-}
 
 static bool parse_on_off(const char *key, const char *value, bool *out, char *err, size_t errlen)
 {
@@ -34,15 +24,15 @@ static bool parse_on_off(const char *key, const char *value, bool *out, char *er
 	else if (strcmp(value, "off") == 0)
 		*out = false;
 	else
-		return fail(err, errlen, "--disk %s=%s: use %s=on or %s=off", key, value, key, key);
+		return errbuf_fail(err, errlen, "--disk %s=%s: use %s=on or %s=off", key, value, key, key);
 	return true;
 }
 
 static bool key_path(struct disk_option *d, const char *value, char *err, size_t errlen)
 {
 	if (strlen(value) >= sizeof(d->path))
-		return fail(err, errlen, "--disk path=%.40s...: path longer than %zu bytes", value,
-			    sizeof(d->path) - 1);
+		return errbuf_fail(err, errlen, "--disk path=%.40s...: path longer than %zu bytes", value,
+			           sizeof(d->path) - 1);
 	strcpy(d->path, value);
 	return true;
 }
@@ -60,7 +50,7 @@ static bool key_direct(struct disk_option *d, const char *value, char *err, size
 static bool key_format(struct disk_option *d, const char *value, char *err, size_t errlen)
 {
 	if (strcmp(value, "raw") != 0 && strcmp(value, "qcow2") != 0)
-		return fail(err, errlen, "--disk format=%s: use format=raw or format=qcow2", value);
+		return errbuf_fail(err, errlen, "--disk format=%s: use format=raw or format=qcow2", value);
 	strcpy(d->format, value);
 	return true;
 }
@@ -74,8 +64,8 @@ static bool key_aio(struct disk_option *d, const char *value, char *err, size_t 
 	else if (strcmp(value, "io_uring") == 0)
 		d->aio = VIRTIO_BLK_AIO_IO_URING;
 	else
-		return fail(err, errlen, "--disk aio=%s: use aio=auto, aio=threads or aio=io_uring",
-			    value);
+		return errbuf_fail(err, errlen, "--disk aio=%s: use aio=auto, aio=threads or aio=io_uring",
+			           value);
 	return true;
 }
 
@@ -83,15 +73,15 @@ static bool key_aio(struct disk_option *d, const char *value, char *err, size_t 
 static bool key_backing_dir(struct disk_option *d, const char *value, char *err, size_t errlen)
 {
 	if (d->nbacking_dirs == VIRTIO_BLK_MAX_BACKING_DIRS)
-		return fail(err, errlen, "--disk backing-dir=%s: at most %d backing directories",
-			    value, VIRTIO_BLK_MAX_BACKING_DIRS);
+		return errbuf_fail(err, errlen, "--disk backing-dir=%s: at most %d backing directories",
+			           value, VIRTIO_BLK_MAX_BACKING_DIRS);
 	struct stat st;
 	if (stat(value, &st) < 0)
-		return fail(err, errlen, "--disk backing-dir=%s: %s", value, strerror(errno));
+		return errbuf_fail(err, errlen, "--disk backing-dir=%s: %s", value, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "--disk backing-dir=%s: not a directory", value);
+		return errbuf_fail(err, errlen, "--disk backing-dir=%s: not a directory", value);
 	if (strlen(value) >= sizeof(d->backing_dirs[0]))
-		return fail(err, errlen, "--disk backing-dir=%.40s...: path too long", value);
+		return errbuf_fail(err, errlen, "--disk backing-dir=%.40s...: path too long", value);
 	strcpy(d->backing_dirs[d->nbacking_dirs++], value);
 	return true;
 }
@@ -101,12 +91,12 @@ static bool key_serial(struct disk_option *d, const char *value, char *err, size
 {
 	size_t len = strlen(value);
 	if (len > VIRTIO_BLK_ID_BYTES)
-		return fail(err, errlen, "--disk serial=%s: %zu bytes, at most %d are accepted",
-			    value, len, VIRTIO_BLK_ID_BYTES);
+		return errbuf_fail(err, errlen, "--disk serial=%s: %zu bytes, at most %d are accepted",
+			           value, len, VIRTIO_BLK_ID_BYTES);
 	for (size_t i = 0; i < len; i++)
 		if (value[i] < 0x21 || value[i] > 0x7e)
-			return fail(err, errlen, "--disk serial=%s: only printable ASCII without "
-				    "spaces or commas is accepted", value);
+			return errbuf_fail(err, errlen, "--disk serial=%s: only printable ASCII without "
+				           "spaces or commas is accepted", value);
 	memcpy(d->serial, value, len + 1);
 	d->has_serial = true;
 	return true;
@@ -145,28 +135,28 @@ static bool parse_item(struct disk_option *d, const char *item, size_t len, bool
 {
 	const char *eq = memchr(item, '=', len);
 	if (len == 0)
-		return fail(err, errlen, "--disk: empty item (a doubled or trailing comma); "
-			    "use " DISK_SYNTAX);
+		return errbuf_fail(err, errlen, "--disk: empty item (a doubled or trailing comma); "
+			           "use " DISK_SYNTAX);
 	if (!eq && prev && strcmp(prev->name, "serial") == 0)
-		return fail(err, errlen, "--disk serial: '%.*s' follows a comma; a serial may not "
-			    "contain commas", (int)len, item);
+		return errbuf_fail(err, errlen, "--disk serial: '%.*s' follows a comma; a serial may not "
+			           "contain commas", (int)len, item);
 	if (!eq)
-		return fail(err, errlen, "--disk '%.*s': not key=value; use " DISK_SYNTAX,
-			    (int)len, item);
+		return errbuf_fail(err, errlen, "--disk '%.*s': not key=value; use " DISK_SYNTAX,
+			           (int)len, item);
 	size_t klen = (size_t)(eq - item);
 	const struct disk_key *k = find_key(item, klen);
 	if (!k)
-		return fail(err, errlen, "--disk %.*s: unknown key '%.*s'; keys are path, readonly, "
-			    "serial, direct, format, aio, backing-dir", (int)len, item, (int)klen, item);
+		return errbuf_fail(err, errlen, "--disk %.*s: unknown key '%.*s'; keys are path, readonly, "
+			           "serial, direct, format, aio, backing-dir", (int)len, item, (int)klen, item);
 	if (seen[k - disk_keys] && k->parse != key_backing_dir)
-		return fail(err, errlen, "--disk %.*s: key '%s' given twice", (int)len, item, k->name);
+		return errbuf_fail(err, errlen, "--disk %.*s: key '%s' given twice", (int)len, item, k->name);
 	seen[k - disk_keys] = true;
 	char value[PATH_MAX + 1];
 	size_t vlen = len - klen - 1;
 	if (vlen == 0)
-		return fail(err, errlen, "--disk %s=: empty value", k->name);
+		return errbuf_fail(err, errlen, "--disk %s=: empty value", k->name);
 	if (vlen >= sizeof(value))
-		return fail(err, errlen, "--disk %s=%.40s...: value too long", k->name, eq + 1);
+		return errbuf_fail(err, errlen, "--disk %s=%.40s...: value too long", k->name, eq + 1);
 	memcpy(value, eq + 1, vlen);
 	value[vlen] = '\0';
 	*out = k;
@@ -178,16 +168,16 @@ static bool check_file(const struct disk_option *d, char *err, size_t errlen)
 {
 	struct stat st;
 	if (stat(d->path, &st) < 0)
-		return fail(err, errlen, "--disk path=%s: %s", d->path, strerror(errno));
+		return errbuf_fail(err, errlen, "--disk path=%s: %s", d->path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return fail(err, errlen, "--disk path=%s: not a regular file or block device",
-			    d->path);
+		return errbuf_fail(err, errlen, "--disk path=%s: not a regular file or block device",
+			           d->path);
 	if (access(d->path, R_OK) < 0)
-		return fail(err, errlen, "--disk path=%s: cannot read: %s", d->path,
-			    strerror(errno));
+		return errbuf_fail(err, errlen, "--disk path=%s: cannot read: %s", d->path,
+			           strerror(errno));
 	if (!d->read_only && access(d->path, W_OK) < 0)
-		return fail(err, errlen, "--disk path=%s: cannot write: %s; add readonly=on to "
-			    "use it read-only", d->path, strerror(errno));
+		return errbuf_fail(err, errlen, "--disk path=%s: cannot write: %s; add readonly=on to "
+			           "use it read-only", d->path, strerror(errno));
 	return true;
 }
 
@@ -209,7 +199,7 @@ bool disk_option_parse(const char *text, struct disk_option *out, char *err, siz
 		p = comma + 1;
 	}
 	if (!d.path[0])
-		return fail(err, errlen, "--disk %s: path= is missing; use " DISK_SYNTAX, text);
+		return errbuf_fail(err, errlen, "--disk %s: path= is missing; use " DISK_SYNTAX, text);
 	if (!check_file(&d, err, errlen))
 		return false;
 	*out = d;

@@ -7,24 +7,14 @@
 #include "vmm/net-option.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/errbuf.h"
 
 #define NET_SYNTAX "user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M] " \
 	"or tap=NAME[,mac=M]"
 #define FWD_SYNTAX "hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[" NET_SLIRP_GUEST "]:GUESTPORT"
-
-__attribute__((format(printf, 3, 4)))
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return false;
-}
 
 /* A decimal port 1..65535, the whole of `text`. */
 static bool parse_port(const char *text, uint16_t *out)
@@ -47,12 +37,12 @@ static bool parse_port(const char *text, uint16_t *out)
 static bool parse_hostfwd(struct net_option *n, const char *value, char *err, size_t errlen)
 {
 	if (n->kind != NET_USER)
-		return fail(err, errlen, "--net hostfwd=%s: host forwards need --net user", value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: host forwards need --net user", value);
 	if (n->slirp.nfwd == NET_SLIRP_MAX_FWD)
-		return fail(err, errlen, "--net: more than %d hostfwd= items", NET_SLIRP_MAX_FWD);
+		return errbuf_fail(err, errlen, "--net: more than %d hostfwd= items", NET_SLIRP_MAX_FWD);
 	char buf[128];
 	if (strlen(value) >= sizeof(buf))
-		return fail(err, errlen, "--net hostfwd=%.40s...: too long", value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%.40s...: too long", value);
 	strcpy(buf, value);
 	struct net_hostfwd f = { .host_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	/* Split into proto, host address, host port, guest address, guest port. */
@@ -61,26 +51,26 @@ static bool parse_hostfwd(struct net_option *n, const char *value, char *err, si
 	char *dash = c2 ? strchr(c2 + 1, '-') : NULL;
 	char *c3 = dash ? strchr(dash + 1, ':') : NULL;
 	if (!c3 || strchr(c3 + 1, ':'))
-		return fail(err, errlen, "--net hostfwd=%s: use " FWD_SYNTAX, value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: use " FWD_SYNTAX, value);
 	*c1 = *c2 = *dash = *c3 = '\0';
 	char *haddr = c1 + 1, *hport = c2 + 1, *gaddr = dash + 1, *gport = c3 + 1;
 	if (strcmp(proto, "udp") == 0)
 		f.udp = true;
 	else if (*proto && strcmp(proto, "tcp") != 0)
-		return fail(err, errlen, "--net hostfwd=%s: protocol '%s'; use tcp or udp", value, proto);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: protocol '%s'; use tcp or udp", value, proto);
 	if (*haddr && inet_pton(AF_INET, haddr, &f.host_addr) != 1)
-		return fail(err, errlen, "--net hostfwd=%s: host address '%s' is not an IPv4 address",
-			    value, haddr);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: host address '%s' is not an IPv4 address",
+			           value, haddr);
 	if (!parse_port(hport, &f.host_port) || !parse_port(gport, &f.guest_port))
-		return fail(err, errlen, "--net hostfwd=%s: ports must be numbers from 1 to 65535",
-			    value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: ports must be numbers from 1 to 65535",
+			           value);
 	if (*gaddr && strcmp(gaddr, NET_SLIRP_GUEST) != 0)
-		return fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
-			    "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
+			           "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
 	for (unsigned i = 0; i < n->slirp.nfwd; i++)
 		if (n->slirp.fwd[i].host_port == f.host_port && n->slirp.fwd[i].udp == f.udp)
-			return fail(err, errlen, "--net hostfwd=%s: host port %u is forwarded twice",
-				    value, f.host_port);
+			return errbuf_fail(err, errlen, "--net hostfwd=%s: host port %u is forwarded twice",
+				           value, f.host_port);
 	n->slirp.fwd[n->slirp.nfwd++] = f;
 	return true;
 }
@@ -104,16 +94,16 @@ static bool parse_mac(struct net_option *n, const char *value, char *err, size_t
 	for (int i = 0; i < 6; i++) {
 		int hi = hex_digit(p[0]), lo = hi < 0 ? -1 : hex_digit(p[1]);
 		if (lo < 0 || p[2] != (i < 5 ? ':' : '\0'))
-			return fail(err, errlen, "--net mac=%s: use six hex bytes, e.g. mac=02:00:00:00:00:01",
-				    value);
+			return errbuf_fail(err, errlen, "--net mac=%s: use six hex bytes, e.g. mac=02:00:00:00:00:01",
+				           value);
 		m[i] = (uint8_t)(hi << 4 | lo);
 		p += 3;
 	}
 	if (m[0] & 1)
-		return fail(err, errlen, "--net mac=%s: a multicast address; the first byte must be even",
-			    value);
+		return errbuf_fail(err, errlen, "--net mac=%s: a multicast address; the first byte must be even",
+			           value);
 	if (!(m[0] | m[1] | m[2] | m[3] | m[4] | m[5]))
-		return fail(err, errlen, "--net mac=%s: the zero address is not a NIC address", value);
+		return errbuf_fail(err, errlen, "--net mac=%s: the zero address is not a NIC address", value);
 	memcpy(n->mac, m, 6);
 	return true;
 }
@@ -122,14 +112,14 @@ static bool parse_mac(struct net_option *n, const char *value, char *err, size_t
 static bool parse_host_loopback(struct net_option *n, const char *value, char *err, size_t errlen)
 {
 	if (n->kind != NET_USER)
-		return fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
-			    "host", value);
+		return errbuf_fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
+			           "host", value);
 	if (strcmp(value, "on") == 0)
 		n->slirp.host_loopback = true;
 	else if (strcmp(value, "off") == 0)
 		n->slirp.host_loopback = false;
 	else
-		return fail(err, errlen, "--net host-loopback=%s: use on or off", value);
+		return errbuf_fail(err, errlen, "--net host-loopback=%s: use on or off", value);
 	return true;
 }
 
@@ -154,43 +144,43 @@ static bool parse_kind(struct net_option *n, const char *item, size_t len, char 
 	if (len > 4 && strncmp(item, "tap=", 4) == 0) {
 		size_t nlen = len - 4;
 		if (nlen >= sizeof(n->tap))
-			return fail(err, errlen, "--net %.*s: interface names have at most %zu bytes",
-				    (int)len, item, sizeof(n->tap) - 1);
+			return errbuf_fail(err, errlen, "--net %.*s: interface names have at most %zu bytes",
+				           (int)len, item, sizeof(n->tap) - 1);
 		n->kind = NET_TAP;
 		memcpy(n->tap, item + 4, nlen);
 		n->tap[nlen] = '\0';
 		return true;
 	}
-	return fail(err, errlen, "--net %.*s: the first item names the back end; use " NET_SYNTAX,
-		    (int)len, item);
+	return errbuf_fail(err, errlen, "--net %.*s: the first item names the back end; use " NET_SYNTAX,
+		           (int)len, item);
 }
 
 static bool parse_item(struct net_option *n, const char *item, size_t len, bool seen[NKEYS],
 		       char *err, size_t errlen)
 {
 	if (len == 0)
-		return fail(err, errlen, "--net: empty item (a doubled or trailing comma); use " NET_SYNTAX);
+		return errbuf_fail(err, errlen, "--net: empty item (a doubled or trailing comma); use " NET_SYNTAX);
 	const char *eq = memchr(item, '=', len);
 	if (!eq)
-		return fail(err, errlen, "--net '%.*s': not key=value; use " NET_SYNTAX, (int)len, item);
+		return errbuf_fail(err, errlen, "--net '%.*s': not key=value; use " NET_SYNTAX, (int)len, item);
 	size_t klen = (size_t)(eq - item);
 	const struct net_key *k = NULL;
 	for (size_t i = 0; i < NKEYS; i++)
 		if (strlen(net_keys[i].name) == klen && strncmp(net_keys[i].name, item, klen) == 0)
 			k = &net_keys[i];
 	if (!k)
-		return fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd, host-loopback "
-			    "and mac",
-			    (int)len, item, (int)klen, item);
+		return errbuf_fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd, host-loopback "
+			           "and mac",
+			           (int)len, item, (int)klen, item);
 	if (seen[k - net_keys] && !k->repeat)
-		return fail(err, errlen, "--net %.*s: key '%s' given twice", (int)len, item, k->name);
+		return errbuf_fail(err, errlen, "--net %.*s: key '%s' given twice", (int)len, item, k->name);
 	seen[k - net_keys] = true;
 	char value[256];
 	size_t vlen = len - klen - 1;
 	if (vlen == 0)
-		return fail(err, errlen, "--net %s=: empty value", k->name);
+		return errbuf_fail(err, errlen, "--net %s=: empty value", k->name);
 	if (vlen >= sizeof(value))
-		return fail(err, errlen, "--net %s=%.40s...: value too long", k->name, eq + 1);
+		return errbuf_fail(err, errlen, "--net %s=%.40s...: value too long", k->name, eq + 1);
 	memcpy(value, eq + 1, vlen);
 	value[vlen] = '\0';
 	return k->parse(n, value, err, errlen);
