@@ -1,8 +1,8 @@
 /*
  * Parser for --net (see net-option.h): the first item names the back end
- * (user, or tap=NAME), the rest are key=value items, one table entry per
- * key. Every mistake is reported in one line naming the item and what would
- * be accepted.
+ * (user, or tap=NAME), the rest are key=value items split by base/kvopt,
+ * one table entry per key. Every mistake is reported in one line naming
+ * the item and what would be accepted.
  */
 #include "vmm/net-option.h"
 
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/errbuf.h"
+#include "base/kvopt.h"
 
 #define NET_SYNTAX "user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M] " \
 	"or tap=NAME[,mac=M]"
@@ -34,8 +35,9 @@ static bool parse_port(const char *text, uint16_t *out)
 }
 
 /* "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" */
-static bool parse_hostfwd(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_hostfwd(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	if (n->kind != NET_USER)
 		return errbuf_fail(err, errlen, "--net hostfwd=%s: host forwards need --net user", value);
 	if (n->slirp.nfwd == NET_SLIRP_MAX_FWD)
@@ -87,8 +89,9 @@ static int hex_digit(char c)
 }
 
 /* "xx:xx:xx:xx:xx:xx", unicast, not all zeros. */
-static bool parse_mac(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_mac(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	uint8_t m[6];
 	const char *p = value;
 	for (int i = 0; i < 6; i++) {
@@ -109,8 +112,9 @@ static bool parse_mac(struct net_option *n, const char *value, char *err, size_t
 }
 
 /* "on" or "off": whether 10.0.2.2 leads to the host's loopback. */
-static bool parse_host_loopback(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_host_loopback(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	if (n->kind != NET_USER)
 		return errbuf_fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
 			           "host", value);
@@ -123,17 +127,18 @@ static bool parse_host_loopback(struct net_option *n, const char *value, char *e
 	return true;
 }
 
-static const struct net_key {
-	const char *name;
-	bool (*parse)(struct net_option *n, const char *value, char *err, size_t errlen);
-	bool repeat;
-} net_keys[] = {
-	{ "hostfwd", parse_hostfwd, true },
-	{ "host-loopback", parse_host_loopback, false },
-	{ "mac", parse_mac, false },
+static const struct kvopt_key net_keys[] = {
+	{ .name = "hostfwd", .set = parse_hostfwd, .repeat = true },
+	{ .name = "host-loopback", .set = parse_host_loopback },
+	{ .name = "mac", .set = parse_mac },
 };
 
-#define NKEYS (sizeof(net_keys) / sizeof(net_keys[0]))
+static const struct kvopt_spec net_spec = {
+	.option = "--net",
+	.syntax = NET_SYNTAX,
+	.keys = net_keys,
+	.nkeys = sizeof(net_keys) / sizeof(net_keys[0]),
+};
 
 static bool parse_kind(struct net_option *n, const char *item, size_t len, char *err, size_t errlen)
 {
@@ -155,51 +160,15 @@ static bool parse_kind(struct net_option *n, const char *item, size_t len, char 
 		           (int)len, item);
 }
 
-static bool parse_item(struct net_option *n, const char *item, size_t len, bool seen[NKEYS],
-		       char *err, size_t errlen)
-{
-	if (len == 0)
-		return errbuf_fail(err, errlen, "--net: empty item (a doubled or trailing comma); use " NET_SYNTAX);
-	const char *eq = memchr(item, '=', len);
-	if (!eq)
-		return errbuf_fail(err, errlen, "--net '%.*s': not key=value; use " NET_SYNTAX, (int)len, item);
-	size_t klen = (size_t)(eq - item);
-	const struct net_key *k = NULL;
-	for (size_t i = 0; i < NKEYS; i++)
-		if (strlen(net_keys[i].name) == klen && strncmp(net_keys[i].name, item, klen) == 0)
-			k = &net_keys[i];
-	if (!k)
-		return errbuf_fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd, host-loopback "
-			           "and mac",
-			           (int)len, item, (int)klen, item);
-	if (seen[k - net_keys] && !k->repeat)
-		return errbuf_fail(err, errlen, "--net %.*s: key '%s' given twice", (int)len, item, k->name);
-	seen[k - net_keys] = true;
-	char value[256];
-	size_t vlen = len - klen - 1;
-	if (vlen == 0)
-		return errbuf_fail(err, errlen, "--net %s=: empty value", k->name);
-	if (vlen >= sizeof(value))
-		return errbuf_fail(err, errlen, "--net %s=%.40s...: value too long", k->name, eq + 1);
-	memcpy(value, eq + 1, vlen);
-	value[vlen] = '\0';
-	return k->parse(n, value, err, errlen);
-}
-
 bool net_option_parse(const char *text, unsigned index, struct net_option *out, char *err,
 		      size_t errlen)
 {
 	struct net_option n = { .mac = { 0x02, 0x73, 0x68, 0x6f, 0x00, (uint8_t)index } };
-	bool seen[NKEYS] = { false };
 	const char *comma = strchr(text, ',');
 	if (!parse_kind(&n, text, comma ? (size_t)(comma - text) : strlen(text), err, errlen))
 		return false;
-	while (comma) {
-		const char *p = comma + 1;
-		comma = strchr(p, ',');
-		if (!parse_item(&n, p, comma ? (size_t)(comma - p) : strlen(p), seen, err, errlen))
-			return false;
-	}
+	if (comma && !kvopt_parse(&net_spec, comma + 1, &n, err, errlen))
+		return false;
 	*out = n;
 	return true;
 }
