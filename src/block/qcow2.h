@@ -240,7 +240,6 @@ int qcow2_snapshot(struct block_dev *bd, enum block_snap_op op, const char *name
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(struct qcow2 *q);
 void qcow2_free_snapshots(struct qcow2 *q);
-int qcow2_snapshot_update_l1_refs(struct qcow2 *q, uint64_t l1_off, uint32_t l1_size, int delta);
 int qcow2_fix_copied(struct qcow2 *q);
 
 #endif
