@@ -37,24 +37,15 @@ static bool parse_id(const char *key, const char *v, unsigned *out, char *err, s
 	return true;
 }
 
+/* uid_t and gid_t are both unsigned int on Linux, so parse_id fills either. */
 static bool key_uid(void *ctx, const char *value, char *err, size_t errlen)
 {
-	struct jail_option *j = ctx;
-	unsigned id = 0;
-	if (!parse_id("uid", value, &id, err, errlen))
-		return false;
-	j->uid = (uid_t)id;
-	return true;
+	return parse_id("uid", value, &((struct jail_option *)ctx)->uid, err, errlen);
 }
 
 static bool key_gid(void *ctx, const char *value, char *err, size_t errlen)
 {
-	struct jail_option *j = ctx;
-	unsigned id = 0;
-	if (!parse_id("gid", value, &id, err, errlen))
-		return false;
-	j->gid = (gid_t)id;
-	return true;
+	return parse_id("gid", value, &((struct jail_option *)ctx)->gid, err, errlen);
 }
 
 static const struct kvopt_key jail_keys[] = {
