@@ -33,11 +33,6 @@ void log_set_level(enum log_level level)
 	atomic_store(&log_threshold, (int)level);
 }
 
-enum log_level log_get_level(void)
-{
-	return (enum log_level)atomic_load(&log_threshold);
-}
-
 bool log_level_parse(const char *name, enum log_level *out)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {

@@ -18,7 +18,6 @@ enum log_level {
 
 void log_init(const char *program_name, enum log_level level);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 bool log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -1,17 +1,18 @@
 /*
  * `shoji vm create`: command-line options to a definition (JSON), which
  * shojid checks and stores. The options use shoji-vmm's spelling
- * (--disk path=P,readonly=on ...); relative paths are made absolute here,
- * because the daemon's working directory is not the user's.
+ * (--disk path=P,readonly=on ...; see shoji-create-opts.h); relative paths
+ * are made absolute here, because the daemon's working directory is not
+ * the user's.
  */
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "cli/shoji-create-opts.h"
 #include "cli/shoji-http.h"
 #include "cli/shoji.h"
 
@@ -23,57 +24,19 @@ static bool bad(const char *fmt, const char *arg)
 	return false;
 }
 
-static json_t *abs_path(const char *p)
+/* One key=value option (cli/shoji-create-opts.h) into a new object under `key` of def. */
+static bool parse_object(bool (*parse)(const char *, json_t *, char *, size_t), const char *arg,
+			 json_t *def, const char *key)
 {
-	char buf[PATH_MAX];
-	return json_string(realpath(p, buf) ? buf : p); /* a missing file: the daemon names it */
-}
-
-/* "path=P[,format=raw|qcow2][,readonly=on|off]" */
-static bool parse_disk(const char *spec, json_t *disks)
-{
-	json_t *d = json_object();
-	char *copy = strdup(spec), *save = NULL;
-	bool ok = copy != NULL;
-	for (char *kv = copy ? strtok_r(copy, ",", &save) : NULL; ok && kv; kv = strtok_r(NULL, ",", &save)) {
-		if (strncmp(kv, "path=", 5) == 0)
-			json_object_set_new(d, "path", abs_path(kv + 5));
-		else if (strncmp(kv, "format=", 7) == 0)
-			json_object_set_new(d, "format", json_string(kv + 7));
-		else if (strcmp(kv, "readonly=on") == 0 || strcmp(kv, "readonly=off") == 0)
-			json_object_set_new(d, "readonly", json_boolean(strcmp(kv, "readonly=on") == 0));
-		else
-			ok = bad("--disk: unknown part '%s' (use path=P,format=raw|qcow2,readonly=on)", kv);
-	}
-	free(copy);
-	json_array_append_new(disks, d);
-	return ok;
-}
-
-/* "user[,hostfwd=tcp:A:P-:G]...[,mac=M]" or "tap=NAME[,mac=M]" */
-static bool parse_net(const char *spec, json_t *nets)
-{
-	json_t *n = json_object(), *fw = json_array();
-	char *copy = strdup(spec), *save = NULL;
-	bool ok = copy != NULL;
-	for (char *kv = copy ? strtok_r(copy, ",", &save) : NULL; ok && kv; kv = strtok_r(NULL, ",", &save)) {
-		if (strcmp(kv, "user") == 0)
-			json_object_set_new(n, "type", json_string("user"));
-		else if (strncmp(kv, "tap=", 4) == 0)
-			json_object_set_new(n, "type", json_string("tap")), json_object_set_new(n, "tap", json_string(kv + 4));
-		else if (strncmp(kv, "hostfwd=", 8) == 0)
-			json_array_append_new(fw, json_string(kv + 8));
-		else if (strncmp(kv, "mac=", 4) == 0)
-			json_object_set_new(n, "mac", json_string(kv + 4));
-		else
-			ok = bad("--net: unknown part '%s' (use user[,hostfwd=...][,mac=M] or tap=NAME)", kv);
-	}
-	free(copy);
-	if (json_array_size(fw))
-		json_object_set(n, "hostfwd", fw);
-	json_decref(fw);
-	json_array_append_new(nets, n);
-	return ok;
+	json_t *obj = json_object(), *list = json_object_get(def, key);
+	if (json_is_array(list))
+		json_array_append_new(list, obj);
+	else
+		json_object_set_new(def, key, obj);
+	char err[512];
+	if (!parse(arg, obj, err, sizeof(err)))
+		return bad("%s", err);
+	return true;
 }
 
 static bool parse_number(const char *opt, const char *arg, json_t *def, const char *key)
@@ -90,18 +53,14 @@ static bool create_option(int c, const char *arg, json_t *def)
 {
 	switch (c) {
 	case 'r': json_object_set_new(def, "role", json_string(arg)); return true;
-	case 'k': json_object_set_new(def, "kernel", abs_path(arg)); return true;
-	case 'i': json_object_set_new(def, "initrd", abs_path(arg)); return true;
+	case 'k': json_object_set_new(def, "kernel", cli_abs_path(arg)); return true;
+	case 'i': json_object_set_new(def, "initrd", cli_abs_path(arg)); return true;
 	case 'c': json_object_set_new(def, "cmdline", json_string(arg)); return true;
 	case 'p': return parse_number("--cpus %s: not a number", arg, def, "cpus");
 	case 'm': json_object_set_new(def, "memory", json_string(arg)); return true;
-	case 'd': return parse_disk(arg, json_object_get(def, "disks"));
-	case 'n': return parse_net(arg, json_object_get(def, "nets"));
-	case 'v':
-		if (strncmp(arg, "cid=", 4) != 0)
-			return bad("--vsock %s: use cid=N", arg);
-		json_object_set_new(def, "vsock", json_object());
-		return parse_number("--vsock %s: cid= needs a number", arg + 4, json_object_get(def, "vsock"), "cid");
+	case 'd': return parse_object(cli_disk_parse, arg, def, "disks");
+	case 'n': return parse_object(cli_net_parse, arg, def, "nets");
+	case 'v': return parse_object(cli_vsock_parse, arg, def, "vsock");
 	case 'R': json_object_set_new(def, "rng", json_true()); return true;
 	case 'D': json_object_set_new(def, "depends_on", json_string(arg)); return true;
 	case 'a':

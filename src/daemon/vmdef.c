@@ -216,6 +216,63 @@ static bool disk_path_key(struct ctx *c, const char *p, json_t *obj, struct vmde
 	return true;
 }
 
+static bool disk_readonly(struct ctx *c, const char *p, json_t *v, struct vmdef_disk *disk)
+{
+	return get_bool(c, p, v, &disk->readonly);
+}
+
+static bool disk_format(struct ctx *c, const char *p, json_t *v, struct vmdef_disk *disk)
+{
+	const char *f = json_string_value(v);
+	if (!f || (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0))
+		return fail_at(c, p, "must be \"raw\" or \"qcow2\"");
+	disk->qcow2 = strcmp(f, "qcow2") == 0;
+	return true;
+}
+
+static bool disk_direct(struct ctx *c, const char *p, json_t *v, struct vmdef_disk *disk)
+{
+	return get_bool(c, p, v, &disk->direct);
+}
+
+/* As shoji-vmm --disk serial= takes it: the guest reads it as text. */
+static bool disk_serial(struct ctx *c, const char *p, json_t *v, struct vmdef_disk *disk)
+{
+	const char *s = json_string_value(v);
+	size_t len = s ? strlen(s) : 0;
+	bool ok = json_is_string(v) && len == json_string_length(v) && len >= 1 &&
+		  len <= VMDEF_SERIAL_MAX;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = s[i] >= 0x21 && s[i] <= 0x7e && s[i] != ',';
+	if (!ok)
+		return fail_at(c, p, "must be 1 to %d printable ASCII characters without spaces or "
+			       "commas", VMDEF_SERIAL_MAX);
+	memcpy(disk->serial, s, len + 1);
+	return true;
+}
+
+static bool disk_aio(struct ctx *c, const char *p, json_t *v, struct vmdef_disk *disk)
+{
+	const char *a = json_string_value(v);
+	if (!a || (strcmp(a, "auto") != 0 && strcmp(a, "threads") != 0 &&
+		   strcmp(a, "io_uring") != 0))
+		return fail_at(c, p, "must be \"auto\", \"threads\" or \"io_uring\"");
+	snprintf(disk->aio, sizeof(disk->aio), "%s", a);
+	return true;
+}
+
+/* "path" is read last (disk_path_key): whether it must be writable depends on "readonly". */
+static const struct {
+	const char *key;
+	bool (*check)(struct ctx *c, const char *path, json_t *v, struct vmdef_disk *disk);
+} disk_keys[] = {
+	{ "readonly", disk_readonly },
+	{ "format", disk_format },
+	{ "direct", disk_direct },
+	{ "serial", disk_serial },
+	{ "aio", disk_aio },
+};
+
 static bool disk_one(struct ctx *c, const char *p, json_t *obj, struct vmdef_disk *disk)
 {
 	if (!json_is_object(obj))
@@ -225,17 +282,14 @@ static bool disk_one(struct ctx *c, const char *p, json_t *obj, struct vmdef_dis
 	char path[160];
 	json_object_foreach(obj, key, v) {
 		subpath(path, sizeof(path), "%s.%s", p, key);
-		if (strcmp(key, "readonly") == 0) {
-			if (!get_bool(c, path, v, &disk->readonly))
-				return false;
-		} else if (strcmp(key, "format") == 0) {
-			const char *f = json_string_value(v);
-			if (!f || (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0))
-				return fail_at(c, path, "must be \"raw\" or \"qcow2\"");
-			disk->qcow2 = strcmp(f, "qcow2") == 0;
-		} else if (strcmp(key, "path") != 0) {
-			return fail_at(c, path, "unknown key (known: path, format, readonly)");
-		}
+		size_t i = 0;
+		while (i < ARRAY_SIZE(disk_keys) && strcmp(disk_keys[i].key, key) != 0)
+			i++;
+		if (i < ARRAY_SIZE(disk_keys) && !disk_keys[i].check(c, path, v, disk))
+			return false;
+		if (i == ARRAY_SIZE(disk_keys) && strcmp(key, "path") != 0)
+			return fail_at(c, path, "unknown key (known: path, format, readonly, direct, "
+				       "serial, aio)");
 	}
 	return disk_path_key(c, p, obj, disk);
 }
@@ -451,10 +505,19 @@ bool vmdef_parse(const char *text, const char *source, const char *expect_name,
 
 /* ---- output ---- */
 
+/* The keys added after the first release appear only when set, so a
+ * definition that does not use them reads as it always did. */
 static json_t *disk_to_json(const struct vmdef_disk *disk)
 {
-	return json_pack("{s:s, s:s, s:b}", "path", disk->path, "format", disk->qcow2 ? "qcow2" : "raw",
-			 "readonly", disk->readonly);
+	json_t *o = json_pack("{s:s, s:s, s:b}", "path", disk->path,
+			      "format", disk->qcow2 ? "qcow2" : "raw", "readonly", disk->readonly);
+	if (disk->direct)
+		json_object_set_new(o, "direct", json_true());
+	if (disk->serial[0])
+		json_object_set_new(o, "serial", json_string(disk->serial));
+	if (disk->aio[0])
+		json_object_set_new(o, "aio", json_string(disk->aio));
+	return o;
 }
 
 static json_t *net_to_json(const struct vmdef_net *n)

@@ -32,10 +32,16 @@
 
 enum vm_role { VM_ROLE_CLIENT, VM_ROLE_SERVICE };
 
+#define VMDEF_SERIAL_MAX   20    /* what virtio-blk's GET_ID returns */
+
+/* One disk; each field becomes a key of shoji-vmm --disk. */
 struct vmdef_disk {
 	char path[PATH_MAX];
 	bool qcow2;
 	bool readonly;
+	bool direct;              /* O_DIRECT: past the host's page cache */
+	char serial[VMDEF_SERIAL_MAX + 1];   /* "" when not given */
+	char aio[sizeof("io_uring")];        /* auto, threads, io_uring; "" when not given */
 };
 
 struct vmdef_net {

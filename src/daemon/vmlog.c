@@ -98,7 +98,6 @@ struct vmlog {
 	pthread_cond_t grew;
 	struct capped_file file;
 	uint64_t total;     /* bytes appended since open */
-	unsigned wakeups;
 	uint8_t ring[VMLOG_RING];
 };
 
@@ -163,8 +162,7 @@ size_t vmlog_read(struct vmlog *l, uint64_t *pos, void *buf, size_t max, int tim
 	struct timespec until;
 	deadline_in(&until, timeout_ms);
 	pthread_mutex_lock(&l->lock);
-	unsigned wakeups = l->wakeups;
-	while (*pos >= l->total && wakeups == l->wakeups &&
+	while (*pos >= l->total &&
 	       pthread_cond_timedwait(&l->grew, &l->lock, &until) != ETIMEDOUT)
 		;
 	if (*pos > l->total)
@@ -179,14 +177,6 @@ size_t vmlog_read(struct vmlog *l, uint64_t *pos, void *buf, size_t max, int tim
 	*pos += n;
 	pthread_mutex_unlock(&l->lock);
 	return n;
-}
-
-void vmlog_wake(struct vmlog *l)
-{
-	pthread_mutex_lock(&l->lock);
-	l->wakeups++;
-	pthread_cond_broadcast(&l->grew);
-	pthread_mutex_unlock(&l->lock);
 }
 
 /* Appends up to `want` bytes of the end of `path` to out; returns bytes added. */

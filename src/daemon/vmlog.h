@@ -55,11 +55,9 @@ void vmlog_append(struct vmlog *l, const void *buf, size_t n);
 uint64_t vmlog_position(struct vmlog *l);
 /*
  * Copies bytes from *pos on (at most max), waiting up to timeout_ms for
- * some; advances *pos. 0 on timeout or after vmlog_wake().
+ * some; advances *pos. 0 on timeout.
  */
 size_t vmlog_read(struct vmlog *l, uint64_t *pos, void *buf, size_t max, int timeout_ms);
-/* Wakes every waiting reader (the daemon is shutting down). */
-void vmlog_wake(struct vmlog *l);
 
 /*
  * The stored log (old file then current), at most `max` bytes from its end,

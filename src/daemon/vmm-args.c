@@ -57,14 +57,19 @@ static bool net_arg(struct vmm_argv *a, const struct vmdef_net *n)
 	return len < sizeof(v) && arg(a, "--net") && arg(a, "%s", v);
 }
 
-/* path=...,format=...[,readonly=on][,backing-dir=DIR]... */
+/* path=...,format=...[,readonly=on][,direct=on][,serial=S][,aio=MODE][,backing-dir=DIR]... */
 static bool disk_arg(struct vmm_argv *a, const struct vmdef_disk *disk,
 		     const char *const *image_dirs)
 {
 	char v[8192];
-	size_t len = (size_t)snprintf(v, sizeof(v), "path=%s,format=%s%s", disk->path,
+	size_t len = (size_t)snprintf(v, sizeof(v), "path=%s,format=%s%s%s", disk->path,
 				      disk->qcow2 ? "qcow2" : "raw",
-				      disk->readonly ? ",readonly=on" : "");
+				      disk->readonly ? ",readonly=on" : "",
+				      disk->direct ? ",direct=on" : "");
+	if (disk->serial[0] && len < sizeof(v))
+		len += (size_t)snprintf(v + len, sizeof(v) - len, ",serial=%s", disk->serial);
+	if (disk->aio[0] && len < sizeof(v))
+		len += (size_t)snprintf(v + len, sizeof(v) - len, ",aio=%s", disk->aio);
 	for (const char *const *dir = image_dirs; dir && *dir && len < sizeof(v); dir++)
 		len += (size_t)snprintf(v + len, sizeof(v) - len, ",backing-dir=%s", *dir);
 	return len < sizeof(v) && arg(a, "--disk") && arg(a, "%s", v);

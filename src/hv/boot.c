@@ -7,10 +7,9 @@
 
 #include <asm/bootparam.h>
 #include <elf.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
+#include "base/errbuf.h"
 #include "base/util.h"
 #include "hv/layout.h"
 
@@ -26,40 +25,28 @@
 #define PTE_WRITE          (1ull << 1)
 #define PTE_LARGE          (1ull << 7)
 
-static bool fail(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static bool fail(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-	return false;
-}
-
 
 static bool bzimage_parse(const uint8_t *img, size_t size, struct kernel_info *ki,
 			  char *why, size_t whylen)
 {
 	if (size < 0x270 || (uint16_t)le_load(img + BOOT_FLAG_OFFSET, 2) != 0xaa55 || (uint32_t)le_load(img + HDRS_OFFSET, 4) != HDRS_MAGIC)
-		return fail(why, whylen, "not a bzImage or ELF kernel (no boot signature)");
+		return errbuf_fail(why, whylen, "not a bzImage or ELF kernel (no boot signature)");
 
 	uint16_t protocol = (uint16_t)le_load(img + 0x206, 2);
 	if (protocol < MIN_PROTOCOL)
-		return fail(why, whylen, "bzImage boot protocol %u.%02u is too old (need 2.12 or later)",
-			    protocol >> 8, protocol & 0xff);
+		return errbuf_fail(why, whylen, "bzImage boot protocol %u.%02u is too old (need 2.12 or later)",
+			           protocol >> 8, protocol & 0xff);
 	uint16_t xloadflags = (uint16_t)le_load(img + 0x236, 2);
 	if (!(xloadflags & XLF_KERNEL_64))
-		return fail(why, whylen, "bzImage has no 64-bit entry point (not an x86_64 kernel)");
+		return errbuf_fail(why, whylen, "bzImage has no 64-bit entry point (not an x86_64 kernel)");
 	if (!(img[0x211] & LOADED_HIGH))
-		return fail(why, whylen, "bzImage is a zImage (loads low); only bzImage is supported");
+		return errbuf_fail(why, whylen, "bzImage is a zImage (loads low); only bzImage is supported");
 
 	unsigned setup_sects = img[0x1f1] ? img[0x1f1] : 4;
 	uint64_t setup_size = (uint64_t)(setup_sects + 1) * 512;
 	if (setup_size >= size)
-		return fail(why, whylen, "bzImage is truncated (setup of %llu bytes, file of %zu)",
-			    (unsigned long long)setup_size, size);
+		return errbuf_fail(why, whylen, "bzImage is truncated (setup of %llu bytes, file of %zu)",
+			           (unsigned long long)setup_size, size);
 
 	uint64_t payload = size - setup_size;
 	uint64_t pref_address = (uint64_t)(uint32_t)le_load(img + 0x258, 4) | (uint64_t)(uint32_t)le_load(img + 0x25c, 4) << 32;
@@ -83,14 +70,14 @@ static bool bzimage_parse(const uint8_t *img, size_t size, struct kernel_info *k
 static bool elf_segment_ok(const Elf64_Phdr *ph, size_t size, char *why, size_t whylen)
 {
 	if (!range_within(ph->p_offset, ph->p_filesz, size))
-		return fail(why, whylen, "ELF segment at file offset 0x%llx runs past the end of the file",
-			    (unsigned long long)ph->p_offset);
+		return errbuf_fail(why, whylen, "ELF segment at file offset 0x%llx runs past the end of the file",
+			           (unsigned long long)ph->p_offset);
 	if (ph->p_filesz > ph->p_memsz)
-		return fail(why, whylen, "ELF segment has more file bytes than memory bytes");
+		return errbuf_fail(why, whylen, "ELF segment has more file bytes than memory bytes");
 	if (ph->p_paddr < LAYOUT_KERNEL_ADDR || ph->p_memsz > LAYOUT_MMIO_HOLE_START ||
 	    ph->p_paddr > LAYOUT_MMIO_HOLE_START - ph->p_memsz)
-		return fail(why, whylen, "ELF segment at 0x%llx is outside 1 MiB .. 3 GiB",
-			    (unsigned long long)ph->p_paddr);
+		return errbuf_fail(why, whylen, "ELF segment at 0x%llx is outside 1 MiB .. 3 GiB",
+			           (unsigned long long)ph->p_paddr);
 	return true;
 }
 
@@ -99,16 +86,16 @@ static bool elf_parse(const uint8_t *img, size_t size, struct kernel_info *ki,
 {
 	Elf64_Ehdr eh;
 	if (size < sizeof(eh))
-		return fail(why, whylen, "ELF file is truncated");
+		return errbuf_fail(why, whylen, "ELF file is truncated");
 	memcpy(&eh, img, sizeof(eh));
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
 	    eh.e_machine != EM_X86_64)
-		return fail(why, whylen, "ELF file is not an x86_64 executable");
+		return errbuf_fail(why, whylen, "ELF file is not an x86_64 executable");
 	if (eh.e_type != ET_EXEC)
-		return fail(why, whylen, "ELF file is not an executable (ET_EXEC)");
+		return errbuf_fail(why, whylen, "ELF file is not an executable (ET_EXEC)");
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
 	    !range_within(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), size))
-		return fail(why, whylen, "ELF program headers are missing or outside the file");
+		return errbuf_fail(why, whylen, "ELF program headers are missing or outside the file");
 
 	memset(ki, 0, sizeof(*ki));
 	ki->kind = KERNEL_ELF;
@@ -121,7 +108,7 @@ static bool elf_parse(const uint8_t *img, size_t size, struct kernel_info *ki,
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
 		if (ki->nseg == KERNEL_MAX_SEGMENTS)
-			return fail(why, whylen, "ELF file has more than %d loadable segments", KERNEL_MAX_SEGMENTS);
+			return errbuf_fail(why, whylen, "ELF file has more than %d loadable segments", KERNEL_MAX_SEGMENTS);
 		if (!elf_segment_ok(&ph, size, why, whylen))
 			return false;
 		ki->seg[ki->nseg++] = (struct kernel_segment){ ph.p_paddr, ph.p_offset, ph.p_filesz, ph.p_memsz };
@@ -131,10 +118,10 @@ static bool elf_parse(const uint8_t *img, size_t size, struct kernel_info *ki,
 			entry_loaded = true;
 	}
 	if (ki->nseg == 0)
-		return fail(why, whylen, "ELF file has no loadable segment");
+		return errbuf_fail(why, whylen, "ELF file has no loadable segment");
 	if (!entry_loaded)
-		return fail(why, whylen, "ELF entry point 0x%llx is outside its loaded segments",
-			    (unsigned long long)eh.e_entry);
+		return errbuf_fail(why, whylen, "ELF entry point 0x%llx is outside its loaded segments",
+			           (unsigned long long)eh.e_entry);
 	ki->entry = eh.e_entry;
 	return true;
 }
@@ -156,16 +143,16 @@ bool boot_plan_make(const struct kernel_info *ki, uint64_t mem_size, uint64_t in
 	uint64_t cmdline_max = ki->cmdline_max < LAYOUT_CMDLINE_MAX - 1 ? ki->cmdline_max
 								       : LAYOUT_CMDLINE_MAX - 1;
 	if (cmdline_len > cmdline_max)
-		return fail(why, whylen, "command line is %zu bytes, at most %llu fit",
-			    cmdline_len, (unsigned long long)cmdline_max);
+		return errbuf_fail(why, whylen, "command line is %zu bytes, at most %llu fit",
+			           cmdline_len, (unsigned long long)cmdline_max);
 	plan->cmdline_len = cmdline_len;
 
 	uint64_t low_end = mem_size < LAYOUT_MMIO_HOLE_START ? mem_size : LAYOUT_MMIO_HOLE_START;
 	/* Leave the kernel room to decompress and set up before it reads e820. */
 	uint64_t floor = align_up(ki->mem_end, PAGE_SIZE);
 	if (floor > low_end)
-		return fail(why, whylen, "memory too small: the kernel needs at least %llu MiB",
-			    (unsigned long long)((floor + MiB - 1) / MiB));
+		return errbuf_fail(why, whylen, "memory too small: the kernel needs at least %llu MiB",
+			           (unsigned long long)((floor + MiB - 1) / MiB));
 	if (initrd_size == 0)
 		return true;
 
@@ -173,8 +160,8 @@ bool boot_plan_make(const struct kernel_info *ki, uint64_t mem_size, uint64_t in
 	if (ki->initrd_addr_max + 1 < ceiling)
 		ceiling = ki->initrd_addr_max + 1;
 	if (initrd_size > ceiling || align_down(ceiling - initrd_size, PAGE_SIZE) < floor)
-		return fail(why, whylen, "memory too small for kernel and initrd: need at least %llu MiB",
-			    (unsigned long long)((floor + initrd_size + 2 * MiB - 1) / MiB));
+		return errbuf_fail(why, whylen, "memory too small for kernel and initrd: need at least %llu MiB",
+			           (unsigned long long)((floor + initrd_size + 2 * MiB - 1) / MiB));
 	plan->initrd_addr = align_down(ceiling - initrd_size, PAGE_SIZE);
 	plan->initrd_size = initrd_size;
 	return true;

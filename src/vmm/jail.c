@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/errbuf.h"
+#include "base/kvopt.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -28,48 +30,41 @@
 static bool parse_id(const char *key, const char *v, unsigned *out, char *err, size_t errlen)
 {
 	uint64_t n;
-	if (!parse_uint(v, 1, UINT32_MAX - 1, &n)) {
-		snprintf(err, errlen, "--jail %s=%s: must be a number from 1 to 4294967294 "
-			 "(the jailed VMM never runs as root)", key, v);
-		return false;
-	}
+	if (!parse_uint(v, 1, UINT32_MAX - 1, &n))
+		return errbuf_fail(err, errlen, "--jail %s=%s: must be a number from 1 to 4294967294 "
+				   "(the jailed VMM never runs as root)", key, v);
 	*out = (unsigned)n;
 	return true;
 }
 
+/* uid_t and gid_t are both unsigned int on Linux, so parse_id fills either. */
+static bool key_uid(void *ctx, const char *value, char *err, size_t errlen)
+{
+	return parse_id("uid", value, &((struct jail_option *)ctx)->uid, err, errlen);
+}
+
+static bool key_gid(void *ctx, const char *value, char *err, size_t errlen)
+{
+	return parse_id("gid", value, &((struct jail_option *)ctx)->gid, err, errlen);
+}
+
+static const struct kvopt_key jail_keys[] = {
+	{ .name = "uid", .set = key_uid, .required = true },
+	{ .name = "gid", .set = key_gid, .required = true },
+};
+
+static const struct kvopt_spec jail_spec = {
+	.option = "--jail",
+	.syntax = "--jail uid=N,gid=M",
+	.keys = jail_keys,
+	.nkeys = sizeof(jail_keys) / sizeof(jail_keys[0]),
+};
+
 bool jail_option_parse(const char *text, struct jail_option *out, char *err, size_t errlen)
 {
 	struct jail_option j = { .enabled = true };
-	unsigned uid = 0, gid = 0;
-	char buf[128];
-	if (strlen(text) >= sizeof(buf)) {
-		snprintf(err, errlen, "--jail %.40s...: too long; use --jail uid=N,gid=M", text);
+	if (!kvopt_parse(&jail_spec, text, &j, err, errlen))
 		return false;
-	}
-	strcpy(buf, text);
-	char *save = NULL;
-	for (char *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
-		char *v = strchr(kv, '=');
-		bool ok = v != NULL;
-		if (ok)
-			*v++ = '\0';
-		if (ok && strcmp(kv, "uid") == 0 && !uid)
-			ok = parse_id("uid", v, &uid, err, errlen);
-		else if (ok && strcmp(kv, "gid") == 0 && !gid)
-			ok = parse_id("gid", v, &gid, err, errlen);
-		else {
-			snprintf(err, errlen, "--jail %s: use --jail uid=N,gid=M (each once)", text);
-			return false;
-		}
-		if (!ok)
-			return false;
-	}
-	if (!uid || !gid) {
-		snprintf(err, errlen, "--jail %s: both uid= and gid= are needed", text);
-		return false;
-	}
-	j.uid = (uid_t)uid;
-	j.gid = (gid_t)gid;
 	*out = j;
 	return true;
 }

@@ -30,7 +30,6 @@ struct listener {
 	bool backing_off;         /* accept ran out of descriptors; the timer runs */
 	bool armed;               /* EPOLLIN is on the watch */
 	bool warned;              /* this shortage was logged */
-	unsigned backoffs;
 };
 
 /* Watches the socket exactly when neither the owner nor a back-off holds it. */
@@ -59,7 +58,6 @@ static void listener_back_off(struct listener *l, int err)
 	struct itimerspec t = { .it_value = { 0, LISTENER_BACKOFF_MS * 1000000L } };
 	pthread_mutex_lock(&l->lock);
 	l->backing_off = true;
-	l->backoffs++;
 	listener_update(l);
 	pthread_mutex_unlock(&l->lock);
 	timerfd_settime(l->timer_fd, 0, &t, NULL);
@@ -130,14 +128,6 @@ void listener_hold(struct listener *l, bool hold)
 	l->held = hold;
 	listener_update(l);
 	pthread_mutex_unlock(&l->lock);
-}
-
-unsigned listener_backoffs(struct listener *l)
-{
-	pthread_mutex_lock(&l->lock);
-	unsigned n = l->backoffs;
-	pthread_mutex_unlock(&l->lock);
-	return n;
 }
 
 void listener_destroy(struct listener *l, bool io_gone)

@@ -40,8 +40,6 @@ struct listener *listener_create(struct iothread *io, int listen_fd, const char 
 				 listener_accept_fn fn, void *ctx);
 /* Stops accepting (hold) or resumes (!hold). Holds do not nest. */
 void listener_hold(struct listener *l, bool hold);
-/* How many times accept ran out of descriptors or memory (for tests). */
-unsigned listener_backoffs(struct listener *l);
 /*
  * Frees the listener. Call it on the I/O thread or after iothread_destroy();
  * the I/O thread being gone, pass io_gone so no watch is touched.

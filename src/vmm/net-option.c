@@ -1,30 +1,21 @@
 /*
  * Parser for --net (see net-option.h): the first item names the back end
- * (user, or tap=NAME), the rest are key=value items, one table entry per
- * key. Every mistake is reported in one line naming the item and what would
- * be accepted.
+ * (user, or tap=NAME), the rest are key=value items split by base/kvopt,
+ * one table entry per key. Every mistake is reported in one line naming
+ * the item and what would be accepted.
  */
 #include "vmm/net-option.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/errbuf.h"
+#include "base/kvopt.h"
 
 #define NET_SYNTAX "user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M] " \
 	"or tap=NAME[,mac=M]"
 #define FWD_SYNTAX "hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[" NET_SLIRP_GUEST "]:GUESTPORT"
-
-__attribute__((format(printf, 3, 4)))
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return false;
-}
 
 /* A decimal port 1..65535, the whole of `text`. */
 static bool parse_port(const char *text, uint16_t *out)
@@ -44,15 +35,16 @@ static bool parse_port(const char *text, uint16_t *out)
 }
 
 /* "[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" */
-static bool parse_hostfwd(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_hostfwd(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	if (n->kind != NET_USER)
-		return fail(err, errlen, "--net hostfwd=%s: host forwards need --net user", value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: host forwards need --net user", value);
 	if (n->slirp.nfwd == NET_SLIRP_MAX_FWD)
-		return fail(err, errlen, "--net: more than %d hostfwd= items", NET_SLIRP_MAX_FWD);
+		return errbuf_fail(err, errlen, "--net: more than %d hostfwd= items", NET_SLIRP_MAX_FWD);
 	char buf[128];
 	if (strlen(value) >= sizeof(buf))
-		return fail(err, errlen, "--net hostfwd=%.40s...: too long", value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%.40s...: too long", value);
 	strcpy(buf, value);
 	struct net_hostfwd f = { .host_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	/* Split into proto, host address, host port, guest address, guest port. */
@@ -61,26 +53,26 @@ static bool parse_hostfwd(struct net_option *n, const char *value, char *err, si
 	char *dash = c2 ? strchr(c2 + 1, '-') : NULL;
 	char *c3 = dash ? strchr(dash + 1, ':') : NULL;
 	if (!c3 || strchr(c3 + 1, ':'))
-		return fail(err, errlen, "--net hostfwd=%s: use " FWD_SYNTAX, value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: use " FWD_SYNTAX, value);
 	*c1 = *c2 = *dash = *c3 = '\0';
 	char *haddr = c1 + 1, *hport = c2 + 1, *gaddr = dash + 1, *gport = c3 + 1;
 	if (strcmp(proto, "udp") == 0)
 		f.udp = true;
 	else if (*proto && strcmp(proto, "tcp") != 0)
-		return fail(err, errlen, "--net hostfwd=%s: protocol '%s'; use tcp or udp", value, proto);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: protocol '%s'; use tcp or udp", value, proto);
 	if (*haddr && inet_pton(AF_INET, haddr, &f.host_addr) != 1)
-		return fail(err, errlen, "--net hostfwd=%s: host address '%s' is not an IPv4 address",
-			    value, haddr);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: host address '%s' is not an IPv4 address",
+			           value, haddr);
 	if (!parse_port(hport, &f.host_port) || !parse_port(gport, &f.guest_port))
-		return fail(err, errlen, "--net hostfwd=%s: ports must be numbers from 1 to 65535",
-			    value);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: ports must be numbers from 1 to 65535",
+			           value);
 	if (*gaddr && strcmp(gaddr, NET_SLIRP_GUEST) != 0)
-		return fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
-			    "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
+		return errbuf_fail(err, errlen, "--net hostfwd=%s: guest address '%s'; only the guest's "
+			           "DHCP address " NET_SLIRP_GUEST " (or nothing) is accepted", value, gaddr);
 	for (unsigned i = 0; i < n->slirp.nfwd; i++)
 		if (n->slirp.fwd[i].host_port == f.host_port && n->slirp.fwd[i].udp == f.udp)
-			return fail(err, errlen, "--net hostfwd=%s: host port %u is forwarded twice",
-				    value, f.host_port);
+			return errbuf_fail(err, errlen, "--net hostfwd=%s: host port %u is forwarded twice",
+				           value, f.host_port);
 	n->slirp.fwd[n->slirp.nfwd++] = f;
 	return true;
 }
@@ -97,53 +89,56 @@ static int hex_digit(char c)
 }
 
 /* "xx:xx:xx:xx:xx:xx", unicast, not all zeros. */
-static bool parse_mac(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_mac(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	uint8_t m[6];
 	const char *p = value;
 	for (int i = 0; i < 6; i++) {
 		int hi = hex_digit(p[0]), lo = hi < 0 ? -1 : hex_digit(p[1]);
 		if (lo < 0 || p[2] != (i < 5 ? ':' : '\0'))
-			return fail(err, errlen, "--net mac=%s: use six hex bytes, e.g. mac=02:00:00:00:00:01",
-				    value);
+			return errbuf_fail(err, errlen, "--net mac=%s: use six hex bytes, e.g. mac=02:00:00:00:00:01",
+				           value);
 		m[i] = (uint8_t)(hi << 4 | lo);
 		p += 3;
 	}
 	if (m[0] & 1)
-		return fail(err, errlen, "--net mac=%s: a multicast address; the first byte must be even",
-			    value);
+		return errbuf_fail(err, errlen, "--net mac=%s: a multicast address; the first byte must be even",
+			           value);
 	if (!(m[0] | m[1] | m[2] | m[3] | m[4] | m[5]))
-		return fail(err, errlen, "--net mac=%s: the zero address is not a NIC address", value);
+		return errbuf_fail(err, errlen, "--net mac=%s: the zero address is not a NIC address", value);
 	memcpy(n->mac, m, 6);
 	return true;
 }
 
 /* "on" or "off": whether 10.0.2.2 leads to the host's loopback. */
-static bool parse_host_loopback(struct net_option *n, const char *value, char *err, size_t errlen)
+static bool parse_host_loopback(void *ctx, const char *value, char *err, size_t errlen)
 {
+	struct net_option *n = ctx;
 	if (n->kind != NET_USER)
-		return fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
-			    "host", value);
+		return errbuf_fail(err, errlen, "--net host-loopback=%s: only --net user has a gateway to the "
+			           "host", value);
 	if (strcmp(value, "on") == 0)
 		n->slirp.host_loopback = true;
 	else if (strcmp(value, "off") == 0)
 		n->slirp.host_loopback = false;
 	else
-		return fail(err, errlen, "--net host-loopback=%s: use on or off", value);
+		return errbuf_fail(err, errlen, "--net host-loopback=%s: use on or off", value);
 	return true;
 }
 
-static const struct net_key {
-	const char *name;
-	bool (*parse)(struct net_option *n, const char *value, char *err, size_t errlen);
-	bool repeat;
-} net_keys[] = {
-	{ "hostfwd", parse_hostfwd, true },
-	{ "host-loopback", parse_host_loopback, false },
-	{ "mac", parse_mac, false },
+static const struct kvopt_key net_keys[] = {
+	{ .name = "hostfwd", .set = parse_hostfwd, .repeat = true },
+	{ .name = "host-loopback", .set = parse_host_loopback },
+	{ .name = "mac", .set = parse_mac },
 };
 
-#define NKEYS (sizeof(net_keys) / sizeof(net_keys[0]))
+static const struct kvopt_spec net_spec = {
+	.option = "--net",
+	.syntax = NET_SYNTAX,
+	.keys = net_keys,
+	.nkeys = sizeof(net_keys) / sizeof(net_keys[0]),
+};
 
 static bool parse_kind(struct net_option *n, const char *item, size_t len, char *err, size_t errlen)
 {
@@ -154,62 +149,26 @@ static bool parse_kind(struct net_option *n, const char *item, size_t len, char 
 	if (len > 4 && strncmp(item, "tap=", 4) == 0) {
 		size_t nlen = len - 4;
 		if (nlen >= sizeof(n->tap))
-			return fail(err, errlen, "--net %.*s: interface names have at most %zu bytes",
-				    (int)len, item, sizeof(n->tap) - 1);
+			return errbuf_fail(err, errlen, "--net %.*s: interface names have at most %zu bytes",
+				           (int)len, item, sizeof(n->tap) - 1);
 		n->kind = NET_TAP;
 		memcpy(n->tap, item + 4, nlen);
 		n->tap[nlen] = '\0';
 		return true;
 	}
-	return fail(err, errlen, "--net %.*s: the first item names the back end; use " NET_SYNTAX,
-		    (int)len, item);
-}
-
-static bool parse_item(struct net_option *n, const char *item, size_t len, bool seen[NKEYS],
-		       char *err, size_t errlen)
-{
-	if (len == 0)
-		return fail(err, errlen, "--net: empty item (a doubled or trailing comma); use " NET_SYNTAX);
-	const char *eq = memchr(item, '=', len);
-	if (!eq)
-		return fail(err, errlen, "--net '%.*s': not key=value; use " NET_SYNTAX, (int)len, item);
-	size_t klen = (size_t)(eq - item);
-	const struct net_key *k = NULL;
-	for (size_t i = 0; i < NKEYS; i++)
-		if (strlen(net_keys[i].name) == klen && strncmp(net_keys[i].name, item, klen) == 0)
-			k = &net_keys[i];
-	if (!k)
-		return fail(err, errlen, "--net %.*s: unknown key '%.*s'; keys are hostfwd, host-loopback "
-			    "and mac",
-			    (int)len, item, (int)klen, item);
-	if (seen[k - net_keys] && !k->repeat)
-		return fail(err, errlen, "--net %.*s: key '%s' given twice", (int)len, item, k->name);
-	seen[k - net_keys] = true;
-	char value[256];
-	size_t vlen = len - klen - 1;
-	if (vlen == 0)
-		return fail(err, errlen, "--net %s=: empty value", k->name);
-	if (vlen >= sizeof(value))
-		return fail(err, errlen, "--net %s=%.40s...: value too long", k->name, eq + 1);
-	memcpy(value, eq + 1, vlen);
-	value[vlen] = '\0';
-	return k->parse(n, value, err, errlen);
+	return errbuf_fail(err, errlen, "--net %.*s: the first item names the back end; use " NET_SYNTAX,
+		           (int)len, item);
 }
 
 bool net_option_parse(const char *text, unsigned index, struct net_option *out, char *err,
 		      size_t errlen)
 {
 	struct net_option n = { .mac = { 0x02, 0x73, 0x68, 0x6f, 0x00, (uint8_t)index } };
-	bool seen[NKEYS] = { false };
 	const char *comma = strchr(text, ',');
 	if (!parse_kind(&n, text, comma ? (size_t)(comma - text) : strlen(text), err, errlen))
 		return false;
-	while (comma) {
-		const char *p = comma + 1;
-		comma = strchr(p, ',');
-		if (!parse_item(&n, p, comma ? (size_t)(comma - p) : strlen(p), seen, err, errlen))
-			return false;
-	}
+	if (comma && !kvopt_parse(&net_spec, comma + 1, &n, err, errlen))
+		return false;
 	*out = n;
 	return true;
 }

@@ -5,12 +5,12 @@
 #include "vmm/options.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/errbuf.h"
 #include "base/util.h"
 #include "hv/acpi.h"
 
@@ -105,29 +105,17 @@ static const struct option long_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return false;
-}
-
 static bool check_input_file(const char *flag, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
 	if (path[0] == '\0')
-		return fail(err, errlen, "%s needs a file path", flag);
+		return errbuf_fail(err, errlen, "%s needs a file path", flag);
 	if (stat(path, &st) < 0)
-		return fail(err, errlen, "%s %s: %m", flag, path);
+		return errbuf_fail(err, errlen, "%s %s: %m", flag, path);
 	if (!S_ISREG(st.st_mode))
-		return fail(err, errlen, "%s %s: not a regular file", flag, path);
+		return errbuf_fail(err, errlen, "%s %s: not a regular file", flag, path);
 	if (access(path, R_OK) < 0)
-		return fail(err, errlen, "%s %s: %m", flag, path);
+		return errbuf_fail(err, errlen, "%s %s: %m", flag, path);
 	return true;
 }
 
@@ -137,17 +125,17 @@ static bool parse_memory(const char *text, uint64_t *out, char *err, size_t errl
 	if (parse_uint(text, 0, UINT64_MAX >> 20, &mib))
 		bytes = mib << 20;   /* a bare number is MiB, as in QEMU and kvmtool */
 	else if (!parse_size(text, &bytes))
-		return fail(err, errlen, "--memory %s: not a size (use e.g. 512M or 2G)", text);
+		return errbuf_fail(err, errlen, "--memory %s: not a size (use e.g. 512M or 2G)", text);
 	if (bytes < VMM_MIN_MEMORY)
-		return fail(err, errlen, "--memory %s: too small, the minimum is 32M", text);
+		return errbuf_fail(err, errlen, "--memory %s: too small, the minimum is 32M", text);
 	if (bytes % MiB)
-		return fail(err, errlen, "--memory %s: must be a whole number of MiB", text);
+		return errbuf_fail(err, errlen, "--memory %s: must be a whole number of MiB", text);
 	long pages = sysconf(_SC_PHYS_PAGES);
 	long page_size = sysconf(_SC_PAGESIZE);
 	uint64_t host = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : VMM_MAX_MEMORY;
 	if (bytes > VMM_MAX_MEMORY || bytes > host)
-		return fail(err, errlen, "--memory %s: more than this host's %llu MiB of RAM", text,
-			    (unsigned long long)(host >> 20));
+		return errbuf_fail(err, errlen, "--memory %s: more than this host's %llu MiB of RAM", text,
+			           (unsigned long long)(host >> 20));
 	*out = bytes;
 	return true;
 }
@@ -163,9 +151,9 @@ static bool parse_serial(const char *text, struct console_config *out, char *err
 	} else if (strncmp(text, "socket=", 7) == 0 && text[7]) {
 		*out = (struct console_config){ CONSOLE_SOCKET, text + 7 };
 		if (strlen(out->path) >= 108)
-			return fail(err, errlen, "--serial %s: socket path longer than 107 bytes", text);
+			return errbuf_fail(err, errlen, "--serial %s: socket path longer than 107 bytes", text);
 	} else {
-		return fail(err, errlen, "--serial %s: use tty, off, file=PATH or socket=PATH", text);
+		return errbuf_fail(err, errlen, "--serial %s: use tty, off, file=PATH or socket=PATH", text);
 	}
 	return true;
 }
@@ -185,7 +173,7 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		return true;
 	case OPT_CPUS:
 		if (!parse_uint(arg, 1, ACPI_MAX_CPUS, &n))
-			return fail(err, errlen, "--cpus %s: must be a number from 1 to %d", arg, ACPI_MAX_CPUS);
+			return errbuf_fail(err, errlen, "--cpus %s: must be a number from 1 to %d", arg, ACPI_MAX_CPUS);
 		o->cpus = (unsigned)n;
 		return true;
 	case OPT_MEMORY:
@@ -194,11 +182,11 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		return parse_serial(arg, &o->serial, err, errlen);
 	case OPT_LOG_LEVEL:
 		if (!log_level_parse(arg, &o->log_level))
-			return fail(err, errlen, "--log-level %s: use error, warn, info or debug", arg);
+			return errbuf_fail(err, errlen, "--log-level %s: use error, warn, info or debug", arg);
 		return true;
 	case OPT_SECCOMP:
 		if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
-			return fail(err, errlen, "--seccomp %s: use on or off", arg);
+			return errbuf_fail(err, errlen, "--seccomp %s: use on or off", arg);
 		o->seccomp = strcmp(arg, "on") == 0;
 		return true;
 	case OPT_RNG:
@@ -209,22 +197,22 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 	case OPT_API_SOCKET:
 		o->api_socket = arg;
 		if (!arg[0] || strlen(arg) >= 108)
-			return fail(err, errlen, "--api-socket %s: give a socket path of 1 to 107 bytes", arg);
+			return errbuf_fail(err, errlen, "--api-socket %s: give a socket path of 1 to 107 bytes", arg);
 		return true;
 	case OPT_JAIL:
 		return jail_option_parse(arg, &o->jail, err, errlen);
 	case OPT_ON_PANIC:
 		if (strcmp(arg, "exit") != 0 && strcmp(arg, "pause") != 0)
-			return fail(err, errlen, "--on-panic %s: use exit or pause", arg);
+			return errbuf_fail(err, errlen, "--on-panic %s: use exit or pause", arg);
 		o->on_panic_pause = strcmp(arg, "pause") == 0;
 		return true;
 	case OPT_DISK:
 		if (o->ndisks == VMM_MAX_DISKS)
-			return fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
+			return errbuf_fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
 		return disk_option_parse(arg, &o->disks[o->ndisks++], err, errlen);
 	case OPT_NET:
 		if (o->nnets == VMM_MAX_NETS)
-			return fail(err, errlen, "--net given more than %d times", VMM_MAX_NETS);
+			return errbuf_fail(err, errlen, "--net given more than %d times", VMM_MAX_NETS);
 		o->nnets++;
 		return net_option_parse(arg, o->nnets - 1, &o->nets[o->nnets - 1], err, errlen);
 	case OPT_HELP:
@@ -234,7 +222,7 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		o->version = true;
 		return true;
 	default:
-		return fail(err, errlen, "internal error: option %d", id);
+		return errbuf_fail(err, errlen, "internal error: option %d", id);
 	}
 }
 
@@ -282,21 +270,21 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		char name[64];
 		const char *bad = offending_option(argv, name, sizeof(name));
 		if (id == '?')
-			return fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
+			return errbuf_fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')
-			return fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
+			return errbuf_fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
 		if (id >= OPT_KERNEL && id <= OPT_ON_PANIC) {
 			if (seen[id - OPT_KERNEL])
-				return fail(err, errlen, "--%s given twice; give it once", option_name(id));
+				return errbuf_fail(err, errlen, "--%s given twice; give it once", option_name(id));
 			seen[id - OPT_KERNEL] = true;
 		}
 		if (!parse_one(id, optarg, o, err, errlen))
 			return false;
 	}
 	if (optind < argc)
-		return fail(err, errlen, "unexpected argument '%s' (options start with --; see shoji-vmm --help)",
-			    argv[optind]);
+		return errbuf_fail(err, errlen, "unexpected argument '%s' (options start with --; see shoji-vmm --help)",
+			           argv[optind]);
 	if (!o->help && !o->version && !o->kernel)
-		return fail(err, errlen, "--kernel is required (see shoji-vmm --help)");
+		return errbuf_fail(err, errlen, "--kernel is required (see shoji-vmm --help)");
 	return true;
 }

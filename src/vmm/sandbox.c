@@ -231,11 +231,6 @@ static int sandbox_add_threads(scmp_filter_ctx ctx)
 	return rc;
 }
 
-bool sandbox_enter(void)
-{
-	return sandbox_enter_with(0);
-}
-
 bool sandbox_enter_with(unsigned needs)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

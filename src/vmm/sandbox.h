@@ -10,14 +10,12 @@
 
 #include <stdbool.h>
 
-bool sandbox_enter(void);
-
 /* What the VM's back ends add to the list; each entry says why. */
 #define SANDBOX_NET_USER 1u   /* --net user: libslirp's sockets and resolv.conf */
 #define SANDBOX_NET_TAP  2u   /* --net tap: tap I/O and offload changes */
 #define SANDBOX_VSOCK    4u   /* --vsock: Unix sockets to and from host programs */
 
-/* sandbox_enter() plus the calls the SANDBOX_* bits in `needs` ask for. */
+/* Installs the allowlist plus the calls the SANDBOX_* bits in `needs` ask for. */
 bool sandbox_enter_with(unsigned needs);
 
 #endif

@@ -213,6 +213,66 @@ static void test_net_host_loopback(void **state)
 	free(a);
 }
 
+/* The disk keys of shoji-vmm --disk beyond path, format and readonly:
+ * checked as the VMM checks them, passed on to it, and written back only
+ * when set (a definition that does not use them reads as it always did). */
+static void test_disk_vmm_keys(void **state)
+{
+	(void)state;
+	struct vmdef d, back;
+	struct vm_paths p;
+	struct vmm_argv *a = malloc(sizeof(*a));
+	assert_non_null(a);
+	assert_true(vm_paths_make("/run/shoji", "files", &p));
+
+	expect_ok("{" BASE ", \"disks\": [{\"path\": \"%D\", \"direct\": true,"
+		  " \"serial\": \"ABCDEFGHIJKLMNOPQRST\", \"aio\": \"threads\"}, {\"path\": \"%D\"}]}", &d);
+	assert_true(d.disks[0].direct);
+	assert_string_equal(d.disks[0].serial, "ABCDEFGHIJKLMNOPQRST");
+	assert_string_equal(d.disks[0].aio, "threads");
+	assert_false(d.disks[1].direct);
+	assert_string_equal(d.disks[1].serial, "");
+	assert_string_equal(d.disks[1].aio, "");
+	assert_true(vmm_argv_build("/bin/shoji-vmm", &d, &p, NULL, 0, a));
+	char want[256];
+	snprintf(want, sizeof(want), "path=%s,format=raw,direct=on,serial=ABCDEFGHIJKLMNOPQRST,aio=threads",
+		 disk);
+	assert_true(argv_has(a, want));
+	snprintf(want, sizeof(want), "path=%s,format=raw", disk);
+	assert_true(argv_has(a, want));
+	assert_false(argv_has(a, "direct=off"));
+
+	json_t *j = vmdef_to_json(&d);
+	json_t *d1 = json_array_get(json_object_get(j, "disks"), 1);
+	assert_null(json_object_get(d1, "direct"));
+	assert_null(json_object_get(d1, "serial"));
+	assert_null(json_object_get(d1, "aio"));
+	char *text = json_dumps(j, 0);
+	json_decref(j);
+	char err[512];
+	bool ok = vmdef_parse(text, "out.json", "files", &back, err, sizeof(err));
+	free(text);
+	if (!ok)
+		fail_msg("its own output was refused: %s", err);
+	assert_memory_equal(&d, &back, sizeof(d));
+
+	expect_error("{" BASE ",\n \"disks\": [{\"path\": \"%D\",\n \"direct\": \"on\"}]}", 3,
+		     "disks[0].direct", "true or false");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"serial\": \"ABCDEFGHIJKLMNOPQRSTU\"}]}", 1,
+		     "disks[0].serial", "1 to 20 printable ASCII");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"serial\": \"a b\"}]}", 1,
+		     "disks[0].serial", "without spaces or commas");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"serial\": \"a,b\"}]}", 1,
+		     "disks[0].serial", "without spaces or commas");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"serial\": \"\"}]}", 1,
+		     "disks[0].serial", "1 to 20");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"serial\": 7}]}", 1,
+		     "disks[0].serial", "printable ASCII");
+	expect_error("{" BASE ", \"disks\": [{\"path\": \"%D\", \"aio\": \"native\"}]}", 1,
+		     "disks[0].aio", "\"auto\", \"threads\" or \"io_uring\"");
+	free(a);
+}
+
 static void test_syntax_errors(void **state)
 {
 	(void)state;
@@ -371,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_full_definition),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_net_host_loopback),
+		cmocka_unit_test(test_disk_vmm_keys),
 		cmocka_unit_test(test_syntax_errors),
 		cmocka_unit_test(test_unknown_keys_named_with_line),
 		cmocka_unit_test(test_required_keys),
