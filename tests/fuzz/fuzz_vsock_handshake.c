@@ -149,12 +149,19 @@ static size_t read_to_eof(int fd, char *buf, size_t len)
 	for (;;) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		long left = end - now_ms();
-		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+		/* libFuzzer's -timeout is a SIGALRM every few seconds: an
+		 * interrupted wait is not the end of it. */
+		int ready = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0) {
 			buf[got] = '\0';
 			fprintf(stderr, "read so far: '%s'\n", buf);
 			finding("the host program got no EOF within 5 s");
 		}
 		ssize_t n = read(fd, buf + got, len - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n == 0 || (n < 0 && errno == ECONNRESET))
 			break;
 		if (n < 0)
