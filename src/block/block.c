@@ -249,6 +249,22 @@ int block_write(struct block_dev *bd, const void *buf, uint64_t len, uint64_t of
 	return len ? bd->ops->write(bd, buf, len, off) : 0;
 }
 
+/* A driver without readv/writev: one read or write per segment. */
+static int block_each_segment(struct block_dev *bd, const struct iovec *iov, int iovcnt,
+			      uint64_t off, bool write)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		int r = write ? bd->ops->write(bd, iov[i].iov_base, iov[i].iov_len, off)
+			      : bd->ops->read(bd, iov[i].iov_base, iov[i].iov_len, off);
+		if (r < 0)
+			return r;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
 int block_readv(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
 	int64_t len = block_iov_len(iov, iovcnt);
@@ -258,13 +274,7 @@ int block_readv(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint6
 		return -EINVAL;
 	if (bd->ops->readv)
 		return bd->ops->readv(bd, iov, iovcnt, off);
-	for (int i = 0; i < iovcnt; i++) {
-		int r = iov[i].iov_len ? bd->ops->read(bd, iov[i].iov_base, iov[i].iov_len, off) : 0;
-		if (r < 0)
-			return r;
-		off += iov[i].iov_len;
-	}
-	return 0;
+	return block_each_segment(bd, iov, iovcnt, off, false);
 }
 
 int block_writev(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint64_t off)
@@ -278,13 +288,7 @@ int block_writev(struct block_dev *bd, const struct iovec *iov, int iovcnt, uint
 		return -EINVAL;
 	if (bd->ops->writev)
 		return bd->ops->writev(bd, iov, iovcnt, off);
-	for (int i = 0; i < iovcnt; i++) {
-		int r = iov[i].iov_len ? bd->ops->write(bd, iov[i].iov_base, iov[i].iov_len, off) : 0;
-		if (r < 0)
-			return r;
-		off += iov[i].iov_len;
-	}
-	return 0;
+	return block_each_segment(bd, iov, iovcnt, off, true);
 }
 
 int block_flush(struct block_dev *bd)

@@ -370,25 +370,11 @@ static int map_one(struct block_dev *top, uint64_t off, uint64_t len, struct blo
 
 int img_map(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
-	const char *fmt = NULL, *output = "human";
-	bool shared = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
-		if (c == 'f')
-			fmt = optarg;
-		else if (c == 'O')
-			output = optarg;
-		else if (c == 'U')
-			shared = true;
-		else
-			return img_usage_error("map"), 1;
-	}
-	if (optind != argc - 1)
-		return img_usage_error("map"), 1;
-	bool json = strcmp(output, "json") == 0;
-	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, false, shared);
+	struct img_view_args a;
+	if (!img_view_args_parse(argc, argv, "map", &a))
+		return 1;
+	bool json = a.json;
+	struct block_dev *bd = img_open(a.path, a.fmt, false, BLOCK_CACHE_WRITEBACK, false, a.shared);
 	if (!bd)
 		return 1;
 	if (json)

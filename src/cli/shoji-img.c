@@ -289,34 +289,44 @@ static void info_json(const char *path, struct block_dev *bd, const struct block
 	printf(",\n    \"dirty-flag\": %s\n}\n", in->dirty ? "true" : "false");
 }
 
-static int img_info(int argc, char **argv)
+bool img_view_args_parse(int argc, char **argv, const char *verb, struct img_view_args *a)
 {
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'O' }, { NULL, 0, NULL, 0 } };
-	const char *fmt = NULL, *output = "human";
-	bool shared = false;
+	const char *output = "human";
+	*a = (struct img_view_args){ NULL, NULL, false, false };
 	int c;
 	while ((c = getopt_long(argc, argv, "f:U", longopts, NULL)) != -1) {
 		if (c == 'f')
-			fmt = optarg;
+			a->fmt = optarg;
 		else if (c == 'O')
 			output = optarg;
 		else if (c == 'U')
-			shared = true;
+			a->shared = true;
 		else
-			return img_usage_error("info"), 1;
+			return img_usage_error(verb), false;
 	}
 	if (optind != argc - 1 || (strcmp(output, "human") && strcmp(output, "json")))
-		return img_usage_error("info"), 1;
-	struct block_dev *bd = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, true, shared);
+		return img_usage_error(verb), false;
+	a->path = argv[optind];
+	a->json = strcmp(output, "json") == 0;
+	return true;
+}
+
+static int img_info(int argc, char **argv)
+{
+	struct img_view_args a;
+	if (!img_view_args_parse(argc, argv, "info", &a))
+		return 1;
+	struct block_dev *bd = img_open(a.path, a.fmt, false, BLOCK_CACHE_WRITEBACK, true, a.shared);
 	if (!bd)
 		return 1;
 	struct block_info in;
 	int r = block_info(bd, &in);
-	if (r == 0 && strcmp(output, "json") == 0)
-		info_json(argv[optind], bd, &in);
+	if (r == 0 && a.json)
+		info_json(a.path, bd, &in);
 	else if (r == 0)
-		info_human(argv[optind], bd, &in);
+		info_human(a.path, bd, &in);
 	free(in.snapshots);
 	block_close(bd);
 	return r < 0 ? 1 : 0;

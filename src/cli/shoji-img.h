@@ -28,6 +28,16 @@ struct block_dev *img_open(const char *path, const char *fmt, bool rw, enum bloc
 struct block_dev *img_open_opts(const char *path, const char *fmt, const struct block_open_opts *o);
 bool img_parse_cache(const char *arg, enum block_cache *out);
 void img_usage_error(const char *verb);
+
+/* What a verb that only reads an image takes: -f FMT, -U, --output human|json, one path. */
+struct img_view_args {
+	const char *fmt;
+	const char *path;
+	bool shared;
+	bool json;
+};
+/* False, after the usage error for `verb`, on anything else. */
+bool img_view_args_parse(int argc, char **argv, const char *verb, struct img_view_args *a);
 bool img_parse_create_opts(const char *arg, struct block_create_opts *o);
 
 int img_convert(int argc, char **argv);
