@@ -198,11 +198,32 @@ qemu-img info lazy.qcow2 | grep -q "corrupt: false" && "$S" resize lazy.qcow2 32
 #     writer keeps shoji-img out (but -U looks), a shoji writer keeps
 #     qemu-img out, readers of both share; convert never overwrites its
 #     own source or the source's backing file.
+# Waits until a holder started in the background has locked the image
+# (qemu-img info is refused), up to 60 s: on a loaded machine a holder
+# takes seconds to start, and the checks below mean nothing before.
+wait_until_held() {
+	for _ in $(seq 600); do
+		qemu-img info "$1" >/dev/null 2>&1 || return 0
+		sleep 0.1
+	done
+	fail "the holder of $1 did not lock it within 60 s"
+}
+# Waits until some process holds a lock on the file (/proc/locks names it
+# by inode), up to 60 s: for a reader, which qemu-img info cannot see.
+wait_until_locked() {
+	local ino
+	ino=$(stat -c %i "$1")
+	for _ in $(seq 600); do
+		grep -q ":$ino " /proc/locks && return 0
+		sleep 0.1
+	done
+	fail "nobody locked $1 within 60 s"
+}
 qemu-img create -q -f qcow2 held.qcow2 16M
 qemu-io -f qcow2 -c "write -P 0x5a 0 1M" held.qcow2 >/dev/null
 sum0=$(sha256sum held.qcow2)
 qemu-io -f qcow2 -c "sleep 60000" held.qcow2 >/dev/null 2>&1 & holder=$!
-for _ in $(seq 50); do qemu-img info held.qcow2 >/dev/null 2>&1 || break; sleep 0.1; done
+wait_until_held held.qcow2
 "$S" info held.qcow2 >/dev/null 2>lock.err && fail "info while QEMU writes"
 grep -q "held.qcow2: is in use" lock.err && [ "$(wc -l <lock.err)" = 1 ] &&
 	pass "QEMU's write lock refuses shoji-img info in one line" || { cat lock.err; fail "lock message"; }
@@ -214,7 +235,7 @@ kill $holder; wait $holder 2>/dev/null
 [ "$(sha256sum held.qcow2)" = "$sum0" ] && pass "nothing written while QEMU held it" ||
 	fail "the held image changed"
 "$S" bench -w -c 100000000 -d 1 held.qcow2 >/dev/null 2>&1 & holder=$!
-for _ in $(seq 50); do qemu-img info held.qcow2 >/dev/null 2>&1 || break; sleep 0.1; done
+wait_until_held held.qcow2
 qemu-img info held.qcow2 >lock.err 2>&1 && fail "qemu-img info while shoji writes"
 grep -q 'Failed to get shared "write" lock' lock.err && pass "shoji's write lock refuses qemu-img" ||
 	{ cat lock.err; fail "QEMU does not see shoji's lock"; }
@@ -222,7 +243,7 @@ qemu-img info -U held.qcow2 >/dev/null 2>&1 && pass "qemu-img info -U while shoj
 	fail "qemu-img -U"
 kill $holder; wait $holder 2>/dev/null
 "$S" bench -c 100000000 -d 1 held.qcow2 >/dev/null 2>&1 & holder=$!
-sleep 0.5
+wait_until_locked held.qcow2
 qemu-img info held.qcow2 >/dev/null 2>&1 && pass "a shoji reader shares with qemu-img info" ||
 	fail "reader locks do not share"
 qemu-io -c "write 0 4k" held.qcow2 >lock.err 2>&1 && fail "qemu-io wrote under a shoji reader"
