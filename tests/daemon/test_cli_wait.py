@@ -11,7 +11,6 @@ Usage: test_cli_wait.py SHOJID SHOJI FAKE_VMM
 """
 import json
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -19,15 +18,11 @@ import sys
 import tempfile
 import time
 
+from harness import check, finish
+
 SHOJID, SHOJI, FAKE = sys.argv[1:4]
-failures = []
 procs = []
 
-
-def check(what, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + what + ("" if cond else f": {detail}"))
-    if not cond:
-        failures.append(what)
 
 
 class Daemon:
@@ -182,23 +177,7 @@ def main():
         test_fake_vmm(os.path.join(tmp, "fake"))
         test_real_vmm_without_kvm(os.path.join(tmp, "real"))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for root, _, files in os.walk(tmp):  # every fake VMM started, by its pid
-            for name in files:
-                if name.endswith(".pids"):
-                    for pid in open(os.path.join(root, name)).read().split():
-                        try:
-                            os.kill(int(pid), signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-        if not failures:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("kept", tmp)
-    print(f"{len(failures)} failure(s)")
-    sys.exit(1 if failures else 0)
+        finish(tmp, procs)
 
 
 main()

@@ -8,7 +8,6 @@ Usage: test_shojid.py SHOJID FAKE_VMM
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,8 +16,9 @@ import tempfile
 import threading
 import time
 
+from harness import check, finish
+
 SHOJID, FAKE = sys.argv[1], sys.argv[2]
-failures = []
 daemons = []  # every shojid started, killed at the end even if a test hung
 
 
@@ -85,11 +85,6 @@ class Daemon:
         self.proc.send_signal(sig)
         self.proc.wait(10)
 
-
-def check(what, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + what + ("" if cond else f": {detail}"))
-    if not cond:
-        failures.append(what)
 
 
 def kernel(tmp, name, behaviour):
@@ -766,22 +761,7 @@ def main():
         test_vmm_log_cap(tmp)
         test_lifecycle(tmp)
     finally:
-        for p in daemons:
-            if p.poll() is None:
-                p.kill()
-        for name in os.listdir(tmp):  # every fake VMM this test started, by its pid
-            if name.endswith(".pids"):
-                for pid in open(os.path.join(tmp, name)).read().split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        if not failures:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("kept", tmp)
-    print(f"{len(failures)} failure(s)")
-    sys.exit(1 if failures else 0)
+        finish(tmp, daemons)
 
 
 main()
