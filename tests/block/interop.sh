@@ -198,12 +198,20 @@ qemu-img info lazy.qcow2 | grep -q "corrupt: false" && "$S" resize lazy.qcow2 32
 #     writer keeps shoji-img out (but -U looks), a shoji writer keeps
 #     qemu-img out, readers of both share; convert never overwrites its
 #     own source or the source's backing file.
-# Waits until a holder started in the background has locked the image
-# (qemu-img info is refused), up to 60 s: on a loaded machine a holder
-# takes seconds to start, and the checks below mean nothing before.
+# Waits until the holder started in the background (pid $2) holds QEMU's
+# write-permission lock byte (101) on the image, up to 60 s. It watches
+# /proc/locks rather than asking qemu-img info: info takes lock bytes of its
+# own for a moment, and a writer starting during that moment fails to open
+# (that race killed the holder on a loaded CI machine). A holder that dies
+# is reported with what it said, at once.
 wait_until_held() {
+	local ino
+	ino=$(stat -c %i "$1")
 	for _ in $(seq 600); do
-		qemu-img info "$1" >/dev/null 2>&1 || return 0
+		awk -v ino=":$ino" 'index($6, ino) == length($6) - length(ino) + 1 &&
+			$7 <= 101 && ($8 == "EOF" || $8 >= 101) { found = 1 }
+			END { exit !found }' /proc/locks && return 0
+		kill -0 "$2" 2>/dev/null || { cat holder.err; fail "the holder of $1 died"; return; }
 		sleep 0.1
 	done
 	fail "the holder of $1 did not lock it within 60 s"
@@ -222,8 +230,8 @@ wait_until_locked() {
 qemu-img create -q -f qcow2 held.qcow2 16M
 qemu-io -f qcow2 -c "write -P 0x5a 0 1M" held.qcow2 >/dev/null
 sum0=$(sha256sum held.qcow2)
-qemu-io -f qcow2 -c "sleep 60000" held.qcow2 >/dev/null 2>&1 & holder=$!
-wait_until_held held.qcow2
+qemu-io -f qcow2 -c "sleep 600000" held.qcow2 >/dev/null 2>holder.err & holder=$!
+wait_until_held held.qcow2 $holder
 "$S" info held.qcow2 >/dev/null 2>lock.err && fail "info while QEMU writes"
 grep -q "held.qcow2: is in use" lock.err && [ "$(wc -l <lock.err)" = 1 ] &&
 	pass "QEMU's write lock refuses shoji-img info in one line" || { cat lock.err; fail "lock message"; }
@@ -234,8 +242,8 @@ grep -q "held.qcow2: is in use" lock.err && [ "$(wc -l <lock.err)" = 1 ] &&
 kill $holder; wait $holder 2>/dev/null
 [ "$(sha256sum held.qcow2)" = "$sum0" ] && pass "nothing written while QEMU held it" ||
 	fail "the held image changed"
-"$S" bench -w -c 100000000 -d 1 held.qcow2 >/dev/null 2>&1 & holder=$!
-wait_until_held held.qcow2
+"$S" bench -w -c 100000000 -d 1 held.qcow2 >/dev/null 2>holder.err & holder=$!
+wait_until_held held.qcow2 $holder
 qemu-img info held.qcow2 >lock.err 2>&1 && fail "qemu-img info while shoji writes"
 grep -q 'Failed to get shared "write" lock' lock.err && pass "shoji's write lock refuses qemu-img" ||
 	{ cat lock.err; fail "QEMU does not see shoji's lock"; }
