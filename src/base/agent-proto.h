@@ -105,6 +105,20 @@ bool agent_request_parse(const uint8_t *buf, size_t len, struct agent_request *r
 			 char *err, size_t errlen);
 void agent_request_free(struct agent_request *req);
 
+/*
+ * A CONTROL frame during an exec: {"rows": R, "cols": C} (both, 1 to 65535)
+ * or {"signal": N} (1 to 64), nothing else.
+ */
+struct agent_control {
+	bool resize;            /* rows and cols; otherwise signal */
+	unsigned rows, cols;
+	int signal;
+};
+
+/* Parses a CONTROL payload; false with a one-line reason in err. */
+bool agent_control_parse(const uint8_t *buf, size_t len, struct agent_control *ctl,
+			 char *err, size_t errlen);
+
 /* The op's name in the protocol ("exec", ...). */
 const char *agent_op_name(enum agent_op op);
 
