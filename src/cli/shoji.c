@@ -39,14 +39,24 @@ static const char usage[] =
 	"                          wait until the VM runs (start, restart) or is\n"
 	"                          stopped, and fail with the reason if it does not\n"
 	"                          start; --no-wait returns once shojid has the\n"
-	"                          request. stop presses the ACPI power button, then\n"
-	"                          kills the VM after shojid's --stop-timeout\n"
+	"                          request. stop asks the guest's agent to shut\n"
+	"                          down, or presses the ACPI power button (also when\n"
+	"                          the agent has not finished after half the\n"
+	"                          timeout), then kills the VM after shojid's\n"
+	"                          --stop-timeout\n"
 	"  vm kill NAME            SIGKILL to the VM's VMM\n"
 	"  vm rm NAME              remove a stopped VM's definition\n"
 	"  vm edit NAME            edit the definition in $EDITOR; shojid checks it\n"
 	"  vm console NAME         attach to the serial console; Ctrl-] or Ctrl-a d\n"
 	"                          detaches (Ctrl-a Ctrl-a sends Ctrl-a)\n"
 	"  vm logs NAME [-f]       the console log; -f follows it\n"
+	"  exec VM [-t|--tty] [-e|--env NAME=VALUE]... [-w|--workdir DIR] [--]\n"
+	"          CMD [ARG]...\n"
+	"                          run CMD in the VM through its agent: stdin,\n"
+	"                          stdout, stderr and the exit status pass through\n"
+	"                          (125: it could not be run); -t gives it a terminal\n"
+	"  cp [-m MODE] SRC DST    copy a file into or out of a VM; one side is\n"
+	"                          VM:/ABSOLUTE/PATH (ending in / keeps the name)\n"
 	"  events [--since N]      lifecycle events as JSON lines, until interrupted;\n"
 	"                          --since N first replays those from number N on\n"
 	"                          that shojid still keeps (0: all of them)\n"
@@ -299,6 +309,10 @@ int main(int argc, char **argv)
 	}
 	if (i < argc && strcmp(argv[i], "vm") == 0)
 		return cmd_vm(&cli, argc - i - 1, argv + i + 1);
+	if (i < argc && strcmp(argv[i], "exec") == 0)
+		return cli_exec(&cli, argc - i - 1, argv + i + 1);
+	if (i < argc && strcmp(argv[i], "cp") == 0)
+		return cli_cp(&cli, argc - i - 1, argv + i + 1);
 	if (i < argc && strcmp(argv[i], "events") == 0) {
 		char path[64] = "/v1/events";
 		if (i + 3 == argc && strcmp(argv[i + 1], "--since") == 0) {

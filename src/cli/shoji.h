@@ -17,6 +17,9 @@ struct cli {
 int cli_vm_create(const struct cli *cli, int argc, char **argv);
 /* `shoji vm console NAME`: the exit status. */
 int cli_vm_console(const struct cli *cli, const char *name);
+/* `shoji exec VM ...` and `shoji cp ...` (shoji-exec.c): the exit status. */
+int cli_exec(const struct cli *cli, int argc, char **argv);
+int cli_cp(const struct cli *cli, int argc, char **argv);
 /* Prints the API's error line for a failed answer; returns 1. */
 int cli_api_error(int status, const char *body);
 

@@ -13,13 +13,14 @@
 #include <microhttpd.h>
 
 #include "daemon/api.h"
+#include "daemon/supervisor.h"
 
 struct api {
 	struct MHD_Daemon *mhd;
 	struct sup *sup;
 	struct events *events;
 	atomic_bool stopping;
-	atomic_int relays;        /* console relay threads still running */
+	atomic_int relays;        /* console and agent relay threads still running */
 	atomic_int streams;       /* events, logs -f and consoles open, at most API_MAX_STREAMS */
 	int listen_fd;
 	struct api_acceptor *acceptor; /* the accept loop in front of MHD (api-server.c) */
@@ -43,5 +44,14 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 				const char *name);
 enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, const char *method,
 				   const char *name);
+enum MHD_Result api_stream_agent(struct api *api, struct MHD_Connection *c, const char *method,
+				 const char *name);
+
+/* The stream cap (api-stream.c): false (nothing held) when API_MAX_STREAMS are open. */
+bool api_stream_take(struct api *api);
+void api_stream_put(struct api *api);
+enum MHD_Result api_too_many_streams(struct MHD_Connection *c);
+/* The HTTP status for a supervisor's answer. */
+unsigned api_http_status(enum sup_status st);
 
 #endif

@@ -245,8 +245,12 @@ void api_stop(struct api *api)
 		return;
 	atomic_store(&api->stopping, true);
 	events_wake(api->events);
-	/* Console relays notice `stopping` within a poll interval. */
-	for (int i = 0; i < 200 && atomic_load(&api->relays) > 0; i++)
+	/*
+	 * Relays notice `stopping` within a poll interval, an agent relay in the
+	 * middle of a frame once that frame is through (at most its 30 s
+	 * deadline): they use api, so it is not freed under them.
+	 */
+	for (int i = 0; i < 4000 && atomic_load(&api->relays) > 0; i++)
 		usleep(10000);
 	acceptor_stop(api->acceptor); /* no new client reaches MHD from here */
 	MHD_stop_daemon(api->mhd);

@@ -34,7 +34,7 @@
  * below the connection limit: API_MAX_STREAMS event readers cannot lock
  * out ordinary requests. False (and nothing held) when the cap is reached.
  */
-static bool stream_take(struct api *api)
+bool api_stream_take(struct api *api)
 {
 	if (atomic_fetch_add(&api->streams, 1) < API_MAX_STREAMS)
 		return true;
@@ -42,15 +42,15 @@ static bool stream_take(struct api *api)
 	return false;
 }
 
-static void stream_put(struct api *api)
+void api_stream_put(struct api *api)
 {
 	atomic_fetch_sub(&api->streams, 1);
 }
 
-static enum MHD_Result too_many_streams(struct MHD_Connection *c)
+enum MHD_Result api_too_many_streams(struct MHD_Connection *c)
 {
 	char msg[128];
-	snprintf(msg, sizeof(msg), "too many open streams (%d events, logs -f and consoles); close one", API_MAX_STREAMS);
+	snprintf(msg, sizeof(msg), "too many open streams (%d events, logs -f, consoles and agent operations); close one", API_MAX_STREAMS);
 	return api_send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
 }
 
@@ -111,7 +111,7 @@ static ssize_t events_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void events_free(void *cls)
 {
 	struct event_stream *es = cls;
-	stream_put(es->api);
+	api_stream_put(es->api);
 	free(es->line);
 	free(es);
 }
@@ -120,11 +120,11 @@ enum MHD_Result api_stream_events(struct api *api, struct MHD_Connection *c, con
 {
 	if (strcmp(method, "GET") != 0)
 		return api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET on /v1/events");
-	if (!stream_take(api))
-		return too_many_streams(c);
+	if (!api_stream_take(api))
+		return api_too_many_streams(c);
 	struct event_stream *es = calloc(1, sizeof(*es));
 	if (!es) {
-		stream_put(api);
+		api_stream_put(api);
 		return MHD_NO;
 	}
 	es->api = api;
@@ -194,7 +194,7 @@ static void logs_free(void *cls)
 {
 	struct log_stream *ls = cls;
 	if (ls->counted)
-		stream_put(ls->api);
+		api_stream_put(ls->api);
 	sup_log_put(ls->api->sup, ls->ref);
 	free(ls->dump);
 	free(ls);
@@ -207,12 +207,12 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 		return api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET on /v1/vms/NAME/logs");
 	const char *follow = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "follow");
 	bool following = follow && strcmp(follow, "0") != 0;
-	if (following && !stream_take(api))
-		return too_many_streams(c);
+	if (following && !api_stream_take(api))
+		return api_too_many_streams(c);
 	struct log_stream *ls = calloc(1, sizeof(*ls));
 	if (!ls) {
 		if (following)
-			stream_put(api);
+			api_stream_put(api);
 		return MHD_NO;
 	}
 	ls->api = api;
@@ -221,7 +221,7 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 	ls->log = sup_log_get(api->sup, name, &ls->ref);
 	if (!ls->log) {
 		if (following)
-			stream_put(api);
+			api_stream_put(api);
 		free(ls);
 		char err[96];
 		snprintf(err, sizeof(err), "no VM named '%s'", name);
@@ -303,7 +303,7 @@ static void *relay_thread(void *arg)
 	}
 	MHD_upgrade_action(rl->urh, MHD_UPGRADE_ACTION_CLOSE);
 	sup_log_put(rl->api->sup, rl->ref);
-	stream_put(rl->api);
+	api_stream_put(rl->api);
 	atomic_fetch_sub(&rl->api->relays, 1);
 	free(rl);
 	return NULL;
@@ -328,7 +328,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *req_cls, const
 		atomic_fetch_sub(&rl->api->relays, 1);
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		sup_log_put(rl->api->sup, rl->ref);
-		stream_put(rl->api);
+		api_stream_put(rl->api);
 		free(rl);
 	}
 	pthread_attr_destroy(&attr);
@@ -343,17 +343,17 @@ enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, co
 	if (!up || strcmp(up, "shoji-console") != 0)
 		return api_send_error(c, MHD_HTTP_BAD_REQUEST,
 				      "a console needs the headers Connection: Upgrade and Upgrade: shoji-console");
-	if (!stream_take(api))
-		return too_many_streams(c);
+	if (!api_stream_take(api))
+		return api_too_many_streams(c);
 	struct relay *rl = calloc(1, sizeof(*rl));
 	if (!rl) {
-		stream_put(api);
+		api_stream_put(api);
 		return MHD_NO;
 	}
 	rl->api = api;
 	rl->log = sup_log_get(api->sup, name, &rl->ref);
 	if (!rl->log) {
-		stream_put(api);
+		api_stream_put(api);
 		free(rl);
 		char err[96];
 		snprintf(err, sizeof(err), "no VM named '%s'", name);
@@ -362,7 +362,7 @@ enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, co
 	struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, rl);
 	if (!r) {
 		sup_log_put(api->sup, rl->ref);
-		stream_put(api);
+		api_stream_put(api);
 		free(rl);
 		return MHD_NO;
 	}

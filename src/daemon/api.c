@@ -69,13 +69,14 @@ enum MHD_Result api_send_error(struct MHD_Connection *c, unsigned status, const 
 	return send_json(c, status, json_pack("{s:s}", "error", msg));
 }
 
-static unsigned http_status(enum sup_status st)
+unsigned api_http_status(enum sup_status st)
 {
 	switch (st) {
 	case SUP_OK: return MHD_HTTP_OK;
 	case SUP_BAD_REQUEST: return MHD_HTTP_BAD_REQUEST;
 	case SUP_NOT_FOUND: return MHD_HTTP_NOT_FOUND;
 	case SUP_CONFLICT: return MHD_HTTP_CONFLICT;
+	case SUP_BUSY: return MHD_HTTP_SERVICE_UNAVAILABLE;
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
@@ -107,7 +108,7 @@ static enum MHD_Result route_vms(struct route_args *a)
 	char name[VMDEF_NAME_MAX + 1];
 	enum sup_status st = sup_define(sup, NULL, a->req->body ? a->req->body : "", name, err, sizeof(err));
 	if (st != SUP_OK)
-		return api_send_error(a->c, http_status(st), err);
+		return api_send_error(a->c, api_http_status(st), err);
 	return send_json(a->c, MHD_HTTP_CREATED, sup_show(sup, name));
 }
 
@@ -127,13 +128,13 @@ static enum MHD_Result route_vm(struct route_args *a)
 	if (is(a->method, "PUT")) {
 		st = sup_define(sup, a->name, a->req->body ? a->req->body : "", NULL, err, sizeof(err));
 		if (st != SUP_OK)
-			return api_send_error(a->c, http_status(st), err);
+			return api_send_error(a->c, api_http_status(st), err);
 		return send_json(a->c, MHD_HTTP_OK, sup_show(sup, a->name));
 	}
 	if (is(a->method, "DELETE")) {
 		st = sup_remove(sup, a->name, err, sizeof(err));
 		if (st != SUP_OK)
-			return api_send_error(a->c, http_status(st), err);
+			return api_send_error(a->c, api_http_status(st), err);
 		return send_json(a->c, MHD_HTTP_OK, json_pack("{s:s}", "removed", a->name));
 	}
 	return api_send_error(a->c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET, PUT or DELETE on /v1/vms/NAME");
@@ -147,7 +148,7 @@ static enum MHD_Result route_definition(struct route_args *a)
 		return api_send_error(a->c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET (and PUT /v1/vms/NAME to change it)");
 	char *text = sup_definition_text(api_sup(a->api), a->name, err, sizeof(err), &st);
 	if (!text)
-		return api_send_error(a->c, http_status(st), err);
+		return api_send_error(a->c, api_http_status(st), err);
 	return send_text(a->c, MHD_HTTP_OK, text, "application/json");
 }
 
@@ -158,7 +159,7 @@ static enum MHD_Result route_action(struct route_args *a)
 		return api_send_error(a->c, MHD_HTTP_METHOD_NOT_ALLOWED, "actions are POST requests");
 	enum sup_status st = sup_action(api_sup(a->api), a->name, a->sub, err, sizeof(err));
 	if (st != SUP_OK)
-		return api_send_error(a->c, http_status(st), err);
+		return api_send_error(a->c, api_http_status(st), err);
 	return send_json(a->c, MHD_HTTP_ACCEPTED, sup_show(api_sup(a->api), a->name));
 }
 
@@ -170,6 +171,8 @@ static enum MHD_Result route_sub(struct route_args *a)
 		return api_stream_logs(a->api, a->c, a->method, a->name);
 	if (is(a->sub, "console"))
 		return api_stream_console(a->api, a->c, a->method, a->name);
+	if (is(a->sub, "agent"))
+		return api_stream_agent(a->api, a->c, a->method, a->name);
 	if (is(a->sub, "start") || is(a->sub, "stop") || is(a->sub, "kill") || is(a->sub, "restart"))
 		return route_action(a);
 	return api_send_error(a->c, MHD_HTTP_NOT_FOUND, "unknown path (see docs/api.md)");

@@ -34,6 +34,10 @@ static json_t *vm_status(const struct vm *vm)
 		json_object_set_new(o, "error", json_string(vm->last_error));
 	if (vm->def.depends_on[0])
 		json_object_set_new(o, "depends_on", json_string(vm->def.depends_on));
+	if (vm->def.vsock_cid)
+		json_object_set_new(o, "ready", json_boolean(vm->agent_ready));
+	if (vm->agent_ready && vm->agent_info)
+		json_object_set(o, "agent", vm->agent_info);
 	return o;
 }
 
@@ -247,8 +251,10 @@ static enum sup_status act_start(struct sup *s, struct vm *vm, char *err, size_t
 }
 
 /*
- * The power button is pressed after sup_action has released the lock
- * (press_button): a VMM that does not answer must not hold up every other
+ * A stop asks the guest's agent for a clean shutdown first when it
+ * answers (agent-watch.c does, and presses the button if that does not
+ * end the VM in time); otherwise the power button is pressed at once,
+ * after sup_action has released the lock (vm_press_button): a VMM that does not answer must not hold up every other
  * request for BUTTON_TIMEOUT_MS. Here only the state changes; the SIGKILL
  * at the deadline is supervisor.c's tick.
  */
@@ -278,7 +284,8 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 	if (vm->state != VM_STOPPING) {
 		vm->state = VM_STOPPING;
 		vm->stop_deadline_ms = monotonic_ms() + s->cfg.stop_timeout_ms;
-		*press = true;
+		vm->stop_step = vm->agent_ready ? STOP_ASK_AGENT : STOP_BUTTON;
+		*press = vm->stop_step == STOP_BUTTON;
 	}
 	return SUP_OK;
 }
@@ -288,7 +295,7 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
  * cannot free it). gen tells whether the VMM is still the one being
  * stopped when the answer comes.
  */
-static void press_button(struct sup *s, struct vm *vm)
+void vm_press_button(struct sup *s, struct vm *vm)
 {
 	char path[sizeof(vm->paths.api)], why[256];
 	pthread_mutex_lock(&s->lock);
@@ -299,8 +306,10 @@ static void press_button(struct sup *s, struct vm *vm)
 	pthread_mutex_lock(&s->lock);
 	if (gen == vm->gen && vm->state == VM_STOPPING && vm->keeper_fd >= 0) {
 		if (pressed) {
+			log_info("%s: pressed the power button", vm->def.name);
 			events_emit(s->events, "stopping", vm->def.name,
-				    json_pack("{s:i}", "timeout_ms", s->cfg.stop_timeout_ms));
+				    json_pack("{s:i, s:s}", "timeout_ms", s->cfg.stop_timeout_ms, "via",
+					      "power-button"));
 		} else {
 			log_warn("%s: %s; killing the VMM", vm->def.name, why);
 			vm_kill(vm);
@@ -351,8 +360,8 @@ enum sup_status sup_action(struct sup *s, const char *name, const char *action, 
 		vm->refs++;
 	pthread_mutex_unlock(&s->lock);
 	if (press) {
-		press_button(s, vm);
-		sup_log_put(s, vm);
+		vm_press_button(s, vm);
+		vm_put(s, vm);
 	}
 	sup_wake(s);
 	return st;
@@ -373,7 +382,11 @@ struct vmlog *sup_log_get(struct sup *s, const char *name, void **ref)
 
 void sup_log_put(struct sup *s, void *ref)
 {
-	struct vm *vm = ref;
+	vm_put(s, ref);
+}
+
+void vm_put(struct sup *s, struct vm *vm)
+{
 	if (!vm)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -393,4 +406,45 @@ bool sup_console_write(struct sup *s, void *ref, const void *buf, size_t n)
 		ok = false;
 	pthread_mutex_unlock(&s->lock);
 	return ok;
+}
+
+/* ---- operations relayed to a guest's agent ---- */
+
+enum sup_status sup_agent_take(struct sup *s, const char *name, char *vsock, size_t vsock_len,
+			       void **ref, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->lock);
+	struct vm *vm = sup_find(s, name);
+	enum sup_status st = SUP_OK;
+	if (!vm) {
+		snprintf(err, errlen, "no VM named '%s'", name);
+		st = SUP_NOT_FOUND;
+	} else if (!vm->def.vsock_cid) {
+		snprintf(err, errlen, "'%s' has no vsock device, so no agent (define \"vsock\": {\"cid\": N})", name);
+		st = SUP_CONFLICT;
+	} else if (vm->state != VM_RUNNING || !vm->agent_ready) {
+		snprintf(err, errlen, "'%s' is %s: its agent does not answer (yet)", name,
+			 vm->state == VM_RUNNING ? "running but not ready" : vm_state_name(vm->state));
+		st = SUP_CONFLICT;
+	} else if (vm->agent_ops >= AGENT_OPS_PER_VM) {
+		snprintf(err, errlen, "'%s' has %d agent operations running; wait for one to end", name,
+			 AGENT_OPS_PER_VM);
+		st = SUP_BUSY;
+	} else {
+		vm->agent_ops++;
+		vm->refs++;
+		snprintf(vsock, vsock_len, "%s", vm->paths.vsock);
+		*ref = vm;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return st;
+}
+
+void sup_agent_put(struct sup *s, void *ref)
+{
+	struct vm *vm = ref;
+	pthread_mutex_lock(&s->lock);
+	vm->agent_ops--;
+	pthread_mutex_unlock(&s->lock);
+	vm_put(s, vm);
 }

@@ -90,6 +90,7 @@ void vm_free(struct vm *vm)
 	if (!vm)
 		return;
 	vmlog_close(vm->log);
+	vm_agent_forget(vm);
 	free(vm);
 }
 
@@ -455,6 +456,7 @@ void vm_handle_exit(struct sup *s, struct vm *vm)
 	if (strcmp(reason, "start-failed") == 0 || strcmp(reason, "vmm-crash") == 0)
 		vm_read_last_error(s, vm, vm->last_error, sizeof(vm->last_error));
 	vm_close_process(s, vm);
+	vm_agent_forget(vm);
 	json_t *fields = json_pack("{s:s, s:i}", "reason", reason, signaled ? "signal" : "status", value);
 	if (vm->last_error[0])
 		json_object_set_new(fields, "error", json_string(vm->last_error));
@@ -756,7 +758,7 @@ bool sup_start(struct sup *s)
 	if (pthread_create(&s->thread, NULL, sup_thread, s) != 0)
 		return false;
 	s->thread_started = true;
-	return true;
+	return agent_watch_start(s);
 }
 
 void sup_destroy(struct sup *s)
@@ -770,6 +772,7 @@ void sup_destroy(struct sup *s)
 		sup_wake(s);
 		pthread_join(s->thread, NULL);
 	}
+	agent_watch_join(s);
 	while (s->vms) {
 		struct vm *vm = s->vms;
 		s->vms = vm->next;

@@ -51,7 +51,7 @@ struct sup_config {
 };
 
 /* What went wrong, for the API's status codes. */
-enum sup_status { SUP_OK, SUP_BAD_REQUEST, SUP_NOT_FOUND, SUP_CONFLICT, SUP_INTERNAL };
+enum sup_status { SUP_OK, SUP_BAD_REQUEST, SUP_NOT_FOUND, SUP_CONFLICT, SUP_BUSY, SUP_INTERNAL };
 
 struct sup;
 
@@ -85,5 +85,14 @@ struct vmlog *sup_log_get(struct sup *s, const char *name, void **ref);
 void sup_log_put(struct sup *s, void *ref);
 /* Console input to the guest; false when the VM has no console now. */
 bool sup_console_write(struct sup *s, void *ref, const void *buf, size_t n);
+
+/*
+ * One operation on a ready VM's agent (exec, cp), counted against its
+ * bound (SUP_BUSY beyond it): the VM's vsock socket path goes to vsock and
+ * a reference to *ref, released with sup_agent_put.
+ */
+enum sup_status sup_agent_take(struct sup *s, const char *name, char *vsock, size_t vsock_len,
+			       void **ref, char *err, size_t errlen);
+void sup_agent_put(struct sup *s, void *ref);
 
 #endif

@@ -38,6 +38,17 @@ enum vm_state {
 
 enum watch_kind { WATCH_KEEPER, WATCH_CONSOLE };
 
+/* How far a `stop` has gone (agent-watch.c): agent, then power button, then kill. */
+enum stop_step {
+	STOP_NONE,
+	STOP_ASK_AGENT,     /* the agent answers: ask it to shut down first */
+	STOP_AGENT_ASKED,   /* it said yes; the button follows at stop_button_ms */
+	STOP_BUTTON,        /* the power button was pressed (or is being pressed) */
+};
+
+/* Operations relayed to one VM's agent at once (docs/agent.md), the heartbeat included. */
+#define AGENT_OPS_PER_VM 8
+
 struct vm_watch {
 	struct vm *vm;
 	enum watch_kind kind;
@@ -70,6 +81,15 @@ struct vm {
 	unsigned restarts;
 	long next_start_ms;
 	long stop_deadline_ms;
+	enum stop_step stop_step;
+	long stop_button_ms;
+
+	/* The guest's agent (agent-watch.c); meaningful while the VM is running. */
+	bool agent_ready;         /* it answered; `ready` was emitted */
+	json_t *agent_info;       /* its last info reply */
+	unsigned agent_misses;    /* heartbeats missed in a row */
+	long agent_next_ms;       /* when to ping it next */
+	unsigned agent_ops;       /* operations on it now, at most AGENT_OPS_PER_VM */
 	struct vm *next;
 };
 
@@ -83,6 +103,8 @@ struct sup {
 	int wake_fd;
 	pthread_t thread;
 	bool thread_started;
+	pthread_t agent_thread;   /* agent-watch.c */
+	bool agent_thread_started;
 	bool stopping;
 };
 
@@ -99,5 +121,17 @@ void vm_handle_exit(struct sup *s, struct vm *vm);
 void vm_free(struct vm *vm);
 struct vm *vm_new(struct sup *s, const struct vmdef *d);
 void sup_adopt(struct sup *s, struct vm *vm);
+/*
+ * Without the lock, with a reference held on vm: presses the power button
+ * of the VM being stopped (control.c); a VMM that does not answer is killed.
+ */
+void vm_press_button(struct sup *s, struct vm *vm);
+/* Without the lock: drops a reference taken under it (control.c). */
+void vm_put(struct sup *s, struct vm *vm);
+/* The agent watcher's thread (agent-watch.c): ready, heartbeat, clean stop. */
+bool agent_watch_start(struct sup *s);
+void agent_watch_join(struct sup *s);
+/* Under the lock: the VMM is gone, and with it what its agent said. */
+void vm_agent_forget(struct vm *vm);
 
 #endif

@@ -16,8 +16,7 @@
 
 #define CONNECT_RETRY_MS 10
 
-/* Reads one line (without the newline) before the deadline. */
-static bool read_line(int fd, char *line, size_t len, long deadline)
+bool ctl_read_line(int fd, char *line, size_t len, long deadline)
 {
 	size_t n = 0;
 	while (n + 1 < len) {
@@ -37,12 +36,7 @@ static bool read_line(int fd, char *line, size_t len, long deadline)
 	return false;
 }
 
-/*
- * A non-blocking connect, retried until the deadline: on a Unix socket a
- * full backlog (a VMM that accepts nothing) makes a blocking connect()
- * wait for ever, a non-blocking one fails with EAGAIN at once.
- */
-static int connect_before(const struct sockaddr_un *addr, long deadline)
+int ctl_connect_before(const struct sockaddr_un *addr, long deadline)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -68,7 +62,7 @@ bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, si
 	}
 	memcpy(addr.sun_path, path, strlen(path) + 1);
 	long deadline = monotonic_ms() + timeout_ms;
-	int fd = connect_before(&addr, deadline);
+	int fd = ctl_connect_before(&addr, deadline);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return false;
@@ -76,7 +70,7 @@ bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, si
 	char req[64], line[256];
 	int n = snprintf(req, sizeof(req), "{\"op\":\"%s\"}\n", op);
 	/* The request is far below the socket buffer: a non-blocking send writes it whole. */
-	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n && read_line(fd, line, sizeof(line), deadline);
+	bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n && ctl_read_line(fd, line, sizeof(line), deadline);
 	close(fd);
 	if (!ok) {
 		snprintf(err, errlen, "%s: no answer to %s", path, op);

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/un.h>
 
 /*
  * Sends {"op":OP} to the socket at path and waits up to timeout_ms in all
@@ -16,5 +17,15 @@
  * supervisor's lock.
  */
 bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen);
+
+/* Reads one line (without the newline) before the deadline (monotonic ms). */
+bool ctl_read_line(int fd, char *line, size_t len, long deadline);
+/*
+ * A non-blocking connect, retried until the deadline: on a Unix socket a
+ * full backlog (a VMM that accepts nothing) makes a blocking connect()
+ * wait for ever, a non-blocking one fails with EAGAIN at once. The socket
+ * stays non-blocking; -1 with errno (ETIMEDOUT for the deadline).
+ */
+int ctl_connect_before(const struct sockaddr_un *addr, long deadline);
 
 #endif

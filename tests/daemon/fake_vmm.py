@@ -22,6 +22,16 @@ is JSON:
   {"stderr_flood": BYTES}                 write BYTES to stderr in numbered 1 KiB
                                           lines ("fake-vmm: flood line N ..."), then
                                           create KERNEL.flooded and keep running
+  {"agent": PATH, "agent_delay": SECONDS} with --vsock: run PATH (shoji-agent) with
+                                          --listen-unix after SECONDS and serve the
+                                          vsock socket's "CONNECT 1027" to it, as the
+                                          VMM would for a guest's agent. A REQUEST for
+                                          "shutdown" is answered here, never passed on
+                                          (the agent would power off this host): the
+                                          fake VMM exits 0 (poweroff) soon after,
+  {"on_agent_shutdown": "ignore"}         or keeps running (the daemon must press
+                                          the power button next); each such request
+                                          is appended to KERNEL.events as "agent-shutdown"
 
 Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
@@ -78,6 +88,11 @@ def main():
 
     done = threading.Event()
     code = [0]
+    vsock = opt(argv, "--vsock")
+    if vsock and "agent" in behaviour:
+        path = dict(kv.split("=", 1) for kv in vsock.split(","))["socket"]
+        threading.Thread(target=agent_bridge, args=(path, behaviour, kernel, done, code),
+                         daemon=True).start()
     api_path = opt(argv, "--api-socket")
     if api_path:
         delay = behaviour.get("api_delay", 0)
@@ -130,6 +145,87 @@ def console(listener, behaviour):
         except OSError:
             pass
         c.close()
+
+
+def agent_bridge(path, behaviour, kernel, done, code):
+    """The VMM's vsock socket with a shoji-agent behind port 1027."""
+    import subprocess
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(16)
+    time.sleep(behaviour.get("agent_delay", 0))
+    agent_sock = kernel + ".agent.sock"
+    agent = subprocess.Popen([behaviour["agent"], "--listen-unix", agent_sock],
+                             stderr=open(kernel + ".agent.log", "a"))
+    with open(kernel + ".pids", "a") as f:
+        f.write(f"{agent.pid}\n")
+    import atexit
+    atexit.register(agent.kill)  # the guest's agent ends with its VM
+    while True:
+        c, _ = listener.accept()
+        threading.Thread(target=agent_connection, args=(c, agent_sock, behaviour, kernel, done, code),
+                         daemon=True).start()
+
+
+def recv_exact(c, n):
+    data = b""
+    while len(data) < n:
+        more = c.recv(n - len(data))
+        if not more:
+            raise OSError("closed")
+        data += more
+    return data
+
+
+def agent_connection(c, agent_sock, behaviour, kernel, done, code):
+    try:
+        line = b""
+        while not line.endswith(b"\n"):
+            line += recv_exact(c, 1)
+        if line != b"CONNECT 1027\n":
+            c.sendall(b"ERR no listener\n")
+            return
+        a = socket.socket(socket.AF_UNIX)
+        try:
+            a.connect(agent_sock)
+        except OSError:
+            c.sendall(b"ERR connection refused\n")
+            return
+        c.sendall(b"OK 1027\n")
+        head = recv_exact(c, 4)
+        body = recv_exact(c, int.from_bytes(head[1:4], "big"))
+        if head[0] == 1 and json.loads(body).get("op") == "shutdown":
+            with open(kernel + ".events", "a") as f:
+                f.write("agent-shutdown\n")
+            reply = b'{"ok":true}'
+            c.sendall(bytes([2]) + len(reply).to_bytes(3, "big") + reply)
+            if behaviour.get("on_agent_shutdown", "exit") == "exit":
+                time.sleep(0.2)
+                code[0] = 0
+                done.set()
+            return
+        a.sendall(head + body)
+        threading.Thread(target=splice, args=(a, c), daemon=True).start()
+        splice(c, a)
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+
+def splice(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def api(path, delay, behaviour, kernel, done, code):
