@@ -301,6 +301,22 @@ def test_disconnect(path):
     c.close()
     check("host leaving kills the whole process group", wait_for(lambda: not process_group_alive(pid)))
 
+    # The command ends, but its background child holds stdout open: no EXIT
+    # yet (output not drained); the host leaving still takes the child.
+    c = Conn(path)
+    r = c.request({"op": "exec", "argv": ["sh", "-c", "sleep 1000 & exit 3"]})
+    pid = r.get("pid")
+    time.sleep(0.3)
+    c.s.settimeout(0.5)
+    try:
+        early = c.recv()
+    except socket.timeout:
+        early = "nothing"
+    check("output held open by a background child: no EXIT yet", early == "nothing", early)
+    c.close()
+    check("host leaving kills what is left of the group",
+          isinstance(pid, int) and wait_for(lambda: not process_group_alive(pid)))
+
 
 def test_slow_host(path, agent_pid):
     """A host that does not read stalls the command: the agent holds one frame."""
