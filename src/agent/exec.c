@@ -260,10 +260,13 @@ static void kill_command(struct exec *x)
 
 static void check_exit(struct exec *x)
 {
-	int status;
-	if (!x->exited && waitpid(x->pid, &status, WNOHANG) == x->pid) {
+	int status = 0;
+	pid_t r = x->exited ? 0 : waitpid(x->pid, &status, WNOHANG);
+	/* -1 (ECHILD) cannot happen with SIGCHLD at its default; if it did,
+	 * the command is gone all the same and waiting again would spin */
+	if (r == x->pid || r < 0) {
 		x->exited = true;
-		x->status = status;
+		x->status = r < 0 ? W_EXITCODE(255, 0) : status;
 		close_fd(&x->pidfd);
 	}
 }

@@ -294,6 +294,9 @@ int main(int argc, char **argv)
 	log_init("shoji-agent", LOG_LEVEL_INFO);
 	/* A host that leaves mid-reply is -EPIPE for that connection only. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Inherited as ignored, children would reap themselves and each exec's
+	 * waitpid would find nothing to wait for. */
+	signal(SIGCHLD, SIG_DFL);
 	int lfd = o.unix_path ? listen_unix(o.unix_path) : listen_vsock(o.port);
 	if (lfd < 0)
 		return 1;
