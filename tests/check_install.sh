@@ -1,6 +1,6 @@
 #!/bin/sh
 # `meson install` into a scratch DESTDIR puts in place what a package needs:
-# the four binaries (runnable), a man page for every page in docs/, and
+# the five binaries (runnable), a man page for every page in docs/, and
 # shojid.service pointing at the installed shojid (checked with
 # systemd-analyze when it is there).
 # Usage: check_install.sh BUILD_DIR SOURCE_DIR BINDIR MANDIR UNITDIR
@@ -18,7 +18,7 @@ if ! out=$(meson install -C "$build" --no-rebuild --destdir "$dest" 2>&1); then
 	exit 1
 fi
 installed=$(cd "$dest" && find . ! -type d | sort | tr '\n' ' ')
-for b in shoji-vmm shojid shoji shoji-img; do
+for b in shoji-vmm shojid shoji shoji-img shoji-agent; do
 	if [ ! -x "$dest$bindir/$b" ]; then
 		fail "$bindir/$b not installed"
 	elif ! "$dest$bindir/$b" --version >/dev/null 2>&1; then

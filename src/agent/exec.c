@@ -142,7 +142,7 @@ fail:
 	_exit(127);
 }
 
-/* Waits for the child's exec: 0, or replies why it failed and reaps it. */
+/* Waits for the child's exec: true once the program runs; else replies why and reaps it. */
 static bool exec_started(struct exec *x, const struct agent_request *r, int report)
 {
 	struct child_failure f;
@@ -244,11 +244,14 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* The host is gone or broke the protocol: the whole group goes. */
+/*
+ * The host is gone or broke the protocol: the whole group goes, also when
+ * the command itself has ended and what is left is its background.
+ */
 static void kill_command(struct exec *x)
 {
+	kill(-x->pid, SIGKILL);
 	if (!x->exited) {
-		kill(-x->pid, SIGKILL);
 		kill(x->pid, SIGKILL);
 		waitpid(x->pid, NULL, 0);
 		x->exited = true;
@@ -257,10 +260,13 @@ static void kill_command(struct exec *x)
 
 static void check_exit(struct exec *x)
 {
-	int status;
-	if (!x->exited && waitpid(x->pid, &status, WNOHANG) == x->pid) {
+	int status = 0;
+	pid_t r = x->exited ? 0 : waitpid(x->pid, &status, WNOHANG);
+	/* -1 (ECHILD) cannot happen with SIGCHLD at its default; if it did,
+	 * the command is gone all the same and waiting again would spin */
+	if (r == x->pid || r < 0) {
 		x->exited = true;
-		x->status = status;
+		x->status = r < 0 ? W_EXITCODE(255, 0) : status;
 		close_fd(&x->pidfd);
 	}
 }
@@ -438,7 +444,8 @@ void agent_op_exec(struct agent_conn *c, const struct agent_request *r)
 		fcntl(x->in_fd, F_SETFL, O_NONBLOCK);
 		if (agent_reply_ok(c, json_pack("{s:i}", "pid", (int)x->pid)) && relay(x))
 			send_exit(x);
-		kill_command(x);
+		else
+			kill_command(x);
 	}
 	close_fd(&x->pidfd);
 	close_fd(&x->in_fd);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "base/errbuf.h"
 #include "base/log.h"
 
 /* ---- read-file ---- */
@@ -106,49 +107,48 @@ static bool temp_name(const char *path, char *tmp, size_t len)
 }
 
 /*
- * Receives exactly `size` bytes of DATA and the empty end into fd. On
- * failure it replies the error itself, when the host is still there.
+ * Receives exactly `size` bytes of DATA and the empty end into fd: true, or
+ * false with the reason in err (empty when the host left: nobody to tell).
  */
-static bool receive_contents(struct agent_conn *c, const struct agent_request *r, int fd)
+static bool receive_contents(struct agent_conn *c, const struct agent_request *r, int fd,
+			     char *err, size_t errlen)
 {
-	uint64_t got = 0;
+	unsigned long long got = 0, size = r->size;
 	for (;;) {
 		unsigned type;
 		size_t len;
 		int e = agent_frame_recv(c->fd, &type, c->buf, &len, AGENT_IO_MS);
 		if (e == -ENODATA || e == -ECONNRESET || e == -EPIPE) {
 			log_warn("connection %u: write-file %s: host left after %llu of %llu bytes", c->id,
-				 r->path, (unsigned long long)got, (unsigned long long)r->size);
-			return false;
+				 r->path, got, size);
+			return errbuf_fail(err, errlen, "%s", "");
 		}
 		if (e < 0)
-			return agent_reply_error(c, "write-file: %s", e == -EPROTO ? "malformed frame" : strerror(-e));
+			return errbuf_fail(err, errlen, "write-file: %s", e == -EPROTO ? "malformed frame" : strerror(-e));
 		if (type != AGENT_DATA)
-			return agent_reply_error(c, "write-file: expected DATA, not %s", agent_frame_type_name(type));
-		if (len == 0 && got != r->size)
-			return agent_reply_error(c, "%s: ended after %llu of %llu bytes", r->path,
-						 (unsigned long long)got, (unsigned long long)r->size);
+			return errbuf_fail(err, errlen, "write-file: expected DATA, not %s", agent_frame_type_name(type));
+		if (len == 0 && got != size)
+			return errbuf_fail(err, errlen, "%s: ended after %llu of %llu bytes", r->path, got, size);
 		if (len == 0)
 			return true;
-		if (len > r->size - got)
-			return agent_reply_error(c, "%s: more than the %llu bytes announced", r->path,
-						 (unsigned long long)r->size);
+		if (len > size - got)
+			return errbuf_fail(err, errlen, "%s: more than the %llu bytes announced", r->path, size);
 		if ((e = write_all(fd, c->buf, len)) < 0)
-			return agent_reply_error(c, "%s: %s", r->path, strerror(-e));
+			return errbuf_fail(err, errlen, "%s: %s", r->path, strerror(-e));
 		got += len;
 	}
 }
 
-/* fsync, close and rename into place; the directory synced so the name lasts. */
-static bool commit(struct agent_conn *c, const char *tmp, const char *path, int fd)
+/* fsync, close (always) and rename into place; the directory synced so the name lasts. */
+static bool commit(const char *tmp, const char *path, int fd, char *err, size_t errlen)
 {
 	if (fsync(fd) < 0) {
 		int e = errno;
 		close(fd);
-		return agent_reply_error(c, "%s: %s", path, strerror(e));
+		return errbuf_fail(err, errlen, "%s: %s", path, strerror(e));
 	}
 	if (close(fd) < 0 || rename(tmp, path) < 0)
-		return agent_reply_error(c, "%s: %s", path, strerror(errno));
+		return errbuf_fail(err, errlen, "%s: %s", path, strerror(errno));
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path + 1), path);
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -159,30 +159,36 @@ static bool commit(struct agent_conn *c, const char *tmp, const char *path, int 
 	return true;
 }
 
-/* Temporary file, contents, commit; the temporary file removed on any failure. */
+/*
+ * Temporary file, contents, commit. On failure the temporary file is
+ * removed before the error reply goes, so a host that reads the reply
+ * finds nothing left behind.
+ */
 static bool write_file(struct agent_conn *c, const struct agent_request *r, char *tmp)
 {
+	char err[512] = "";
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return agent_reply_error(c, "%s: %s", r->path, strerror(errno));
 	/* fchmod, not what the umask leaves: exactly the mode asked for. The
 	 * file is root's because the agent is (it runs as root). */
-	if (fchmod(fd, r->mode) < 0) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		return agent_reply_error(c, "%s: %s", r->path, strerror(e));
-	}
-	if (!agent_reply_ok(c, NULL) || !receive_contents(c, r, fd)) {
+	bool ok = fchmod(fd, r->mode) == 0 || errbuf_fail(err, sizeof(err), "%s: %s", r->path, strerror(errno));
+	if (ok && !agent_reply_ok(c, NULL)) {
 		close(fd);
 		unlink(tmp);
 		return false;
 	}
-	if (!commit(c, tmp, r->path, fd)) {
-		unlink(tmp);
-		return false;
-	}
-	return true;
+	ok = ok && receive_contents(c, r, fd, err, sizeof(err));
+	if (ok)
+		ok = commit(tmp, r->path, fd, err, sizeof(err));
+	else
+		close(fd);
+	if (ok)
+		return true;
+	unlink(tmp);
+	if (err[0])
+		agent_reply_error(c, "%s", err);
+	return false;
 }
 
 void agent_op_write_file(struct agent_conn *c, const struct agent_request *r)

@@ -28,6 +28,7 @@
 
 #include "agent/agent.h"
 #include "base/log.h"
+#include "base/ratelimit.h"
 
 static const char usage[] =
 	"Usage: shoji-agent [OPTION]...\n"
@@ -50,6 +51,11 @@ struct options {
 };
 
 static atomic_uint active;   /* connections being served */
+/*
+ * Connections refused before they are served (not the host, too many) can
+ * come from any process in the guest, at will: their lines are limited.
+ */
+static struct ratelimit refused_limit = RATELIMIT_INIT(60, 10);
 
 /* ---- replies ---- */
 
@@ -140,7 +146,8 @@ static void dispatch(int fd, unsigned id, bool test_mode)
 {
 	if (atomic_fetch_add(&active, 1) >= AGENT_MAX_OPS) {
 		atomic_fetch_sub(&active, 1);
-		log_warn("connection %u: %d operations already running, closed", id, AGENT_MAX_OPS);
+		log_limited(&refused_limit, LOG_LEVEL_WARN, "connection %u: %d operations already running, closed",
+			    id, AGENT_MAX_OPS);
 		close(fd);
 		return;
 	}
@@ -220,7 +227,8 @@ static void accept_loop(int lfd, bool vsock)
 			continue;
 		}
 		if (vsock && peer.svm_cid != VMADDR_CID_HOST) {
-			log_warn("connection %u from CID %u, not the host: closed", id, peer.svm_cid);
+			log_limited(&refused_limit, LOG_LEVEL_WARN, "connection %u from CID %u, not the host: closed",
+				    id, peer.svm_cid);
 			close(fd);
 			continue;
 		}
@@ -286,6 +294,9 @@ int main(int argc, char **argv)
 	log_init("shoji-agent", LOG_LEVEL_INFO);
 	/* A host that leaves mid-reply is -EPIPE for that connection only. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Inherited as ignored, children would reap themselves and each exec's
+	 * waitpid would find nothing to wait for. */
+	signal(SIGCHLD, SIG_DFL);
 	int lfd = o.unix_path ? listen_unix(o.unix_path) : listen_vsock(o.port);
 	if (lfd < 0)
 		return 1;

@@ -371,8 +371,42 @@ def vsock_handshake():
         write('vsock-handshake', name, bytes([flags, split]) + text)
 
 
+# ---- agent-proto (fuzz_agent_proto.c) ----
+# The byte stream a host or an agent receives: frames back to back.
+
+def agent_frame(t, payload):
+    if isinstance(payload, dict):
+        payload = json.dumps(payload).encode()
+    return bytes([t]) + len(payload).to_bytes(3, 'big') + payload
+
+
+def agent_proto():
+    REQUEST, REPLY, STDIN, CONTROL, DATA = 1, 2, 3, 7, 8
+    seeds = {
+        'ping': [(REQUEST, {'op': 'ping'})],
+        'info': [(REQUEST, {'op': 'info'})],
+        'exec-all-keys': [(REQUEST, {'op': 'exec', 'argv': ['sh', '-c', 'cat'], 'env': ['A=1', 'LANG=C'],
+                                     'cwd': '/root', 'tty': True, 'rows': 24, 'cols': 80}),
+                          (CONTROL, {'rows': 50, 'cols': 132}), (STDIN, b'hello\n'), (STDIN, b''),
+                          (CONTROL, {'signal': 15})],
+        'exec-bad-env': [(REQUEST, {'op': 'exec', 'argv': ['ls'], 'env': ['NOEQUALS']})],
+        'read-file': [(REQUEST, {'op': 'read-file', 'path': '/etc/hostname'})],
+        'write-file': [(REQUEST, {'op': 'write-file', 'path': '/root/x', 'mode': 0o600, 'size': 5}),
+                       (DATA, b'12345'), (DATA, b'')],
+        'shutdown': [(REQUEST, {'op': 'shutdown', 'reboot': True})],
+        'set-time': [(REQUEST, {'op': 'set-time', 'time': 1765100000.25})],
+        'reply-unicode': [(REPLY, {'ok': True, 'os': {'pretty_name': 'D\u00e9bian'}, 'n': [1, 2.5, None]})],
+        'max-frame': [(DATA, b'\0' * 65536), (REQUEST, {'op': 'ping'})],
+    }
+    for name, frames in seeds.items():
+        write('agent-proto', name, b''.join(agent_frame(t, p) for t, p in frames))
+    write('agent-proto', 'oversize', b'\x08\x01\x00\x01' + b'x' * 16)
+    write('agent-proto', 'cut-header', b'\x01\x00')
+    write('agent-proto', 'cut-payload', b'\x01\x00\x00\x10{"op":')
+
+
 TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops,
-           'vsock-handshake': vsock_handshake}
+           'vsock-handshake': vsock_handshake, 'agent-proto': agent_proto}
 
 if __name__ == '__main__':
     for t in sys.argv[1:] or TARGETS:

@@ -483,15 +483,32 @@ static void test_request_errors(void **state)
 	assert_non_null(strstr(err, "1 to 256"));
 	free(s);
 
+	/* env: 256 entries at most */
+	for (size_t n = AGENT_ENV_MAX; n <= AGENT_ENV_MAX + 1; n++) {
+		char *e = malloc(64 + n * 6);
+		strcpy(e, "{\"op\":\"exec\",\"argv\":[\"a\"],\"env\":[");
+		for (size_t i = 0; i < n; i++)
+			strcat(e, i ? ",\"A=1\"" : "\"A=1\"");
+		strcat(e, "]}");
+		bool ok = parse(e, &r, err);
+		assert_int_equal(ok, n == AGENT_ENV_MAX);
+		if (ok)
+			agent_request_free(&r);
+		else
+			assert_non_null(strstr(err, "'env' must be an array of 0 to 256"));
+		free(e);
+	}
+
 	/* a path just too long for a temporary name beside it */
-	char *p = malloc(5000);
-	strcpy(p, "{\"op\":\"read-file\",\"path\":\"/");
-	size_t at = strlen(p);
-	memset(p + at, 'a', 4001);
-	strcpy(p + at + 4001, "\"}");
+	static char name[4002], p[4100];
+	memset(name, 'a', 4001);
+	snprintf(p, sizeof(p), "{\"op\":\"read-file\",\"path\":\"/%s\"}", name);
 	assert_false(parse(p, &r, err));
 	assert_non_null(strstr(err, "longer than"));
-	free(p);
+	name[3999] = '\0'; /* "/" and 3999 bytes: 4000, the most there is room for */
+	snprintf(p, sizeof(p), "{\"op\":\"read-file\",\"path\":\"/%s\"}", name);
+	assert_true(parse(p, &r, err));
+	agent_request_free(&r);
 }
 
 static void test_control(void **state)
