@@ -291,6 +291,10 @@ room() {
     wait_for /dev/vsock || { echo "SHOJI-ERROR no /dev/vsock"; return; }
     [ -x /bin/vsock-test ] || { echo "SHOJI-ERROR no /bin/vsock-test in this initramfs"; return; }
     /bin/vsock-test server 5000 >/tmp/echo.log 2>&1 &
+    # shoji.agent=1: the guest's shoji-agent too (tests/e2e/daemon-steps.sh's agent step).
+    case " $(cat /proc/cmdline) " in
+    *" shoji.agent=1 "*) /bin/shoji-agent 2>&1 | sed 's/^/SHOJI-AGENT: /' >/dev/console & ;;
+    esac
     # A peer on port 5009 asks for a kernel panic (a timeout just waits again).
     {
         while :; do

@@ -54,6 +54,7 @@ static bool create_option(int c, const char *arg, json_t *def)
 	switch (c) {
 	case 'r': json_object_set_new(def, "role", json_string(arg)); return true;
 	case 'k': json_object_set_new(def, "kernel", cli_abs_path(arg)); return true;
+	case 'I': json_object_set_new(def, "image", cli_abs_path(arg)); return true;
 	case 'i': json_object_set_new(def, "initrd", cli_abs_path(arg)); return true;
 	case 'c': json_object_set_new(def, "cmdline", json_string(arg)); return true;
 	case 'p': return parse_number("--cpus %s: not a number", arg, def, "cpus");
@@ -82,6 +83,7 @@ int cli_vm_create(const struct cli *cli, int argc, char **argv)
 		{ "disk", required_argument, NULL, 'd' }, { "net", required_argument, NULL, 'n' },
 		{ "vsock", required_argument, NULL, 'v' }, { "rng", no_argument, NULL, 'R' },
 		{ "depends-on", required_argument, NULL, 'D' }, { "autostart", required_argument, NULL, 'a' },
+		{ "image", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	if (argc < 2 || argv[1][0] == '-') {

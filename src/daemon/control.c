@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "daemon/image.h"
 #include "daemon/proc.h"
 #include "daemon/store.h"
 #include "daemon/vm.h"
@@ -223,6 +224,8 @@ enum sup_status sup_remove(struct sup *s, const char *name, char *err, size_t er
 		unlink(path);
 		rmdir(vm->paths.dir);
 		remove_logs(s, name);
+		if (vm->def.image[0])
+			image_remove_overlay(s->cfg.state_dir, name);
 		unlink_vm(s, vm);
 		vm->removed = true;
 		events_emit(s->events, "removed", name, NULL);

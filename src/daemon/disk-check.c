@@ -15,7 +15,8 @@ static bool chain_ok(const struct vmdef_disk *disk, const char *const *dirs)
 {
 	char copy[PATH_MAX];
 	snprintf(copy, sizeof(copy), "%s", disk->path);
-	const char *own[2] = { dirname(copy), NULL };
+	/* Without --image-dir: the disk's own folder, or the one the daemon named for it. */
+	const char *own[2] = { disk->backing_dir[0] ? disk->backing_dir : dirname(copy), NULL };
 	struct block_open_opts o = { .read_only = true, .force_share = true,
 				     .backing_dirs = dirs ? dirs : own };
 	struct block_dev *bd;

@@ -23,6 +23,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "daemon/disk-check.h"
+#include "daemon/image.h"
 #include "daemon/jail-id.h"
 #include "daemon/proc.h"
 #include "daemon/spawn.h"
@@ -224,10 +225,10 @@ static bool vm_take_pids(struct vm *vm, const struct spawned *sp)
 	return false;
 }
 
-bool vm_spawn(struct sup *s, struct vm *vm)
+static bool vm_spawn_def(struct sup *s, struct vm *vm, const struct vmdef *def)
 {
 	char why[PATH_MAX + 64] = "";
-	if (!disk_check_chains(&vm->def, s->cfg.image_dirs, why, sizeof(why))) {
+	if (!disk_check_chains(def, s->cfg.image_dirs, why, sizeof(why))) {
 		log_error("%s: not starting: %s", vm->def.name, why);
 		vm_start_failed(s, vm, why);
 		return false;
@@ -239,7 +240,7 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 	}
 	struct vmm_argv *a = malloc(sizeof(*a));
 	bool ok = a && vm_prepare_dir(vm, jail_id) &&
-		  vmm_argv_build(s->cfg.vmm_path, &vm->def, &vm->paths, s->cfg.image_dirs, jail_id, a);
+		  vmm_argv_build(s->cfg.vmm_path, def, &vm->paths, s->cfg.image_dirs, jail_id, a);
 	struct spawned sp = { -1, -1, -1 };
 	if (ok) {
 		struct capped_file log;
@@ -267,6 +268,22 @@ bool vm_spawn(struct sup *s, struct vm *vm)
 	spawn_release(&sp);
 	emit(s, "starting", vm, json_pack("{s:i}", "pid", (int)vm->vmm));
 	return true;
+}
+
+bool vm_spawn(struct sup *s, struct vm *vm)
+{
+	char why[PATH_MAX + 64] = "";
+	/* An image VM's overlay is its first disk (daemon/image.h). */
+	struct vmdef *def = malloc(sizeof(*def));
+	if (!def || !image_effective_def(s->cfg.state_dir, &vm->def, def, why, sizeof(why))) {
+		log_error("%s: not starting: %s", vm->def.name, def ? why : "out of memory");
+		vm_start_failed(s, vm, def ? why : "out of memory");
+		free(def);
+		return false;
+	}
+	bool spawned = vm_spawn_def(s, vm, def);
+	free(def);
+	return spawned;
 }
 
 /* Start now, or once the VM it depends on is running. */

@@ -119,6 +119,47 @@ static bool key_role(struct ctx *c, const char *p, json_t *v)
 	return true;
 }
 
+/*
+ * A bundle of shoji-img build (docs/images.md): OUT.qcow2, OUT.vmlinuz,
+ * OUT.initrd and OUT.json must be there; the kernel, initrd and command
+ * line come from it unless the definition names its own.
+ */
+static bool key_image(struct ctx *c, const char *p, json_t *v)
+{
+	char *out = c->d->image;
+	if (!get_string(c, p, v, out, sizeof(c->d->image) - 16))
+		return false;
+	if (out[0] != '/')
+		return fail_at(c, p, "'%s' must be an absolute path (the bundle's OUT, without .qcow2)", out);
+	static const char *const parts[] = { ".qcow2", ".vmlinuz", ".initrd", ".json" };
+	char file[PATH_MAX + 16];
+	for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+		snprintf(file, sizeof(file), "%s%s", out, parts[i]);
+		struct stat st;
+		const char *why = stat(file, &st) < 0 ? strerror(errno)
+				  : !S_ISREG(st.st_mode)  ? "not a regular file"
+				  : access(file, R_OK) < 0 ? strerror(errno) : NULL;
+		if (why)
+			return fail_at(c, p, "%s: %s (an image is the OUT of 'shoji-img build RECIPE OUT')", file, why);
+	}
+	return true;
+}
+
+/* The bundle's kernel command line (OUT.json's "cmdline"). */
+static bool image_cmdline(struct ctx *c)
+{
+	char file[PATH_MAX + 16];
+	snprintf(file, sizeof(file), "%s.json", c->d->image);
+	json_error_t jerr;
+	json_t *j = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	const char *line = json_string_value(json_object_get(j, "cmdline"));
+	bool ok = line && strlen(line) < sizeof(c->d->cmdline);
+	if (ok)
+		snprintf(c->d->cmdline, sizeof(c->d->cmdline), "%s", line);
+	json_decref(j);
+	return ok || fail_at(c, "image", "%s: no usable \"cmdline\" (%s)", file, j ? "missing or too long" : jerr.text);
+}
+
 static bool key_kernel(struct ctx *c, const char *p, json_t *v)
 {
 	return get_file(c, p, v, c->d->kernel, sizeof(c->d->kernel), false);
@@ -423,7 +464,8 @@ static const struct {
 } keys[] = {
 	{ "name", key_name, true },
 	{ "role", key_role, true },
-	{ "kernel", key_kernel, true },
+	{ "image", key_image, false },
+	{ "kernel", key_kernel, false },   /* required unless image gives it */
 	{ "initrd", key_initrd, false },
 	{ "cmdline", key_cmdline, false },
 	{ "cpus", key_cpus, false },
@@ -445,7 +487,7 @@ static bool check_keys(struct ctx *c, json_t *root)
 		while (i < ARRAY_SIZE(keys) && strcmp(keys[i].key, key) != 0)
 			i++;
 		if (i == ARRAY_SIZE(keys))
-			return fail_at(c, key, "unknown key (known: name, role, kernel, initrd, cmdline, "
+			return fail_at(c, key, "unknown key (known: name, role, image, kernel, initrd, cmdline, "
 				       "cpus, memory, disks, nets, vsock, rng, autostart, depends_on)");
 	}
 	/* The table lists role before autostart: autostart's default depends on the role. */
@@ -463,6 +505,26 @@ static bool check_keys(struct ctx *c, json_t *root)
 			c->d->autostart = c->d->role == VM_ROLE_SERVICE;
 	}
 	return true;
+}
+
+/* Without an image the kernel is required; with one, what it does not name comes from the bundle. */
+static bool fill_from_image(struct ctx *c, json_t *root)
+{
+	struct vmdef *d = c->d;
+	if (!d->image[0]) {
+		if (d->kernel[0])
+			return true;
+		snprintf(c->err, c->errlen, "%s:1: key 'kernel': is required (or give 'image', a shoji-img build bundle)",
+			 c->source);
+		return false;
+	}
+	if (d->ndisks >= VMDEF_MAX_DISKS)
+		return fail_at(c, "disks", "an image VM has room for %d disks besides its image's", VMDEF_MAX_DISKS - 1);
+	if (!d->kernel[0])
+		snprintf(d->kernel, sizeof(d->kernel), "%.*s.vmlinuz", (int)sizeof(d->kernel) - 16, d->image);
+	if (!d->initrd[0] && !json_object_get(root, "initrd"))
+		snprintf(d->initrd, sizeof(d->initrd), "%.*s.initrd", (int)sizeof(d->initrd) - 16, d->image);
+	return json_object_get(root, "cmdline") || image_cmdline(c);
 }
 
 static bool check_relations(struct ctx *c, const char *expect_name)
@@ -497,7 +559,7 @@ bool vmdef_parse(const char *text, const char *source, const char *expect_name,
 		snprintf(err, errlen, "%s:1: the definition must be a JSON object", source);
 		ok = false;
 	} else {
-		ok = check_keys(&c, root) && check_relations(&c, expect_name);
+		ok = check_keys(&c, root) && fill_from_image(&c, root) && check_relations(&c, expect_name);
 	}
 	json_decref(root);
 	return ok;
@@ -547,6 +609,8 @@ json_t *vmdef_to_json(const struct vmdef *d)
 			      (int)d->cpus, "memory", mem);
 	if (d->initrd[0])
 		json_object_set_new(o, "initrd", json_string(d->initrd));
+	if (d->image[0])
+		json_object_set_new(o, "image", json_string(d->image));
 	json_t *disks = json_array();
 	for (unsigned i = 0; i < d->ndisks; i++)
 		json_array_append_new(disks, disk_to_json(&d->disks[i]));

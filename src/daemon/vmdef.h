@@ -42,6 +42,10 @@ struct vmdef_disk {
 	bool direct;              /* O_DIRECT: past the host's page cache */
 	char serial[VMDEF_SERIAL_MAX + 1];   /* "" when not given */
 	char aio[sizeof("io_uring")];        /* auto, threads, io_uring; "" when not given */
+	/* Set by the daemon, never read from a definition: the one directory
+	 * this disk's backing files may lie in when shojid has no --image-dir
+	 * (an image VM's overlay: its master image's folder). */
+	char backing_dir[PATH_MAX];
 };
 
 struct vmdef_net {
@@ -56,6 +60,7 @@ struct vmdef_net {
 struct vmdef {
 	char name[VMDEF_NAME_MAX + 1];
 	enum vm_role role;
+	char image[PATH_MAX];     /* a shoji-img build bundle's prefix OUT; "" when none */
 	char kernel[PATH_MAX];
 	char initrd[PATH_MAX];    /* "" when none */
 	char cmdline[VMDEF_CMDLINE_MAX];

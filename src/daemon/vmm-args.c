@@ -72,6 +72,8 @@ static bool disk_arg(struct vmm_argv *a, const struct vmdef_disk *disk,
 		len += (size_t)snprintf(v + len, sizeof(v) - len, ",aio=%s", disk->aio);
 	for (const char *const *dir = image_dirs; dir && *dir && len < sizeof(v); dir++)
 		len += (size_t)snprintf(v + len, sizeof(v) - len, ",backing-dir=%s", *dir);
+	if (!image_dirs && disk->backing_dir[0] && len < sizeof(v))
+		len += (size_t)snprintf(v + len, sizeof(v) - len, ",backing-dir=%s", disk->backing_dir);
 	return len < sizeof(v) && arg(a, "--disk") && arg(a, "%s", v);
 }
 

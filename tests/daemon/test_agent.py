@@ -230,6 +230,48 @@ def test_stop(d):
           (p, ev, time.time() - t0))
 
 
+def test_image(d):
+    """shoji vm create --image OUT: the bundle's kernel, initrd and command
+    line, an overlay of its disk as the first disk, the master untouched."""
+    bundle = os.path.join(d.dir, "images")
+    os.makedirs(bundle)
+    out = os.path.join(bundle, "svc")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", out + ".qcow2", "64M"], check=True)
+    with open(out + ".vmlinuz", "w") as f:
+        f.write("{}")  # the stand-in VMM's behaviour: run until stopped
+    with open(out + ".initrd", "w") as f:
+        f.write("initrd")
+    with open(out + ".json", "w") as f:
+        json.dump({"bundle-format": 1, "cmdline": "root=/dev/vda rw console=ttyS0"}, f)
+    master = hashlib.sha256(open(out + ".qcow2", "rb").read()).hexdigest()
+    p = d.shoji("vm", "create", "img", "--image", out)
+    check("vm create --image", p.returncode == 0, p)
+    p = d.shoji("vm", "start", "img")
+    argv = json.loads(open(out + ".vmlinuz.argv").read().splitlines()[-1]) if p.returncode == 0 else []
+    overlay = os.path.join(d.dir, "state", "disks", "img.qcow2")
+    arg = lambda k: argv[argv.index(k) + 1] if k in argv else None
+    check("the VMM boots the bundle's kernel, initrd and command line",
+          arg("--kernel") == out + ".vmlinuz" and arg("--initrd") == out + ".initrd"
+          and arg("--cmdline") == "root=/dev/vda rw console=ttyS0", argv)
+    check("its first disk is the VM's overlay, backing files only from the bundle's folder",
+          arg("--disk") == f"path={overlay},format=qcow2,backing-dir={bundle}", argv)
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", overlay],
+                                     capture_output=True, text=True).stdout or "{}")
+    check("the overlay's backing file is the master", info.get("full-backing-filename") == out + ".qcow2"
+          and info.get("virtual-size") == 64 << 20, info)
+    d.shoji("vm", "kill", "img")
+    time.sleep(1)
+    check("the master is never written", hashlib.sha256(open(out + ".qcow2", "rb").read()).hexdigest() == master)
+    p = d.shoji("vm", "rm", "img")
+    check("vm rm removes the overlay", p.returncode == 0 and not os.path.exists(overlay), p)
+    os.unlink(out + ".initrd")
+    p = d.shoji("vm", "create", "img2", "--image", out)
+    check("a bundle missing a file: refused in one line naming it",
+          p.returncode == 1 and p.stderr.count(b"\n") == 1 and b"svc.initrd" in p.stderr, p)
+    p = d.shoji("vm", "create", "img3")
+    check("neither image nor kernel: refused, saying so", p.returncode == 1 and b"'image'" in p.stderr, p)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shoji-agent-test-")
     os.chmod(tmp, 0o700)
@@ -239,6 +281,7 @@ def main():
         test_bounds(d)
         test_hostile_agent(d)
         test_stop(d)
+        test_image(d)
     finally:
         finish(tmp, procs)
 

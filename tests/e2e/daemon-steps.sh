@@ -176,7 +176,7 @@ dm_define() {
     shoji vm create svc --role service --kernel "$L2_KERNEL" --initrd "$L2_INITRD" \
         --cmdline "$DM_CMDLINE shoji.token=svc" --memory 256M --vsock cid=3 >"$DW/create.out" 2>&1 &&
         shoji vm create desk --role client --depends-on svc --autostart on --kernel "$L2_KERNEL" --initrd "$L2_INITRD" \
-            --cmdline "$DM_CMDLINE shoji.token=desk" --memory 256M --vsock cid=4 >>"$DW/create.out" 2>&1
+            --cmdline "$DM_CMDLINE shoji.token=desk shoji.agent=1" --memory 256M --vsock cid=4 >>"$DW/create.out" 2>&1
     dm_result $? define "svc (service) and desk (client, depends_on svc, autostart on) created" \
         "shoji vm create: $(tr '\n' ' ' <"$DW/create.out")"
     dm_s=$(dm_vsock svc) dm_d=$(dm_vsock desk)
@@ -366,6 +366,38 @@ dm_kill_daemon() {
     dm_diag
 }
 
+# desk runs shoji-agent (shoji.agent=1): it becomes ready, and commands
+# and files go in and out through shojid's relay and the guest's agent.
+dm_ready() { [ "$(dm_vm desk ready)" = true ]; }
+dm_agent() {
+    t0=$(dm_ms)
+    dm_wait "$DM_BOOT_S" dm_ready
+    dm_result $? agent-ready "desk ready $(( $(dm_ms) - t0 )) ms into the step" \
+        "desk: state $(dm_vm desk state), ready '$(dm_vm desk ready)'; its console: $(grep -a SHOJI-AGENT "$DW/state/logs/desk.log" | tail -n 5 | tr '\n\r' '  ')"
+    out=$(shoji exec desk -- cat /proc/version 2>&1)
+    case $out in Linux\ version*) true ;; *) false ;; esac
+    dm_result $? agent-exec "shoji exec desk -- cat /proc/version: ${out%% (*}" "shoji exec said: $out"
+    shoji exec desk -- sh -c 'echo to-stderr >&2; exit 42' >"$DW/ex.out" 2>"$DW/ex.err"
+    st=$?
+    [ "$st" = 42 ] && [ "$(cat "$DW/ex.err")" = to-stderr ]
+    dm_result $? agent-exit-status "exit status 42 and stderr passed through" \
+        "status $st, stderr '$(cat "$DW/ex.err")'"
+    head -c 16777216 /dev/urandom >"$DW/r16"
+    want=$(sha256sum <"$DW/r16" | cut -d' ' -f1)
+    t1=$(dm_ms)
+    got=$(shoji exec desk -- sha256sum <"$DW/r16" 2>"$DW/sum.err" | cut -d' ' -f1)
+    [ -n "$want" ] && [ "$got" = "$want" ]
+    dm_result $? agent-exec-16mib "16 MiB through sha256sum in desk: same sum, $(( $(dm_ms) - t1 )) ms" \
+        "host $want, guest '$got' ($(cat "$DW/sum.err"))"
+    head -c 10485760 /dev/urandom >"$DW/r10"
+    shoji cp "$DW/r10" desk:/tmp/r10 >"$DW/cp.err" 2>&1 &&
+        shoji cp desk:/tmp/r10 "$DW/r10.back" >>"$DW/cp.err" 2>&1 && cmp -s "$DW/r10" "$DW/r10.back" &&
+        [ "$(shoji exec desk -- sha256sum /tmp/r10 | cut -d' ' -f1)" = "$(sha256sum <"$DW/r10" | cut -d' ' -f1)" ]
+    dm_result $? agent-cp "10 MiB copied in and out byte-exact" "cp: $(tr '\n' ' ' <"$DW/cp.err")"
+    rm -f "$DW/r16" "$DW/r10" "$DW/r10.back"
+    dm_diag
+}
+
 dm_no_stop_timeout() { ! dm_has_event "$DW/events2.log" "$1" stop-timeout; }
 
 # shoji vm stop: the ACPI power button, the guest powers off, not killed.
@@ -378,16 +410,17 @@ dm_stop() {
     dm_has_event "$ev" desk exited '"reason":"poweroff"' '"status":0' && [ "$ms" -lt $((DM_STOP_S * 1000)) ]
     dm_result $? stop-poweroff "desk powered off ${ms} ms after 'shoji vm stop' (stop timeout ${DM_STOP_S} s): $(dm_events "$ev" desk exited | tail -n 1)" \
         "desk: state $(dm_vm desk state), last_exit '$(dm_vm desk last_exit)' after ${ms} ms; 'shoji vm stop' said '$(cat "$DW/stop.out")'"
-    dm_no_stop_timeout desk && grep -q SHOJI-POWER-BUTTON "$DW/state/logs/desk.log"
-    dm_result $? stop-not-killed "no stop-timeout; the guest read the button from its input device" \
-        "stop-timeout events: $(dm_events "$ev" desk stop-timeout | wc -l); SHOJI-POWER-BUTTON in the console log: $(grep -c SHOJI-POWER-BUTTON "$DW/state/logs/desk.log" 2>/dev/null)"
+    dm_no_stop_timeout desk && dm_has_event "$ev" desk stopping '"via":"agent"'
+    dm_result $? stop-not-killed "no stop-timeout; desk's agent took the shutdown" \
+        "stop-timeout events: $(dm_events "$ev" desk stop-timeout | wc -l); stopping: $(dm_events "$ev" desk stopping | tail -n 1)"
     # A service VM that powers off is not restarted.
     shoji vm stop svc >/dev/null 2>&1
     dm_wait $((DM_STOP_S + 10)) dm_state_is svc stopped
     sleep $((DM_BACKOFF_MS / 1000 * 2 + 1))
-    [ "$(dm_vm svc state)/$(dm_vm svc last_exit)" = stopped/poweroff ] && dm_no_stop_timeout svc
-    dm_result $? stop-service-stays-down "svc $(dm_vm svc state), last_exit $(dm_vm svc last_exit), not restarted" \
-        "svc: state $(dm_vm svc state), last_exit $(dm_vm svc last_exit) (want stopped, poweroff)"
+    [ "$(dm_vm svc state)/$(dm_vm svc last_exit)" = stopped/poweroff ] && dm_no_stop_timeout svc &&
+        grep -q SHOJI-POWER-BUTTON "$DW/state/logs/svc.log"
+    dm_result $? stop-service-stays-down "svc (no agent) read the power button, powered off, not restarted" \
+        "svc: state $(dm_vm svc state), last_exit $(dm_vm svc last_exit) (want stopped, poweroff); SHOJI-POWER-BUTTON in its log: $(grep -c SHOJI-POWER-BUTTON "$DW/state/logs/svc.log" 2>/dev/null)"
     dm_diag
 }
 

@@ -14,7 +14,10 @@
 #                     event stream says killed
 #   kill-daemon       kill -9 of shojid: both VMs keep answering; a new shojid
 #                     re-adopts them (vm ls --json: running, same pids)
-#   stop              shoji vm stop: power button, poweroff, no kill
+#   agent             desk (shoji.agent=1 runs shoji-agent in it) is ready;
+#                     shoji exec and shoji cp through shojid and the agent
+#   stop              shoji vm stop: desk through its agent, svc (no agent)
+#                     by the power button; both power off, no kill
 #
 # Usage: tests/e2e/daemon.sh BUILD_DIR
 # Exit: 0 all checks passed, 1 a check failed, 77 skipped ("SKIP: <reason>").
@@ -47,9 +50,13 @@ checks=(
     kill-client:kill-client-event kill-client:kill-client-state kill-client:kill-client-service-answers
     kill-daemon:client-restarted kill-daemon:kill-daemon-vms-live kill-daemon:readopt
     kill-daemon:readopt-events kill-daemon:readopt-answers
+    agent:agent-ready agent:agent-exec agent:agent-exit-status agent:agent-exec-16mib agent:agent-cp
     stop:stop-poweroff stop:stop-not-killed stop:stop-service-stays-down
 )
-steps=(define autostart concurrent panic kill-client kill-daemon stop teardown)
+steps=(define autostart concurrent panic kill-client kill-daemon agent stop teardown)
+# SHOJI_E2E_DAEMON_STEPS="define autostart agent teardown": only those (for
+# working on one step; the checks of the others then fail as never run).
+if [[ -n ${SHOJI_E2E_DAEMON_STEPS:-} ]]; then read -r -a steps <<<"$SHOJI_E2E_DAEMON_STEPS"; fi
 
 nested_pick_mode || die "$NESTED_WHY"
 mode=$NESTED_MODE
@@ -77,12 +84,13 @@ step_limit() {
         panic) echo $((boot_s + 180)) ;;
         kill-client) echo 120 ;;
         kill-daemon) echo $((boot_s + 150)) ;;
+        agent) echo $((boot_s + 400)) ;;
         stop) echo $((2 * stop_s + 90)) ;;
         *) echo 60 ;;
     esac
 }
 
-for bin in shojid shoji shoji-vmm vsock-test; do
+for bin in shojid shoji shoji-vmm vsock-test shoji-agent; do
     [[ -x $build/$bin ]] || die "$build/$bin not built (run 'make' first)"
 done
 if [[ $mode == native ]]; then
@@ -95,7 +103,7 @@ for tool in cpio gzip; do command -v "$tool" >/dev/null || skip "$tool not insta
 log=$("$repo/scripts/fetch-guest.sh" "$cache" 2>&1) ||
     skip "cannot fetch the Debian guest kernel: $(tail -n1 <<<"$log")"
 mkdir -p "$work"
-"$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache" "$build/vsock-test"
+"$repo/scripts/guest-initramfs.sh" "$work/l2-initrd.cpio.gz" "$cache" "$build/vsock-test" "$build/shoji-agent"
 
 job=$work/job.sh results=$work/results.log
 for s in "${steps[@]}"; do printf 'host_step daemon:%s dm_%s\n' "$s" "${s//-/_}"; done >"$job"
