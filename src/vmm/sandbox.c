@@ -59,6 +59,8 @@ static const struct allowed_syscall allowed[] = {
 	ALLOW(clock_nanosleep, "sleeping in libc"),
 	ALLOW(nanosleep, "sleeping in libc"),
 	ALLOW(sched_yield, "libc spin loops"),
+	ALLOW(sched_getaffinity, "glibc counting CPUs (sysconf, malloc's arena limit): the opens of "
+				 "/sys and /proc it tries first fail in here, and it falls back to this"),
 	ALLOW(restart_syscall, "interrupted sleeps resume"),
 	ALLOW(getrandom, "virtio-rng"),
 	ALLOW(pread64, "virtio-blk: image reads (raw and qcow2 metadata)"),
