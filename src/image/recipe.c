@@ -157,6 +157,7 @@ static bool key_size(struct recipe *r, char **w, size_t n, struct at *a)
 	if (v % 4096)
 		return FAIL(a, "%s is not a multiple of 4K (the file system's block); e.g. 2G", w[0]);
 	r->size = v;
+	r->size_line = a->line;
 	return true;
 }
 

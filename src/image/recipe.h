@@ -42,6 +42,7 @@ struct recipe {
 	struct recipe_word first_boot;  /* text NULL: none */
 	struct recipe_word mirror;      /* text NULL: the host's apt sources */
 	uint64_t size;
+	unsigned size_line;             /* 0: the default */
 	struct recipe_word *packages;
 	size_t npackages;
 	struct recipe_copy *copies;
