@@ -73,7 +73,7 @@ bool manifest_write(const char *path, const struct manifest *m)
 	if (!m->epoch_from_env)
 		json_array_append_new(varying, json_string("source-date-epoch"));
 	json_t *root = json_pack(
-		"{s:i,s:s,s:s,s:s,s:I,s:o,s:{s:s,s:s,s:I},s:{s:s,s:f},s:o,s:o,s:o}",
+		"{s:i,s:s,s:s,s:s,s:I,s:o,s:{s:s,s:s,s:s,s:I},s:{s:s,s:f},s:o,s:o,s:o}",
 		"bundle-format", 1, "shoji-version", SHOJI_VERSION, "cmdline", BUNDLE_CMDLINE,
 		"kernel-version", m->kernel_version, "source-date-epoch",
 		(json_int_t)m->source_date_epoch, "recipe", recipe_json(m->recipe), "disk",
