@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_signal;
@@ -96,22 +97,37 @@ static char *collect(int fd)
 	return buf;
 }
 
+/* The child's whole process group gets the signal, as from a terminal:
+ * mmdebstrap's main process only waits for its worker, and the worker is
+ * the one that unmounts and exits. One that has not ended a minute later
+ * is killed (tmpdir.c unmounts what it left). */
+static void stop_child(pid_t pid)
+{
+	if (kill(-pid, SIGTERM) < 0)
+		kill(pid, SIGTERM);
+	for (int i = 0; i < 600; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+	}
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 static int wait_child(pid_t pid)
 {
 	int status;
-	bool sent = false;
 	for (;;) {
-		if (stop_signal && !sent) {
-			kill(pid, SIGTERM);
-			sent = true;
+		if (stop_signal) {
+			stop_child(pid);
+			return -1;
 		}
 		if (waitpid(pid, &status, 0) == pid)
 			break;
 		if (errno != EINTR)
 			return -1;
 	}
-	if (sent)
-		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
 }
 

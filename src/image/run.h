@@ -1,9 +1,10 @@
 /*
  * Child processes of `shoji-img build` (mmdebstrap, mke2fs, chroot
  * systemctl, dpkg-query, cp), and the SIGINT/SIGTERM that stop a build.
- * A signal only sets a flag: the running child gets SIGTERM and is waited
- * for (mmdebstrap then unmounts what it mounted in the tree), and the
- * build removes its temporary directory before it exits.
+ * A signal only sets a flag: the running child's process group gets
+ * SIGTERM and is waited for (mmdebstrap then unmounts what it mounted in
+ * the tree), and the build removes its temporary directory before it
+ * exits.
  */
 #ifndef SHOJI_IMAGE_RUN_H
 #define SHOJI_IMAGE_RUN_H

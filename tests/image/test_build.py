@@ -79,7 +79,7 @@ def write(path, text, mode=0o644):
 
 
 def quick(work, agent, recipe):
-    out = os.path.join(work, "q")
+    out = os.path.join(work, "qout")
     if shutil.which("setpriv"):
         fails_cleanly("not root", [recipe, out], out, "must run as root",
                       pre=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -185,8 +185,20 @@ def full(work, agent):
     start = time.time()
     procs = [build(["--agent", agent, recipe, o]) for o in outs]
     procs.append(build(["--agent", agent, missing, os.path.join(work, "m")]))
+    interrupted = os.path.join(work, "i")
+    victim = build(["--agent", agent, recipe, interrupted])
+    time.sleep(30)  # mmdebstrap is downloading or installing by now: its mounts are up
+    victim.send_signal(15)
+    stopped = time.time()
+    rc, _, err = finish(victim)
+    single, line = one_error(err)
+    check(rc == 143 and single and "interrupted by signal 15" in line,
+          f"SIGTERM: exit {rc} after {time.time() - stopped:.0f} s, one line: {line}")
+    check(not leftovers(interrupted), "SIGTERM: nothing left at OUT.*")
+    with open("/proc/self/mountinfo") as f:
+        check(interrupted not in f.read(), "SIGTERM: nothing left mounted")
     results = [finish(p) for p in procs]
-    print(f"three builds at once took {time.time() - start:.0f} s", flush=True)
+    print(f"four builds at once (one stopped) took {time.time() - start:.0f} s", flush=True)
     for o, (rc, _, err) in zip(outs, results):
         check(rc == 0, f"build {os.path.basename(o)}: exit {rc} {err.strip()[-300:]}")
     rc, _, err = results[2]
