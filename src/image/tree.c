@@ -212,13 +212,14 @@ bool tree_customise(const char *root, const struct recipe *r, const char *recipe
 
 static time_t clamp_epoch;
 
+/* mke2fs -d copies each file's atime too: it is set to the (clamped)
+ * mtime, since extracting and reading the tree left it at build time. */
 static int clamp_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
 	(void)type;
 	(void)ftw;
-	if (st->st_mtime <= clamp_epoch)
-		return 0;
-	struct timespec ts[2] = { { clamp_epoch, 0 }, { clamp_epoch, 0 } };
+	time_t t = st->st_mtime < clamp_epoch ? st->st_mtime : clamp_epoch;
+	struct timespec ts[2] = { { t, 0 }, { t, 0 } };
 	return utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -1 : 0;
 }
 

@@ -21,8 +21,9 @@
  * (cp, systemctl in a chroot). */
 bool tree_customise(const char *root, const struct recipe *r, const char *recipe_dir,
 		    const char *agent, int log_fd);
-/* Sets every mtime later than epoch to epoch (SOURCE_DATE_EPOCH), so that
- * the files written at build time do not make two builds differ. */
+/* Sets every mtime later than epoch to epoch (SOURCE_DATE_EPOCH), and
+ * every atime to the mtime, so that the files written and read at build
+ * time do not make two builds differ. */
 bool tree_clamp_mtimes(const char *root, time_t epoch);
 
 #endif
