@@ -30,9 +30,10 @@
 
 /* What every image gets besides the recipe's kernel and packages: boot
  * with systemd from an initramfs-tools initrd, DHCP and DNS from the host
- * (systemd-networkd, systemd-resolved), the vsock module loaded by kmod. */
+ * (systemd-networkd, systemd-resolved), the vsock module loaded by kmod,
+ * e2fsck for the root file system (in the initrd). */
 static const char *const base_packages[] = { "systemd", "systemd-sysv", "udev", "kmod",
-	"initramfs-tools", "systemd-resolved", "iproute2", NULL };
+	"initramfs-tools", "e2fsprogs", "systemd-resolved", "iproute2", NULL };
 
 /* The suffixes of the bundle, in the order they are moved into place: the
  * manifest last, so a bundle with OUT.json is complete. */
@@ -131,9 +132,30 @@ static bool make_tmp(struct build *b)
 	return b->o->verbose || b->log_fd >= 0 || (log_error("%s: %m", b->log), false);
 }
 
+/* --essential-hook: the fstab before the kernel's packages install, so
+ * initramfs-tools sees an ext4 root and puts e2fsck in the initrd. The
+ * hook is a shell command: the path is single-quoted. */
+static bool fstab_hook(struct build *b, char *hook, size_t len)
+{
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/fstab", b->tmp);
+	FILE *f = fopen(path, "we");
+	bool ok = f && fputs(tree_fstab, f) >= 0;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok)
+		return log_error("%s: %m", path), false;
+	size_t n = (size_t)snprintf(hook, len, "--essential-hook=cp '");
+	for (const char *p = path; *p && n + 8 < len; p++)
+		n += (size_t)snprintf(hook + n, len - n, *p == '\'' ? "'\\''" : "%c", *p);
+	return (size_t)snprintf(hook + n, len - n, "' \"$1/etc/fstab\"") < len - n;
+}
+
 static bool mmdebstrap(struct build *b)
 {
-	char include[8192] = "--include=", sde[64];
+	char include[8192] = "--include=", sde[64], hook[9000];
+	if (!fstab_hook(b, hook, sizeof(hook)))
+		return false;
 	for (size_t i = 0; base_packages[i]; i++)
 		snprintf(include + strlen(include), sizeof(include) - strlen(include), "%s,",
 			 base_packages[i]);
@@ -153,7 +175,7 @@ static bool mmdebstrap(struct build *b)
 			 "--dpkgopt=path-exclude=/usr/share/info/*",
 			 "--dpkgopt=path-exclude=/usr/share/locale/*",
 			 "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-			 include, b->r.suite.text, b->root, b->r.mirror.text, NULL };
+			 hook, include, b->r.suite.text, b->root, b->r.mirror.text, NULL };
 	log_info("mmdebstrap %s: %s and %zu more packages (takes minutes)", b->r.suite.text,
 		 b->r.kernel.text, b->r.npackages);
 	int rc = run_cmd(argv, env, b->log_fd, NULL);

@@ -21,7 +21,7 @@
 #define AGENT_PATH "/usr/local/sbin/shoji-agent"
 #define FIRST_BOOT_PATH "/usr/local/lib/shoji/first-boot"
 
-static const char fstab[] =
+const char tree_fstab[] =
 	"# shoji images are one ext4 file system on the whole disk (no partition table).\n"
 	"/dev/vda / ext4 defaults,errors=remount-ro 0 1\n";
 
@@ -148,7 +148,7 @@ static bool write_identity(const char *root, const struct recipe *r)
 		 "::1\tlocalhost ip6-localhost ip6-loopback\n", r->hostname.text);
 	return write_file(root, "/etc/hostname", hostname, 0644) &&
 	       write_file(root, "/etc/hosts", hosts, 0644) &&
-	       write_file(root, "/etc/fstab", fstab, 0644) &&
+	       write_file(root, "/etc/fstab", tree_fstab, 0644) &&
 	       write_file(root, "/etc/modules-load.d/shoji.conf", modules, 0644);
 }
 

@@ -17,6 +17,11 @@
 /* What goes into /etc/systemd/system: the agent, the marker, first boot. */
 #define TREE_MARKER "shoji: multi-user.target reached"
 
+/* /etc/fstab. mmdebstrap puts it in place before the kernel and
+ * initramfs-tools are installed (build.c), so the initrd gets fsck for the
+ * root file system's type. */
+extern const char tree_fstab[];
+
 /* False after one line. log_fd takes the output of the commands run
  * (cp, systemctl in a chroot). */
 bool tree_customise(const char *root, const struct recipe *r, const char *recipe_dir,
