@@ -221,6 +221,10 @@ static bool make_disk(struct build *b)
 			diagnose_report("mke2fs", b->log, &b->r, b->tmp);
 		return false;
 	}
+	char script[4300];
+	snprintf(script, sizeof(script), "%s/ctimes.debugfs", b->tmp);
+	if (!bundle_fix_ctimes(raw, script, b->epoch, b->log_fd))
+		return false;
 	/* The tree is not needed any more: free its space before the copy. */
 	if (!tmpdir_remove(b->root))
 		return false;
@@ -271,9 +275,12 @@ static bool steps(struct build *b)
 	return check_prerequisites() && check_inputs(b) && choose_epoch(b) && make_tmp(b) &&
 	       mmdebstrap(b) &&
 	       tree_customise(b->root, &b->r, b->dir, b->o->agent, b->log_fd) &&
-	       tree_clamp_mtimes(b->root, b->epoch) &&
 	       bundle_kernel(b->root, b->file[1], b->file[2], b->kver, sizeof(b->kver)) &&
-	       list_packages(b) && check_fits(b) && make_disk(b) && write_manifest(b) && publish(b);
+	       list_packages(b) && check_fits(b) &&
+	       /* Last before mke2fs: walking the tree (check_fits) sets
+		* directories' access times. */
+	       tree_clamp_mtimes(b->root, b->epoch) && make_disk(b) && write_manifest(b) &&
+	       publish(b);
 }
 
 int image_build(const struct build_opts *o)

@@ -33,6 +33,65 @@ int bundle_mkfs(const char *root, const char *raw, uint64_t size, const char *uu
 	return run_cmd(argv, env, log_fd, NULL);
 }
 
+/* Appends "sif <N> ctime @epoch" for every inode dumpe2fs's text shows in
+ * use (each group's inodes minus its "Free inodes:" ranges), but the
+ * reserved ones other than the root directory. */
+static void ctime_script(const char *dump, FILE *out, time_t epoch)
+{
+	unsigned long ipg = 0, group = 0, next = 1, end = 0;
+	const char *p = strstr(dump, "Inodes per group:");
+	if (p)
+		ipg = strtoul(p + 17, NULL, 10);
+	for (p = dump; ipg && (p = strstr(p, "\nGroup ")); p++) {
+		if (p[7] < '0' || p[7] > '9')
+			continue; /* "Group descriptor size:" */
+		group = strtoul(p + 7, NULL, 10);
+		next = group * ipg + 1;
+		end = next + ipg;
+		const char *fl = strstr(p, "  Free inodes: "), *nl = strstr(p + 1, "\nGroup ");
+		/* nl: the next group's line ("Group descriptor" comes before all). */
+		const char *q = fl && (!nl || fl < nl) ? fl + 15 : NULL;
+		for (;;) {
+			unsigned long a = end, b = end - 1;
+			if (q && *q >= '1' && *q <= '9') {
+				char *e;
+				a = strtoul(q, &e, 10);
+				b = *e == '-' ? strtoul(e + 1, &e, 10) : a;
+				q = *e == ',' ? e + 2 : NULL;
+			} else {
+				q = NULL;
+			}
+			for (; next < a && next < end; next++)
+				if (next == 2 || next >= 11)
+					fprintf(out, "sif <%lu> ctime @%lld\n", next, (long long)epoch);
+			if (a >= end)
+				break;
+			next = b + 1;
+		}
+	}
+}
+
+bool bundle_fix_ctimes(const char *raw, const char *script, time_t epoch, int log_fd)
+{
+	char *dump = NULL;
+	char *dargv[] = { "dumpe2fs", (char *)raw, NULL };
+	if (run_cmd(dargv, NULL, log_fd, &dump) != 0)
+		return log_error("dumpe2fs %s failed", raw), false;
+	FILE *f = fopen(script, "we");
+	if (f)
+		ctime_script(dump, f, epoch);
+	free(dump);
+	if (!f || fclose(f) != 0)
+		return log_error("%s: %m", script), false;
+	/* The superblock's write time too. */
+	char fake[64];
+	snprintf(fake, sizeof(fake), "E2FSPROGS_FAKE_TIME=%lld", (long long)epoch);
+	char *env[] = { fake, NULL };
+	char *argv[] = { "debugfs", "-w", "-f", (char *)script, (char *)raw, NULL };
+	return run_cmd(argv, env, log_fd, NULL) == 0 ||
+	       (log_error("debugfs could not set the inode change times in %s", raw), false);
+}
+
 int bundle_qcow2(const char *raw, const char *qcow2, bool compress)
 {
 	struct block_dev *src = NULL, *dst = NULL;
