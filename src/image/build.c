@@ -84,6 +84,7 @@ static bool check_inputs(struct build *b)
 	    !recipe_check_files(&b->r, b->dir, err, sizeof(err)))
 		return log_error("%s", err), false;
 	struct stat st;
+	errno = 0;
 	if (stat(b->o->agent, &st) < 0 || !S_ISREG(st.st_mode) || access(b->o->agent, X_OK) < 0)
 		return log_error("%s: no shoji-agent executable there (%s); build it, or name it with "
 				 "--agent PATH", b->o->agent, errno ? strerror(errno) : "not a file"),
