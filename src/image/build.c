@@ -46,6 +46,7 @@ struct build {
 	const struct build_opts *o;
 	struct recipe r;
 	char dir[4096];          /* the recipe's folder */
+	char outdir[4096];       /* OUT's folder, for messages about space */
 	char tmp[4096];          /* OUT.build-XXXXXX */
 	char root[4200];         /* tmp/root: the tree */
 	char log[4200];          /* tmp/log: the tools' output */
@@ -79,6 +80,10 @@ static bool check_inputs(struct build *b)
 	if (!copy)
 		return log_error("out of memory"), false;
 	snprintf(b->dir, sizeof(b->dir), "%s", dirname(copy));
+	free(copy);
+	if (!(copy = strdup(b->o->out)))
+		return log_error("out of memory"), false;
+	snprintf(b->outdir, sizeof(b->outdir), "%s", dirname(copy));
 	free(copy);
 	if (!recipe_load(b->o->recipe, &b->r, err, sizeof(err)) ||
 	    !recipe_check_files(&b->r, b->dir, err, sizeof(err)))
@@ -181,7 +186,7 @@ static bool mmdebstrap(struct build *b)
 		 b->r.kernel.text, b->r.npackages);
 	int rc = run_cmd(argv, env, b->log_fd, NULL);
 	if (rc != 0 && !run_stop_signal())
-		diagnose_report("mmdebstrap", b->log, &b->r, b->tmp);
+		diagnose_report("mmdebstrap", b->log, &b->r, b->outdir);
 	return rc == 0;
 }
 
@@ -219,7 +224,7 @@ static bool make_disk(struct build *b)
 	int rc = bundle_mkfs(b->root, raw, b->r.size, b->uuid, b->seed, b->epoch, b->log_fd);
 	if (rc != 0) {
 		if (!run_stop_signal())
-			diagnose_report("mke2fs", b->log, &b->r, b->tmp);
+			diagnose_report("mke2fs", b->log, &b->r, b->outdir);
 		return false;
 	}
 	char script[4300];
@@ -232,7 +237,7 @@ static bool make_disk(struct build *b)
 	rc = bundle_qcow2(raw, b->file[0], b->o->compress);
 	unlink(raw);
 	if (rc == -ENOSPC)
-		diagnose_no_space(b->tmp);
+		diagnose_no_space(b->outdir);
 	return rc == 0;
 }
 

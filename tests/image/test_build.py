@@ -12,7 +12,7 @@ extra package) at once, checked inside (hostname, agent, units, fstab,
 e2fsck, qemu-img check, OUT.json and its sha256) and compared with each
 other file by file; and a build naming a package Debian does not have.
 Needs root, mmdebstrap, e2fsprogs and the Debian archive; skips (77)
-without root or the tools."""
+without root or the tools. SHOJI_KEEP=1 keeps the work directory."""
 import glob
 import hashlib
 import json
@@ -220,6 +220,28 @@ def full(work, agent):
     same_raw = sha256(raw_a) == sha256(raw_b)
     same_files = {s: sha256(outs[0] + s) == sha256(outs[1] + s) for s in (".qcow2", ".vmlinuz", ".initrd")}
     print(f"two builds: raw ext4 bit-identical: {same_raw}; files identical: {same_files}")
+    if not same_raw:
+        explain_difference(raw_a, raw_b)
+
+
+def explain_difference(raw_a, raw_b):
+    """Which 4K blocks of the two file systems differ, and how a few inodes do."""
+    blocks = []
+    with open(raw_a, "rb") as fa, open(raw_b, "rb") as fb:
+        for n in iter(int, 1):
+            x, y = fa.read(4096), fb.read(4096)
+            if not x and not y:
+                break
+            if x != y:
+                blocks.append(n)
+    print(f"  {len(blocks)} 4K blocks differ, the first: {blocks[:12]}")
+    for path in ("/", "/etc", "/etc/hostname", "/usr/local/sbin/shoji-agent"):
+        sa, sb = (subprocess.run(["debugfs", "-R", f"stat {path}", r], capture_output=True,
+                                 text=True).stdout.splitlines() for r in (raw_a, raw_b))
+        print(f"  {path}: {[(x.strip(), y.strip()) for x, y in zip(sa, sb) if x != y][:4]}")
+    sa, sb = (subprocess.run(["dumpe2fs", "-h", r], capture_output=True, text=True).stdout
+              .splitlines() for r in (raw_a, raw_b))
+    print(f"  superblock: {[(x, y) for x, y in zip(sa, sb) if x != y][:6]}")
 
 
 def main():
@@ -242,7 +264,7 @@ def main():
         else:
             print("quick mode: the real builds run in the plain build's test run only")
     finally:
-        if failures and os.environ.get("SHOJI_KEEP"):
+        if os.environ.get("SHOJI_KEEP"):
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
