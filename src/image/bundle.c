@@ -33,7 +33,7 @@ int bundle_mkfs(const char *root, const char *raw, uint64_t size, const char *uu
 	return run_cmd(argv, env, log_fd, NULL);
 }
 
-/* Appends "sif <N> ctime @epoch" for every inode dumpe2fs's text shows in
+/* Appends "sif <N> ctime @epoch" and the same for atime for every inode dumpe2fs's text shows in
  * use (each group's inodes minus its "Free inodes:" ranges), but the
  * reserved ones other than the root directory. */
 static void ctime_script(const char *dump, FILE *out, time_t epoch)
@@ -63,7 +63,8 @@ static void ctime_script(const char *dump, FILE *out, time_t epoch)
 			}
 			for (; next < a && next < end; next++)
 				if (next == 2 || next >= 11)
-					fprintf(out, "sif <%lu> ctime @%lld\n", next, (long long)epoch);
+					fprintf(out, "sif <%lu> ctime @%lld\nsif <%lu> atime @%lld\n", next,
+						(long long)epoch, next, (long long)epoch);
 			if (a >= end)
 				break;
 			next = b + 1;

@@ -22,8 +22,9 @@
 int bundle_mkfs(const char *root, const char *raw, uint64_t size, const char *uuid,
 		const char *hash_seed, time_t epoch, int log_fd);
 /* mke2fs -d copies each inode's change time from the tree, where it is
- * the time of the build (no system call sets it): debugfs sets it to
- * epoch in every inode in use. script: a scratch file for its commands. */
+ * the time of the build (no system call sets it), and directories' access
+ * times, which mke2fs's own reading changes: debugfs sets both to epoch in
+ * every inode in use. script: a scratch file for its commands. */
 bool bundle_fix_ctimes(const char *raw, const char *script, time_t epoch, int log_fd);
 /* raw -> qcow2 through the block layer (what `shoji-img convert` does).
  * 0 or -errno after one line. */

@@ -228,12 +228,14 @@ def explain_difference(raw_a, raw_b):
     """Which 4K blocks of the two file systems differ, and how a few inodes do."""
     blocks = []
     with open(raw_a, "rb") as fa, open(raw_b, "rb") as fb:
-        for n in iter(int, 1):
+        n = 0
+        while True:
             x, y = fa.read(4096), fb.read(4096)
             if not x and not y:
                 break
             if x != y:
                 blocks.append(n)
+            n += 1
     print(f"  {len(blocks)} 4K blocks differ, the first: {blocks[:12]}")
     for path in ("/", "/etc", "/etc/hostname", "/usr/local/sbin/shoji-agent"):
         sa, sb = (subprocess.run(["debugfs", "-R", f"stat {path}", r], capture_output=True,
