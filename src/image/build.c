@@ -138,29 +138,45 @@ static bool make_tmp(struct build *b)
 	return b->o->verbose || b->log_fd >= 0 || (log_error("%s: %m", b->log), false);
 }
 
-/* --essential-hook: the fstab before the kernel's packages install, so
- * initramfs-tools sees an ext4 root and puts e2fsck in the initrd. The
- * hook is a shell command: the path is single-quoted. */
-static bool fstab_hook(struct build *b, char *hook, size_t len)
+static bool write_early(const char *path, const char *text, mode_t mode)
 {
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/fstab", b->tmp);
+	char dir[4400];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		mkdir(dir, 0755);
+		*p = '/';
+	}
 	FILE *f = fopen(path, "we");
-	bool ok = f && fputs(tree_fstab, f) >= 0;
+	bool ok = f && fputs(text, f) >= 0 && fchmod(fileno(f), mode) == 0;
 	if (f && fclose(f) != 0)
 		ok = false;
-	if (!ok)
-		return log_error("%s: %m", path), false;
-	size_t n = (size_t)snprintf(hook, len, "--essential-hook=cp '");
-	for (const char *p = path; *p && n + 8 < len; p++)
+	return ok || (log_error("%s: %m", path), false);
+}
+
+/* --essential-hook: the fstab and the initrd's fsck hook before the
+ * kernel's packages install (tree.h). The hook is a shell command: the
+ * path is single-quoted. */
+static bool early_hook(struct build *b, char *hook, size_t len)
+{
+	char early[4300], path[4400];
+	snprintf(early, sizeof(early), "%s/early", b->tmp);
+	snprintf(path, sizeof(path), "%s/etc/fstab", early);
+	if (!write_early(path, tree_fstab, 0644))
+		return false;
+	snprintf(path, sizeof(path), "%s/etc/initramfs-tools/hooks/shoji-fsck", early);
+	if (!write_early(path, tree_fsck_hook, 0755))
+		return false;
+	size_t n = (size_t)snprintf(hook, len, "--essential-hook=cp -R '");
+	for (const char *p = early; *p && n + 8 < len; p++)
 		n += (size_t)snprintf(hook + n, len - n, *p == '\'' ? "'\\''" : "%c", *p);
-	return (size_t)snprintf(hook + n, len - n, "' \"$1/etc/fstab\"") < len - n;
+	return (size_t)snprintf(hook + n, len - n, "/.' \"$1/\"") < len - n;
 }
 
 static bool mmdebstrap(struct build *b)
 {
 	char include[8192] = "--include=", sde[64], hook[9000];
-	if (!fstab_hook(b, hook, sizeof(hook)))
+	if (!early_hook(b, hook, sizeof(hook)))
 		return false;
 	for (size_t i = 0; base_packages[i]; i++)
 		snprintf(include + strlen(include), sizeof(include) - strlen(include), "%s,",

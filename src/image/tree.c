@@ -25,6 +25,16 @@ const char tree_fstab[] =
 	"# shoji images are one ext4 file system on the whole disk (no partition table).\n"
 	"/dev/vda / ext4 defaults,errors=remount-ro 0 1\n";
 
+/* initramfs-tools' own fsck hook finds the root's type by probing the
+ * device, which does not exist at build time: this one puts e2fsck in the
+ * initrd regardless, so the root is checked before it is mounted. */
+const char tree_fsck_hook[] =
+	"#!/bin/sh\n"
+	"# shoji: e2fsck for the ext4 root on /dev/vda (see docs/images.md).\n"
+	"[ \"$1\" = prereqs ] && exit 0\n"
+	". /usr/share/initramfs-tools/hook-functions\n"
+	"copy_exec /sbin/fsck\ncopy_exec /sbin/logsave\ncopy_exec /sbin/fsck.ext4\n";
+
 static const char modules[] =
 	"# The host channel (docs/agent.md): virtio-vsock, before shoji-agent starts.\n"
 	"vmw_vsock_virtio_transport\n";

@@ -17,10 +17,11 @@
 /* What goes into /etc/systemd/system: the agent, the marker, first boot. */
 #define TREE_MARKER "shoji: multi-user.target reached"
 
-/* /etc/fstab. mmdebstrap puts it in place before the kernel and
- * initramfs-tools are installed (build.c), so the initrd gets fsck for the
- * root file system's type. */
+/* /etc/fstab, and /etc/initramfs-tools/hooks/shoji-fsck: mmdebstrap puts
+ * them in place before the kernel and initramfs-tools are installed
+ * (build.c), so the initrd gets e2fsck for the root. */
 extern const char tree_fstab[];
+extern const char tree_fsck_hook[];
 
 /* False after one line. log_fd takes the output of the commands run
  * (cp, systemctl in a chroot). */
