@@ -219,7 +219,8 @@ def full(work, agent):
           f"differ: {differ[:10]}")
     same_raw = sha256(raw_a) == sha256(raw_b)
     same_files = {s: sha256(outs[0] + s) == sha256(outs[1] + s) for s in (".qcow2", ".vmlinuz", ".initrd")}
-    print(f"two builds: raw ext4 bit-identical: {same_raw}; files identical: {same_files}")
+    check(same_raw and all(same_files.values()),
+          f"two builds: raw ext4 bit-identical: {same_raw}; files identical: {same_files}")
     if not same_raw:
         explain_difference(raw_a, raw_b)
 
