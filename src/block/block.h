@@ -211,6 +211,13 @@ int block_map_direct(struct block_dev *bd, uint64_t off, uint64_t len, struct bl
  * truncated. */
 int block_create(const char *path, const char *format, const struct block_create_opts *opts);
 
+/* Copies src's whole disk into dst (at least as large) and flushes dst:
+ * what reads as zeros is not written, so dst stays sparse; compress writes
+ * full clusters compressed (qcow2 only). -errno on failure, logs nothing. */
+int block_copy(struct block_dev *src, struct block_dev *dst, bool compress);
+/* True when the n bytes at buf are all zero. */
+bool block_buf_is_zero(const void *buf, size_t n);
+
 /*
  * 0 when the real path of `path` lies under one of dirs (NULL-terminated),
  * else -EACCES; -errno when it cannot be resolved. Logs nothing.

@@ -17,59 +17,6 @@
 
 #define COPY_CHUNK (1u << 20)
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/* True when [off, off+len) of bd reads as zeros without reading data. */
-static bool known_zero(struct block_dev *bd, uint64_t off, uint64_t len)
-{
-	while (len) {
-		struct block_status st;
-		if (block_get_status(bd, off, len, &st) < 0)
-			return false;
-		if (!(st.state == BLOCK_ZERO || (st.state == BLOCK_UNALLOCATED && !bd->backing)))
-			return false;
-		if (st.len == 0 || st.len > len)
-			return false;
-		off += st.len;
-		len -= st.len;
-	}
-	return true;
-}
-
-static int copy_chunk(struct block_dev *src, struct block_dev *dst, uint8_t *buf, uint64_t off,
-		      uint64_t n, bool compress, uint64_t cluster)
-{
-	if (known_zero(src, off, n))
-		return 0;
-	int r = block_read(src, buf, n, off);
-	if (r < 0)
-		return r;
-	if (!compress) {
-		for (uint64_t p = 0; p < n && r == 0; p += 65536) {
-			uint64_t m = n - p < 65536 ? n - p : 65536;
-			if (!all_zero(buf + p, m))
-				r = block_write(dst, buf + p, m, off + p);
-		}
-		return r;
-	}
-	for (uint64_t p = 0; p < n && r == 0; p += cluster) {
-		uint64_t m = n - p < cluster ? n - p : cluster;
-		if (all_zero(buf + p, m))
-			continue;
-		if (m == cluster)
-			r = block_write_compressed(dst, buf + p, off + p);
-		else
-			r = block_write(dst, buf + p, m, off + p);
-	}
-	return r;
-}
-
 /* True (after one line) when out is the source image or a file of its
  * backing chain: creating the output would truncate what is being read. */
 static bool convert_onto_source(struct block_dev *src, const char *out)
@@ -126,22 +73,10 @@ int img_convert(int argc, char **argv)
 	int r = block_create(argv[optind + 1], ofmt, &o);
 	if (r == 0)
 		r = block_open(&dst, argv[optind + 1], ofmt, &oo);
-	uint8_t *buf = malloc(COPY_CHUNK);
-	struct block_info in;
-	if (r == 0 && !buf)
-		r = -ENOMEM;
 	if (r == 0)
-		r = block_info(dst, &in);
-	uint64_t cl = in.cluster_size ? in.cluster_size : 65536;
-	for (uint64_t off = 0; r == 0 && off < o.size; off += COPY_CHUNK) {
-		uint64_t n = o.size - off < COPY_CHUNK ? o.size - off : COPY_CHUNK;
-		r = copy_chunk(src, dst, buf, off, n, compress, cl);
-	}
-	if (r == 0)
-		r = block_flush(dst);
+		r = block_copy(src, dst, compress);
 	if (r < 0)
 		log_error("convert failed: %s", strerror(-r));
-	free(buf);
 	block_close(dst);
 	block_close(src);
 	return r < 0 ? 1 : 0;
@@ -198,7 +133,7 @@ int img_commit(int argc, char **argv)
 			continue;
 		r = block_read(top, buf, n, off);
 		if (r == 0)
-			r = all_zero(buf, n) ? block_write_zeroes(base, off, n) : block_write(base, buf, n, off);
+			r = block_buf_is_zero(buf, n) ? block_write_zeroes(base, off, n) : block_write(base, buf, n, off);
 	}
 	if (r == 0)
 		r = block_flush(base);

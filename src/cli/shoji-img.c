@@ -3,7 +3,8 @@
  * exit codes where they exist. This file holds main, the verb table and the
  * verbs that only look at one image (create, info, check, resize,
  * snapshot); copying verbs are in shoji-img-copy.c, bench in
- * shoji-img-bench.c. See docs/shoji-img.1.
+ * shoji-img-bench.c, build (master images from Debian packages) in
+ * shoji-img-build.c. See docs/shoji-img.1.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -515,6 +516,7 @@ static const struct img_verb verbs[] = {
 	{ "compare", img_compare, "compare [-f fmt] [-F fmt] [-U] [-s] file1 file2" },
 	{ "bench", img_bench, "bench [-c count] [-d depth] [-s size] [-w] [-t cache] [-f fmt] "
 			      "[-o offset] [-S step] [--pattern=N] [--flush-interval=N] file" },
+	{ "build", img_build, "build [--agent path] [-c] [--verbose] recipe out" },
 };
 
 static const struct img_verb *find_verb(const char *name)

@@ -46,5 +46,6 @@ int img_rebase(int argc, char **argv);
 int img_compare(int argc, char **argv);
 int img_map(int argc, char **argv);
 int img_bench(int argc, char **argv);
+int img_build(int argc, char **argv);
 
 #endif
