@@ -43,6 +43,8 @@ static const char agent_unit[] =
 	"[Unit]\n"
 	"Description=shoji guest agent (host channel over vsock)\n"
 	"After=systemd-modules-load.service local-fs.target\n"
+	"# Restarted for as long as the VM runs: the host's only way in.\n"
+	"StartLimitIntervalSec=0\n"
 	"\n[Service]\n"
 	"ExecStart=" AGENT_PATH "\n"
 	"Restart=always\n"
