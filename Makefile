@@ -31,7 +31,8 @@ define configure_for_tests
 	@grep -q '"cmocka"' $(1)/meson-info/intro-dependencies.json || $(MESON) setup --reconfigure $(1) $(2)
 endef
 
-# The main job: boot a stock Debian kernel to a shell inside shoji-vmm.
+# The main job: the default images built (once), a service and a client VM
+# under shojid, this terminal on the client's console (scripts/run-demo.sh).
 run: all deps-run
 	scripts/run-demo.sh $(BUILD)
 
