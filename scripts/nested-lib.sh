@@ -235,3 +235,44 @@ nested_run_interactive() {
     nested_qemu_l1_cmd "$1" "$2" "$3"
     "${NESTED_QEMU_CMD[@]}" -chardev stdio,id=l1con,signal=off -serial chardev:l1con
 }
+
+# nested_step_out PREFIX STEP RESULTS: the lines step PREFIX:STEP printed
+# (the runner's out| records), carriage returns removed.
+nested_step_out() {
+    awk -v want="@@CASE $1:$2" '
+        $0 == want { on = 1; next }
+        on && /^@@END / { on = 0 }
+        on && index($0, "out|") == 1 { print substr($0, 5) }' "$3" | tr -d '\r'
+}
+
+# nested_report_checks PREFIX RESULTS PROBLEM STEP:CHECK...: prints "ok
+# CHECK (detail)" or "FAIL CHECK" with why (the step's CHECK line, or that
+# the step never finished: PROBLEM, L1's trouble if any) and, once per
+# failed step, its DIAG| lines. Status 1 if any check failed.
+nested_report_checks() {
+    local prefix=$1 results=$2 problem=$3 c step name line failed=0
+    shift 3
+    local -A shown=()
+    for c in "$@"; do
+        step=${c%%:*} name=${c#*:}
+        line=$(nested_step_out "$prefix" "$step" "$results" | grep -a "^CHECK [a-zA-Z]* $name :: " | tail -n 1 || true)
+        if [[ $line == "CHECK ok $name :: "* ]]; then
+            echo "ok   $name (${line#* :: })"
+            continue
+        fi
+        failed=1
+        echo "FAIL $name"
+        if [[ -n $line ]]; then
+            echo "       - ${line#* :: }"
+        elif grep -a -q "^@@END $prefix:$step " "$results"; then
+            echo "       - step $step ended without this check: $(nested_step_out "$prefix" "$step" "$results" | grep -v '^DIAG|' | tail -n 3 | tr '\n' ' ')"
+        else
+            echo "       - step $step never finished: ${problem:-the runner stopped before it}"
+        fi
+        if [[ -z ${shown[$step]:-} ]]; then
+            shown[$step]=1
+            nested_step_out "$prefix" "$step" "$results" | grep -a '^DIAG|' | sed 's/^DIAG| /       | /' || true
+        fi
+    done
+    return "$failed"
+}

@@ -207,17 +207,10 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *req_cls, const
 		release(rl);
 		return;
 	}
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	atomic_fetch_add(&rl->api->relays, 1);
-	if (pthread_create(&t, &attr, agent_relay_thread, rl) != 0) {
-		atomic_fetch_sub(&rl->api->relays, 1);
+	if (!api_relay_start(rl->api, agent_relay_thread, rl)) {
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		release(rl);
 	}
-	pthread_attr_destroy(&attr);
 }
 
 enum MHD_Result api_stream_agent(struct api *api, struct MHD_Connection *c, const char *method,

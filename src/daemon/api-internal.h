@@ -51,6 +51,11 @@ enum MHD_Result api_stream_agent(struct api *api, struct MHD_Connection *c, cons
 bool api_stream_take(struct api *api);
 void api_stream_put(struct api *api);
 enum MHD_Result api_too_many_streams(struct MHD_Connection *c);
+/*
+ * Runs fn(arg) in a detached thread counted in api->relays (api_stop waits
+ * for them); false if no thread could be made (nothing counted).
+ */
+bool api_relay_start(struct api *api, void *(*fn)(void *), void *arg);
 /* The HTTP status for a supervisor's answer. */
 unsigned api_http_status(enum sup_status st);
 

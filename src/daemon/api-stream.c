@@ -245,6 +245,22 @@ enum MHD_Result api_stream_logs(struct api *api, struct MHD_Connection *c, const
 	return ret;
 }
 
+/* ---- relay threads (consoles, agent operations) ---- */
+
+bool api_relay_start(struct api *api, void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	atomic_fetch_add(&api->relays, 1);
+	bool started = pthread_create(&t, &attr, fn, arg) == 0;
+	if (!started)
+		atomic_fetch_sub(&api->relays, 1);
+	pthread_attr_destroy(&attr);
+	return started;
+}
+
 /* ---- /v1/vms/NAME/console ---- */
 
 struct relay {
@@ -319,19 +335,12 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *req_cls, const
 	rl->urh = urh;
 	if (extra_size)
 		sup_console_write(rl->api->sup, rl->ref, extra, extra_size);
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	atomic_fetch_add(&rl->api->relays, 1);
-	if (pthread_create(&t, &attr, relay_thread, rl) != 0) {
-		atomic_fetch_sub(&rl->api->relays, 1);
+	if (!api_relay_start(rl->api, relay_thread, rl)) {
 		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 		sup_log_put(rl->api->sup, rl->ref);
 		api_stream_put(rl->api);
 		free(rl);
 	}
-	pthread_attr_destroy(&attr);
 }
 
 enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, const char *method,

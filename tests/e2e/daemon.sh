@@ -180,39 +180,10 @@ l1_problem='' l1_retried=''
 t_all=$SECONDS
 if [[ $mode == native ]]; then run_native; else run_nested; fi
 
-# Lines step $1 printed (the runner's out| records), carriage returns removed.
-step_out() {
-    awk -v want="@@CASE daemon:$1" '
-        $0 == want { on = 1; next }
-        on && /^@@END / { on = 0 }
-        on && index($0, "out|") == 1 { print substr($0, 5) }' "$results" | tr -d '\r'
-}
+step_out() { nested_step_out daemon "$1" "$results"; }
 
 failed=0
-declare -A diag_shown=()
-for c in "${checks[@]}"; do
-    step=${c%%:*} name=${c#*:}
-    line=$(step_out "$step" | grep -a "^CHECK [a-zA-Z]* $name :: " | tail -n 1 || true)
-    if [[ $line == "CHECK ok $name :: "* ]]; then
-        echo "ok   $name (${line#* :: })"
-        continue
-    fi
-    failed=1
-    echo "FAIL $name"
-    if [[ -z $line ]]; then
-        if grep -a -q "^@@END daemon:$step " "$results"; then
-            echo "       - step $step ended without this check: $(step_out "$step" | grep -v '^DIAG|' | tail -n 3 | tr '\n' ' ')"
-        else
-            echo "       - step $step never finished: ${l1_problem:-the runner stopped before it}"
-        fi
-    else
-        echo "       - ${line#* :: }"
-    fi
-    if [[ -z ${diag_shown[$step]:-} ]]; then
-        diag_shown[$step]=1
-        step_out "$step" | grep -a '^DIAG|' | sed 's/^DIAG| /       | /' || true
-    fi
-done
+nested_report_checks daemon "$results" "$l1_problem" "${checks[@]}" || failed=1
 step_out autostart | grep -a '^TIME ' | sed 's/^TIME /time /' || true
 [[ -n $l1_retried ]] && echo "note: $l1_retried"
 if [[ -n $l1_problem ]]; then

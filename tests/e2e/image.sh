@@ -137,34 +137,8 @@ l1_problem=''
 t_all=$SECONDS
 if [[ $mode == native ]]; then run_native; else run_nested; fi
 
-step_out() {
-    awk -v want="@@CASE image:$1" '
-        $0 == want { on = 1; next }
-        on && /^@@END / { on = 0 }
-        on && index($0, "out|") == 1 { print substr($0, 5) }' "$results" | tr -d '\r'
-}
-
 failed=0
-declare -A diag_shown=()
-for c in "${checks[@]}"; do
-    step=${c%%:*} name=${c#*:}
-    line=$(step_out "$step" | grep -a "^CHECK [a-zA-Z]* $name :: " | tail -n 1 || true)
-    if [[ $line == "CHECK ok $name :: "* ]]; then
-        echo "ok   $name (${line#* :: })"
-        continue
-    fi
-    failed=1
-    echo "FAIL $name"
-    if [[ -z $line ]]; then
-        echo "       - step $step did not report it: ${l1_problem:-see $results}"
-    else
-        echo "       - ${line#* :: }"
-    fi
-    if [[ -z ${diag_shown[$step]:-} ]]; then
-        diag_shown[$step]=1
-        step_out "$step" | grep -a '^DIAG|' | sed 's/^DIAG| /       | /' || true
-    fi
-done
+nested_report_checks image "$results" "$l1_problem" "${checks[@]}" || failed=1
 if [[ -n $l1_problem ]]; then
     echo "FAIL L1: $l1_problem; last lines of its console ($work/l1-console.log):"
     tail -n 20 "$work/l1-console.log" | tr -d '\r' | sed 's/^/       | /'
