@@ -230,8 +230,11 @@ static int exec_loop(struct exec_run *x)
 		if (poll(p, 2, 1000) < 0 && errno != EINTR)
 			break;
 		exec_feed(x, p[1].revents != 0);
-		if (x->out.full && agent_pump_drain(&x->out, x->fd) < 0)
-			break;
+		if (x->out.full && agent_pump_drain(&x->out, x->fd) < 0) {
+			/* No more input taken; the output and the exit status may still come. */
+			x->stdin_open = false;
+			agent_pump_reset(&x->out);
+		}
 		int r = agent_pump_fill(&x->in, x->fd);
 		if (r < 0)
 			break;

@@ -44,6 +44,7 @@ struct agent_relay {
 	struct MHD_UpgradeResponseHandle *urh;
 	uint8_t buf[AGENT_FRAME_MAX];      /* the request */
 	struct agent_pump down, up;        /* agent to client, client to agent */
+	bool agent_deaf;                   /* writing to the agent failed: input is dropped */
 };
 
 static bool client_may_send(unsigned type)
@@ -128,7 +129,20 @@ static bool pump_step(struct agent_relay *rl, struct agent_pump *p, int from, in
 			return false;
 		*got |= r == 1;
 	}
-	return !p->full || agent_pump_drain(p, to) >= 0;
+	if (p->full && !from_agent && rl->agent_deaf)
+		agent_pump_reset(p); /* input for an agent that takes no more */
+	if (!p->full || agent_pump_drain(p, to) >= 0)
+		return true;
+	if (from_agent)
+		return false;
+	/*
+	 * The agent stopped reading (its command ended while stdin was still
+	 * coming) but may have output and the exit status left to send: the
+	 * relay goes on until the agent's stream ends, dropping the client's.
+	 */
+	rl->agent_deaf = true;
+	agent_pump_reset(p);
+	return true;
 }
 
 /* A frame begun must be finished within FRAME_MS; the first reply is due in AGENT_REPLY_TIMEOUT_MS. */

@@ -205,8 +205,13 @@ def agent_connection(c, agent_sock, behaviour, kernel, done, code):
                 done.set()
             return
         a.sendall(head + body)
-        threading.Thread(target=splice, args=(a, c), daemon=True).start()
+        # The agent's output goes on after our side stops taking input (a
+        # command that ended before its stdin did): c is closed only once
+        # both directions are done.
+        back = threading.Thread(target=splice, args=(a, c), daemon=True)
+        back.start()
         splice(c, a)
+        back.join()
     except OSError:
         pass
     finally:
