@@ -293,6 +293,13 @@ enum MHD_Result api_stream_console(struct api *api, struct MHD_Connection *c, co
 	return stream_refused(c);
 }
 
+enum MHD_Result api_stream_agent(struct api *api, struct MHD_Connection *c, const char *method,
+				 const char *name)
+{
+	(void)api, (void)method, (void)name;
+	return stream_refused(c);
+}
+
 static bool documented_status(unsigned st)
 {
 	static const unsigned ok[] = { 200, 201, 202, 400, 404, 405, 409, 413 };
