@@ -45,7 +45,7 @@ parse_args() {
             --cpus) cpus=${2:?}; shift 2 ;;
             --memory) memory=${2:?}; shift 2 ;;
             --with-desktop) desktop=1; shift ;;
-            -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
             -*) usage_error "unknown option '$1'" ;;
             *) build=$1; shift ;;
         esac
