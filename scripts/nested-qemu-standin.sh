@@ -46,9 +46,10 @@ case $net in
 esac
 
 # --disk path=P[,format=raw|qcow2]: one virtio-blk disk (bench/ready/run.sh),
-# on virtio-mmio like shoji-vmm's (microvm describes its virtio-mmio
-# transports to the guest in ACPI and, by default, on the kernel command
-# line: auto-kernel-cmdline). Other --disk keys are not translated.
+# on virtio-mmio like shoji-vmm's. microvm describes its virtio-mmio
+# transports in ACPI (on by default; its auto-kernel-cmdline added no
+# virtio_mmio.device= entries then), so the guest's virtio_mmio driver must
+# bind through ACPI. Other --disk keys are not translated.
 disk_path='' disk_format=raw
 if [ -n "$disk" ]; then
     old_ifs=$IFS
