@@ -46,7 +46,8 @@ case $net in
 esac
 
 # --disk path=P[,format=raw|qcow2]: one virtio-blk disk (bench/ready/run.sh),
-# on virtio-mmio like shoji-vmm's. microvm describes its virtio-mmio
+# on virtio-mmio (microvm has no PCI bus unless pcie=on; shoji-vmm's disks
+# are virtio-pci, a difference bench/ready accepts). microvm describes its virtio-mmio
 # transports in ACPI (on by default; its auto-kernel-cmdline added no
 # virtio_mmio.device= entries then), so the guest's virtio_mmio driver must
 # bind through ACPI. Other --disk keys are not translated.
