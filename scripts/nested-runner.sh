@@ -172,3 +172,16 @@ time_boot() {
     fi
     emit "@@BOOTTIME $tb_name ms=$tb_ms rc=$tb_status timedout=$tb_to"
 }
+
+# shojid_teardown DIR: ends what a step script left of a shojid run with
+# --state-dir DIR/state --run-dir DIR/run (pid in DIR/shojid.pid): every VMM
+# its run directory names, with SIGKILL, and the daemon.
+shojid_teardown() {
+    for st_f in "$1"/run/vms/*/state.json; do
+        [ -f "$st_f" ] || continue
+        st_p=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$st_f")
+        [ -n "$st_p" ] && kill -KILL "$st_p" 2>/dev/null
+    done
+    [ -f "$1/shojid.pid" ] && kill -TERM "$(cat "$1/shojid.pid")" 2>/dev/null
+    return 0
+}

@@ -104,12 +104,7 @@ rd_round_qemu() {
 }
 
 rd_teardown() {
-    kill -TERM "$(cat "$RW/shojid.pid")" 2>/dev/null
-    for f in "$RW"/run/vms/*/state.json; do
-        [ -f "$f" ] || continue
-        p=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$f")
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
-    done
+    shojid_teardown "$RW"
     sleep 1
     echo "teardown done"
 }

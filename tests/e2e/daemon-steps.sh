@@ -426,12 +426,7 @@ dm_stop() {
 
 # Ends whatever is left: any VMM, the daemon, the event readers.
 dm_teardown() {
-    for f in "$DW"/run/vms/*/state.json; do
-        [ -f "$f" ] || continue
-        p=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$f")
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
-    done
-    [ -f "$DW/shojid.pid" ] && kill -TERM "$(cat "$DW/shojid.pid")" 2>/dev/null
+    shojid_teardown "$DW"
     for p in $(cat "$DW/events.pids" 2>/dev/null); do kill "$p" 2>/dev/null; done
     sleep 1
     echo "teardown done"

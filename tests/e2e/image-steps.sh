@@ -102,12 +102,7 @@ im_stop() {
 }
 
 im_teardown() {
-    kill -TERM "$(cat "$IW/shojid.pid")" 2>/dev/null
-    for f in "$IW"/run/vms/*/state.json; do
-        [ -f "$f" ] || continue
-        p=$(sed -n 's/.*"vmm_pid":\([0-9]*\).*/\1/p' "$f")
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null
-    done
+    shojid_teardown "$IW"
     sleep 1
     echo "teardown done"
 }
