@@ -470,8 +470,11 @@ int cli_cp(const struct cli *cli, int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[0], "-m") == 0) {
 		char *end;
 		long m = strtol(argv[1], &end, 8);
-		if (!argv[1][0] || *end || m < 0 || m > 07777)
-			return cp_usage("-m wants an octal mode such as 0644");
+		if (!argv[1][0] || *end || m < 0 || m > 07777) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "-m %.64s: not an octal mode such as 0644", argv[1]);
+			return cp_usage(msg);
+		}
 		mode = (int)m;
 		i = 2;
 	}

@@ -84,6 +84,15 @@ static const char autologin[] =
 	"ExecStart=\n"
 	"ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 %I $TERM\n";
 
+/*
+ * The serial getty waits for udev to announce ttyS0, by default for 90 s.
+ * A heavily loaded host (two guests booting on a software CPU) has taken
+ * longer than that, and the console then never got its login prompt: the
+ * port is always there, so the getty waits for as long as it takes.
+ */
+static const char serial_device_timeout[] =
+	"[Unit]\nJobRunningTimeoutSec=infinity\n";
+
 static const char network[] =
 	"[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n";
 
@@ -170,6 +179,8 @@ static bool write_units(const char *root, const struct recipe *r)
 	       write_file(root, "/etc/systemd/system/shoji-ready.service", marker_unit, 0644) &&
 	       write_file(root, "/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf",
 			  autologin, 0644) &&
+	       write_file(root, "/etc/systemd/system/dev-ttyS0.device.d/shoji-timeout.conf",
+			  serial_device_timeout, 0644) &&
 	       write_file(root, "/etc/systemd/network/50-shoji-dhcp.network", network, 0644) &&
 	       write_file(root, "/etc/systemd/resolved.conf.d/shoji.conf", resolved, 0644) &&
 	       write_file(root, "/etc/apt/apt.conf.d/99shoji-no-periodic", apt_periodic, 0644) &&

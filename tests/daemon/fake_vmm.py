@@ -32,6 +32,12 @@ is JSON:
   {"on_agent_shutdown": "ignore"}         or keeps running (the daemon must press
                                           the power button next); each such request
                                           is appended to KERNEL.events as "agent-shutdown"
+  {"clock_offset": SECONDS}               with "agent": the "time" in the agent's ping
+                                          replies is moved by SECONDS (a guest whose
+                                          clock drifted while it was paused or the host
+                                          slept); each set-time request is appended to
+                                          KERNEL.events as "set-time" and, once one came,
+                                          the offset is gone (the guest's clock was set)
 
 Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
@@ -204,7 +210,19 @@ def agent_connection(c, agent_sock, behaviour, kernel, done, code):
                 code[0] = 0
                 done.set()
             return
+        op = json.loads(body).get("op") if head[0] == 1 else None
+        if op == "set-time":
+            with open(kernel + ".events", "a") as f:
+                f.write("set-time\n")
+            behaviour["clock_offset"] = 0
         a.sendall(head + body)
+        if op == "ping" and behaviour.get("clock_offset"):
+            rhead = recv_exact(a, 4)
+            reply = json.loads(recv_exact(a, int.from_bytes(rhead[1:4], "big")))
+            reply["time"] += behaviour["clock_offset"]
+            out = json.dumps(reply).encode()
+            c.sendall(rhead[:1] + len(out).to_bytes(3, "big") + out)
+            return
         # The agent's output goes on after our side stops taking input (a
         # command that ended before its stdin did): c is closed only once
         # both directions are done.

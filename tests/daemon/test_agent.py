@@ -230,6 +230,45 @@ def test_stop(d):
           (p, ev, time.time() - t0))
 
 
+def test_clock(d):
+    """A guest clock 300 s behind (a VM that was paused, a host that slept)
+    is set from the host's, once, and the event says how far off it was."""
+    d.create("late", {"agent": AGENT, "clock_offset": -300}, 6)
+    d.shoji("vm", "start", "late")
+    check("a VM with a late clock becomes ready", d.wait_ready("late"), d.vm("late"))
+    ev = []
+    deadline = time.time() + 8
+    while time.time() < deadline and not ev:
+        ev = [e for e in d.events() if e["event"] == "clock-set" and e["vm"] == "late"]
+    check("a clock-set event saying it was 300 s off", len(ev) == 1 and abs(ev[0]["off_by_s"] + 300) < 5, ev)
+    time.sleep(6)  # one more heartbeat: the clock is right now, nothing more is set
+    k = os.path.join(d.dir, "late.kernel")
+    sets = open(k + ".events").read().split() if os.path.exists(k + ".events") else []
+    check("the agent was asked to set the time once", sets == ["set-time"], sets)
+    check("no clock-set for a VM whose clock is right",
+          not [e for e in d.events() if e["event"] == "clock-set" and e["vm"] != "late"])
+    d.shoji("vm", "kill", "late")
+
+
+def test_usage(d):
+    """Mistakes get one line naming the problem and a non-zero status."""
+    cases = [
+        (("exec",), 2, b"exec"),
+        (("exec", "g"), 2, b"command"),
+        (("exec", "g", "--bogus", "--", "true"), 2, b"--bogus"),
+        (("exec", "nosuch", "--", "true"), 125, b"nosuch"),
+        (("cp", "a"), 2, b"cp"),
+        (("cp", "/tmp/a", "/tmp/b"), 2, b"VM:"),
+        (("cp", "g:/a", "g:/b"), 2, b"VM:"),
+        (("cp", "-m", "999", "/etc/hostname", "g:/tmp/x"), 2, b"999"),
+    ]
+    for args, status, word in cases:
+        p = d.shoji(*args)
+        check(f"shoji {' '.join(args)}: status {status}, one line naming the problem",
+              p.returncode == status and p.stderr.count(b"\n") == 1 and word in p.stderr,
+              (p.returncode, p.stderr))
+
+
 def test_image(d):
     """shoji vm create --image OUT: the bundle's kernel, initrd and command
     line, an overlay of its disk as the first disk, the master untouched."""
@@ -281,6 +320,8 @@ def main():
         test_bounds(d)
         test_hostile_agent(d)
         test_stop(d)
+        test_clock(d)
+        test_usage(d)
         test_image(d)
     finally:
         finish(tmp, procs)
