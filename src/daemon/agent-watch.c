@@ -35,6 +35,10 @@
 #define HEARTBEAT_MISSES  3
 #define AGENT_CALL_MS     2000
 #define CLOCK_SLACK_S     2.0
+/* A guest whose clock is still off after it was set (a clock that cannot
+ * be set, an agent that lies) is set again at most this often, so it
+ * cannot make shojid write an event and a log line every heartbeat. */
+#define CLOCK_SET_EVERY_MS 60000
 
 enum job_kind { JOB_PING, JOB_SHUTDOWN, JOB_BUTTON };
 
@@ -43,6 +47,8 @@ struct job {
 	unsigned gen;
 	enum job_kind kind;
 	bool was_ready;
+	bool may_set_clock;
+	bool clock_tried;         /* result: set-time was sent */
 	char vsock[sizeof(((struct vm_paths *)0)->vsock)];
 	/* results */
 	json_t *reply;            /* ping or shutdown reply */
@@ -93,7 +99,9 @@ static struct job *jobs_collect(struct sup *s, size_t *n)
 	for (struct vm *vm = s->vms; jobs && vm; vm = vm->next) {
 		if (!vm_has_agent_job(vm, now, &kind))
 			continue;
-		jobs[i] = (struct job){ .vm = vm, .gen = vm->gen, .kind = kind, .was_ready = vm->agent_ready };
+		jobs[i] = (struct job){ .vm = vm, .gen = vm->gen, .kind = kind, .was_ready = vm->agent_ready,
+				      .may_set_clock = !vm->clock_set_ms ||
+						       now - vm->clock_set_ms >= CLOCK_SET_EVERY_MS };
 		snprintf(jobs[i].vsock, sizeof(jobs[i].vsock), "%s", vm->paths.vsock);
 		vm->refs++;
 		if (kind == JOB_PING)
@@ -123,8 +131,10 @@ static json_t *call_op(struct job *j, const char *op)
 static void sync_clock(struct job *j)
 {
 	json_t *t = json_object_get(j->reply, "time");
-	if (!json_is_number(t) || fabs(json_number_value(t) - wall_clock()) <= CLOCK_SLACK_S)
+	if (!j->may_set_clock || !json_is_number(t) ||
+	    fabs(json_number_value(t) - wall_clock()) <= CLOCK_SLACK_S)
 		return;
+	j->clock_tried = true;
 	json_t *req = json_pack("{s:s, s:f}", "op", "set-time", "time", wall_clock());
 	char err[256];
 	json_t *r = agent_link_call(j->vsock, req, AGENT_CALL_MS, err, sizeof(err));
@@ -190,6 +200,8 @@ static void apply_ping(struct sup *s, struct vm *vm, struct job *j, long now)
 			log_info("%s: the agent answers; the VM is ready", vm->def.name);
 			emit(s, vm, "ready", ready_fields(j->info));
 		}
+		if (j->clock_tried)
+			vm->clock_set_ms = now;
 		json_t *set = json_object_get(j->reply, "clock_set_s");
 		if (set)
 			emit(s, vm, "clock-set", json_pack("{s:O}", "off_by_s", set));
@@ -291,5 +303,6 @@ void vm_agent_forget(struct vm *vm)
 	vm->agent_info = NULL;
 	vm->agent_misses = 0;
 	vm->agent_next_ms = 0;
+	vm->clock_set_ms = 0;
 	vm->stop_step = STOP_NONE;
 }

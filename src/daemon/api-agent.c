@@ -27,6 +27,7 @@
 #include "base/agent-proto.h"
 #include "base/agent-pump.h"
 #include "base/log.h"
+#include "base/ratelimit.h"
 #include "base/util.h"
 #include "daemon/agent-link.h"
 #include "daemon/api-internal.h"
@@ -34,6 +35,12 @@
 
 #define FRAME_MS       30000   /* to finish a frame once its first byte came */
 #define POLL_STEP_MS   1000    /* to notice a daemon shutdown */
+
+/* What a hostile agent (or client) can make shojid log as often as it runs
+ * operations: limited per kind of line, for all VMs together. */
+static struct ratelimit refused_frame_log = RATELIMIT_GUEST;
+static struct ratelimit failed_side_log = RATELIMIT_GUEST;
+static struct ratelimit late_reply_log = RATELIMIT_GUEST;
 
 struct agent_relay {
 	struct api *api;
@@ -105,8 +112,8 @@ static bool frame_allowed(struct agent_relay *rl, const struct agent_pump *p, bo
 	unsigned type = agent_pump_type(p);
 	if (from_agent ? agent_may_send(type) : client_may_send(type))
 		return true;
-	log_warn("%s: a %s frame from the %s ends its operation", rl->vsock, agent_frame_type_name(type),
-		 from_agent ? "agent" : "client");
+	log_limited(&refused_frame_log, LOG_LEVEL_WARN, "%s: a %s frame from the %s ends its operation",
+		    rl->vsock, agent_frame_type_name(type), from_agent ? "agent" : "client");
 	return false;
 }
 
@@ -121,8 +128,8 @@ static bool pump_step(struct agent_relay *rl, struct agent_pump *p, int from, in
 		int r = agent_pump_fill(p, from);
 		if (r < 0) {
 			if (r != -ENODATA)
-				log_warn("%s: %s: %s", rl->vsock, from_agent ? "the agent" : "a client",
-					 strerror(-r));
+				log_limited(&failed_side_log, LOG_LEVEL_WARN, "%s: %s: %s", rl->vsock,
+					    from_agent ? "the agent" : "a client", strerror(-r));
 			return false;
 		}
 		if (r == 1 && !frame_allowed(rl, p, from_agent))
@@ -151,7 +158,8 @@ static bool relay_late(struct agent_relay *rl, const struct agent_pump *p, long 
 {
 	long now = monotonic_ms();
 	if (!replied && now - asked > AGENT_REPLY_TIMEOUT_MS) {
-		log_warn("%s: the agent did not reply within %d ms", rl->vsock, AGENT_REPLY_TIMEOUT_MS);
+		log_limited(&late_reply_log, LOG_LEVEL_WARN, "%s: the agent did not reply within %d ms",
+			    rl->vsock, AGENT_REPLY_TIMEOUT_MS);
 		return true;
 	}
 	bool partial = p->have && !p->full;

@@ -90,6 +90,7 @@ struct vm {
 	unsigned agent_misses;    /* heartbeats missed in a row */
 	long agent_next_ms;       /* when to ping it next */
 	unsigned agent_ops;       /* operations on it now, at most AGENT_OPS_PER_VM */
+	long clock_set_ms;        /* when its clock was last set (0: never) */
 	struct vm *next;
 };
 

@@ -38,6 +38,9 @@ is JSON:
                                           slept); each set-time request is appended to
                                           KERNEL.events as "set-time" and, once one came,
                                           the offset is gone (the guest's clock was set)
+  {"clock_stuck": true}                   with clock_offset: the offset stays after a
+                                          set-time (a clock that cannot be set, an agent
+                                          that lies)
 
 Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
@@ -214,7 +217,8 @@ def agent_connection(c, agent_sock, behaviour, kernel, done, code):
         if op == "set-time":
             with open(kernel + ".events", "a") as f:
                 f.write("set-time\n")
-            behaviour["clock_offset"] = 0
+            if not behaviour.get("clock_stuck"):
+                behaviour["clock_offset"] = 0
         a.sendall(head + body)
         if op == "ping" and behaviour.get("clock_offset"):
             rhead = recv_exact(a, 4)
