@@ -236,6 +236,12 @@ int vcpu_run(struct vcpu *vcpu)
 	return 0;
 }
 
+void vcpu_tell_paused(struct vcpu *vcpu)
+{
+	/* EINVAL: the guest has not enabled kvmclock; nothing to tell. */
+	(void)ioctl(vcpu->fd, KVM_KVMCLOCK_CTRL, 0);
+}
+
 uint64_t vcpu_rip(struct vcpu *vcpu)
 {
 	struct kvm_regs regs;

@@ -30,6 +30,9 @@ bool vcpu_setup_boot(struct vcpu *vcpu, uint64_t entry);
 
 /* KVM_RUN once; returns 0 or a negative errno (-EINTR when kicked). */
 int vcpu_run(struct vcpu *vcpu);
+/* KVM_KVMCLOCK_CTRL: the guest's kvmclock says the host stopped this vCPU
+ * (no-op for a guest without kvmclock). */
+void vcpu_tell_paused(struct vcpu *vcpu);
 
 /*
  * True when the guest's IDT limit is 0: a triple fault in that state is the

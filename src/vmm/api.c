@@ -114,7 +114,15 @@ static bool conn_request(struct api_conn *c)
 			c->api->ops.power_button(c->api->ops.ctx);
 		return conn_reply(c, "{\"ok\":true}\n");
 	}
-	conn_reply(c, "{\"ok\":false,\"error\":\"unknown op (use ping or power-button)\"}\n");
+	struct vmm_api_ops *ops = &c->api->ops;
+	if ((strcmp(op, "pause") == 0 || strcmp(op, "resume") == 0) && ops->pause) {
+		ops->pause(ops->ctx, op[0] == 'p');
+		return conn_reply(c, "{\"ok\":true}\n");
+	}
+	if (strcmp(op, "status") == 0)
+		return conn_reply(c, ops->paused && ops->paused(ops->ctx) ? "{\"ok\":true,\"paused\":true}\n"
+									   : "{\"ok\":true,\"paused\":false}\n");
+	conn_reply(c, "{\"ok\":false,\"error\":\"unknown op (use ping, power-button, pause, resume or status)\"}\n");
 	return false;
 }
 

@@ -5,6 +5,9 @@
  *
  *   {"op":"ping"}          -> {"ok":true}
  *   {"op":"power-button"}  -> {"ok":true}   (ACPI power button pressed)
+ *   {"op":"pause"}         -> {"ok":true}   (vCPUs leave the guest and wait)
+ *   {"op":"resume"}        -> {"ok":true}
+ *   {"op":"status"}        -> {"ok":true,"paused":false}
  *   anything else          -> {"ok":false,"error":"..."} and the
  *                             connection is closed
  *
@@ -26,6 +29,8 @@
 
 struct vmm_api_ops {
 	void (*power_button)(void *ctx);
+	void (*pause)(void *ctx, bool pause);
+	bool (*paused)(void *ctx);
 	void *ctx;
 };
 

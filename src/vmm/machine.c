@@ -98,6 +98,10 @@ struct machine {
 	int signal_fd;
 	/* Held while vCPU threads are created, so a stop kicks every one of them. */
 	pthread_mutex_t start_lock;
+	/* "pause" and "resume" on the control socket: vCPUs wait on pause_cv. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cv;
+	atomic_bool pause_wanted;
 	atomic_bool stopping;
 	atomic_int exit_code;
 	atomic_uint_fast8_t port_logged[65536 / 8];
@@ -127,6 +131,9 @@ static void machine_stop(struct machine *m, enum vmm_exit code)
 	if (m->serial)
 		serial_shutdown(m->serial);
 	machine_kick_vcpus(m);
+	pthread_mutex_lock(&m->pause_lock); /* a paused vCPU wakes to see the stop */
+	pthread_cond_broadcast(&m->pause_cv);
+	pthread_mutex_unlock(&m->pause_lock);
 	uint64_t one = 1;
 	ssize_t w = write(m->done_fd, &one, sizeof(one));
 	(void)w;
@@ -304,6 +311,43 @@ static bool machine_handle_exit(struct machine *m, struct vcpu *v)
 	return false;
 }
 
+/*
+ * Pause: the control socket's thread sets pause_wanted and kicks; each vCPU
+ * leaves KVM_RUN, tells the guest's kvmclock it was stopped by the host (so
+ * its soft-lockup watchdog does not count the pause), and waits here until
+ * resume or stop. The guest's clocks keep the host's time across a pause;
+ * devices keep completing requests already made.
+ */
+static void vcpu_park(struct machine *m, struct vcpu_slot *s)
+{
+	pthread_mutex_lock(&m->pause_lock);
+	vcpu_tell_paused(&s->vcpu);
+	while (atomic_load(&m->pause_wanted) && !atomic_load(&m->stopping))
+		pthread_cond_wait(&m->pause_cv, &m->pause_lock);
+	pthread_mutex_unlock(&m->pause_lock);
+}
+
+static void machine_pause(void *ctx, bool pause)
+{
+	struct machine *m = ctx;
+	if (atomic_exchange(&m->pause_wanted, pause) == pause)
+		return;
+	log_info("control socket: vCPUs %s", pause ? "paused" : "resumed");
+	if (pause) {
+		machine_kick_vcpus(m);
+		return;
+	}
+	pthread_mutex_lock(&m->pause_lock);
+	pthread_cond_broadcast(&m->pause_cv);
+	pthread_mutex_unlock(&m->pause_lock);
+}
+
+static bool machine_paused(void *ctx)
+{
+	struct machine *m = ctx;
+	return atomic_load(&m->pause_wanted);
+}
+
 static void kick_handler(int sig)
 {
 	(void)sig; /* only there to make KVM_RUN return -EINTR */
@@ -323,9 +367,22 @@ static void *vcpu_thread(void *arg)
 		 * makes KVM_RUN return -EINTR: return them to the guest here. */
 		if (m->virtio)
 			virtio_host_poll(m->virtio);
-		int rc = vcpu_run(&s->vcpu);
-		if (rc == -EINTR || rc == -EAGAIN)
+		if (atomic_load(&m->pause_wanted)) {
+			vcpu_park(m, s);
 			continue;
+		}
+		int rc = vcpu_run(&s->vcpu);
+		if (rc == -EINTR || rc == -EAGAIN) {
+			/*
+			 * A kick (stop, pause) set immediate_exit; it is cleared
+			 * for the next KVM_RUN, and the loop then looks at the
+			 * flags again: the fence keeps that look after the
+			 * clearing, so a stop kicked in between is still seen.
+			 */
+			s->vcpu.run->immediate_exit = 0;
+			atomic_thread_fence(memory_order_seq_cst);
+			continue;
+		}
 		if (rc < 0) {
 			log_error("vCPU %u: KVM_RUN failed: %s", s->vcpu.index, strerror(-rc));
 			machine_stop(m, VMM_EXIT_CRASH);
@@ -434,7 +491,8 @@ static void machine_power_button(void *ctx)
 /* --api-socket: the control socket, served on the I/O thread. */
 static bool machine_add_api(struct machine *m, const char *path)
 {
-	struct vmm_api_ops ops = { machine_power_button, m };
+	struct vmm_api_ops ops = { .power_button = machine_power_button, .pause = machine_pause,
+				   .paused = machine_paused, .ctx = m };
 	m->api = vmm_api_create(path, m->io, &ops);
 	return m->api != NULL;
 }
@@ -664,6 +722,8 @@ int machine_run(const struct machine_config *cfg)
 	bus_init(&m->pio, "I/O port");
 	bus_init(&m->mmio, "MMIO");
 	pthread_mutex_init(&m->start_lock, NULL);
+	pthread_mutex_init(&m->pause_lock, NULL);
+	pthread_cond_init(&m->pause_cv, NULL);
 	m->done_fd = eventfd(0, EFD_CLOEXEC);
 	m->signal_fd = machine_open_signalfd();
 	if (m->done_fd < 0 || m->signal_fd < 0)
@@ -673,6 +733,8 @@ int machine_run(const struct machine_config *cfg)
 	machine_teardown(m);
 	int code = atomic_load(&m->exit_code);
 	pthread_mutex_destroy(&m->start_lock);
+	pthread_mutex_destroy(&m->pause_lock);
+	pthread_cond_destroy(&m->pause_cv);
 	free(m);
 	return code;
 }

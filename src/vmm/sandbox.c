@@ -134,6 +134,7 @@ static const struct {
 	{ KVM_IOEVENTFD, "attaching and detaching virtqueue notifications" },
 	{ KVM_GET_REGS, "RIP for a crash report" },
 	{ KVM_GET_SREGS, "telling a reset triple fault from a crash" },
+	{ KVM_KVMCLOCK_CTRL, "telling a paused guest's kvmclock it was paused" },
 	{ TCSETS, "restoring the terminal" },
 	{ TCGETS, "glibc's tcsetattr reads the settings back to verify them" },
 };

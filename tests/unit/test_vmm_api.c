@@ -1,7 +1,8 @@
 /*
  * Unit tests for src/vmm/api.c, the VMM's control socket, on a real I/O
  * thread and a real Unix socket: ping and power-button answer {"ok":true}
- * (and the button reaches the machine's callback), several requests on one
+ * (and the button reaches the machine's callback), pause and resume reach
+ * the machine and status reports them, several requests on one
  * connection, and hostile clients (garbage, unknown op, an overlong line,
  * a NUL byte) get an error or EOF while the socket keeps serving everybody
  * else; a client past the connection bound waits and is served when a slot
@@ -39,11 +40,22 @@ struct fixture {
 	struct iothread *io;
 	struct vmm_api *api;
 	atomic_int presses;
+	atomic_bool paused;
 };
 
 static void on_button(void *ctx)
 {
 	atomic_fetch_add(&((struct fixture *)ctx)->presses, 1);
+}
+
+static void on_pause(void *ctx, bool pause)
+{
+	atomic_store(&((struct fixture *)ctx)->paused, pause);
+}
+
+static bool is_paused(void *ctx)
+{
+	return atomic_load(&((struct fixture *)ctx)->paused);
 }
 
 static int setup(void **state)
@@ -54,7 +66,7 @@ static int setup(void **state)
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/api.sock", f->dir);
 	f->io = iothread_create();
-	struct vmm_api_ops ops = { on_button, f };
+	struct vmm_api_ops ops = { .power_button = on_button, .pause = on_pause, .paused = is_paused, .ctx = f };
 	f->api = vmm_api_create(f->path, f->io, &ops);
 	assert_non_null(f->api);
 	assert_true(iothread_start(f->io));
@@ -138,6 +150,26 @@ static void test_ping_and_power_button(void **state)
 	read_line(fd, ans, sizeof(ans));
 	assert_string_equal(ans, "{\"ok\":true}");
 	assert_int_equal(atomic_load(&f->presses), 2);
+	close(fd);
+}
+
+static void test_pause_resume_status(void **state)
+{
+	struct fixture *f = *state;
+	char ans[256];
+	int fd = connect_to(f->path);
+	request(fd, "{\"op\":\"status\"}\n", ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true,\"paused\":false}");
+	request(fd, "{\"op\":\"pause\"}\n", ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true}");
+	assert_true(atomic_load(&f->paused));
+	request(fd, "{\"op\":\"status\"}\n", ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true,\"paused\":true}");
+	request(fd, "{\"op\":\"resume\"}\n", ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true}");
+	assert_false(atomic_load(&f->paused));
+	request(fd, "{\"op\":\"status\"}\n", ans, sizeof(ans));
+	assert_string_equal(ans, "{\"ok\":true,\"paused\":false}");
 	close(fd);
 }
 
@@ -253,6 +285,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_socket_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ping_and_power_button, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_resume_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_descriptors_does_not_spin, setup, teardown),
