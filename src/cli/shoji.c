@@ -48,6 +48,9 @@ static const char usage[] =
 	"                          timeout), then kills the VM after shojid's\n"
 	"                          --stop-timeout\n"
 	"  vm kill NAME            SIGKILL to the VM's VMM\n"
+	"  vm pause|resume NAME    stop the VM's vCPUs where they are, and let them\n"
+	"                          go on (memory and devices stay; stop resumes it\n"
+	"                          to press the button)\n"
 	"  vm rm NAME              remove a stopped VM's definition\n"
 	"  vm edit NAME            edit the definition in $EDITOR; shojid checks it\n"
 	"  vm console NAME         attach to the serial console; Ctrl-] or Ctrl-a d\n"
@@ -272,7 +275,8 @@ static int cmd_vm(const struct cli *cli, int argc, char **argv)
 		return cmd_show(cli, name);
 	if (is_waitable(sub) && wait)
 		return cli_vm_action_wait(cli, sub, name);
-	if (is_waitable(sub) || strcmp(sub, "kill") == 0)
+	if (is_waitable(sub) || strcmp(sub, "kill") == 0 || strcmp(sub, "pause") == 0 ||
+	    strcmp(sub, "resume") == 0)
 		return cmd_action(cli, sub, name);
 	if (strcmp(sub, "rm") == 0)
 		return cmd_rm(cli, name);

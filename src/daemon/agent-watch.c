@@ -69,7 +69,8 @@ static bool vm_has_agent_job(const struct vm *vm, long now, enum job_kind *kind)
 {
 	if (vm->keeper_fd < 0 || !vm->def.vsock_cid)
 		return false;
-	if (vm->state == VM_RUNNING && now >= vm->agent_next_ms && vm->agent_ops < AGENT_OPS_PER_VM) {
+	if (vm->state == VM_RUNNING && !vm->paused && now >= vm->agent_next_ms &&
+	    vm->agent_ops < AGENT_OPS_PER_VM) {
 		*kind = JOB_PING;
 		return true;
 	}
@@ -245,7 +246,8 @@ static void jobs_apply(struct sup *s, struct job *jobs, size_t n)
 		if (j->kind == JOB_PING)
 			vm->agent_ops--;
 		if (vm->gen == j->gen && !vm->removed) {
-			if (j->kind == JOB_PING && vm->state == VM_RUNNING)
+			/* A ping that met a pause says nothing about the agent. */
+			if (j->kind == JOB_PING && vm->state == VM_RUNNING && !vm->paused)
 				apply_ping(s, vm, j, now);
 			else if (j->kind == JOB_SHUTDOWN)
 				apply_shutdown(s, vm, j, now);

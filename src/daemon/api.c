@@ -173,7 +173,8 @@ static enum MHD_Result route_sub(struct route_args *a)
 		return api_stream_console(a->api, a->c, a->method, a->name);
 	if (is(a->sub, "agent"))
 		return api_stream_agent(a->api, a->c, a->method, a->name);
-	if (is(a->sub, "start") || is(a->sub, "stop") || is(a->sub, "kill") || is(a->sub, "restart"))
+	if (is(a->sub, "start") || is(a->sub, "stop") || is(a->sub, "kill") || is(a->sub, "restart") ||
+	    is(a->sub, "pause") || is(a->sub, "resume"))
 		return route_action(a);
 	return api_send_error(a->c, MHD_HTTP_NOT_FOUND, "unknown path (see docs/api.md)");
 }

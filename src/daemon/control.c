@@ -25,7 +25,7 @@
 static json_t *vm_status(const struct vm *vm)
 {
 	json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i}", "name", vm->def.name, "role",
-			      vm_role_name(vm->def.role), "state", vm_state_name(vm->state), "autostart",
+			      vm_role_name(vm->def.role), "state", vm_shown_state(vm), "autostart",
 			      vm->def.autostart, "restarts", (int)vm->restarts);
 	if (vm->vmm > 0)
 		json_object_set_new(o, "pid", json_integer(vm->vmm));
@@ -209,7 +209,7 @@ enum sup_status sup_remove(struct sup *s, const char *name, char *err, size_t er
 		snprintf(err, errlen, "no VM named '%s'", name);
 		st = SUP_NOT_FOUND;
 	} else if (vm->keeper_fd >= 0 || vm->state == VM_BACKOFF || vm->state == VM_WAITING) {
-		snprintf(err, errlen, "'%s' is %s; stop or kill it first", name, vm_state_name(vm->state));
+		snprintf(err, errlen, "'%s' is %s; stop or kill it first", name, vm_shown_state(vm));
 		st = SUP_CONFLICT;
 	} else {
 		for (struct vm *o = s->vms; o; o = o->next)
@@ -241,7 +241,7 @@ enum sup_status sup_remove(struct sup *s, const char *name, char *err, size_t er
 static enum sup_status act_start(struct sup *s, struct vm *vm, char *err, size_t errlen)
 {
 	if (vm->keeper_fd >= 0 || vm->state == VM_WAITING) {
-		snprintf(err, errlen, "'%s' is %s already", vm->def.name, vm_state_name(vm->state));
+		snprintf(err, errlen, "'%s' is %s already", vm->def.name, vm_shown_state(vm));
 		return SUP_CONFLICT;
 	}
 	vm->nfail = 0; /* a person's start clears the failure count */
@@ -287,11 +287,14 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 	if (vm->state != VM_STOPPING) {
 		vm->state = VM_STOPPING;
 		vm->stop_deadline_ms = monotonic_ms() + s->cfg.stop_timeout_ms;
-		vm->stop_step = vm->agent_ready ? STOP_ASK_AGENT : STOP_BUTTON;
+		/* A paused guest's agent cannot answer: the button, which resumes it first. */
+		vm->stop_step = vm->agent_ready && !vm->paused ? STOP_ASK_AGENT : STOP_BUTTON;
 		*press = vm->stop_step == STOP_BUTTON;
 	}
 	return SUP_OK;
 }
+
+static void vm_set_paused(struct sup *s, struct vm *vm, bool paused);
 
 /*
  * Called without the lock, with a reference held on vm (so a removal
@@ -303,10 +306,16 @@ void vm_press_button(struct sup *s, struct vm *vm)
 	char path[sizeof(vm->paths.api)], why[256];
 	pthread_mutex_lock(&s->lock);
 	unsigned gen = vm->gen;
+	bool paused = vm->paused;
 	snprintf(path, sizeof(path), "%s", vm->paths.api);
 	pthread_mutex_unlock(&s->lock);
-	bool pressed = vmmctl_call(path, "power-button", BUTTON_TIMEOUT_MS, why, sizeof(why));
+	/* A paused guest would never see the button: it goes on first. */
+	bool resumed = paused && vmmctl_call(path, "resume", BUTTON_TIMEOUT_MS, why, sizeof(why));
+	bool pressed = (!paused || resumed) &&
+		       vmmctl_call(path, "power-button", BUTTON_TIMEOUT_MS, why, sizeof(why));
 	pthread_mutex_lock(&s->lock);
+	if (resumed && gen == vm->gen)
+		vm_set_paused(s, vm, false);
 	if (gen == vm->gen && vm->state == VM_STOPPING && vm->keeper_fd >= 0) {
 		if (pressed) {
 			log_info("%s: pressed the power button", vm->def.name);
@@ -319,6 +328,56 @@ void vm_press_button(struct sup *s, struct vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Under the lock: the VMM said its vCPUs are paused (or go on again). */
+static void vm_set_paused(struct sup *s, struct vm *vm, bool paused)
+{
+	if (vm->paused == paused)
+		return;
+	vm->paused = paused;
+	log_info("%s: %s", vm->def.name, paused ? "paused" : "resumed");
+	events_emit(s->events, paused ? "paused" : "resumed", vm->def.name, NULL);
+	if (!paused) {
+		/* Ping its agent at once: the heartbeat resumes and the guest's clock is checked. */
+		vm->agent_next_ms = 0;
+		vm->agent_misses = 0;
+	}
+}
+
+/* Pause and resume are checked under the lock and asked of the VMM without it (vm_pause_call). */
+static enum sup_status act_pause(struct vm *vm, bool pause, char *err, size_t errlen)
+{
+	if (vm->keeper_fd < 0 || vm->state != VM_RUNNING) {
+		snprintf(err, errlen, "'%s' is %s, not running: nothing to %s", vm->def.name, vm_shown_state(vm),
+			 pause ? "pause" : "resume");
+		return SUP_CONFLICT;
+	}
+	if (vm->paused == pause) {
+		snprintf(err, errlen, "'%s' is %s already", vm->def.name, pause ? "paused" : "running");
+		return SUP_CONFLICT;
+	}
+	return SUP_OK;
+}
+
+/* Without the lock, with a reference held on vm. */
+static enum sup_status vm_pause_call(struct sup *s, struct vm *vm, bool pause, char *err, size_t errlen)
+{
+	char path[sizeof(vm->paths.api)], why[256];
+	pthread_mutex_lock(&s->lock);
+	unsigned gen = vm->gen;
+	snprintf(path, sizeof(path), "%s", vm->paths.api);
+	pthread_mutex_unlock(&s->lock);
+	bool ok = vmmctl_call(path, pause ? "pause" : "resume", BUTTON_TIMEOUT_MS, why, sizeof(why));
+	pthread_mutex_lock(&s->lock);
+	if (ok && gen == vm->gen && vm->keeper_fd >= 0)
+		vm_set_paused(s, vm, pause);
+	pthread_mutex_unlock(&s->lock);
+	if (!ok) {
+		snprintf(err, errlen, "'%s': %s", vm->def.name, why);
+		return SUP_INTERNAL;
+	}
+	return SUP_OK;
 }
 
 static enum sup_status act_kill(struct sup *s, struct vm *vm, char *err, size_t errlen)
@@ -343,7 +402,7 @@ enum sup_status sup_action(struct sup *s, const char *name, const char *action, 
 	pthread_mutex_lock(&s->lock);
 	struct vm *vm = sup_find(s, name);
 	enum sup_status st;
-	bool press = false;
+	bool press = false, pause_call = false;
 	if (!vm) {
 		snprintf(err, errlen, "no VM named '%s'", name);
 		st = SUP_NOT_FOUND;
@@ -355,17 +414,23 @@ enum sup_status sup_action(struct sup *s, const char *name, const char *action, 
 		st = act_stop(s, vm, err, errlen, true, &press);
 	} else if (strcmp(action, "kill") == 0) {
 		st = act_kill(s, vm, err, errlen);
+	} else if (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0) {
+		st = act_pause(vm, action[0] == 'p', err, errlen);
+		pause_call = st == SUP_OK;
 	} else {
-		snprintf(err, errlen, "unknown action '%.32s' (use start, stop, kill or restart)", action);
+		snprintf(err, errlen, "unknown action '%.32s' (use start, stop, kill, restart, pause or resume)",
+			 action);
 		st = SUP_NOT_FOUND;
 	}
-	if (press)
+	if (press || pause_call)
 		vm->refs++;
 	pthread_mutex_unlock(&s->lock);
-	if (press) {
+	if (press)
 		vm_press_button(s, vm);
+	if (pause_call)
+		st = vm_pause_call(s, vm, action[0] == 'p', err, errlen);
+	if (press || pause_call)
 		vm_put(s, vm);
-	}
 	sup_wake(s);
 	return st;
 }
@@ -424,6 +489,9 @@ enum sup_status sup_agent_take(struct sup *s, const char *name, char *vsock, siz
 		st = SUP_NOT_FOUND;
 	} else if (!vm->def.vsock_cid) {
 		snprintf(err, errlen, "'%s' has no vsock device, so no agent (define \"vsock\": {\"cid\": N})", name);
+		st = SUP_CONFLICT;
+	} else if (vm->paused) {
+		snprintf(err, errlen, "'%s' is paused: its agent cannot answer (shoji vm resume %s)", name, name);
 		st = SUP_CONFLICT;
 	} else if (vm->state != VM_RUNNING || !vm->agent_ready) {
 		snprintf(err, errlen, "'%s' is %s: its agent does not answer (yet)", name,

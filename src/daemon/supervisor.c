@@ -45,6 +45,11 @@ const char *vm_state_name(enum vm_state st)
 	return names[st];
 }
 
+const char *vm_shown_state(const struct vm *vm)
+{
+	return vm->paused && vm->state == VM_RUNNING ? "paused" : vm_state_name(vm->state);
+}
+
 struct vm *sup_find(struct sup *s, const char *name)
 {
 	for (struct vm *vm = s->vms; vm; vm = vm->next)
@@ -474,6 +479,7 @@ void vm_handle_exit(struct sup *s, struct vm *vm)
 		vm_read_last_error(s, vm, vm->last_error, sizeof(vm->last_error));
 	vm_close_process(s, vm);
 	vm_agent_forget(vm);
+	vm->paused = false;
 	json_t *fields = json_pack("{s:s, s:i}", "reason", reason, signaled ? "signal" : "status", value);
 	if (vm->last_error[0])
 		json_object_set_new(fields, "error", json_string(vm->last_error));
@@ -570,6 +576,7 @@ struct ping {
 	struct vm *vm;
 	unsigned gen;
 	bool ok;
+	bool paused;              /* the VMM's status: a VMM adopted while paused */
 	char path[sizeof(((struct vm_paths *)0)->api)];
 };
 
@@ -599,8 +606,10 @@ static void pings_apply(struct sup *s, struct ping *p, size_t n)
 {
 	long now = monotonic_ms();
 	for (size_t i = 0; i < n; i++)
-		if (p[i].ok && p[i].vm->gen == p[i].gen && p[i].vm->state == VM_STARTING)
+		if (p[i].ok && p[i].vm->gen == p[i].gen && p[i].vm->state == VM_STARTING) {
+			p[i].vm->paused = p[i].paused;
 			vm_mark_running(s, p[i].vm, now);
+		}
 }
 
 static void sup_handle_event(struct sup *s, struct epoll_event *ev)
@@ -640,8 +649,12 @@ static void *sup_thread(void *arg)
 		if (!p)
 			continue;
 		char err[256];
-		for (size_t i = 0; i < np; i++)
-			p[i].ok = vmmctl_call(p[i].path, "ping", PING_TIMEOUT_MS, err, sizeof(err));
+		for (size_t i = 0; i < np; i++) {
+			json_t *reply = NULL;
+			p[i].ok = vmmctl_request(p[i].path, "status", PING_TIMEOUT_MS, &reply, err, sizeof(err));
+			p[i].paused = json_is_true(json_object_get(reply, "paused"));
+			json_decref(reply);
+		}
 		pthread_mutex_lock(&s->lock);
 		pings_apply(s, p, np);
 		pthread_mutex_unlock(&s->lock);

@@ -91,6 +91,7 @@ struct vm {
 	long agent_next_ms;       /* when to ping it next */
 	unsigned agent_ops;       /* operations on it now, at most AGENT_OPS_PER_VM */
 	long clock_set_ms;        /* when its clock was last set (0: never) */
+	bool paused;              /* its vCPUs are paused (`vm pause`; the VMM's status says so) */
 	struct vm *next;
 };
 
@@ -110,6 +111,8 @@ struct sup {
 };
 
 const char *vm_state_name(enum vm_state st);
+/* What users see: the state's name, or "paused" for a running VM that is. */
+const char *vm_shown_state(const struct vm *vm);
 struct vm *sup_find(struct sup *s, const char *name);
 /* Under the lock: */
 void sup_wake(struct sup *s);

@@ -53,8 +53,10 @@ int ctl_connect_before(const struct sockaddr_un *addr, long deadline)
 	return fd;
 }
 
-bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen)
+bool vmmctl_request(const char *path, const char *op, int timeout_ms, json_t **reply, char *err,
+		    size_t errlen)
 {
+	*reply = NULL;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		snprintf(err, errlen, "%s: path too long", path);
@@ -78,8 +80,19 @@ bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, si
 	}
 	json_t *resp = json_loads(line, 0, NULL);
 	ok = json_is_true(json_object_get(resp, "ok"));
-	if (!ok)
+	if (!ok) {
 		snprintf(err, errlen, "%s: %s refused: %.100s", path, op, line);
-	json_decref(resp);
+		json_decref(resp);
+		return false;
+	}
+	*reply = resp;
+	return true;
+}
+
+bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen)
+{
+	json_t *reply;
+	bool ok = vmmctl_request(path, op, timeout_ms, &reply, err, errlen);
+	json_decref(reply);
 	return ok;
 }

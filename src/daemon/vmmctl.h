@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <sys/un.h>
 
 /*
@@ -17,6 +18,9 @@
  * supervisor's lock.
  */
 bool vmmctl_call(const char *path, const char *op, int timeout_ms, char *err, size_t errlen);
+/* The same, with the answer object in *reply when true (the caller's to decref). */
+bool vmmctl_request(const char *path, const char *op, int timeout_ms, json_t **reply, char *err,
+		    size_t errlen);
 
 /* Reads one line (without the newline) before the deadline (monotonic ms). */
 bool ctl_read_line(int fd, char *line, size_t len, long deadline);

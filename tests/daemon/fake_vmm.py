@@ -42,7 +42,9 @@ is JSON:
                                           set-time (a clock that cannot be set, an agent
                                           that lies)
 
-Every press of the power button is appended to KERNEL.events, and every
+"pause" and "resume" set what "status" answers ({"paused": true} in the
+kernel file starts it paused, as a VMM adopted while paused) and are
+appended to KERNEL.events. Every press of the power button is appended to KERNEL.events, and every
 start's pid to KERNEL.pids (so the test can clean up exactly its processes).
 """
 import json
@@ -278,6 +280,13 @@ def api(path, delay, behaviour, kernel, done, code):
         except ValueError:
             op = None
         if op == "ping":
+            c.sendall(b'{"ok":true}\n')
+        elif op == "status":
+            c.sendall(b'{"ok":true,"paused":%s}\n' % (b"true" if behaviour.get("paused") else b"false"))
+        elif op in ("pause", "resume"):
+            behaviour["paused"] = op == "pause"
+            with open(kernel + ".events", "a") as f:
+                f.write(op + "\n")
             c.sendall(b'{"ok":true}\n')
         elif op == "power-button":
             with open(kernel + ".events", "a") as f:

@@ -230,6 +230,41 @@ def test_stop(d):
           (p, ev, time.time() - t0))
 
 
+def test_pause(d):
+    """vm pause and resume: the state says so, events, the agent left alone
+    while paused, and a stop of a paused VM resumes it to press the button."""
+    d.create("p", {"agent": AGENT}, 8)
+    d.shoji("vm", "start", "p")
+    check("a VM to pause becomes ready", d.wait_ready("p"))
+    p = d.shoji("vm", "pause", "p")
+    check("vm pause", p.returncode == 0 and p.stdout == b"p: paused\n" and d.vm("p")["state"] == "paused",
+          (p, d.vm("p")))
+    p = d.shoji("vm", "pause", "p")
+    check("pausing a paused VM: refused in one line", p.returncode == 1 and b"paused already" in p.stderr, p)
+    p = d.shoji("exec", "p", "--", "true")
+    check("exec on a paused VM: 125, saying it is paused", p.returncode == 125 and b"paused" in p.stderr, p)
+    p = d.shoji("vm", "resume", "p")
+    check("vm resume", p.returncode == 0 and d.vm("p")["state"] == "running", (p, d.vm("p")))
+    check("exec after resume", d.shoji("exec", "p", "--", "true").returncode == 0)
+    ev = [e["event"] for e in d.events() if e["vm"] == "p" and e["event"] in ("paused", "resumed")]
+    check("paused and resumed events", ev == ["paused", "resumed"], ev)
+    p = d.shoji("vm", "resume", "p")
+    check("resuming a running VM: refused", p.returncode == 1 and b"running already" in p.stderr, p)
+    d.shoji("vm", "pause", "p")
+    p = d.shoji("vm", "stop", "p")
+    k = os.path.join(d.dir, "p.kernel")
+    check("a paused VM's stop resumes it and presses the button (its agent cannot answer)",
+          p.returncode == 0 and open(k + ".events").read().split() ==
+          ["pause", "resume", "pause", "resume", "power-button"], (p, open(k + ".events").read()))
+    p = d.shoji("vm", "pause", "p")
+    check("pausing a stopped VM: refused", p.returncode == 1 and b"stopped, not running" in p.stderr, p)
+    # A VMM whose status says paused (one adopted after shojid restarted) is shown so.
+    d.create("q", {"paused": True}, 9)
+    d.shoji("vm", "start", "q")
+    check("a VMM found paused is shown paused", d.vm("q")["state"] == "paused", d.vm("q"))
+    d.shoji("vm", "kill", "q")
+
+
 def test_clock(d):
     """A guest clock 300 s behind (a VM that was paused, a host that slept)
     is set from the host's, once, and the event says how far off it was; a
@@ -325,6 +360,7 @@ def main():
         test_bounds(d)
         test_hostile_agent(d)
         test_stop(d)
+        test_pause(d)
         test_clock(d)
         test_usage(d)
         test_image(d)
