@@ -83,6 +83,58 @@ im_cp() {
     rm -f "$IW/r10" "$IW/r10.back"
 }
 
+# shoji vm pause stops the guest where it is: a ticker the guest writes to
+# its console twice a second stops ticking, and ticks again after resume;
+# the guest's clock is right afterwards (kvmclock went on counting, and the
+# daemon checks it at once after a resume).
+im_ticks() { im_n=$(grep -a -c 'e2e-tick' "$IW/state/logs/e2e.log" 2>/dev/null); echo "${im_n:-0}"; }
+im_ticked_since() { [ "$(im_ticks)" -gt "$1" ]; }
+im_pause() {
+    shoji exec e2e -- systemd-run --unit=e2e-tick sh -c \
+        'while :; do echo e2e-tick >/dev/ttyS0; sleep 0.5; done' >"$IW/tick.out" 2>&1
+    im_wait 60 im_ticked_since 2
+    n0=$(im_ticks)
+    shoji vm pause e2e >"$IW/pause.out" 2>&1
+    state=$(im_vm state)
+    sleep 2
+    n1=$(im_ticks)
+    sleep 6
+    n2=$(im_ticks)
+    [ "$n0" -gt 2 ] && [ "$state" = paused ] && [ "$n2" = "$n1" ]
+    im_result $? image-pause "vm pause: state paused, no tick from the guest in 6 s (ticks $n0 before, $n1 then $n2)" \
+        "state '$state', ticks $n0 before, $n1 then $n2 while paused; pause said: $(cat "$IW/pause.out"), the ticker: $(cat "$IW/tick.out")"
+    t0=$(im_ms)
+    shoji vm resume e2e >"$IW/resume.out" 2>&1
+    im_wait 60 im_ticked_since "$n2"
+    im_result $? image-resume "vm resume: the guest ticks again $(( $(im_ms) - t0 )) ms later" \
+        "no tick 60 s after resume (state '$(im_vm state)'); resume said: $(cat "$IW/resume.out")"
+    im_wait 60 im_ready
+    guest=$(shoji exec e2e -- date +%s 2>&1)
+    host=$(date +%s)
+    off=$(( host - ${guest:-0} ))
+    [ "${off#-}" -le 3 ] 2>/dev/null
+    im_result $? image-clock "after resume the guest's clock is $off s off the host's" \
+        "guest said '$guest', host $host"
+    shoji exec e2e -- systemctl stop e2e-tick >/dev/null 2>&1
+    [ $im_failed = 0 ] || im_diag
+}
+
+# shoji-agent answers only the host: a connection from the guest itself
+# (vsock loopback, CID 1) is closed without a reply, and the agent logs it.
+im_cid() {
+    shoji exec e2e -- modprobe vsock_loopback >"$IW/cid.out" 2>&1
+    shoji exec e2e -- perl -e '
+        socket(S, 40, 1, 0) or die "socket: $!\n";            # AF_VSOCK, SOCK_STREAM
+        connect(S, pack("SSLLCx3", 40, 0, 1027, 1, 0)) or die "connect: $!\n";
+        syswrite(S, "\x01\x00\x00\x0d{\"op\":\"ping\"}");
+        my $n = sysread(S, my $buf, 4096);
+        print defined $n ? "read $n bytes\n" : "read failed: $!\n";' >>"$IW/cid.out" 2>&1
+    shoji exec e2e -- journalctl -u shoji-agent --no-pager >"$IW/agent.journal" 2>&1
+    grep -q -E '^read (0 bytes|failed)' "$IW/cid.out" && grep -q 'from CID 1, not the host' "$IW/agent.journal"
+    im_result $? image-agent-cid "a connection to the agent from inside the guest (CID 1) is closed unanswered: $(tail -n 1 "$IW/cid.out")" \
+        "$(tr '\n' ' ' <"$IW/cid.out"); agent's journal: $(tail -n 3 "$IW/agent.journal" | tr '\n' ' ')"
+}
+
 # shoji vm stop: the agent shuts the guest down; its file system is clean
 # (e2fsck -fn of the overlay, read through the master image, needs no
 # journal replay).

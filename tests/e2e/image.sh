@@ -44,9 +44,11 @@ checks=(
     boot:image-define boot:image-boots boot:image-ready
     exec:image-exec exec:image-exit-status exec:image-exec-16mib
     cp:image-cp
+    pause:image-pause pause:image-resume pause:image-clock
+    cid:image-agent-cid
     stop:image-stop stop:image-fs-clean
 )
-steps=(boot exec cp stop teardown)
+steps=(boot exec cp pause cid stop teardown)
 
 nested_pick_mode || die "$NESTED_WHY"
 mode=$NESTED_MODE
@@ -57,6 +59,8 @@ step_limit() {
         boot) echo $((boot_s + 240)) ;;
         exec) echo 600 ;;
         cp) echo 600 ;;
+        pause) echo 400 ;;
+        cid) echo 300 ;;
         stop) echo 400 ;;
         *) echo 60 ;;
     esac
