@@ -373,6 +373,12 @@ static bool host_port_addr(const struct vsock_host *h, uint32_t port, struct soc
  * fails; EAGAIN means the host program's backlog is full, not that nobody
  * listens, so the connection waits (the guest hears nothing yet) and is
  * retried until VSOCK_HOST_ACCEPT_WAIT_MS have passed.
+ *
+ * A host program slow to accept() therefore costs nothing: while its
+ * backlog has room the kernel completes the connect without the accept
+ * (the guest's first bytes wait in the new socket), and the socket is
+ * non-blocking, so neither the vCPU thread serving the guest's REQUEST
+ * here nor the I/O thread retrying (retry_pending) ever waits for it.
  */
 static void *be_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
