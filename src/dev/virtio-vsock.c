@@ -629,8 +629,14 @@ static uint32_t rx_data(struct virtio_vsock *vs, struct vsock_conn *c)
 	if (n == 0) {
 		c->host_eof = true;
 		c->host_readable = false;
-		if (c->guest_no_send && c->tx_len == 0) {
-			conn_close(vs, c, true);
+		/*
+		 * The guest sent its SHUTDOWN already: both directions are done.
+		 * Bytes the host has not taken yet still reach it (conn_finish);
+		 * telling the guest SHUTDOWN instead would leave the connection
+		 * open until the guest resets it (Linux: 8 s after its close()).
+		 */
+		if (c->guest_no_send) {
+			conn_finish(vs, c);
 			return 0;
 		}
 		return rx_control(vs, c, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND);
@@ -655,8 +661,8 @@ static uint32_t rx_conn_packet(struct virtio_vsock *vs, struct vsock_conn *c)
 	}
 	if (c->state == CONN_ESTABLISHED && c->host_readable && !c->host_eof && !c->guest_no_rcv) {
 		uint32_t len = rx_data(vs, c);
-		if (len || c->state == CONN_FREE)
-			return len;
+		if (len || c->state != CONN_ESTABLISHED)
+			return len; /* a packet, or the connection ended (its RST is queued) */
 	}
 	if (c->pending & P_CREDIT)
 		return rx_control(vs, c, VSOCK_OP_CREDIT_UPDATE, 0);

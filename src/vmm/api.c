@@ -164,15 +164,19 @@ static void on_accept(void *ctx, int fd)
 	for (unsigned i = 0; i < VMM_API_MAX_CLIENTS && !c; i++)
 		if (!api->conns[i].used)
 			c = &api->conns[i];
-	if (!c) {
-		close(fd); /* not reached: the hold keeps it in the backlog */
-		return;
+	/* Refused only when the hold failed or epoll would not watch it: say why first. */
+	const char *why = !c ? "{\"ok\":false,\"error\":\"too many clients\"}\n" : NULL;
+	if (c) {
+		*c = (struct api_conn){ .api = api, .fd = fd, .used = true };
+		c->w = iothread_watch(api->io, fd, EPOLLIN, on_conn, c);
+		c->used = c->w != NULL;
+		if (!c->w)
+			why = "{\"ok\":false,\"error\":\"out of resources in the VMM\"}\n";
 	}
-	*c = (struct api_conn){ .api = api, .fd = fd, .used = true };
-	c->w = iothread_watch(api->io, fd, EPOLLIN, on_conn, c);
-	if (!c->w) {
+	if (why) {
+		ssize_t w = write(fd, why, strlen(why)); /* an empty socket: it fits, or nobody listens */
+		(void)w;
 		close(fd);
-		c->used = false;
 		return;
 	}
 	if (++api->clients == VMM_API_MAX_CLIENTS)

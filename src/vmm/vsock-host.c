@@ -216,18 +216,30 @@ static void hc_release(struct host_conn *hc)
  * Tells the host program why it gets no connection: "ERR <why>\n", the
  * only bytes it has been sent (so they fit the empty socket buffer).
  */
-static void hc_send_error(struct host_conn *hc, const char *why)
+static void send_error(int fd, const char *why)
 {
 	char line[80];
 	int n = snprintf(line, sizeof(line), "ERR %s\n", why);
-	ssize_t w = send(hc->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t w = send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)w; /* the program went away: nobody to tell */
+}
+
+static void hc_send_error(struct host_conn *hc, const char *why)
+{
+	send_error(hc->fd, why);
 }
 
 static void hc_refuse(struct host_conn *hc, const char *why)
 {
 	hc_send_error(hc, why);
 	hc_release(hc);
+}
+
+/* The host side ended a connection itself (be_want); the device learns it as a hang-up. */
+static void hc_hung_up(void *ctx)
+{
+	struct host_conn *hc = ctx;
+	virtio_vsock_host_ready(hc->h->vs, atomic_load(&hc->id), VSOCK_EV_HUP);
 }
 
 static void on_conn_event(void *ctx, uint32_t events)
@@ -337,12 +349,13 @@ static void on_accept(void *ctx, int fd)
 	struct vsock_host *h = ctx;
 	struct host_conn *hc = hc_new(h, fd, HC_HANDSHAKE);
 	if (!hc) {
+		send_error(fd, VSOCK_HOST_ERR_RESOURCES);
 		close(fd);
 		return;
 	}
 	hc->w = iothread_watch(h->io, fd, EPOLLIN, on_handshake, hc);
 	if (!hc->w)
-		hc_release(hc);
+		hc_refuse(hc, VSOCK_HOST_ERR_RESOURCES);
 }
 
 /* ---- the device's callbacks ---- */
@@ -360,6 +373,12 @@ static bool host_port_addr(const struct vsock_host *h, uint32_t port, struct soc
  * fails; EAGAIN means the host program's backlog is full, not that nobody
  * listens, so the connection waits (the guest hears nothing yet) and is
  * retried until VSOCK_HOST_ACCEPT_WAIT_MS have passed.
+ *
+ * A host program slow to accept() therefore costs nothing: while its
+ * backlog has room the kernel completes the connect without the accept
+ * (the guest's first bytes wait in the new socket), and the socket is
+ * non-blocking, so neither the vCPU thread serving the guest's REQUEST
+ * here nor the I/O thread retrying (retry_pending) ever waits for it.
  */
 static void *be_connect(void *ctx, uint32_t port, uint32_t id, bool *later)
 {
@@ -522,15 +541,28 @@ static void be_want(void *ctx, void *conn, unsigned want)
 	if (!h->io)
 		return;
 	events |= hc->events & EPOLLIN;
+	bool ok = true;
 	if (!hc->w) {
 		if (!events)
 			return;
 		hc->w = iothread_watch(h->io, hc->fd, events | EPOLLET, on_conn_event, hc);
-		if (hc->w)
-			hc->events = events;
-	} else if (events != hc->events && iothread_watch_events(hc->w, events | EPOLLET)) {
-		hc->events = events;
+		ok = hc->w != NULL;
+	} else if (events != hc->events) {
+		ok = iothread_watch_events(hc->w, events | EPOLLET);
 	}
+	if (ok) {
+		hc->events = events;
+		return;
+	}
+	/*
+	 * Unwatched, the connection would wait for ever (the device asks
+	 * again only when what it wants changes): end it. Both sides read
+	 * EOF; the device hears of it on the I/O thread (it holds its lock
+	 * here), before hc can be freed (iothread_call runs in order).
+	 */
+	shutdown(hc->fd, SHUT_RDWR);
+	if (!iothread_call(h->io, hc_hung_up, hc))
+		log_error("vsock: connection %u cannot be watched and stays open", atomic_load(&hc->id));
 }
 
 static void be_shutdown_write(void *ctx, void *conn)

@@ -60,6 +60,8 @@
 #define VSOCK_HOST_ERR_NOT_CONNECT "expected CONNECT <port>"
 #define VSOCK_HOST_ERR_LONG_LINE   "line too long"
 #define VSOCK_HOST_ERR_TIMEOUT     "no CONNECT line within 5 s"
+/* Out of memory, or epoll would not watch one more descriptor. */
+#define VSOCK_HOST_ERR_RESOURCES   "out of resources in the VMM"
 
 struct vsock_host;
 

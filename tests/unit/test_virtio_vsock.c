@@ -670,6 +670,45 @@ static void test_guest_close_drains_buffer(void **state)
 	guest_connect(PEER_PORT, 65536);
 }
 
+/*
+ * Both sides half-close while the host has not taken all of the guest's
+ * bytes: the guest's SHUTDOWN(SEND) first, the host's EOF second. Nothing
+ * is left to do but hand the host those bytes, so the guest gets RST at
+ * once (as when the order is reversed), not a SHUTDOWN that leaves the
+ * connection, its descriptor and its slot open until the guest resets it.
+ */
+static void test_both_half_closed_with_bytes_buffered(void **state)
+{
+	(void)state;
+	struct fconn *f = guest_connect(PEER_PORT, 65536);
+	f->accept = 10;
+	static uint8_t buf[3000];
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = pattern(i);
+	sim_rx_post(&sim, 4, 4096);
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_RW, 0, 65536, 0, buf, sizeof(buf));
+	sim_tx(&sim, PEER_PORT, HOST_PORT, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND, 65536, 0, NULL, 0);
+	assert_false(f->shut_wr); /* the host's EOF waits behind the bytes */
+	expect_no_rx();
+	/* The host program shuts its write side too. */
+	f->src_eof = true;
+	virtio_vsock_host_ready(sim.vs, f->id, VSOCK_EV_READ);
+	expect_rx_op(VSOCK_OP_RST, HOST_PORT, PEER_PORT);
+	expect_no_rx();
+	assert_false(f->closed);
+	assert_int_equal(f->want, VSOCK_WANT_WRITE);
+	/* The host still gets every byte, then the connection is gone. */
+	f->accept = SIZE_MAX;
+	virtio_vsock_host_ready(sim.vs, f->id, VSOCK_EV_WRITE);
+	assert_int_equal(f->sent_len, sizeof(buf));
+	assert_memory_equal(f->sent, buf, sizeof(buf));
+	assert_true(f->closed);
+	assert_int_equal(stats().conns, 0);
+	assert_int_equal(stats().buffer_bytes, 0);
+	/* The guest may reuse its port at once. */
+	guest_connect(PEER_PORT, 65536);
+}
+
 static void test_guest_rst(void **state)
 {
 	(void)state;
@@ -970,6 +1009,7 @@ int main(void)
 		T(test_guest_half_close),
 		T(test_host_half_close),
 		T(test_guest_close_drains_buffer),
+		T(test_both_half_closed_with_bytes_buffered),
 		T(test_guest_rst),
 		T(test_host_error_resets),
 		T(test_reset_closes_everything),

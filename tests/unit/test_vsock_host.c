@@ -315,6 +315,20 @@ static void test_no_guest_listener(void **state)
 	close(fd);
 }
 
+static void test_guest_breaks_handshake(void **state)
+{
+	(void)state;
+	/* The guest answers the REQUEST with data, not RESPONSE: the device resets it. */
+	int fd = unix_connect(path);
+	assert_int_equal(write(fd, "CONNECT 7\n", 10), 10);
+	rx_fill(4);
+	struct sim_pkt p = rx_expect(VSOCK_OP_REQUEST);
+	sim_tx(&sim, 7, p.src_port, VSOCK_OP_RW, 0, 1 << 20, 0, "x", 1);
+	expect_error(fd, VSOCK_WHY_RESET);
+	rx_expect(VSOCK_OP_RST);
+	close(fd);
+}
+
 static void test_guest_to_host_listener(void **state)
 {
 	(void)state;
@@ -1104,6 +1118,7 @@ int main(void)
 		T(test_bad_commands_refused),
 		cmocka_unit_test(test_parse_connect),
 		T(test_no_guest_listener),
+		T(test_guest_breaks_handshake),
 		T(test_guest_to_host_listener),
 		T(test_guest_to_host_no_listener),
 		T(test_guest_to_host_waits_for_slow_accept),
