@@ -11,8 +11,7 @@
 	{ &name##_device, offsetof(struct vmm_options, name##s),                    \
 	  offsetof(struct vmm_options, n##name##s), sizeof(type), most },
 
-const struct vmm_device_slot vmm_devices[] = { VMM_DEVICES(VMM_DEVICE_SLOT) };
-const unsigned vmm_ndevices = sizeof(vmm_devices) / sizeof(vmm_devices[0]);
+const struct vmm_device_slot vmm_devices[VMM_NDEVICES] = { VMM_DEVICES(VMM_DEVICE_SLOT) };
 
 unsigned vmm_device_count(const struct vmm_device_slot *s, const struct vmm_options *o)
 {

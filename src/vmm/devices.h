@@ -93,6 +93,11 @@ struct vmm_device_kind {
 VMM_DEVICES(VMM_DEVICE_DECLARE)
 #undef VMM_DEVICE_DECLARE
 
+/* How many kinds there are: the rows of vmm_devices[]. */
+#define VMM_DEVICE_ONE(name, type, most) +1
+enum { VMM_NDEVICES = 0 VMM_DEVICES(VMM_DEVICE_ONE) };
+#undef VMM_DEVICE_ONE
+
 /* One row of the table: a kind and where struct vmm_options holds its values. */
 struct vmm_device_slot {
 	const struct vmm_device_kind *kind;
@@ -102,8 +107,7 @@ struct vmm_device_slot {
 	unsigned most;
 };
 
-extern const struct vmm_device_slot vmm_devices[];
-extern const unsigned vmm_ndevices;
+extern const struct vmm_device_slot vmm_devices[VMM_NDEVICES];
 
 /* How many --NAME values o holds, and where they are (a TYPE array). */
 unsigned vmm_device_count(const struct vmm_device_slot *s, const struct vmm_options *o);

@@ -84,7 +84,7 @@ struct machine {
 	atomic_bool vcpus_halted;
 	atomic_bool panicked;
 	/* Each device kind's state, by its row in vmm_devices[] (vmm/devices.h). */
-	void **devices;
+	void *devices[VMM_NDEVICES];
 	struct vmm_api *api;      /* --api-socket */
 
 	int done_fd;
@@ -426,14 +426,13 @@ static bool machine_add_pci_devices(struct machine *m)
 	const struct vmm_options *o = m->cfg->opts;
 	m->io = iothread_create();
 	m->virtio = m->io ? virtio_host_create(&m->vm, &m->pci, m->io) : NULL;
-	m->devices = calloc(vmm_ndevices, sizeof(*m->devices));
-	if (!m->virtio || !m->devices)
+	if (!m->virtio)
 		return false;
 	m->pvpanic = (struct pvpanic){ machine_guest_panic, m };
 	if (!pvpanic_attach(&m->pvpanic, &m->pci))
 		return false;
 	struct vmm_device_env env = { m->virtio, m->io, &m->vm.mem };
-	for (unsigned i = 0; i < vmm_ndevices; i++) {
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
 		const struct vmm_device_slot *s = &vmm_devices[i];
 		unsigned n = vmm_device_count(s, o);
 		int code = n ? s->kind->create(&env, vmm_device_values(s, o), n, &m->devices[i]) : 0;
@@ -449,7 +448,7 @@ static bool machine_add_pci_devices(struct machine *m)
 static struct vmm_device_needs machine_device_needs(const struct vmm_options *o)
 {
 	struct vmm_device_needs needs = { 0 };
-	for (unsigned i = 0; i < vmm_ndevices; i++) {
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
 		const struct vmm_device_slot *s = &vmm_devices[i];
 		unsigned n = vmm_device_count(s, o);
 		if (n && s->kind->needs)
@@ -461,7 +460,7 @@ static struct vmm_device_needs machine_device_needs(const struct vmm_options *o)
 /* Starts each device kind's host side: the sandbox is in, the I/O thread runs. */
 static bool machine_start_devices(struct machine *m)
 {
-	for (unsigned i = 0; i < vmm_ndevices; i++)
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
 		if (m->devices[i] && vmm_devices[i].kind->start &&
 		    !vmm_devices[i].kind->start(m->devices[i]))
 			return false;
@@ -604,13 +603,12 @@ static void machine_teardown(struct machine *m)
 	/* The I/O thread stops before the devices it calls into go away. */
 	iothread_destroy(m->io);
 	vmm_api_destroy(m->api);             /* its watches went with the I/O thread */
-	for (unsigned i = 0; m->devices && i < vmm_ndevices; i++)
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
 		if (m->devices[i] && vmm_devices[i].kind->detach)
 			vmm_devices[i].kind->detach(m->devices[i]);
 	virtio_host_destroy(m->virtio);      /* resets every device */
-	for (unsigned i = vmm_ndevices; m->devices && i-- > 0;)
+	for (unsigned i = VMM_NDEVICES; i-- > 0;)
 		vmm_devices[i].kind->destroy(m->devices[i]);
-	free(m->devices);
 	if (m->pci_ready)
 		pci_bus_destroy(&m->pci);
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++)

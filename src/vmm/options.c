@@ -87,12 +87,11 @@ static const struct option machine_options[] = {
 };
 
 #define MACHINE_OPTIONS (sizeof(machine_options) / sizeof(machine_options[0]))
-#define MAX_DEVICE_KINDS 32
 
 void options_print_usage(FILE *out)
 {
 	fputs(options_usage, out);
-	for (unsigned i = 0; i < vmm_ndevices; i++)
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
 		fputs(vmm_devices[i].kind->usage, out);
 	fputs(options_usage_tail, out);
 }
@@ -200,7 +199,7 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		o->version = true;
 		return true;
 	default:
-		if (id >= OPT_DEVICE && (unsigned)(id - OPT_DEVICE) < vmm_ndevices)
+		if (id >= OPT_DEVICE && (unsigned)(id - OPT_DEVICE) < VMM_NDEVICES)
 			return vmm_device_parse(&vmm_devices[id - OPT_DEVICE], arg, o, err, errlen);
 		return errbuf_fail(err, errlen, "internal error: option %d", id);
 	}
@@ -244,17 +243,15 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 	};
 	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* device options count themselves */ = { false };
 
-	struct option long_options[MACHINE_OPTIONS + MAX_DEVICE_KINDS + 1];
-	if (vmm_ndevices > MAX_DEVICE_KINDS)
-		return errbuf_fail(err, errlen, "internal error: more than %d device kinds", MAX_DEVICE_KINDS);
+	struct option long_options[MACHINE_OPTIONS + VMM_NDEVICES + 1];
 	memcpy(long_options, machine_options, sizeof(machine_options));
-	for (unsigned i = 0; i < vmm_ndevices; i++) {
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
 		const struct vmm_device_kind *k = vmm_devices[i].kind;
 		long_options[MACHINE_OPTIONS + i] = (struct option){
 			k->option, k->has_value ? required_argument : no_argument, NULL, OPT_DEVICE + (int)i,
 		};
 	}
-	long_options[MACHINE_OPTIONS + vmm_ndevices] = (struct option){ NULL, 0, NULL, 0 };
+	long_options[MACHINE_OPTIONS + VMM_NDEVICES] = (struct option){ NULL, 0, NULL, 0 };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */

@@ -20,8 +20,8 @@
 static void test_kinds_complete(void **state)
 {
 	(void)state;
-	assert_true(vmm_ndevices > 0);
-	for (unsigned i = 0; i < vmm_ndevices; i++) {
+	assert_true(VMM_NDEVICES > 0);
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
 		const struct vmm_device_slot *s = &vmm_devices[i];
 		const struct vmm_device_kind *k = s->kind;
 		assert_non_null(k->option);
@@ -51,7 +51,7 @@ static void test_help_lists_every_kind(void **state)
 	options_print_usage(f);
 	fclose(f);
 	assert_non_null(strstr(text, options_usage));
-	for (unsigned i = 0; i < vmm_ndevices; i++)
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
 		assert_non_null(strstr(text, vmm_devices[i].kind->usage));
 	assert_non_null(strstr(text, "Exit status:"));
 	free(text);
@@ -59,7 +59,7 @@ static void test_help_lists_every_kind(void **state)
 
 static const struct vmm_device_slot *find(const char *option)
 {
-	for (unsigned i = 0; i < vmm_ndevices; i++)
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
 		if (strcmp(vmm_devices[i].kind->option, option) == 0)
 			return &vmm_devices[i];
 	fail_msg("no device kind --%s", option);
