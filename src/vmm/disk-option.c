@@ -3,17 +3,22 @@
  * [,format=raw|qcow2][,aio=auto|threads|io_uring][,backing-dir=DIR]...: a
  * comma-separated key=value list split by base/kvopt, one table entry per
  * key. Every mistake is reported in one line naming the key and value and
- * what would be accepted; nothing is ever silently defaulted.
+ * what would be accepted; nothing is ever silently defaulted. At its end,
+ * the disk device kind (vmm/devices.h): one virtio-blk device per --disk.
  */
 #include "vmm/disk-option.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/errbuf.h"
 #include "base/kvopt.h"
+#include "vmm/devices.h"
+#include "vmm/exit.h"
+#include "vmm/virtio-host.h"
 
 #define DISK_SYNTAX "path=IMAGE[,readonly=on|off][,serial=S][,direct=on|off][,format=raw|qcow2]" \
 	"[,aio=auto|threads|io_uring][,backing-dir=DIR]..."
@@ -157,3 +162,54 @@ struct virtio_blk_config disk_option_config(const struct disk_option *d)
 		c.backing_dirs[i] = d->backing_dirs[i];
 	return c;
 }
+
+static bool disk_parse(const char *value, unsigned index, void *out, char *err, size_t errlen)
+{
+	(void)index;
+	return disk_option_parse(value, out, err, errlen);
+}
+
+/* The disks, in command-line order, and how many there are. */
+struct disks {
+	unsigned n;
+	struct virtio_blk *blk[];
+};
+
+static int disk_create(const struct vmm_device_env *env, const void *opts, unsigned n, void **state)
+{
+	const struct disk_option *d = opts;
+	struct disks *disks = calloc(1, sizeof(*disks) + n * sizeof(disks->blk[0]));
+	*state = disks;
+	if (!disks)
+		return VMM_EXIT_FAILURE;
+	for (unsigned i = 0; i < n; i++) {
+		struct virtio_blk_config cfg = disk_option_config(&d[i]);
+		disks->blk[i] = virtio_blk_create(&cfg, env->mem);
+		if (!disks->blk[i])
+			return VMM_EXIT_USAGE; /* in use, corrupt, unreadable: the user's to fix */
+		disks->n = i + 1;
+		if (!virtio_host_add(env->virtio, &virtio_blk_ops, disks->blk[i]))
+			return VMM_EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static void disk_destroy(void *state)
+{
+	struct disks *disks = state;
+	for (unsigned i = 0; disks && i < disks->n; i++)
+		virtio_blk_destroy(disks->blk[i]); /* flushes, closes and unlocks */
+	free(disks);
+}
+
+const struct vmm_device_kind disk_device = {
+	.option = "disk",
+	.has_value = true,
+	.usage = "  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on][,aio=MODE]\n"
+		 "         [,backing-dir=DIR]...\n"
+		 "                        a virtio-blk disk (up to 8; raw unless format= says);\n"
+		 "                        backing files only in the image's directory or a backing-dir\n",
+	.parse = disk_parse,
+	.create = disk_create,
+	.destroy = disk_destroy,
+};

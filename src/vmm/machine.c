@@ -34,22 +34,18 @@
 #include "dev/reset.h"
 #include "dev/rtc.h"
 #include "dev/serial.h"
-#include "dev/virtio-blk.h"
-#include "dev/virtio-rng.h"
-#include "dev/virtio-vsock.h"
 #include "hv/acpi.h"
 #include "hv/kvm.h"
 #include "hv/layout.h"
 #include "hv/vcpu.h"
 #include "vmm/api.h"
 #include "vmm/console.h"
+#include "vmm/devices.h"
 #include "vmm/exit.h"
 #include "vmm/iothread.h"
-#include "vmm/net-host.h"
 #include "vmm/jail.h"
 #include "vmm/sandbox.h"
 #include "vmm/virtio-host.h"
-#include "vmm/vsock-host.h"
 
 #define KICK_SIGNAL SIGUSR1
 
@@ -83,15 +79,12 @@ struct machine {
 	bool pci_ready;
 	struct iothread *io;
 	struct virtio_host *virtio;
-	struct virtio_rng *rng;
 	struct pvpanic pvpanic;
 	/* --on-panic pause: vCPUs stop, the process waits for a signal, then exits 5. */
 	atomic_bool vcpus_halted;
 	atomic_bool panicked;
-	struct virtio_blk *blk[VMM_MAX_DISKS];
-	struct net_host *net;
-	struct virtio_vsock *vsock;
-	struct vsock_host *vsock_host;
+	/* Each device kind's state, by its row in vmm_devices[] (vmm/devices.h). */
+	void *devices[VMM_NDEVICES];
 	struct vmm_api *api;      /* --api-socket */
 
 	int done_fd;
@@ -468,21 +461,6 @@ static bool machine_add_devices(struct machine *m)
 	       pci_bus_attach(&m->pci, &m->pio, &m->mmio, &reset_io_ops, &m->reset);
 }
 
-/* --vsock: the device and its host side on Unix sockets. */
-static bool machine_add_vsock(struct machine *m, const struct vsock_option *v)
-{
-	m->vsock_host = vsock_host_create(v->socket, m->io);
-	if (!m->vsock_host) {
-		/* A path that is taken or not writable: the user's to fix. */
-		machine_stop(m, VMM_EXIT_USAGE);
-		return false;
-	}
-	struct vsock_backend be = vsock_host_backend(m->vsock_host);
-	m->vsock = virtio_vsock_create(v->cid, &be);
-	return m->vsock && virtio_host_add(m->virtio, &virtio_vsock_ops, m->vsock) &&
-	       vsock_host_start(m->vsock_host, m->vsock);
-}
-
 static void machine_power_button(void *ctx)
 {
 	pm_press_power_button(((struct machine *)ctx)->pm);
@@ -497,7 +475,10 @@ static bool machine_add_api(struct machine *m, const char *path)
 	return m->api != NULL;
 }
 
-/* PCI devices: the virtio devices the options ask for. */
+/*
+ * PCI devices: pvpanic, then the devices the options ask for, kind by kind
+ * in the table's order (vmm/devices.h), which is the order of their slots.
+ */
 static bool machine_add_pci_devices(struct machine *m)
 {
 	const struct vmm_options *o = m->cfg->opts;
@@ -508,43 +489,40 @@ static bool machine_add_pci_devices(struct machine *m)
 	m->pvpanic = (struct pvpanic){ machine_guest_panic, m };
 	if (!pvpanic_attach(&m->pvpanic, &m->pci))
 		return false;
-	for (unsigned i = 0; i < o->ndisks; i++) {
-		struct virtio_blk_config cfg = disk_option_config(&o->disks[i]);
-		m->blk[i] = virtio_blk_create(&cfg, &m->vm.mem);
-		if (!m->blk[i]) {
-			/* The image is unusable (in use, corrupt, unreadable): the user's to fix. */
-			machine_stop(m, VMM_EXIT_USAGE);
+	struct vmm_device_env env = { m->virtio, m->io, &m->vm.mem };
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
+		const struct vmm_device_slot *s = &vmm_devices[i];
+		unsigned n = vmm_device_count(s, o);
+		int code = n ? s->kind->create(&env, vmm_device_values(s, o), n, &m->devices[i]) : 0;
+		if (code != 0) {
+			machine_stop(m, (enum vmm_exit)code);
 			return false;
 		}
-		if (!virtio_host_add(m->virtio, &virtio_blk_ops, m->blk[i]))
-			return false;
 	}
-	if (o->rng) {
-		m->rng = virtio_rng_create();
-		if (!m->rng || !virtio_host_add(m->virtio, &virtio_rng_ops, m->rng))
-			return false;
-	}
-	if (o->vsock.enabled && !machine_add_vsock(m, &o->vsock))
-		return false;
-	if (o->api_socket && !machine_add_api(m, o->api_socket))
-		return false;
-	if (o->nnets && !net_host_create(o->nets, o->nnets, m->virtio, m->io, &m->vm.mem, &m->net)) {
-		/* A port in use, a tap that cannot be attached: the user's to fix. */
-		machine_stop(m, VMM_EXIT_USAGE);
-		return false;
-	}
-	return true;
+	return !o->api_socket || machine_add_api(m, o->api_socket);
 }
 
-/* What the sandbox must allow for this VM's back ends. */
-static unsigned machine_sandbox_needs(const struct vmm_options *o)
+/* What this VM's devices need of the jail and the sandbox. */
+static struct vmm_device_needs machine_device_needs(const struct vmm_options *o)
 {
-	unsigned needs = 0;
-	for (unsigned i = 0; i < o->nnets; i++)
-		needs |= o->nets[i].kind == NET_USER ? SANDBOX_NET_USER : SANDBOX_NET_TAP;
-	if (o->vsock.enabled)
-		needs |= SANDBOX_VSOCK;
+	struct vmm_device_needs needs = { 0 };
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
+		const struct vmm_device_slot *s = &vmm_devices[i];
+		unsigned n = vmm_device_count(s, o);
+		if (n && s->kind->needs)
+			s->kind->needs(vmm_device_values(s, o), n, &needs);
+	}
 	return needs;
+}
+
+/* Starts each device kind's host side: the sandbox is in, the I/O thread runs. */
+static bool machine_start_devices(struct machine *m)
+{
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
+		if (m->devices[i] && vmm_devices[i].kind->start &&
+		    !vmm_devices[i].kind->start(m->devices[i]))
+			return false;
+	return true;
 }
 
 /* The directory part of path into out ("." when it has none). */
@@ -564,15 +542,15 @@ static const char *dir_of(const char *path, char *out, size_t len)
  * to unlink them at exit where its user may and, for vsock, to reach the
  * host's PATH_<port> listeners; the host's network and resolv.conf for user-mode networking.
  */
-static bool machine_jail(const struct vmm_options *o)
+static bool machine_jail(const struct vmm_options *o, const struct vmm_device_needs *dev)
 {
 	char dirs[3][PATH_MAX];
 	const char *paths[3] = {
 		o->serial.kind == CONSOLE_SOCKET ? o->serial.path : NULL,
 		o->api_socket,
-		o->vsock.enabled ? o->vsock.socket : NULL,
+		dev->socket,
 	};
-	struct jail_needs needs = { .host_network = false };
+	struct jail_needs needs = { .host_network = dev->host_network, .resolv_conf = dev->host_network };
 	for (size_t i = 0; i < 3; i++) {
 		const char *d = paths[i] ? dir_of(paths[i], dirs[i], sizeof(dirs[i])) : NULL;
 		/* The whole directory is kept: "/" would keep the host's root,
@@ -587,9 +565,6 @@ static bool machine_jail(const struct vmm_options *o)
 				d = NULL;
 		needs.keep[i] = d;
 	}
-	for (unsigned i = 0; i < o->nnets; i++)
-		if (o->nets[i].kind == NET_USER)
-			needs.host_network = needs.resolv_conf = true;
 	return jail_enter(&o->jail, &needs);
 }
 
@@ -640,11 +615,12 @@ static bool machine_setup(struct machine *m)
 	    !machine_create_vcpus(m))
 		return false;
 	m->console = console_open(&o->serial, m->serial, machine_console_quit, m);
+	struct vmm_device_needs needs = machine_device_needs(o);
 	/* From here on, only what the jail leaves (vmm/jail.h) and the system
 	 * calls of a running VMM (vmm/sandbox.c). */
-	return m->console && (!o->jail.enabled || machine_jail(o)) &&
-	       (!o->seccomp || sandbox_enter_with(machine_sandbox_needs(o))) &&
-	       console_start(m->console) && iothread_start(m->io) && net_host_start(m->net) &&
+	return m->console && (!o->jail.enabled || machine_jail(o, &needs)) &&
+	       (!o->seccomp || sandbox_enter_with(needs.sandbox)) &&
+	       console_start(m->console) && iothread_start(m->io) && machine_start_devices(m) &&
 	       machine_start_vcpus(m);
 }
 
@@ -685,14 +661,12 @@ static void machine_teardown(struct machine *m)
 	/* The I/O thread stops before the devices it calls into go away. */
 	iothread_destroy(m->io);
 	vmm_api_destroy(m->api);             /* its watches went with the I/O thread */
-	vsock_host_detach_io(m->vsock_host); /* its watches went with the I/O thread */
-	virtio_host_destroy(m->virtio);
-	virtio_vsock_destroy(m->vsock);      /* host programs see EOF */
-	vsock_host_destroy(m->vsock_host);   /* after the device: it names host connections */
-	net_host_destroy(m->net); /* after the NICs were reset, and the I/O thread's watches freed */
-	virtio_rng_destroy(m->rng);
-	for (unsigned i = 0; i < VMM_MAX_DISKS; i++)
-		virtio_blk_destroy(m->blk[i]); /* flushes, closes and unlocks */
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
+		if (m->devices[i] && vmm_devices[i].kind->detach)
+			vmm_devices[i].kind->detach(m->devices[i]);
+	virtio_host_destroy(m->virtio);      /* resets every device */
+	for (unsigned i = VMM_NDEVICES; i-- > 0;)
+		vmm_devices[i].kind->destroy(m->devices[i]);
 	if (m->pci_ready)
 		pci_bus_destroy(&m->pci);
 	for (unsigned i = 0; m->slots && i < m->ncpus; i++)

@@ -105,7 +105,7 @@ int main(int argc, char **argv)
 		return VMM_EXIT_USAGE;
 	}
 	if (opts.help) {
-		fputs(options_usage, stdout);
+		options_print_usage(stdout);
 		return 0;
 	}
 	if (opts.version) {

@@ -1,6 +1,11 @@
-/* The machine's NICs and their back ends (see net-host.h). */
-#include "vmm/net-host.h"
-
+/*
+ * The net device kind (vmm/devices.h): for each --net, a back end
+ * (net/slirp.c or net/tap.c), a virtio-net device on the PCI bus, and the
+ * wiring between them on the I/O thread. A back end with frames for the guest signals an
+ * eventfd; the I/O thread then kicks the NIC's receive queue through the
+ * transport (virtio_pci_kick), so the NIC pulls frames under the
+ * transport's lock like any other queue work.
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -9,6 +14,12 @@
 #include "base/log.h"
 #include "dev/virtio-net.h"
 #include "dev/virtio-pci.h"
+#include "hv/mem.h"
+#include "vmm/devices.h"
+#include "vmm/exit.h"
+#include "vmm/iothread.h"
+#include "vmm/sandbox.h"
+#include "vmm/virtio-host.h"
 
 struct nic {
 	struct net_host *host;
@@ -86,8 +97,14 @@ static bool nic_create(struct net_host *nh, struct nic *n, const struct net_opti
 	return virtio_host_add(vh, &virtio_net_ops, n->dev);
 }
 
-bool net_host_create(const struct net_option *opts, unsigned n, struct virtio_host *vh,
-		     struct iothread *io, const struct guest_mem *mem, struct net_host **out)
+/*
+ * Creates every back end (binding host forwards, attaching taps) and puts
+ * the NICs on the bus. False (logged, one line naming the option) on
+ * failure; *out is set either way, for net_host_destroy() to release what
+ * was made (NICs already on the bus stay valid until then).
+ */
+static bool net_host_create(const struct net_option *opts, unsigned n, struct virtio_host *vh,
+			    struct iothread *io, const struct guest_mem *mem, struct net_host **out)
 {
 	struct net_host *nh = calloc(1, sizeof(*nh) + n * sizeof(struct nic));
 	*out = nh;
@@ -105,16 +122,23 @@ bool net_host_create(const struct net_option *opts, unsigned n, struct virtio_ho
 	return true;
 }
 
-bool net_host_start(struct net_host *nh)
+/* Starts the back ends' event handling: after the sandbox is in. */
+static bool net_host_start(void *state)
 {
+	struct net_host *nh = state;
 	for (unsigned i = 0; nh && i < nh->count; i++)
 		if (!nh->nic[i].nb->ops->start(nh->nic[i].nb))
 			return false;
 	return true;
 }
 
-void net_host_destroy(struct net_host *nh)
+/*
+ * After iothread_destroy() (which freed the watches) and
+ * virtio_host_destroy() (which reset the NICs). Accepts NULL.
+ */
+static void net_host_destroy(void *state)
 {
+	struct net_host *nh = state;
 	if (!nh)
 		return;
 	for (unsigned i = 0; i < nh->count; i++) {
@@ -127,3 +151,43 @@ void net_host_destroy(struct net_host *nh)
 	}
 	free(nh);
 }
+
+static bool net_parse(const char *value, unsigned index, void *out, char *err, size_t errlen)
+{
+	return net_option_parse(value, index, out, err, errlen);
+}
+
+static int net_create(const struct vmm_device_env *env, const void *opts, unsigned n, void **state)
+{
+	struct net_host *nh;
+	bool ok = net_host_create(opts, n, env->virtio, env->io, env->mem, &nh);
+	*state = nh;
+	/* A port in use, a tap that cannot be attached: the user's to fix. */
+	return ok ? 0 : VMM_EXIT_USAGE;
+}
+
+/* The sandbox's calls for each kind of back end; the host's network for user-mode networking. */
+static void net_needs(const void *opts, unsigned n, struct vmm_device_needs *needs)
+{
+	const struct net_option *o = opts;
+	for (unsigned i = 0; i < n; i++) {
+		needs->sandbox |= o[i].kind == NET_USER ? SANDBOX_NET_USER : SANDBOX_NET_TAP;
+		needs->host_network |= o[i].kind == NET_USER;
+	}
+}
+
+const struct vmm_device_kind net_device = {
+	.option = "net",
+	.has_value = true,
+	.usage = "  --net user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M]\n"
+		 "  --net tap=NAME[,mac=M]\n"
+		 "                        a virtio-net NIC (up to 8): user-mode networking\n"
+		 "                        (10.0.2.0/24, DHCP, DNS) or a host tap interface;\n"
+		 "                        host-loopback=on lets the guest reach the host's\n"
+		 "                        127.0.0.1 at 10.0.2.2 (default off)\n",
+	.parse = net_parse,
+	.create = net_create,
+	.start = net_host_start,
+	.destroy = net_host_destroy,
+	.needs = net_needs,
+};

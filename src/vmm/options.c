@@ -27,24 +27,12 @@ const char options_usage[] =
 	"  --memory SIZE         guest RAM, e.g. 512M or 2G; a bare number is MiB\n"
 	"                        (default 512M, at least 32M)\n"
 	"  --serial MODE         COM1 console: tty (default: this terminal, or stdin/stdout),\n"
-	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n"
-	"  --disk path=P[,format=raw|qcow2][,readonly=on][,serial=S][,direct=on][,aio=MODE]\n"
-	"         [,backing-dir=DIR]...\n"
-	"                        a virtio-blk disk (up to 8; raw unless format= says);\n"
-	"                        backing files only in the image's directory or a backing-dir\n"
-	"  --net user[,hostfwd=tcp:127.0.0.1:HOSTPORT-:GUESTPORT]...[,host-loopback=on][,mac=M]\n"
-	"  --net tap=NAME[,mac=M]\n"
-	"                        a virtio-net NIC (up to 8): user-mode networking\n"
-	"                        (10.0.2.0/24, DHCP, DNS) or a host tap interface;\n"
-	"                        host-loopback=on lets the guest reach the host's\n"
-	"                        127.0.0.1 at 10.0.2.2 (default off)\n"
+	"                        file=PATH, socket=PATH (a Unix socket, mode 0600), off\n";
+
+/* After the device options' lines (vmm/devices.h). */
+static const char options_usage_tail[] =
 	"  --on-panic exit|pause when the guest kernel panics (pvpanic): exit with\n"
 	"                        status 5 (default), or stop the vCPUs and wait for a signal\n"
-	"  --rng                 a virtio-rng device fed from the host's getrandom()\n"
-	"  --vsock cid=N,socket=PATH\n"
-	"                        a virtio-vsock device, guest CID N (3 or more): host\n"
-	"                        programs reach guest port P by writing \"CONNECT P\\n\"\n"
-	"                        to the Unix socket PATH; the guest reaches PATH_P\n"
 	"  --api-socket PATH     a control socket (Unix, mode 0600): one JSON request\n"
 	"                        per line, {\"op\":\"ping\"} or {\"op\":\"power-button\"}\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
@@ -73,18 +61,16 @@ enum option_id {
 	OPT_SERIAL,
 	OPT_LOG_LEVEL,
 	OPT_SECCOMP,
-	OPT_RNG,
-	OPT_VSOCK,
 	OPT_API_SOCKET,
 	OPT_JAIL,
 	OPT_ON_PANIC,
-	OPT_DISK,
-	OPT_NET,
+	OPT_DEVICE = 2000, /* + the kind's row in vmm_devices[] */
 	OPT_HELP = 'h',
 	OPT_VERSION = 'V',
 };
 
-static const struct option long_options[] = {
+/* The machine's own options; options_parse() appends the device kinds'. */
+static const struct option machine_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -93,17 +79,22 @@ static const struct option long_options[] = {
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "seccomp", required_argument, NULL, OPT_SECCOMP },
-	{ "rng", no_argument, NULL, OPT_RNG },
-	{ "vsock", required_argument, NULL, OPT_VSOCK },
 	{ "api-socket", required_argument, NULL, OPT_API_SOCKET },
-	{ "disk", required_argument, NULL, OPT_DISK },
-	{ "net", required_argument, NULL, OPT_NET },
 	{ "on-panic", required_argument, NULL, OPT_ON_PANIC },
 	{ "jail", required_argument, NULL, OPT_JAIL },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
-	{ NULL, 0, NULL, 0 },
 };
+
+#define MACHINE_OPTIONS (sizeof(machine_options) / sizeof(machine_options[0]))
+
+void options_print_usage(FILE *out)
+{
+	fputs(options_usage, out);
+	for (unsigned i = 0; i < VMM_NDEVICES; i++)
+		fputs(vmm_devices[i].kind->usage, out);
+	fputs(options_usage_tail, out);
+}
 
 static bool check_input_file(const char *flag, const char *path, char *err, size_t errlen)
 {
@@ -189,11 +180,6 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 			return errbuf_fail(err, errlen, "--seccomp %s: use on or off", arg);
 		o->seccomp = strcmp(arg, "on") == 0;
 		return true;
-	case OPT_RNG:
-		o->rng = true;
-		return true;
-	case OPT_VSOCK:
-		return vsock_option_parse(arg, &o->vsock, err, errlen);
 	case OPT_API_SOCKET:
 		o->api_socket = arg;
 		if (!arg[0] || strlen(arg) >= 108)
@@ -206,15 +192,6 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 			return errbuf_fail(err, errlen, "--on-panic %s: use exit or pause", arg);
 		o->on_panic_pause = strcmp(arg, "pause") == 0;
 		return true;
-	case OPT_DISK:
-		if (o->ndisks == VMM_MAX_DISKS)
-			return errbuf_fail(err, errlen, "--disk given more than %d times", VMM_MAX_DISKS);
-		return disk_option_parse(arg, &o->disks[o->ndisks++], err, errlen);
-	case OPT_NET:
-		if (o->nnets == VMM_MAX_NETS)
-			return errbuf_fail(err, errlen, "--net given more than %d times", VMM_MAX_NETS);
-		o->nnets++;
-		return net_option_parse(arg, o->nnets - 1, &o->nets[o->nnets - 1], err, errlen);
 	case OPT_HELP:
 		o->help = true;
 		return true;
@@ -222,11 +199,13 @@ static bool parse_one(int id, const char *arg, struct vmm_options *o, char *err,
 		o->version = true;
 		return true;
 	default:
+		if (id >= OPT_DEVICE && (unsigned)(id - OPT_DEVICE) < VMM_NDEVICES)
+			return vmm_device_parse(&vmm_devices[id - OPT_DEVICE], arg, o, err, errlen);
 		return errbuf_fail(err, errlen, "internal error: option %d", id);
 	}
 }
 
-static const char *option_name(int id)
+static const char *option_name(const struct option *long_options, int id)
 {
 	for (const struct option *opt = long_options; opt->name; opt++)
 		if (opt->val == id)
@@ -240,10 +219,11 @@ static const char *option_name(int id)
  * sit inside a cluster such as "-xV", so argv cannot name it), or 0 for an
  * unknown long option, which is then the last argument getopt looked at.
  */
-static const char *offending_option(char **argv, char *buf, size_t len)
+static const char *offending_option(const struct option *long_options, char **argv, char *buf,
+				    size_t len)
 {
 	if (optopt >= OPT_KERNEL)
-		snprintf(buf, len, "--%s", option_name(optopt));
+		snprintf(buf, len, "--%s", option_name(long_options, optopt));
 	else if (optopt > 0 && optopt < 256)
 		snprintf(buf, len, "-%c", optopt);
 	else
@@ -261,21 +241,32 @@ bool options_parse(int argc, char **argv, struct vmm_options *o, char *err, size
 		.log_level = LOG_LEVEL_INFO,
 		.seccomp = true,
 	};
-	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* --disk and --net may repeat */ = { false };
+	bool seen[OPT_ON_PANIC - OPT_KERNEL + 1] /* device options count themselves */ = { false };
+
+	struct option long_options[MACHINE_OPTIONS + VMM_NDEVICES + 1];
+	memcpy(long_options, machine_options, sizeof(machine_options));
+	for (unsigned i = 0; i < VMM_NDEVICES; i++) {
+		const struct vmm_device_kind *k = vmm_devices[i].kind;
+		long_options[MACHINE_OPTIONS + i] = (struct option){
+			k->option, k->has_value ? required_argument : no_argument, NULL, OPT_DEVICE + (int)i,
+		};
+	}
+	long_options[MACHINE_OPTIONS + VMM_NDEVICES] = (struct option){ NULL, 0, NULL, 0 };
 
 	opterr = 0; /* our messages, not getopt's */
 	optind = 0; /* 0, not 1: also forgets glibc's position inside an old argv */
 	int id;
 	while ((id = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
 		char name[64];
-		const char *bad = offending_option(argv, name, sizeof(name));
+		const char *bad = offending_option(long_options, argv, name, sizeof(name));
 		if (id == '?')
 			return errbuf_fail(err, errlen, "unknown option '%s' (see shoji-vmm --help)", bad);
 		if (id == ':')
 			return errbuf_fail(err, errlen, "option '%s' needs a value (see shoji-vmm --help)", bad);
 		if (id >= OPT_KERNEL && id <= OPT_ON_PANIC) {
 			if (seen[id - OPT_KERNEL])
-				return errbuf_fail(err, errlen, "--%s given twice; give it once", option_name(id));
+				return errbuf_fail(err, errlen, "--%s given twice; give it once",
+						   option_name(long_options, id));
 			seen[id - OPT_KERNEL] = true;
 		}
 		if (!parse_one(id, optarg, o, err, errlen))

@@ -8,19 +8,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base/log.h"
-#include "vmm/disk-option.h"
+#include "vmm/devices.h"
 #include "vmm/jail.h"
-#include "vmm/net-option.h"
-#include "vmm/vsock-option.h"
 
 #define VMM_DEFAULT_MEMORY   (512ull << 20)
 #define VMM_MIN_MEMORY       (32ull << 20)
 #define VMM_MAX_MEMORY       (1ull << 40)
 #define VMM_DEFAULT_CMDLINE  "console=ttyS0"
-#define VMM_MAX_DISKS        8
-#define VMM_MAX_NETS         8
 
 enum console_kind {
 	CONSOLE_TTY,
@@ -43,13 +40,11 @@ struct vmm_options {
 	struct console_config serial;
 	enum log_level log_level;
 	bool seccomp;
-	bool rng;
 	bool on_panic_pause;
-	unsigned ndisks;
-	struct disk_option disks[VMM_MAX_DISKS];
-	unsigned nnets;
-	struct net_option nets[VMM_MAX_NETS];
-	struct vsock_option vsock;
+	/* Each device kind's values (vmm/devices.h): ndisks and disks[], nnets and nets[], ... */
+#define VMM_DEVICE_FIELDS(name, type, most) unsigned n##name##s; type name##s[most];
+	VMM_DEVICES(VMM_DEVICE_FIELDS)
+#undef VMM_DEVICE_FIELDS
 	const char *api_socket;   /* --api-socket: the control socket, or NULL */
 	struct jail_option jail;  /* --jail */
 	bool help;
@@ -62,7 +57,11 @@ struct vmm_options {
  */
 bool options_parse(int argc, char **argv, struct vmm_options *opts, char *err, size_t errlen);
 
-/* The --help text. */
+/*
+ * The --help text: options_usage holds its start, up to the device
+ * options; options_print_usage() prints all of it.
+ */
 extern const char options_usage[];
+void options_print_usage(FILE *out);
 
 #endif

@@ -17,7 +17,6 @@
 #include "vmm/vsock-host.h"
 
 struct vsock_option {
-	bool enabled;
 	uint32_t cid;
 	char socket[VSOCK_HOST_PATH_MAX + 1];
 };
