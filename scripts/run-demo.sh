@@ -59,6 +59,9 @@ build_image() {
 # terminal, a device in L1).
 write_job() {
     local img=$1 bin=$2 dw=$3 tty=${4:-}
+    local reach="reach them with: shoji --socket \$dw/run/shojid.sock exec svc -- CMD (or desk), vm ls, vm console svc; Ctrl-] here stops both"
+    # Nested, shojid and its socket live inside L1, where no other shell runs.
+    [ -z "$tty" ] || reach="desk's console is here and svc runs beside it; shojid runs inside L1 (nested), so its socket is not on this host: run make run on a host with VT-x/AMD-V to reach both with shoji; Ctrl-] here stops both"
     local redirect=${tty:+" <$tty >$tty 2>&1"}
     cat <<EOF
 dw=$dw
@@ -77,7 +80,7 @@ shoji vm create svc --role service --image "$img/service" --memory 512M --cpus 1
 shoji vm start svc --no-wait >/dev/null
 shoji vm start desk --no-wait >/dev/null
 echo "run-demo: svc (service) and desk (client) start under shojid; this terminal is desk's console."
-echo "run-demo: reach them with: shoji --socket \$dw/run/shojid.sock exec svc -- CMD (or desk), vm ls, vm console svc; Ctrl-] here stops both"
+echo "run-demo: $reach"
 until [ "\$(shoji --json vm show desk 2>/dev/null | grep -c '"state":"running"')" = 1 ]; do sleep 1; done
 shoji vm console desk$redirect
 echo "run-demo: stopping desk and svc"
