@@ -243,6 +243,15 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 int main(int argc, char **argv)
 {
 	log_init("shojid", LOG_LEVEL_INFO);
+	/*
+	 * log_init has seen whether our stderr is the journal. Nothing shojid
+	 * starts writes there: a VMM's stderr is a pipe to its keeper, which
+	 * copies it into NAME.vmm.log (spawn.h). log.c would find that the
+	 * variable does not name the pipe, but a child should not be told it
+	 * talks to the journal at all: a program that trusts the variable
+	 * without that check would put "<3>" prefixes into the log file.
+	 */
+	unsetenv("JOURNAL_STREAM");
 	struct options o;
 	if (!parse_options(argc, argv, &o))
 		return 2;
@@ -255,6 +264,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(o.level);
+	/* A long-running daemon's lines need a time, unless the journal adds it. */
+	log_set_timestamps(true);
 	char vmm[PATH_MAX], sock[PATH_MAX];
 	if (!o.vmm && !default_vmm(vmm, sizeof(vmm))) {
 		log_error("cannot find shoji-vmm next to shojid; give --vmm PATH");
