@@ -17,8 +17,7 @@ struct kvopt_state {
 	const struct kvopt_key *prev;    /* key of the item before, for free_text */
 };
 
-static const struct kvopt_key *find_key(const struct kvopt_spec *spec, const char *name,
-					size_t len)
+const struct kvopt_key *kvopt_find(const struct kvopt_spec *spec, const char *name, size_t len)
 {
 	for (size_t i = 0; i < spec->nkeys; i++)
 		if (strlen(spec->keys[i].name) == len && strncmp(spec->keys[i].name, name, len) == 0)
@@ -26,8 +25,7 @@ static const struct kvopt_key *find_key(const struct kvopt_spec *spec, const cha
 	return NULL;
 }
 
-/* "path, readonly, serial": the known keys, for the unknown-key message. */
-static const char *key_list(const struct kvopt_spec *spec, char *buf, size_t len)
+const char *kvopt_key_list(const struct kvopt_spec *spec, char *buf, size_t len)
 {
 	size_t used = 0;
 	buf[0] = '\0';
@@ -55,11 +53,11 @@ static const struct kvopt_key *item_key(struct kvopt_state *s, const char *item,
 {
 	const char *opt = s->spec->option;
 	size_t klen = (size_t)(eq - item);
-	const struct kvopt_key *k = find_key(s->spec, item, klen);
+	const struct kvopt_key *k = kvopt_find(s->spec, item, klen);
 	char keys[256];
 	if (!k) {
 		errbuf_fail(err, errlen, "%s %.*s: unknown key '%.*s'; keys are %s", opt, (int)len,
-			    item, (int)klen, item, key_list(s->spec, keys, sizeof(keys)));
+			    item, (int)klen, item, kvopt_key_list(s->spec, keys, sizeof(keys)));
 		return NULL;
 	}
 	size_t i = (size_t)(k - s->spec->keys);

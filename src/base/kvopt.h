@@ -49,6 +49,16 @@ bool kvopt_parse(const struct kvopt_spec *spec, const char *text, void *ctx, cha
 		 size_t errlen);
 
 /*
+ * The key named by the `len` bytes at `name`, or NULL. For a parser of
+ * another syntax over the same kind of key table (shojid's configuration
+ * file: one "key = value" a line).
+ */
+const struct kvopt_key *kvopt_find(const struct kvopt_spec *spec, const char *name, size_t len);
+
+/* "path, readonly, serial": the known keys into buf, for an unknown-key message. */
+const char *kvopt_key_list(const struct kvopt_spec *spec, char *buf, size_t len);
+
+/*
  * "on" or "off" into *out. Anything else ("yes", "ON", "1") is refused as
  * "OPTION KEY=VALUE: use KEY=on or KEY=off".
  */

@@ -9,11 +9,24 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *log_program = "shoji";
 static _Atomic int log_threshold = LOG_LEVEL_INFO;
+static bool log_journal;              /* stderr is the journal's stream */
+static _Atomic bool log_timestamps;
+
+/* syslog(3)'s LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG, as journald reads them. */
+static const int level_priority[] = {
+	[LOG_LEVEL_ERROR] = 3,
+	[LOG_LEVEL_WARN] = 4,
+	[LOG_LEVEL_INFO] = 6,
+	[LOG_LEVEL_DEBUG] = 7,
+};
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_ERROR] = "error",
@@ -22,10 +35,33 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_DEBUG] = "debug",
 };
 
+/*
+ * systemd sets $JOURNAL_STREAM to "DEVICE:INODE" of the stream it gave
+ * the service as stderr. A child whose stderr went elsewhere may still
+ * have inherited the variable, so it counts only when it matches stderr
+ * (systemd.exec(5) asks for this check).
+ */
+static bool stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	char end;
+	struct stat st;
+	if (!v || sscanf(v, "%llu:%llu%c", &dev, &ino, &end) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_init(const char *program_name, enum log_level level)
 {
 	log_program = program_name;
+	log_journal = stderr_is_journal();
 	log_set_level(level);
+}
+
+void log_set_timestamps(bool on)
+{
+	atomic_store(&log_timestamps, on);
 }
 
 void log_set_level(enum log_level level)
@@ -47,10 +83,23 @@ bool log_level_parse(const char *name, enum log_level *out)
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
 	char line[1024];
-	int n = snprintf(line, sizeof(line), "%s: %s: ", log_program, level_names[level]);
+	size_t used = 0;
+	if (log_journal) {
+		used = (size_t)snprintf(line, sizeof(line), "<%d>", level_priority[level]);
+	} else if (atomic_load(&log_timestamps)) {
+		struct timespec ts;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		used = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		used += (size_t)snprintf(line + used, sizeof(line) - used, ".%03ldZ ",
+					 ts.tv_nsec / 1000000);
+	}
+	int n = snprintf(line + used, sizeof(line) - used, "%s: %s: ", log_program,
+			 level_names[level]);
 	if (n < 0)
 		return;
-	size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+	used += (size_t)n < sizeof(line) - used ? (size_t)n : sizeof(line) - used - 1;
 
 	int m = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
 	if (m > 0)

@@ -1,6 +1,10 @@
 /*
  * Logging for every shoji program: one line per message on stderr, prefixed
- * with the program name and level. Messages about guest misbehaviour go at
+ * with the program name and level. When stderr is the systemd journal
+ * ($JOURNAL_STREAM names stderr's device and inode), each line starts with
+ * its syslog priority instead ("<3>" error, "<4>" warn, "<6>" info, "<7>"
+ * debug), so that `journalctl -p err` finds errors; the journal keeps the
+ * time. Elsewhere a daemon may ask for a timestamp in front of each line. Messages about guest misbehaviour go at
  * debug or warn level and are rate-limited by their callers with
  * log_limited() (a guest must not be able to flood the host's log).
  */
@@ -16,8 +20,16 @@ enum log_level {
 	LOG_LEVEL_DEBUG,
 };
 
+/* Also looks at $JOURNAL_STREAM, once: call it before any thread logs. */
 void log_init(const char *program_name, enum log_level level);
 void log_set_level(enum log_level level);
+
+/*
+ * Whether lines start with the time (UTC, "2026-01-31T12:00:00.123Z ")
+ * while stderr is not the journal. Off by default: a command's message to
+ * its user needs none.
+ */
+void log_set_timestamps(bool on);
 bool log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -6,6 +6,8 @@
  * readiness over $NOTIFY_SOCKET (notify.h); it needs no systemd, so it also
  * runs from a busybox initramfs.
  *
+ * Its settings: daemon/config.h (file, environment, flags).
+ *
  * SIGTERM or SIGINT stops the daemon and leaves the VMs running: the next
  * shojid re-adopts them (supervisor.h).
  */
@@ -24,6 +26,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "daemon/api.h"
+#include "daemon/config.h"
 #include "daemon/disk-check.h"
 #include "daemon/events.h"
 #include "daemon/notify.h"
@@ -36,7 +39,10 @@ static const char usage[] =
 	"The shoji host daemon: keeps the VM definitions, runs and supervises one\n"
 	"shoji-vmm per VM, and serves the API (JSON over HTTP) on a Unix socket.\n"
 	"\n"
-	"Options:\n"
+	"Options (each but --config may also be a line of the configuration file,\n"
+	"as in `stop-timeout = 60`; an option given here overrides the file):\n"
+	"  --config PATH         the configuration file; default /etc/shoji/shojid.conf\n"
+	"                        (none there: the defaults)\n"
 	"  --state-dir DIR       definitions (DIR/vms/NAME.json) and console logs\n"
 	"                        (DIR/logs); default /var/lib/shoji, or $SHOJI_STATE_DIR\n"
 	"  --run-dir DIR         per-VM sockets and pids (DIR/vms/NAME, mode 0700);\n"
@@ -69,18 +75,8 @@ static const char usage[] =
 	"re-adopts them. Exit status: 0 after a signal, 1 on failure, 2 bad usage.\n";
 
 struct options {
-	const char *state_dir;
-	const char *run_dir;
-	const char *socket;
-	const char *vmm;
-	const char *image_dirs[DISK_CHECK_MAX_DIRS + 1]; /* NULL-terminated */
-	unsigned nimage_dirs;
-	bool jail;
-	unsigned stop_timeout_s;
-	unsigned start_timeout_s;
-	unsigned backoff_ms;
-	uint64_t vmm_log_max;
-	enum log_level level;
+	struct shojid_config cfg;
+	const char *config;      /* --config PATH, or NULL: CONFIG_DEFAULT_PATH */
 	bool help, version;
 };
 
@@ -88,7 +84,7 @@ static bool fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static bool fail(const char *fmt, ...)
 {
-	char msg[512];
+	char msg[PATH_MAX + 512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -97,97 +93,67 @@ static bool fail(const char *fmt, ...)
 	return false;
 }
 
-static const char *env_or(const char *name, const char *fallback)
-{
-	const char *v = getenv(name);
-	return v && v[0] ? v : fallback;
-}
+/* A flag of config_spec (getopt's value KEY_BASE + its index) and its value. */
+#define KEY_BASE 256
+struct flag {
+	const struct kvopt_key *key;
+	const char *value;
+};
 
-static bool add_image_dir(struct options *o, const char *dir)
-{
-	struct stat st;
-	if (o->nimage_dirs == DISK_CHECK_MAX_DIRS)
-		return fail("--image-dir %s: at most %d image directories", dir, DISK_CHECK_MAX_DIRS);
-	if (stat(dir, &st) < 0)
-		return fail("--image-dir %s: %s", dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return fail("--image-dir %s: not a directory", dir);
-	o->image_dirs[o->nimage_dirs++] = dir;
-	return true;
-}
-
+/*
+ * The command line is read whole first, because --config, wherever it
+ * stands, names the file whose settings the other flags override:
+ * defaults, file, environment, then the flags in their order.
+ */
 static bool parse_options(int argc, char **argv, struct options *o)
 {
-	static const struct option longs[] = {
-		{ "state-dir", required_argument, NULL, 's' }, { "run-dir", required_argument, NULL, 'r' },
-		{ "socket", required_argument, NULL, 'S' }, { "vmm", required_argument, NULL, 'm' },
-		{ "stop-timeout", required_argument, NULL, 't' }, { "backoff-ms", required_argument, NULL, 'b' },
-		{ "start-timeout", required_argument, NULL, 'T' },
-		{ "image-dir", required_argument, NULL, 'i' },
-		{ "jail", required_argument, NULL, 'j' },
-		{ "vmm-log-max", required_argument, NULL, 'L' },
-		{ "log-level", required_argument, NULL, 'l' }, { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
-	};
-	*o = (struct options){ .state_dir = env_or("SHOJI_STATE_DIR", "/var/lib/shoji"),
-			       .run_dir = env_or("SHOJI_RUN_DIR", "/run/shoji"),
-			       .socket = getenv("SHOJI_SOCKET"), .stop_timeout_s = 30,
-			       .start_timeout_s = 30, .backoff_ms = 1000,
-			       .vmm_log_max = VMM_LOG_DEFAULT_MAX, .level = LOG_LEVEL_INFO,
-			       .jail = geteuid() == 0 };
+	struct option longs[KVOPT_MAX_KEYS + 4];
+	size_t nk = config_spec.nkeys;
+	for (size_t i = 0; i < nk; i++)
+		longs[i] = (struct option){ config_spec.keys[i].name, required_argument, NULL,
+					    KEY_BASE + (int)i };
+	longs[nk] = (struct option){ "config", required_argument, NULL, 'c' };
+	longs[nk + 1] = (struct option){ "help", no_argument, NULL, 'h' };
+	longs[nk + 2] = (struct option){ "version", no_argument, NULL, 'V' };
+	longs[nk + 3] = (struct option){ NULL, 0, NULL, 0 };
+
+	struct flag *flags = calloc((size_t)argc + 1, sizeof(*flags));
+	if (!flags)
+		return fail("out of memory");
+	size_t nflags = 0;
+	bool ok = true;
+	*o = (struct options){ 0 };
 	opterr = 0;
 	int c;
-	uint64_t n;
-	while ((c = getopt_long(argc, argv, ":hV", longs, NULL)) != -1) {
-		switch (c) {
-		case 's': o->state_dir = optarg; break;
-		case 'r': o->run_dir = optarg; break;
-		case 'S': o->socket = optarg; break;
-		case 'm': o->vmm = optarg; break;
-		case 'i':
-			if (!add_image_dir(o, optarg))
-				return false;
-			break;
-		case 'j':
-			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
-				return fail("--jail %s: use on or off", optarg);
-			o->jail = strcmp(optarg, "on") == 0;
-			if (o->jail && geteuid() != 0)
-				return fail("--jail on needs root (each VMM changes user and namespaces)");
-			break;
-		case 't':
-			if (!parse_uint(optarg, 1, 3600, &n))
-				return fail("--stop-timeout %s: must be a number of seconds from 1 to 3600", optarg);
-			o->stop_timeout_s = (unsigned)n;
-			break;
-		case 'T':
-			if (!parse_uint(optarg, 1, 3600, &n))
-				return fail("--start-timeout %s: must be a number of seconds from 1 to 3600", optarg);
-			o->start_timeout_s = (unsigned)n;
-			break;
-		case 'b':
-			if (!parse_uint(optarg, 10, 60000, &n))
-				return fail("--backoff-ms %s: must be a number from 10 to 60000", optarg);
-			o->backoff_ms = (unsigned)n;
-			break;
-		case 'L':
-			if (!parse_size(optarg, &n) || n < 4 * KiB || n > 64 * GiB)
-				return fail("--vmm-log-max %s: must be a size from 4K to 64G, e.g. 8M", optarg);
-			o->vmm_log_max = n;
-			break;
-		case 'l':
-			if (!log_level_parse(optarg, &o->level))
-				return fail("--log-level %s: use error, warn, info or debug", optarg);
-			break;
-		case 'h': o->help = true; break;
-		case 'V': o->version = true; break;
-		case ':': return fail("option '%s' needs a value (see shojid --help)", argv[optind - 1]);
-		default: return fail("unknown option '%s' (see shojid --help)", argv[optind - 1]);
-		}
+	while (ok && (c = getopt_long(argc, argv, ":hV", longs, NULL)) != -1) {
+		if (c >= KEY_BASE && c < KEY_BASE + (int)nk)
+			flags[nflags++] = (struct flag){ &config_spec.keys[c - KEY_BASE], optarg };
+		else if (c == 'c')
+			o->config = optarg;
+		else if (c == 'h')
+			o->help = true;
+		else if (c == 'V')
+			o->version = true;
+		else if (c == ':')
+			ok = fail("option '%s' needs a value (see shojid --help)", argv[optind - 1]);
+		else
+			ok = fail("unknown option '%s' (see shojid --help)", argv[optind - 1]);
 	}
-	if (optind < argc)
-		return fail("unexpected argument '%s' (see shojid --help)", argv[optind]);
-	return true;
+	if (ok && optind < argc)
+		ok = fail("unexpected argument '%s' (see shojid --help)", argv[optind]);
+	char err[PATH_MAX + 512];
+	config_defaults(&o->cfg);
+	if (ok && !o->help && !o->version) {
+		/* A missing default file means the defaults; a file named with --config must be there. */
+		ok = config_load(&o->cfg, o->config ? o->config : CONFIG_DEFAULT_PATH, o->config != NULL,
+				 err, sizeof(err)) && config_env(&o->cfg, err, sizeof(err));
+		for (size_t i = 0; ok && i < nflags; i++)
+			ok = config_flag(&o->cfg, flags[i].key, flags[i].value, err, sizeof(err));
+		if (!ok)
+			fail("%s", err);
+	}
+	free(flags);
+	return ok;
 }
 
 /* shoji-vmm in the directory of this very binary (build/ or /usr/bin alike). */
@@ -211,17 +177,21 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a client that went away is a failed write, not our end */
 
-	struct sup_config cfg = { o->state_dir, o->run_dir, vmm, (int)o->stop_timeout_s * 1000,
-				  (int)o->start_timeout_s * 1000, (int)o->backoff_ms, VMLOG_DEFAULT_MAX,
-				  o->vmm_log_max, o->nimage_dirs ? o->image_dirs : NULL, o->jail };
+	const struct shojid_config *c = &o->cfg;
+	const char *image_dirs[DISK_CHECK_MAX_DIRS + 1] = { NULL }; /* NULL-terminated */
+	for (unsigned i = 0; i < c->nimage_dirs; i++)
+		image_dirs[i] = c->image_dirs[i];
+	struct sup_config cfg = { c->state_dir, c->run_dir, vmm, (int)c->stop_timeout_s * 1000,
+				  (int)c->start_timeout_s * 1000, (int)c->backoff_ms, VMLOG_DEFAULT_MAX,
+				  c->vmm_log_max, c->nimage_dirs ? image_dirs : NULL, c->jail };
 	struct events *events = events_create();
 	struct sup *sup = events ? sup_create(&cfg, events) : NULL;
 	int fd = sup ? api_listen(socket_path) : -1;
 	struct api *api = fd >= 0 ? api_start(fd, sup, events) : NULL;
 	int code = 1;
 	if (api && sup_start(sup)) {
-		log_info("serving %s (state %s, VMM %s)", socket_path, o->state_dir, vmm);
-		if (!o->jail)
+		log_info("serving %s (state %s, VMM %s)", socket_path, c->state_dir, vmm);
+		if (!c->jail)
 			log_warn("VMMs run without a jail (%s)", geteuid() == 0 ? "--jail off"
 									 : "not root");
 		/* The socket listens and the VMs are adopted: clients may come (systemd's Type=notify). */
@@ -243,7 +213,16 @@ static int run(const struct options *o, const char *vmm, const char *socket_path
 int main(int argc, char **argv)
 {
 	log_init("shojid", LOG_LEVEL_INFO);
-	struct options o;
+	/*
+	 * log_init has seen whether our stderr is the journal. Nothing shojid
+	 * starts writes there: a VMM's stderr is a pipe to its keeper, which
+	 * copies it into NAME.vmm.log (spawn.h). log.c would find that the
+	 * variable does not name the pipe, but a child should not be told it
+	 * talks to the journal at all: a program that trusts the variable
+	 * without that check would put "<3>" prefixes into the log file.
+	 */
+	unsetenv("JOURNAL_STREAM");
+	static struct options o; /* paths of PATH_MAX bytes: not on the stack */
 	if (!parse_options(argc, argv, &o))
 		return 2;
 	if (o.help) {
@@ -254,20 +233,25 @@ int main(int argc, char **argv)
 		printf("shojid %s\n", SHOJI_VERSION);
 		return 0;
 	}
-	log_set_level(o.level);
+	log_set_level(o.cfg.level);
+	/* A long-running daemon's lines need a time, unless the journal adds it. */
+	log_set_timestamps(true);
 	char vmm[PATH_MAX], sock[PATH_MAX];
-	if (!o.vmm && !default_vmm(vmm, sizeof(vmm))) {
+	if (!o.cfg.vmm[0] && !default_vmm(vmm, sizeof(vmm))) {
 		log_error("cannot find shoji-vmm next to shojid; give --vmm PATH");
 		return 2;
 	}
-	if (o.vmm)
-		snprintf(vmm, sizeof(vmm), "%s", o.vmm);
+	if (o.cfg.vmm[0])
+		snprintf(vmm, sizeof(vmm), "%s", o.cfg.vmm);
 	if (access(vmm, X_OK) != 0) {
 		log_error("--vmm %s: %m", vmm);
 		return 2;
 	}
-	snprintf(sock, sizeof(sock), "%s", o.socket ? o.socket : "");
-	if (!o.socket)
-		snprintf(sock, sizeof(sock), "%s/shojid.sock", o.run_dir);
+	if (o.cfg.socket[0])
+		snprintf(sock, sizeof(sock), "%s", o.cfg.socket);
+	else if ((size_t)snprintf(sock, sizeof(sock), "%s/shojid.sock", o.cfg.run_dir) >= sizeof(sock)) {
+		log_error("--run-dir %s: too long for the socket's path; give --socket PATH", o.cfg.run_dir);
+		return 2;
+	}
 	return run(&o, vmm, sock);
 }

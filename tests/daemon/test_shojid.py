@@ -740,6 +740,55 @@ def test_vmm_log_cap(tmp):
     d.stop()
 
 
+def test_config_file(tmp):
+    """issue 25: shojid reads its settings from a file (--config), a flag
+    overrides the file's line, and a mistake in the file stops it with one
+    line naming FILE:LINE and the key."""
+    base = os.path.join(tmp, "conf")
+    os.makedirs(base)
+    conf = os.path.join(base, "shojid.conf")
+    with open(conf, "w") as f:
+        f.write("# settings of a test daemon\n\n"
+                f"state-dir = {base}/state\n"
+                f"run-dir   = {base}/run\n"
+                f"socket = {base}/file.sock\n"
+                f"vmm = {FAKE}\n"
+                "jail = off\n"
+                "log-level = debug\n")
+    flag_sock = os.path.join(base, "flag.sock")
+    p = subprocess.Popen([SHOJID, "--config", conf, "--socket", flag_sock],
+                         stderr=open(os.path.join(base, "shojid.log"), "w"))
+    daemons.append(p)
+    deadline = time.time() + 5
+    log = ""
+    while "serving" not in log and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+        log = open(os.path.join(base, "shojid.log")).read()
+    check("shojid runs on the file's settings, the --socket flag overriding the file's socket",
+          p.poll() is None and os.path.exists(flag_sock) and not os.path.exists(base + "/file.sock")
+          and os.path.isdir(base + "/state/vms") and f"state {base}/state" in log, log)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=10)
+
+    with open(conf, "a") as f:
+        f.write("stop-timeout = 0\n")
+    bad = subprocess.run([SHOJID, "--config", conf], capture_output=True, text=True, timeout=10)
+    check("a bad value is refused in one line naming FILE:LINE and the key",
+          bad.returncode == 2 and bad.stderr.count("\n") == 1
+          and f"{conf}:9: stop-timeout = 0: must be a number" in bad.stderr, (bad.returncode, bad.stderr))
+    with open(conf, "w") as f:
+        f.write("stat-dir = /tmp\n")
+    bad = subprocess.run([SHOJID, "--config", conf, "--stop-timeout", "5"], capture_output=True, text=True,
+                         timeout=10)
+    check("an unknown key is refused in one line with a suggestion",
+          bad.returncode == 2 and bad.stderr.count("\n") == 1
+          and f"{conf}:1: unknown key 'stat-dir'; did you mean 'state-dir'?" in bad.stderr, bad.stderr)
+    bad = subprocess.run([SHOJID, "--config", base + "/none.conf"], capture_output=True, text=True, timeout=10)
+    check("a missing --config file is refused in one line",
+          bad.returncode == 2 and bad.stderr.count("\n") == 1 and "none.conf: No such file" in bad.stderr,
+          bad.stderr)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="shoji-daemon-")
     try:
@@ -759,6 +808,7 @@ def main():
         test_cli_errors(tmp)
         test_backing_confined(tmp)
         test_vmm_log_cap(tmp)
+        test_config_file(tmp)
         test_lifecycle(tmp)
     finally:
         finish(tmp, daemons)
