@@ -31,6 +31,7 @@
 #include "base/iov.h"
 #include "base/log.h"
 #include "base/ratelimit.h"
+#include "dev/edid.h"
 
 #define GPU_QUEUE_SIZE  256
 #define GPU_BPP         4
@@ -230,8 +231,8 @@ static uint32_t gpu_get_edid(struct virtio_gpu *gpu, struct gpu_req *q)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_SCANOUT_ID);
 	struct virtio_gpu_resp_edid *e = &q->resp.edid;
 	e->hdr.type = VIRTIO_GPU_RESP_OK_EDID;
-	e->size = 128;
-	virtio_gpu_edid(e->edid, gpu->pref_w, gpu->pref_h);
+	e->size = EDID_BLOCK;
+	edid_make(e->edid, gpu->pref_w, gpu->pref_h);
 	return sizeof(*e);
 }
 
@@ -453,9 +454,14 @@ static uint32_t gpu_attach(struct virtio_gpu *gpu, struct gpu_req *q)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_OUT_OF_MEMORY);
 	}
 	uint64_t total = 0; /* at most 16384 * 4 GiB: no overflow */
+	struct virtio_gpu_mem_entry batch[256]; /* each iov_to_buf walks the chain from its start */
 	for (uint32_t i = 0; i < cmd.nr_entries; i++) {
-		struct virtio_gpu_mem_entry e;
-		iov_to_buf(c->iov, c->nr_readable, sizeof(cmd) + (size_t)i * sizeof(e), &e, sizeof(e));
+		if (i % 256 == 0) {
+			uint32_t n = cmd.nr_entries - i < 256 ? cmd.nr_entries - i : 256;
+			iov_to_buf(c->iov, c->nr_readable, sizeof(cmd) + (size_t)i * sizeof(batch[0]), batch,
+				   n * sizeof(batch[0]));
+		}
+		struct virtio_gpu_mem_entry e = batch[i % 256];
 		uint8_t *host = e.length ? guest_mem_ptr(gpu->mem, e.addr, e.length) : NULL;
 		if (e.length && !host) {
 			free(b);
@@ -736,78 +742,4 @@ bool virtio_gpu_set_preferred(struct virtio_gpu *gpu, uint32_t width, uint32_t h
 	if (gpu->vd)
 		virtio_config_changed(gpu->vd);
 	return true;
-}
-
-/* ---- EDID 1.4 base block ---- */
-
-/* An 18-byte detailed timing for w x h, reduced blanking, refresh as close to
- * 60 Hz as the 16-bit pixel clock (10 kHz units) allows. */
-static void edid_timing(uint8_t *d, uint32_t w, uint32_t h)
-{
-	const uint32_t hblank = 160, hfp = 48, hsync = 32;
-	const uint32_t vblank = 35, vfp = 3, vsync = 6;
-	uint64_t total = (uint64_t)(w + hblank) * (h + vblank);
-	uint64_t clock = total * 60 / 10000;
-	if (clock > 65535)
-		clock = 65535;
-	uint32_t hmm = w * 254 / 960, vmm = h * 254 / 960; /* 96 dpi */
-	d[0] = clock & 0xff;
-	d[1] = (uint8_t)(clock >> 8);
-	d[2] = w & 0xff;
-	d[3] = hblank & 0xff;
-	d[4] = (uint8_t)(((w >> 8) & 0xf) << 4 | ((hblank >> 8) & 0xf));
-	d[5] = h & 0xff;
-	d[6] = vblank & 0xff;
-	d[7] = (uint8_t)(((h >> 8) & 0xf) << 4 | ((vblank >> 8) & 0xf));
-	d[8] = hfp & 0xff;
-	d[9] = hsync & 0xff;
-	d[10] = (uint8_t)((vfp & 0xf) << 4 | (vsync & 0xf));
-	d[11] = (uint8_t)(((hfp >> 8) & 3) << 6 | ((hsync >> 8) & 3) << 4 | ((vfp >> 4) & 3) << 2 |
-			  ((vsync >> 4) & 3));
-	d[12] = hmm & 0xff;
-	d[13] = vmm & 0xff;
-	d[14] = (uint8_t)(((hmm >> 8) & 0xf) << 4 | ((vmm >> 8) & 0xf));
-	d[15] = d[16] = 0;
-	d[17] = 0x1e; /* digital separate sync, both polarities positive */
-}
-
-void virtio_gpu_edid(uint8_t e[128], uint32_t w, uint32_t h)
-{
-	static const uint8_t header[8] = { 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00 };
-	static const uint8_t chroma[10] = { 0xee, 0x91, 0xa3, 0x54, 0x4c, 0x99, 0x26, 0x0f, 0x50, 0x54 };
-	if (w > VGPU_MAX_PREF_DIM)
-		w = VGPU_MAX_PREF_DIM;
-	if (h > VGPU_MAX_PREF_DIM)
-		h = VGPU_MAX_PREF_DIM;
-	memset(e, 0, 128);
-	memcpy(e, header, sizeof(header));
-	/* Manufacturer "SHJ": three 5-bit letters, big-endian. */
-	uint16_t mfg = (uint16_t)(('S' - '@') << 10 | ('H' - '@') << 5 | ('J' - '@'));
-	e[8] = (uint8_t)(mfg >> 8);
-	e[9] = mfg & 0xff;
-	e[10] = 0x01; /* product code */
-	e[16] = 1;    /* week of manufacture */
-	e[17] = 2026 - 1990;
-	e[18] = 1;    /* EDID 1.4 */
-	e[19] = 4;
-	e[20] = 0xa5; /* digital, 8 bits per colour, DisplayPort */
-	e[21] = (uint8_t)((w * 254 / 960 + 5) / 10); /* size in cm */
-	e[22] = (uint8_t)((h * 254 / 960 + 5) / 10);
-	e[23] = 120;  /* gamma 2.2 */
-	e[24] = 0x06; /* RGB 4:4:4, sRGB, preferred timing is native */
-	memcpy(e + 25, chroma, sizeof(chroma));
-	for (unsigned i = 38; i < 54; i++)
-		e[i] = 0x01; /* no standard timings */
-	edid_timing(e + 54, w, h);
-	/* Display product name. */
-	static const char name[13] = "shoji\n      ";
-	e[72 + 3] = 0xfc;
-	memcpy(e + 72 + 5, name, 13);
-	/* Two dummy descriptors. */
-	e[90 + 3] = 0x10;
-	e[108 + 3] = 0x10;
-	uint8_t sum = 0;
-	for (unsigned i = 0; i < 127; i++)
-		sum = (uint8_t)(sum + e[i]);
-	e[127] = (uint8_t)(0x100 - sum);
 }

@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dev/edid.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
 
@@ -56,10 +57,10 @@
 /* Entries of one ATTACH_BACKING: a 64 MiB resource in 4 KiB pages. */
 #define VGPU_MAX_ENTRIES    16384u
 /* The preferred size the host may offer: an EDID detailed timing holds 12
- * bits per dimension. */
+ * bits per dimension (dev/edid.h). */
 #define VGPU_MIN_PREF_W     320u
 #define VGPU_MIN_PREF_H     200u
-#define VGPU_MAX_PREF_DIM   4095u
+#define VGPU_MAX_PREF_DIM   EDID_MAX_DIM
 /* The cursor image: Linux's driver uses 64x64 resources. */
 #define VGPU_CURSOR_DIM     64u
 
@@ -117,9 +118,5 @@ const struct virtio_gpu_scanout *virtio_gpu_scanout(const struct virtio_gpu *gpu
  * transport's lock, like a device callback.
  */
 bool virtio_gpu_set_preferred(struct virtio_gpu *gpu, uint32_t width, uint32_t height);
-
-/* The 128-byte EDID block offered for `width`x`height` (for tests and the
- * viewer's diagnostics). */
-void virtio_gpu_edid(uint8_t edid[128], uint32_t width, uint32_t height);
 
 #endif

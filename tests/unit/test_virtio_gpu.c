@@ -5,7 +5,8 @@
  * record modes, flushed rectangles and cursor changes.
  * Covered: display info, EDID (size, checksum, the timing's size), the
  * path create -> attach -> transfer -> set_scanout -> flush with the right
- * pixels in the scanout and the right damage rectangle, the cursor queue,
+ * pixels in the scanout and the right damage rectangle (also through a
+ * 512-entry scattered backing list), the cursor queue,
  * a host resize (event bit, config interrupt, events_clear), and every
  * hostile request this device checks answered with its error while the
  * device keeps serving (bad ids, sizes, rectangles, offsets, backing lists,
@@ -23,6 +24,7 @@
 #include <cmocka.h>
 #include <linux/virtio_gpu.h>
 
+#include "dev/edid.h"
 #include "dev/virtio-gpu.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
@@ -383,7 +385,7 @@ static void test_edid(void **state)
 
 	/* The largest size an EDID timing holds still sums to 0. */
 	uint8_t e[128];
-	virtio_gpu_edid(e, 4095, 4095);
+	edid_make(e, 4095, 4095);
 	sum = 0;
 	for (unsigned i = 0; i < 128; i++)
 		sum = (uint8_t)(sum + e[i]);
@@ -491,6 +493,33 @@ static void test_create_transfer_flush(void **state)
 	assert_int_equal(drv_attach(&d, 7, e, 3), VIRTIO_GPU_RESP_OK_NODATA);
 	assert_int_equal(drv_unref(&d, 7), VIRTIO_GPU_RESP_OK_NODATA);
 	free(img);
+	assert_serving(&d);
+	drv_close(&d);
+}
+
+/* A backing list of 512 two-byte pieces, scattered and out of order (past
+ * the device's 256-entry read batches): every byte lands in its place. */
+static void test_many_entries(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open(&d, 0);
+	assert_int_equal(drv_create(&d, 2, VIRTIO_GPU_FORMAT_R8G8B8X8_UNORM, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
+	enum { N = 512 };
+	static struct virtio_gpu_mem_entry e[N];
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t at = PIX_GPA + (uint64_t)((i * 97) % N) * 64;
+		uint8_t *p = gpa(at, 2);
+		p[0] = (uint8_t)(2 * i), p[1] = (uint8_t)(2 * i + 1) ^ 0x5a;
+		e[i] = (struct virtio_gpu_mem_entry){ .addr = at, .length = 2 };
+	}
+	assert_int_equal(drv_attach(&d, 2, e, N), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(drv_transfer(&d, 2, 0, 0, 16, 16, 0), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(drv_set_scanout(&d, 0, 2, 0, 0, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
+	assert_int_equal(drv_flush(&d, 2, 0, 0, 16, 16), VIRTIO_GPU_RESP_OK_NODATA);
+	const struct virtio_gpu_scanout *so = virtio_gpu_scanout(d.gpu);
+	for (unsigned b = 0; b < 1024; b++)
+		assert_int_equal(so->pixels[b], b % 2 ? (uint8_t)b ^ 0x5a : (uint8_t)b);
 	assert_serving(&d);
 	drv_close(&d);
 }
@@ -838,6 +867,7 @@ int main(void)
 		cmocka_unit_test(test_display_info),
 		cmocka_unit_test(test_edid),
 		cmocka_unit_test(test_create_transfer_flush),
+		cmocka_unit_test(test_many_entries),
 		cmocka_unit_test(test_unref_on_scanout),
 		cmocka_unit_test(test_cursor),
 		cmocka_unit_test(test_resize_event),
