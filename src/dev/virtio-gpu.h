@@ -57,9 +57,10 @@
 /* Entries of one ATTACH_BACKING: a 64 MiB resource in 4 KiB pages. */
 #define VGPU_MAX_ENTRIES    16384u
 /* The preferred size the host may offer: an EDID detailed timing holds 12
- * bits per dimension (dev/edid.h). */
-#define VGPU_MIN_PREF_W     320u
-#define VGPU_MIN_PREF_H     200u
+ * bits per dimension (dev/edid.h); below 640x480 a desktop is of no use
+ * (a smaller window scales the picture down). */
+#define VGPU_MIN_PREF_W     640u
+#define VGPU_MIN_PREF_H     480u
 #define VGPU_MAX_PREF_DIM   EDID_MAX_DIM
 /* The cursor image: Linux's driver uses 64x64 resources. */
 #define VGPU_CURSOR_DIM     64u
