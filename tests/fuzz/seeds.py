@@ -405,7 +405,52 @@ def agent_proto():
     write('agent-proto', 'cut-payload', b'\x01\x00\x00\x10{"op":')
 
 
-TARGETS = {'virtio-pci': virtio_pci, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops,
+# ---- virtio-gpu (fuzz_virtio_gpu.c) ----
+
+def virtio_gpu():
+    def hdr(t, flags=0, fence=0):
+        return struct.pack('<IIQIB3x', t, flags, fence, 0, 0)
+
+    def ctrl(cmd, resp=2048, split=False):
+        return bytes([0x80 if split else 0]) + struct.pack('<HH', len(cmd), resp) + cmd
+
+    def cursor(t, res, x, y, hx=0, hy=0, scanout=0):
+        c = hdr(t) + struct.pack('<IIII', scanout, x, y, 0) + struct.pack('<IIII', res, hx, hy, 0)
+        return bytes([1]) + struct.pack('<H', len(c)) + c
+
+    INFO, CREATE, UNREF, SCANOUT, FLUSH, XFER, ATTACH, DETACH = range(0x100, 0x108)
+    EDID, UPDATE, MOVE = 0x10a, 0x300, 0x301
+    BGRX = 2
+
+    def create(res, w, h, fmt=BGRX):
+        return ctrl(hdr(CREATE) + struct.pack('<IIII', res, fmt, w, h))
+
+    def attach(res, entries):
+        return ctrl(hdr(ATTACH) + struct.pack('<II', res, len(entries)) +
+                    b''.join(struct.pack('<QII', a, n, 0) for a, n in entries), split=True)
+
+    def rect(x, y, w, h):
+        return struct.pack('<IIII', x, y, w, h)
+
+    pipeline = (create(1, 64, 32) + attach(1, [(0x100000, 4096), (0x300000, 64 * 32 * 4 - 4096)]) +
+                ctrl(hdr(XFER, 1, 7) + rect(0, 0, 64, 32) + struct.pack('<QII', 0, 1, 0)) +
+                ctrl(hdr(XFER) + rect(3, 4, 5, 6) + struct.pack('<QII', 4 * 64 * 4 + 12, 1, 0)) +
+                ctrl(hdr(SCANOUT) + rect(2, 2, 40, 20) + struct.pack('<II', 0, 1)) +
+                ctrl(hdr(FLUSH) + rect(0, 0, 64, 32) + struct.pack('<II', 1, 0)) +
+                ctrl(hdr(DETACH) + struct.pack('<II', 1, 0)) + ctrl(hdr(UNREF) + struct.pack('<II', 1, 0)))
+    write('virtio-gpu', 'info-edid', b'\x01' + ctrl(hdr(INFO)) + ctrl(hdr(EDID) + struct.pack('<II', 0, 0)) +
+          b'\x02' + struct.pack('<HH', 1280, 800) + ctrl(hdr(INFO)))
+    write('virtio-gpu', 'pipeline', b'\x00' + pipeline)
+    write('virtio-gpu', 'cursor', b'\x00' + create(5, 64, 64, 1) + attach(5, [(0x200000, 64 * 64 * 4)]) +
+          ctrl(hdr(XFER) + rect(0, 0, 64, 64) + struct.pack('<QII', 0, 5, 0)) +
+          cursor(UPDATE, 5, 10, 10, 1, 2) + cursor(MOVE, 0, 20, 30) + cursor(UPDATE, 0, 0, 0))
+    write('virtio-gpu', 'hostile', b'\x00' + create(0, 8, 8) + create(2, 0xffffffff, 1) + create(3, 16384, 16384) +
+          attach(9, [(0, 16)]) + create(2, 8, 8) + attach(2, [(0xfffffffffffff000, 8192)]) +
+          attach(2, [(0x100000, 100)]) + ctrl(hdr(XFER) + rect(0xffffffff, 0, 2, 1) + struct.pack('<QII', 0, 2, 0)) +
+          ctrl(hdr(0x200)) + ctrl(hdr(INFO), resp=24) + ctrl(hdr(INFO), resp=8) + b'\x03' + pipeline)
+
+
+TARGETS = {'virtio-pci': virtio_pci, 'virtio-gpu': virtio_gpu, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops,
            'vsock-handshake': vsock_handshake, 'agent-proto': agent_proto}
 
 if __name__ == '__main__':
