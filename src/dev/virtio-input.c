@@ -2,16 +2,17 @@
  * virtio-input device (see virtio-input.h): the configuration space, the
  * ring between the host and the event queue, and the status queue.
  *
- * What the guest sees is what QEMU's virtio-keyboard-pci and
- * virtio-tablet-pci (wheel-axis=on) show, so drivers written against them
- * work: bus BUS_VIRTUAL, vendor 0x0627 (QEMU's), product 1 for the
- * keyboard and 3 for the tablet; no property bits (QEMU sets none for
- * either: a tablet is a pointer that the guest moves to absolute
- * positions, not a touch screen); the keyboard offers EV_KEY, EV_REP (an
- * empty bitmap: the guest does its own autorepeat) and EV_LED (Num, Caps,
- * Scroll); the tablet EV_KEY (left, right, middle, side, extra buttons),
- * EV_REL (REL_WHEEL, and REL_HWHEEL, which QEMU's tablet lacks) and EV_ABS
- * (ABS_X, ABS_Y over 0 .. 32767). The name includes its NUL in `size`, as
+ * What the guest sees is what QEMU's virtio-keyboard-pci,
+ * virtio-tablet-pci and virtio-mouse-pci (wheel-axis=on) show, so drivers
+ * written against them work: bus BUS_VIRTUAL, vendor 0x0627 (QEMU's),
+ * product 1 for the keyboard, 2 for the mouse, 3 for the tablet; no
+ * property bits (QEMU sets none: a tablet is a pointer that the guest
+ * moves to absolute positions, not a touch screen); the keyboard offers
+ * EV_KEY, EV_REP (an empty bitmap: the guest does its own autorepeat) and
+ * EV_LED (Num, Caps, Scroll); the pointers EV_KEY (left, right, middle,
+ * side, extra buttons) and EV_REL (REL_WHEEL, and REL_HWHEEL, which QEMU
+ * lacks), plus REL_X/REL_Y for the mouse and EV_ABS (ABS_X, ABS_Y over
+ * 0 .. 32767) for the tablet. The name includes its NUL in `size`, as
  * QEMU's does. A select/subsel pair the device does not know reads as size
  * 0 with a zeroed payload (virtio 1.2, 5.8.5.2), whatever the guest wrote.
  *
@@ -89,7 +90,7 @@ static const struct code_range keyboard_keys[] = {
 	{ KEY_F13, KEY_F24 },
 };
 
-static const struct code_range tablet_buttons[] = {
+static const struct code_range pointer_buttons[] = {
 	{ BTN_LEFT, BTN_EXTRA }, /* left, right, middle, side, extra */
 };
 
@@ -153,14 +154,26 @@ static void config_setup(struct virtio_input *in)
 		bits_set(in, EV_LED, LED_NUML);
 		bits_set(in, EV_LED, LED_CAPSL);
 		bits_set(in, EV_LED, LED_SCROLLL);
+		return;
+	}
+	bits_set_ranges(in, EV_KEY, pointer_buttons, ARRAY_SIZE(pointer_buttons));
+	bits_set(in, EV_REL, REL_HWHEEL);
+	bits_set(in, EV_REL, REL_WHEEL);
+	if (in->kind == VIRTIO_INPUT_MOUSE) {
+		in->name = "Shoji Virtio Mouse";
+		bits_set(in, EV_REL, REL_X);
+		bits_set(in, EV_REL, REL_Y);
 	} else {
 		in->name = "Shoji Virtio Tablet";
-		bits_set_ranges(in, EV_KEY, tablet_buttons, ARRAY_SIZE(tablet_buttons));
-		bits_set(in, EV_REL, REL_HWHEEL);
-		bits_set(in, EV_REL, REL_WHEEL);
 		bits_set(in, EV_ABS, ABS_X);
 		bits_set(in, EV_ABS, ABS_Y);
 	}
+}
+
+/* ID_DEVIDS product: QEMU's numbering (the version is QEMU's too). */
+static unsigned kind_product(enum virtio_input_kind kind)
+{
+	return kind == VIRTIO_INPUT_KEYBOARD ? 1 : kind == VIRTIO_INPUT_MOUSE ? 2 : 3;
 }
 
 /* Fills size and payload for the select/subsel the guest wrote. */
@@ -187,7 +200,7 @@ static void config_select(struct virtio_input *in)
 		if (subsel == 0) {
 			le_store(u + 0, BUS_VIRTUAL, 2);
 			le_store(u + 2, INPUT_VENDOR, 2);
-			le_store(u + 4, in->kind == VIRTIO_INPUT_KEYBOARD ? 1 : 3, 2);
+			le_store(u + 4, kind_product(in->kind), 2);
 			le_store(u + 6, in->kind == VIRTIO_INPUT_KEYBOARD ? 1 : 2, 2);
 			size = sizeof(struct virtio_input_devids);
 		}
@@ -458,6 +471,11 @@ const struct virtio_device_ops virtio_input_ops = {
 struct virtio_input *virtio_input_create(enum virtio_input_kind kind, const char *serial,
 					 const struct virtio_input_host *host)
 {
+	if (kind != VIRTIO_INPUT_KEYBOARD && kind != VIRTIO_INPUT_TABLET &&
+	    kind != VIRTIO_INPUT_MOUSE) {
+		log_error("virtio-input: no device kind %d", (int)kind);
+		return NULL;
+	}
 	struct virtio_input *in = calloc(1, sizeof(*in));
 	if (!in) {
 		log_error("virtio-input: out of memory");

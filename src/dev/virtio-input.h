@@ -1,9 +1,10 @@
 /*
- * virtio-input (virtio 1.2, section 5.8): a keyboard and an absolute
- * pointer (a tablet, so the viewer needs no pointer grab), from one file,
- * presented as QEMU's virtio-keyboard-pci and virtio-tablet-pci present
- * them, so Linux's virtio_input driver and the virtio-win vioinput driver
- * bind to them unchanged.
+ * virtio-input (virtio 1.2, section 5.8): a keyboard, an absolute pointer
+ * (a tablet, so the viewer needs no pointer grab) and a relative mouse,
+ * from one file, presented as QEMU's virtio-keyboard-pci,
+ * virtio-tablet-pci and virtio-mouse-pci present them, so Linux's
+ * virtio_input driver and the virtio-win vioinput driver bind to them
+ * unchanged.
  *
  * The guest side: queue 0 (eventq) takes device-writable buffers of 8
  * bytes, each filled with one evdev event; queue 1 (statusq) brings events
@@ -44,6 +45,7 @@
 enum virtio_input_kind {
 	VIRTIO_INPUT_KEYBOARD,
 	VIRTIO_INPUT_TABLET,
+	VIRTIO_INPUT_MOUSE,  /* relative, for guests that want one (needs a grab) */
 };
 
 /* One event as the host hands it over, in host byte order (evdev's type,

@@ -3,14 +3,15 @@
  * this process: both queues live in real guest memory (16 MiB, no KVM) and
  * a fake transport implements the calls of dev/virtio.h, as in
  * test_virtio_net.c.
- * Covered: the configuration space of both kinds (name, serial, devids,
+ * Covered: the configuration space of the three kinds (name, serial, devids,
  * the event bits, abs info, property bits) and hostile selects and writes;
  * events delivered in order as buffers arrive, only whole frames, frames
  * spanning buffers; the ring bound with whole-frame dropping, a frame
  * larger than the ring; events the device does not offer filtered; the
  * wake fd; LED status reaching the callback once per change, the rest of
  * the status queue ignored, a status flood; hostile event buffers (too
- * short, read-only, split, outside guest RAM); the per-turn budget; reset
+ * short, read-only, split, outside guest RAM); the per-turn budget; the
+ * host sending from another thread while the guest takes events; reset
  * clearing queued events and cutting a frame; the pixel scaling helper.
  */
 #include <setjmp.h>
@@ -26,6 +27,7 @@
 #include <linux/input.h>
 #include <linux/virtio_input.h>
 #include <poll.h>
+#include <pthread.h>
 
 #include "dev/virtio-input.h"
 #include "dev/virtio.h"
@@ -373,6 +375,42 @@ static void test_config_tablet(void **state)
 	cfg_select(&d, VIRTIO_INPUT_CFG_ID_SERIAL, 0);
 	assert_int_equal(cfg_size(&d), 128);
 	drv_close(&d);
+}
+
+static void test_config_mouse(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open(&d, VIRTIO_INPUT_MOUSE, NULL);
+	uint8_t u[128];
+	cfg_select(&d, VIRTIO_INPUT_CFG_ID_NAME, 0);
+	cfg_payload(&d, u);
+	assert_string_equal((char *)u, "Shoji Virtio Mouse");
+	cfg_select(&d, VIRTIO_INPUT_CFG_ID_DEVIDS, 0);
+	struct virtio_input_devids ids;
+	virtio_input_ops.config_read(d.in, 8, (uint8_t *)&ids, sizeof(ids));
+	assert_int_equal(le16toh(ids.product), 2);
+	assert_int_equal(cfg_ev_bits(&d, EV_REL, u), 2);
+	assert_true(cfg_bit(u, REL_X) && cfg_bit(u, REL_Y) && cfg_bit(u, REL_WHEEL) &&
+		    cfg_bit(u, REL_HWHEEL));
+	assert_int_equal(cfg_ev_bits(&d, EV_ABS, u), 0);
+	cfg_select(&d, VIRTIO_INPUT_CFG_ABS_INFO, ABS_X);
+	assert_int_equal(cfg_size(&d), 0);
+	assert_int_equal(cfg_ev_bits(&d, EV_KEY, u), BTN_LEFT / 8 + 1);
+	assert_true(cfg_bit(u, BTN_LEFT) && cfg_bit(u, BTN_EXTRA));
+
+	struct virtio_input_ev f[4] = { { EV_REL, REL_X, -5 }, { EV_REL, REL_Y, 7 },
+					{ EV_ABS, ABS_X, 1 }, SYN };
+	virtio_input_send(d.in, f, 4);
+	drv_post_events(&d, 4);
+	drv_kick(&d, VIRTIO_INPUT_QUEUE_EVENT);
+	assert_int_equal(drv_used_count(&d, VIRTIO_INPUT_QUEUE_EVENT), 3);
+	assert_int_equal(drv_take_event(&d).value, -5);
+	assert_int_equal(drv_take_event(&d).value, 7);
+	assert_int_equal(drv_take_event(&d).type, EV_SYN);
+	drv_close(&d);
+
+	assert_null(virtio_input_create((enum virtio_input_kind)7, NULL, NULL));
 }
 
 static void test_config_hostile(void **state)
@@ -766,6 +804,66 @@ static void test_budget(void **state)
 	drv_close(&d);
 }
 
+/* The host sends from its own thread while the guest takes events: every
+ * frame arrives whole and in order, or is counted as dropped. */
+#define RACE_FRAMES 20000
+
+static void *race_sender(void *arg)
+{
+	struct drv *d = arg;
+	for (int32_t f = 1; f <= RACE_FRAMES; f++)
+		send_abs_frame(d, f);
+	return NULL;
+}
+
+static void test_send_from_another_thread(void **state)
+{
+	(void)state;
+	struct drv d;
+	drv_open(&d, VIRTIO_INPUT_TABLET, NULL);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, race_sender, &d), 0);
+	unsigned got = 0, frames = 0;
+	int32_t last = 0;
+	unsigned posted = 0; /* buffers the device holds or has not taken */
+	bool done = false;
+	for (;;) {
+		struct virtio_input_stats st;
+		virtio_input_get_stats(d.in, &st);
+		if (done && st.queued == 0)
+			break;
+		assert_int_equal(d.vd.needs_reset, 0);
+		drv_post_events(&d, QSIZE - posted);
+		posted = QSIZE;
+		drv_kick(&d, VIRTIO_INPUT_QUEUE_EVENT);
+		for (unsigned n = drv_used_count(&d, VIRTIO_INPUT_QUEUE_EVENT); n; n--, got++) {
+			posted--;
+			struct virtio_input_ev e = drv_take_event(&d);
+			if (got % 3 == 0) {
+				assert_int_equal(e.code, ABS_X);
+				assert_true(e.value > last);
+				last = e.value;
+			} else if (got % 3 == 1) {
+				assert_int_equal(e.code, ABS_Y);
+				assert_int_equal(e.value, last + 1);
+			} else {
+				assert_int_equal(e.type, EV_SYN);
+				frames++;
+			}
+		}
+		if (!done && pthread_tryjoin_np(t, NULL) == 0)
+			done = true;
+	}
+	struct virtio_input_stats st;
+	virtio_input_get_stats(d.in, &st);
+	assert_int_equal(got % 3, 0);
+	assert_int_equal(frames + st.dropped_frames, RACE_FRAMES);
+	assert_true(frames > 0);
+	assert_int_equal(st.delivered, got);
+	assert_int_equal(d.vd.needs_reset, 0);
+	drv_close(&d);
+}
+
 /* ---- the status queue ---- */
 
 static void post_status(struct drv *d, uint16_t type, uint16_t code, int32_t value)
@@ -878,6 +976,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_keyboard),
 		cmocka_unit_test(test_config_tablet),
+		cmocka_unit_test(test_config_mouse),
 		cmocka_unit_test(test_config_hostile),
 		cmocka_unit_test(test_events_in_order),
 		cmocka_unit_test(test_only_whole_frames),
@@ -887,6 +986,7 @@ int main(void)
 		cmocka_unit_test(test_reset_clears_and_cuts_frames),
 		cmocka_unit_test(test_hostile_event_buffers),
 		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_send_from_another_thread),
 		cmocka_unit_test(test_leds),
 		cmocka_unit_test(test_abs_scale),
 	};
