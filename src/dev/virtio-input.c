@@ -112,7 +112,6 @@ struct virtio_input {
 	struct ratelimit log_limit;
 
 	pthread_mutex_t lock;                /* the rest */
-	struct virtio_dev *vd;
 	bool active;
 	struct virtio_input_event ring[VIRTIO_INPUT_RING]; /* little-endian */
 	unsigned head, count;
@@ -293,7 +292,8 @@ void virtio_input_send(struct virtio_input *in, const struct virtio_input_ev *ev
 	pthread_mutex_unlock(&in->lock);
 	if (dropped)
 		log_limited(&in->log_limit, LOG_LEVEL_WARN,
-			    "virtio-input: the guest takes no events; %llu input frames dropped",
+			    "virtio-input: event ring full (the guest takes no events); "
+			    "%llu input frame(s) dropped whole",
 			    (unsigned long long)dropped);
 	if (wake) {
 		uint64_t one = 1;
@@ -407,8 +407,8 @@ static void input_activate(void *dev, struct virtio_dev *vd, uint64_t features)
 {
 	(void)features;
 	struct virtio_input *in = dev;
+	(void)vd; /* queue_notify() gets it; nothing else touches the queues */
 	pthread_mutex_lock(&in->lock);
-	in->vd = vd;
 	in->active = true;
 	pthread_mutex_unlock(&in->lock);
 }
@@ -434,7 +434,6 @@ static void input_reset(void *dev)
 	struct virtio_input *in = dev;
 	pthread_mutex_lock(&in->lock);
 	in->active = false;
-	in->vd = NULL;
 	in->head = in->count = in->open = 0;
 	if (in->host_mid_frame)
 		in->frame = FRAME_DROP_IDLE;
