@@ -39,8 +39,6 @@
 #include "dev/virtio.h"
 #include "hv/mem.h"
 
-#define VIRTIO_ID_GPU 16
-
 #define VIRTIO_GPU_QUEUE_CTRL   0
 #define VIRTIO_GPU_QUEUE_CURSOR 1
 

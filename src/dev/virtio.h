@@ -77,6 +77,8 @@
 #define VIRTIO_ID_NET     1
 #define VIRTIO_ID_BLOCK   2
 #define VIRTIO_ID_RNG     4
+#define VIRTIO_ID_GPU     16
+#define VIRTIO_ID_INPUT   18
 #define VIRTIO_ID_VSOCK   19
 
 #define VIRTIO_MAX_QUEUES 16

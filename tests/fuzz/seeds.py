@@ -450,7 +450,41 @@ def virtio_gpu():
           ctrl(hdr(0x200)) + ctrl(hdr(INFO), resp=24) + ctrl(hdr(INFO), resp=8) + b'\x03' + pipeline)
 
 
-TARGETS = {'virtio-pci': virtio_pci, 'virtio-gpu': virtio_gpu, 'net-slirp': net_slirp, 'daemon': daemon, 'qcow2-ops': qcow2_ops,
+# ---- virtio-input (fuzz_virtio_input.c) ----
+
+def virtio_input():
+    """A driver that reads the config, posts event buffers and LED changes."""
+    DESC, EVQ_T, STQ_T, BUFS = 0x1000, 0x1000, 0x2000, 0x3000
+    EV_LED, LED_NUML, LED_CAPSL = 0x11, 0, 1
+
+    def seed(kind, frames, ev_bufs, status, selects, qpow=6, mode_bits=0):
+        ram = bytearray(0x4000)
+        # event queue: ev_bufs writable buffers of the given lengths
+        for i, ln in enumerate(ev_bufs):
+            struct.pack_into('<QIHH', ram, EVQ_T - DESC + 16 * i, BUFS + 16 * i, ln, 2, 0)
+        # status queue: 8-byte readable buffers carrying (type, code, value)
+        for i, (t, c, v) in enumerate(status):
+            gpa = BUFS + 0x800 + 16 * i
+            struct.pack_into('<QIHH', ram, STQ_T - DESC + 16 * i, gpa, 8, 0, 0)
+            struct.pack_into('<HHi', ram, gpa - DESC, t, c, v)
+
+        def avail(n):
+            return struct.pack('<HH16H', 0, n, *range(16))
+        sel = b''.join(bytes(p) for p in (selects + [(0, 0)] * 8)[:8])
+        hdr = bytes([qpow, kind | mode_bits]) + sel + bytes([frames])
+        return hdr + avail(len(ev_bufs)) + avail(len(status)) + bytes(ram)
+
+    all_sel = [(1, 0), (2, 0), (3, 0), (0x10, 0), (0x11, 1), (0x11, 3), (0x12, 0), (0x11, 0x11)]
+    write('virtio-input', 'keyboard-leds', seed(0, 4, [8] * 8, [(EV_LED, LED_NUML, 1), (EV_LED, LED_CAPSL, 1)],
+                                                all_sel))
+    write('virtio-input', 'tablet-frames', seed(1, 10, [8] * 16, [], all_sel, mode_bits=8))
+    write('virtio-input', 'mouse-short-buffers', seed(2, 3, [4, 0, 8, 7, 8], [(0, 0, 0)], all_sel[2:],
+                                                      mode_bits=4))
+    write('virtio-input', 'ring-full', seed(1, 255, [8] * 2, [], [(0x12, 1), (0xff, 0xff)]))
+
+
+TARGETS = {'virtio-input': virtio_input, 'virtio-pci': virtio_pci, 'virtio-gpu': virtio_gpu, 'net-slirp': net_slirp,
+           'daemon': daemon, 'qcow2-ops': qcow2_ops,
            'vsock-handshake': vsock_handshake, 'agent-proto': agent_proto}
 
 if __name__ == '__main__':
