@@ -294,7 +294,20 @@ static enum sup_status act_stop(struct sup *s, struct vm *vm, char *err, size_t 
 	return SUP_OK;
 }
 
-static void vm_set_paused(struct sup *s, struct vm *vm, bool paused);
+/* Under the lock: the VMM said its vCPUs are paused (or go on again). */
+static void vm_set_paused(struct sup *s, struct vm *vm, bool paused)
+{
+	if (vm->paused == paused)
+		return;
+	vm->paused = paused;
+	log_info("%s: %s", vm->def.name, paused ? "paused" : "resumed");
+	events_emit(s->events, paused ? "paused" : "resumed", vm->def.name, NULL);
+	if (!paused) {
+		/* Ping its agent at once: the heartbeat resumes and the guest's clock is checked. */
+		vm->agent_next_ms = 0;
+		vm->agent_misses = 0;
+	}
+}
 
 /*
  * Called without the lock, with a reference held on vm (so a removal
@@ -330,20 +343,6 @@ void vm_press_button(struct sup *s, struct vm *vm)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Under the lock: the VMM said its vCPUs are paused (or go on again). */
-static void vm_set_paused(struct sup *s, struct vm *vm, bool paused)
-{
-	if (vm->paused == paused)
-		return;
-	vm->paused = paused;
-	log_info("%s: %s", vm->def.name, paused ? "paused" : "resumed");
-	events_emit(s->events, paused ? "paused" : "resumed", vm->def.name, NULL);
-	if (!paused) {
-		/* Ping its agent at once: the heartbeat resumes and the guest's clock is checked. */
-		vm->agent_next_ms = 0;
-		vm->agent_misses = 0;
-	}
-}
 
 /* Pause and resume are checked under the lock and asked of the VMM without it (vm_pause_call). */
 static enum sup_status act_pause(struct vm *vm, bool pause, char *err, size_t errlen)
