@@ -89,8 +89,8 @@ static const char autologin[] =
  * A heavily loaded host (two guests booting on a software CPU) has taken
  * longer than that, and the console then never got its login prompt. Five
  * minutes, not for ever: multi-user.target is ordered after the getty, so
- * a machine whose ttyS0 never shows up as a device (QEMU's microvm in
- * bench/ready seemed to be one) must still finish booting.
+ * a machine whose ttyS0 never shows up as a device must still finish
+ * booting.
  */
 static const char serial_device_timeout[] =
 	"[Unit]\nJobRunningTimeoutSec=5min\n";
