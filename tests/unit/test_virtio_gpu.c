@@ -28,6 +28,7 @@
 #include "dev/virtio-gpu.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
+#include "virtio_drv.h"
 
 #define RAM_SIZE   (64u << 20)
 #define QSIZE      256
@@ -118,8 +119,7 @@ struct drv {
 	struct virtio_dev vd;
 	struct virtio_gpu *gpu;
 	struct host host;
-	uint16_t avail_idx[2];
-	uint16_t used_seen[2];
+	struct vdrv_ring ring[2];
 };
 
 static void *gpa(uint64_t addr, uint64_t len)
@@ -134,15 +134,8 @@ static void drv_open(struct drv *d, uint64_t features)
 	memset(d, 0, sizeof(*d));
 	d->gpu = virtio_gpu_create(&mem, 1024, 768, &host_ops, &d->host);
 	assert_non_null(d->gpu);
-	for (unsigned q = 0; q < 2; q++) {
-		memset(gpa(ring_gpa[q], 0x30000), 0, 0x30000);
-		vq_reset(&d->vd.vq[q], &mem);
-		d->vd.vq[q].size = QSIZE;
-		d->vd.vq[q].desc_gpa = ring_gpa[q];
-		d->vd.vq[q].avail_gpa = ring_gpa[q] + 0x10000;
-		d->vd.vq[q].used_gpa = ring_gpa[q] + 0x20000;
-		assert_true(vq_enable(&d->vd.vq[q]));
-	}
+	for (unsigned q = 0; q < 2; q++)
+		vdrv_start(&d->ring[q], &d->vd.vq[q], &mem, ring_gpa[q], QSIZE, false);
 	uint64_t offered = virtio_gpu_ops.features(d->gpu);
 	assert_true(offered & VIRTIO_FEATURE(VIRTIO_GPU_F_EDID));
 	virtio_gpu_ops.activate(d->gpu, &d->vd, features & offered);
@@ -155,32 +148,13 @@ static void drv_close(struct drv *d)
 	virtio_gpu_destroy(d->gpu);
 }
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 /* Publishes one chain on queue q, kicks, returns the used length. */
 static uint32_t drv_chain(struct drv *d, unsigned q, const struct seg *s, unsigned n)
 {
-	struct vring_desc *desc = gpa(ring_gpa[q], 16 * QSIZE);
-	for (unsigned i = 0; i < n; i++)
-		desc[i] = (struct vring_desc){ .addr = s[i].gpa, .len = s[i].len,
-					       .flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
-								   (i + 1 < n ? VRING_DESC_F_NEXT : 0)),
-					       .next = (uint16_t)(i + 1) };
-	uint16_t *avail = gpa(ring_gpa[q] + 0x10000, 4 + 2 * QSIZE);
-	avail[2 + d->avail_idx[q] % QSIZE] = 0;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail[1] = ++d->avail_idx[q];
+	vdrv_publish(&d->ring[q], s, n);
 	virtio_gpu_ops.queue_notify(d->gpu, &d->vd, q, VIRTIO_ON_IO_THREAD);
-	uint16_t *used_hdr = gpa(ring_gpa[q] + 0x20000, 4);
-	uint32_t *used_ring = gpa(ring_gpa[q] + 0x20004, 8 * QSIZE);
-	assert_int_equal(used_hdr[1], (uint16_t)(d->used_seen[q] + 1));
-	uint32_t len = used_ring[2 * (d->used_seen[q] % QSIZE) + 1];
-	d->used_seen[q]++;
-	return len;
+	assert_int_equal(vdrv_used_count(&d->ring[q]), 1);
+	return vdrv_take_used(&d->ring[q], NULL);
 }
 
 /*
@@ -843,16 +817,8 @@ static void test_reset_frees(void **state)
 	virtio_gpu_ops.reset(d.gpu);
 	struct virtio_gpu *gpu = d.gpu;
 	memset(&d.vd, 0, sizeof(d.vd));
-	d.avail_idx[0] = d.avail_idx[1] = d.used_seen[0] = d.used_seen[1] = 0;
-	for (unsigned q = 0; q < 2; q++) {
-		memset(gpa(ring_gpa[q], 0x30000), 0, 0x30000);
-		vq_reset(&d.vd.vq[q], &mem);
-		d.vd.vq[q].size = QSIZE;
-		d.vd.vq[q].desc_gpa = ring_gpa[q];
-		d.vd.vq[q].avail_gpa = ring_gpa[q] + 0x10000;
-		d.vd.vq[q].used_gpa = ring_gpa[q] + 0x20000;
-		assert_true(vq_enable(&d.vd.vq[q]));
-	}
+	for (unsigned q = 0; q < 2; q++)
+		vdrv_start(&d.ring[q], &d.vd.vq[q], &mem, ring_gpa[q], QSIZE, false);
 	virtio_gpu_ops.activate(gpu, &d.vd, 0);
 	/* All of the memory is free again, and id 1 is free. */
 	for (uint32_t id = 1; id <= 3; id++)

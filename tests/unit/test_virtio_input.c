@@ -32,6 +32,7 @@
 #include "dev/virtio-input.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
+#include "virtio_drv.h"
 
 #define RAM_SIZE  (16u << 20)
 #define QSIZE     64
@@ -98,30 +99,16 @@ struct drv {
 	struct virtio_dev vd;
 	struct virtio_input *in;
 	struct leds_seen leds;
-	uint16_t next_desc[2];
-	uint16_t used_seen[2];
+	struct vdrv_ring ring[2];
 	unsigned next_buf;
 };
 
 static uint8_t *gpa(uint64_t a, uint64_t len) { return guest_mem_ptr(&mem, a, len); }
-static struct vring_desc *q_desc(unsigned q) { return (void *)gpa(ring_gpa[q], 16 * QSIZE); }
-static uint16_t *q_avail(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x10000, 6 + 2 * QSIZE); }
-static uint16_t *q_used_hdr(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x20000, 4); }
-static uint32_t *q_used_ring(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x20004, 8 * QSIZE + 2); }
 
 static void drv_start(struct drv *d)
 {
-	memset(gpa(0x10000, 0x60000), 0, 0x60000);
-	for (unsigned q = 0; q < 2; q++) {
-		vq_reset(&d->vd.vq[q], &mem);
-		d->vd.vq[q].size = QSIZE;
-		d->vd.vq[q].desc_gpa = ring_gpa[q];
-		d->vd.vq[q].avail_gpa = ring_gpa[q] + 0x10000;
-		d->vd.vq[q].used_gpa = ring_gpa[q] + 0x20000;
-		d->vd.vq[q].event_idx = true;
-		assert_true(vq_enable(&d->vd.vq[q]));
-		d->next_desc[q] = d->used_seen[q] = 0;
-	}
+	for (unsigned q = 0; q < 2; q++)
+		vdrv_start(&d->ring[q], &d->vd.vq[q], &mem, ring_gpa[q], QSIZE, true);
 	d->next_buf = 0;
 	virtio_input_ops.activate(d->in, &d->vd, virtio_input_ops.features(d->in));
 }
@@ -141,27 +128,9 @@ static void drv_close(struct drv *d)
 	virtio_input_destroy(d->in);
 }
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 static void drv_publish(struct drv *d, unsigned q, const struct seg *s, unsigned n)
 {
-	struct vring_desc *t = q_desc(q);
-	uint16_t head = d->next_desc[q];
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((head + i) % QSIZE), next = (uint16_t)((head + i + 1) % QSIZE);
-		uint16_t flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VRING_DESC_F_NEXT : 0));
-		t[idx] = (struct vring_desc){ s[i].gpa, s[i].len, flags, next };
-	}
-	d->next_desc[q] = (uint16_t)((head + n) % QSIZE);
-	uint16_t *avail = q_avail(q);
-	avail[2 + avail[1] % QSIZE] = head;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail[1]++;
+	vdrv_publish(&d->ring[q], s, n);
 }
 
 static void drv_kick(struct drv *d, unsigned q)
@@ -171,17 +140,12 @@ static void drv_kick(struct drv *d, unsigned q)
 
 static unsigned drv_used_count(struct drv *d, unsigned q)
 {
-	return (uint16_t)(q_used_hdr(q)[1] - d->used_seen[q]);
+	return vdrv_used_count(&d->ring[q]);
 }
 
 static uint32_t drv_take_used(struct drv *d, unsigned q, uint32_t *id)
 {
-	assert_true(drv_used_count(d, q) > 0);
-	uint16_t slot = d->used_seen[q] % QSIZE;
-	if (id)
-		*id = q_used_ring(q)[2 * slot];
-	d->used_seen[q]++;
-	return q_used_ring(q)[2 * slot + 1];
+	return vdrv_take_used(&d->ring[q], id);
 }
 
 static uint64_t drv_buf(struct drv *d)
@@ -205,7 +169,7 @@ static struct virtio_input_ev drv_take_event(struct drv *d)
 	uint32_t id;
 	assert_int_equal(drv_take_used(d, VIRTIO_INPUT_QUEUE_EVENT, &id), 8);
 	struct virtio_input_event e;
-	memcpy(&e, gpa(q_desc(VIRTIO_INPUT_QUEUE_EVENT)[id].addr, 8), 8);
+	memcpy(&e, gpa(vdrv_desc(&d->ring[VIRTIO_INPUT_QUEUE_EVENT])[id].addr, 8), 8);
 	return (struct virtio_input_ev){ le16toh(e.type), le16toh(e.code), (int32_t)le32toh(e.value) };
 }
 
@@ -901,7 +865,7 @@ static void test_leds(void **state)
 	drv_kick(&d, VIRTIO_INPUT_QUEUE_STATUS);
 	assert_int_equal(d.leds.calls, 1);
 	assert_int_equal(drv_used_count(&d, VIRTIO_INPUT_QUEUE_STATUS), 7);
-	d.used_seen[VIRTIO_INPUT_QUEUE_STATUS] += 7;
+	d.ring[VIRTIO_INPUT_QUEUE_STATUS].used_seen += 7;
 
 	/* Caps off, Scroll on. */
 	post_status(&d, EV_LED, LED_CAPSL, 0);
@@ -909,7 +873,7 @@ static void test_leds(void **state)
 	drv_kick(&d, VIRTIO_INPUT_QUEUE_STATUS);
 	assert_int_equal(d.leds.calls, 2);
 	assert_int_equal(d.leds.bits, (1 << LED_NUML) | (1 << LED_SCROLLL));
-	d.used_seen[VIRTIO_INPUT_QUEUE_STATUS] += 2;
+	d.ring[VIRTIO_INPUT_QUEUE_STATUS].used_seen += 2;
 
 	/* A flood that toggles Caps Lock: one call per turn at most, the last state. */
 	for (unsigned i = 0; i < QSIZE; i++)
@@ -918,7 +882,7 @@ static void test_leds(void **state)
 	assert_int_equal(d.leds.calls, 3);
 	assert_int_equal(d.leds.bits, (1 << LED_NUML) | (1 << LED_SCROLLL) | (1 << LED_CAPSL));
 	assert_int_equal(drv_used_count(&d, VIRTIO_INPUT_QUEUE_STATUS), QSIZE);
-	d.used_seen[VIRTIO_INPUT_QUEUE_STATUS] += QSIZE;
+	d.ring[VIRTIO_INPUT_QUEUE_STATUS].used_seen += QSIZE;
 
 	/* A status buffer outside guest RAM: needs reset, no call, no crash. */
 	struct seg outside = { RAM_SIZE, 8, false };

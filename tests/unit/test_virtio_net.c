@@ -24,6 +24,7 @@
 #include "dev/virtio-net.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
+#include "virtio_drv.h"
 
 #define RAM_SIZE  (16u << 20)
 #define QSIZE     256
@@ -171,29 +172,16 @@ struct drv {
 	struct virtio_dev vd;
 	struct fake_nb fb;
 	struct virtio_net *net;
-	uint16_t next_desc[2];
-	uint16_t used_seen[2];
+	struct vdrv_ring ring[2];
 	unsigned next_buf;
 };
 
 static uint8_t *gpa(uint64_t a, uint64_t len) { return guest_mem_ptr(&mem, a, len); }
-static struct vring_desc *q_desc(unsigned q) { return (void *)gpa(ring_gpa[q], 16 * QSIZE); }
-static uint16_t *q_avail(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x10000, 6 + 2 * QSIZE); }
-static uint16_t *q_used_hdr(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x20000, 4); }
-static uint32_t *q_used_ring(unsigned q) { return (void *)gpa(ring_gpa[q] + 0x20004, 8 * QSIZE + 2); }
 
 static void drv_start(struct drv *d, uint64_t features, uint16_t qsize)
 {
-	memset(gpa(0x10000, 0x60000), 0, 0x60000);
-	for (unsigned q = 0; q < 2; q++) {
-		vq_reset(&d->vd.vq[q], &mem);
-		d->vd.vq[q].size = qsize;
-		d->vd.vq[q].desc_gpa = ring_gpa[q];
-		d->vd.vq[q].avail_gpa = ring_gpa[q] + 0x10000;
-		d->vd.vq[q].used_gpa = ring_gpa[q] + 0x20000;
-		assert_true(vq_enable(&d->vd.vq[q]));
-		d->next_desc[q] = d->used_seen[q] = 0;
-	}
+	for (unsigned q = 0; q < 2; q++)
+		vdrv_start(&d->ring[q], &d->vd.vq[q], &mem, ring_gpa[q], qsize, false);
 	d->next_buf = 0;
 	assert_true(virtio_net_ops.features_ok(d->net, features));
 	virtio_net_ops.activate(d->net, &d->vd, features);
@@ -219,28 +207,9 @@ static void drv_close(struct drv *d)
 		fake_pop(&d->fb.nb);
 }
 
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
-
 static void drv_publish(struct drv *d, unsigned q, const struct seg *s, unsigned n)
 {
-	struct vring_desc *t = q_desc(q);
-	uint16_t size = d->vd.vq[q].size;
-	uint16_t head = d->next_desc[q];
-	for (unsigned i = 0; i < n; i++) {
-		uint16_t idx = (uint16_t)((head + i) % size), next = (uint16_t)((head + i + 1) % size);
-		uint16_t flags = (uint16_t)((s[i].write ? VRING_DESC_F_WRITE : 0) |
-					    (i + 1 < n ? VRING_DESC_F_NEXT : 0));
-		t[idx] = (struct vring_desc){ s[i].gpa, s[i].len, flags, next };
-	}
-	d->next_desc[q] = (uint16_t)((head + n) % size);
-	uint16_t *avail = q_avail(q);
-	avail[2 + avail[1] % size] = head;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	avail[1]++;
+	vdrv_publish(&d->ring[q], s, n);
 }
 
 static void drv_kick(struct drv *d, unsigned q)
@@ -250,21 +219,15 @@ static void drv_kick(struct drv *d, unsigned q)
 
 static unsigned drv_used_count(struct drv *d, unsigned q)
 {
-	return (uint16_t)(q_used_hdr(q)[1] - d->used_seen[q]);
+	return vdrv_used_count(&d->ring[q]);
 }
 
 /* The next used entry of queue q, which must be there; returns its length. */
 static uint32_t drv_take_used(struct drv *d, unsigned q, uint32_t *id)
 {
-	assert_true(drv_used_count(d, q) > 0);
-	uint16_t slot = d->used_seen[q] % d->vd.vq[q].size;
-	if (id)
-		*id = q_used_ring(q)[2 * slot];
-	d->used_seen[q]++;
-	return q_used_ring(q)[2 * slot + 1];
+	return vdrv_take_used(&d->ring[q], id);
 }
 
-/* A fresh guest buffer of up to 64 KiB. */
 static uint64_t drv_buf(struct drv *d)
 {
 	return BUF_GPA + (uint64_t)(d->next_buf++ % 128) * BUF_STEP;
@@ -615,10 +578,10 @@ static void test_rx_mergeable_waits_for_buffers(void **state)
 	fake_queue(&d.fb, 4000, 0, 0);
 	drv_kick(&d, VIRTIO_NET_RXQ);
 	assert_int_equal(d.fb.nrx, 1);
-	assert_int_equal(q_used_hdr(VIRTIO_NET_RXQ)[1], 0);
+	assert_int_equal(vdrv_used_hdr(&d.ring[VIRTIO_NET_RXQ])[1], 0);
 	assert_int_equal(d.vd.vq[VIRTIO_NET_RXQ].last_avail, 0);
 	/* EVENT_IDX: the driver is asked to kick once it posts beyond buffer 2. */
-	uint16_t avail_event = (uint16_t)q_used_ring(VIRTIO_NET_RXQ)[2 * QSIZE];
+	uint16_t avail_event = (uint16_t)vdrv_used_ring(&d.ring[VIRTIO_NET_RXQ])[2 * QSIZE];
 	assert_int_equal(avail_event, 2);
 	assert_int_equal(d.vd.interrupts[VIRTIO_NET_RXQ], 0);
 	drv_post_rx(&d, 1500);
@@ -630,11 +593,11 @@ static void test_rx_mergeable_waits_for_buffers(void **state)
 
 	/* The same without EVENT_IDX: notifications are on (flags 0). */
 	drv_open(&d, 0, VIRTIO_FEATURE(VIRTIO_F_EVENT_IDX_BIT));
-	q_used_hdr(VIRTIO_NET_RXQ)[0] = VRING_USED_F_NO_NOTIFY;
+	vdrv_used_hdr(&d.ring[VIRTIO_NET_RXQ])[0] = VRING_USED_F_NO_NOTIFY;
 	drv_post_rx(&d, 1500);
 	fake_queue(&d.fb, 4000, 0, 0);
 	drv_kick(&d, VIRTIO_NET_RXQ);
-	assert_int_equal(q_used_hdr(VIRTIO_NET_RXQ)[0], 0);
+	assert_int_equal(vdrv_used_hdr(&d.ring[VIRTIO_NET_RXQ])[0], 0);
 	assert_int_equal(d.fb.nrx, 1);
 	drv_close(&d);
 }
