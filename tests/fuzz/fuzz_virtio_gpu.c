@@ -32,6 +32,7 @@
 #include "dev/virtio-gpu.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
+#include "fake_transport.h"
 
 #define RAM_SIZE  (8u << 20)
 #define QSIZE     16
@@ -40,37 +41,6 @@
 #define CMD_MAX   0x4000u
 #define RESP_GPA  0x20000u
 #define RESP_MAX  0x800u
-
-struct virtio_dev {
-	struct vq vq[2];
-	bool needs_reset;
-};
-
-struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
-{
-	return q < 2 && vd->vq[q].enabled ? &vd->vq[q] : NULL;
-}
-
-void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
-{
-	vq_should_interrupt(&vd->vq[q]);
-}
-
-void virtio_config_changed(struct virtio_dev *vd)
-{
-	(void)vd;
-}
-
-void virtio_needs_reset(struct virtio_dev *vd, const char *why)
-{
-	(void)why;
-	vd->needs_reset = true;
-}
-
-void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
-{
-	(void)vd, (void)q; /* one chain per kick: never reached */
-}
 
 static struct guest_mem mem;
 static struct virtio_dev vd;

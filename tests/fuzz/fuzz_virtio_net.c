@@ -30,6 +30,7 @@
 #include "dev/virtio-net.h"
 #include "dev/virtio.h"
 #include "hv/mem.h"
+#include "fake_transport.h"
 
 #define RAM_SIZE   (1u << 20)
 #define DESC_GPA   0x1000u
@@ -37,39 +38,6 @@
 #define USED_GPA   0x11000u   /* tx; rx at +0x1000 */
 #define AVAIL_IN   (4 + 2 * 16)
 #define HDR_IN     6
-
-/* ---- fake transport ---- */
-
-struct virtio_dev {
-	struct vq vq[2];
-	bool needs_reset;
-};
-
-struct vq *virtio_queue(struct virtio_dev *vd, unsigned q)
-{
-	return q < 2 && vd->vq[q].enabled ? &vd->vq[q] : NULL;
-}
-
-void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q)
-{
-	vq_should_interrupt(&vd->vq[q]);
-}
-
-void virtio_config_changed(struct virtio_dev *vd)
-{
-	(void)vd;
-}
-
-void virtio_needs_reset(struct virtio_dev *vd, const char *why)
-{
-	(void)why;
-	vd->needs_reset = true;
-}
-
-void virtio_queue_notify_later(struct virtio_dev *vd, unsigned q)
-{
-	(void)vd, (void)q; /* one call per input: what is left stays in the ring */
-}
 
 /* ---- fake back end ---- */
 
