@@ -103,6 +103,15 @@ static struct gpu_res *gpu_res_find(struct virtio_gpu *gpu, uint32_t id)
 	return NULL;
 }
 
+/* The resource a command names, or NULL after a (limited) log line: "OP: no such resource". */
+static struct gpu_res *gpu_res_named(struct virtio_gpu *gpu, uint32_t id, const char *op)
+{
+	struct gpu_res *r = gpu_res_find(gpu, id);
+	if (!r)
+		log_limited(&gpu->log_limit, LOG_LEVEL_DEBUG, "virtio-gpu: %s: no such resource (%u)", op, id);
+	return r;
+}
+
 static void gpu_backing_free(struct virtio_gpu *gpu, struct gpu_res *r)
 {
 	uint64_t bytes = (uint64_t)r->nr_entries * sizeof(*r->backing);
@@ -335,11 +344,9 @@ static uint32_t gpu_set_scanout(struct virtio_gpu *gpu, struct gpu_req *q)
 		gpu_scanout_mode(gpu, 0, 0, 0);
 		return gpu_err(q, VIRTIO_GPU_RESP_OK_NODATA);
 	}
-	struct gpu_res *r = gpu_res_find(gpu, cmd.resource_id);
-	if (!r) {
-		gpu_warn(gpu, "set_scanout: no such resource", cmd.resource_id);
+	struct gpu_res *r = gpu_res_named(gpu, cmd.resource_id, "set_scanout");
+	if (!r)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
-	}
 	if (!gpu_rect_ok(&cmd.r, r->width, r->height)) {
 		gpu_warn(gpu, "set_scanout: rectangle outside the resource", cmd.resource_id);
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
@@ -358,11 +365,9 @@ static uint32_t gpu_flush(struct virtio_gpu *gpu, struct gpu_req *q)
 {
 	struct virtio_gpu_resource_flush cmd;
 	GPU_CMD(q, cmd);
-	struct gpu_res *r = gpu_res_find(gpu, cmd.resource_id);
-	if (!r) {
-		gpu_warn(gpu, "flush: no such resource", cmd.resource_id);
+	struct gpu_res *r = gpu_res_named(gpu, cmd.resource_id, "flush");
+	if (!r)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
-	}
 	if (!gpu_rect_ok(&cmd.r, r->width, r->height)) {
 		gpu_warn(gpu, "flush: rectangle outside the resource", cmd.resource_id);
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_PARAMETER);
@@ -393,11 +398,9 @@ static uint32_t gpu_transfer(struct virtio_gpu *gpu, struct gpu_req *q)
 {
 	struct virtio_gpu_transfer_to_host_2d cmd;
 	GPU_CMD(q, cmd);
-	struct gpu_res *r = gpu_res_find(gpu, cmd.resource_id);
-	if (!r) {
-		gpu_warn(gpu, "transfer: no such resource", cmd.resource_id);
+	struct gpu_res *r = gpu_res_named(gpu, cmd.resource_id, "transfer");
+	if (!r)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
-	}
 	if (!r->backing) {
 		gpu_warn(gpu, "transfer: resource has no backing", cmd.resource_id);
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_UNSPEC);
@@ -430,11 +433,9 @@ static uint32_t gpu_attach(struct virtio_gpu *gpu, struct gpu_req *q)
 {
 	struct virtio_gpu_resource_attach_backing cmd;
 	GPU_CMD(q, cmd);
-	struct gpu_res *r = gpu_res_find(gpu, cmd.resource_id);
-	if (!r) {
-		gpu_warn(gpu, "attach: no such resource", cmd.resource_id);
+	struct gpu_res *r = gpu_res_named(gpu, cmd.resource_id, "attach");
+	if (!r)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
-	}
 	if (r->backing) {
 		gpu_warn(gpu, "attach: resource already has backing", cmd.resource_id);
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_UNSPEC);
@@ -489,11 +490,9 @@ static uint32_t gpu_detach(struct virtio_gpu *gpu, struct gpu_req *q)
 {
 	struct virtio_gpu_resource_detach_backing cmd;
 	GPU_CMD(q, cmd);
-	struct gpu_res *r = gpu_res_find(gpu, cmd.resource_id);
-	if (!r) {
-		gpu_warn(gpu, "detach: no such resource", cmd.resource_id);
+	struct gpu_res *r = gpu_res_named(gpu, cmd.resource_id, "detach");
+	if (!r)
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_INVALID_RESOURCE_ID);
-	}
 	if (!r->backing) {
 		gpu_warn(gpu, "detach: resource has no backing", cmd.resource_id);
 		return gpu_err(q, VIRTIO_GPU_RESP_ERR_UNSPEC);
